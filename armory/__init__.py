@@ -1,0 +1,1 @@
+"""Tool packs: MCP servers composed into agents' tools, gated by capability grants."""

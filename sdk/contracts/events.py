@@ -1,0 +1,506 @@
+"""Run events (seed 000 `run_event`): the append-only facts every projection is built from.
+
+An event is ``{event_id, type, run_id, at, seq, data}``; ``type`` selects the shape of ``data``.
+Worker events (``worker_*``) have no run: their ``run_id`` is null.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, TypeAdapter
+
+from fleetforge.contracts._base import Identifier, ProtocolModel, Timestamp
+from fleetforge.contracts.artifact import Artifact
+from fleetforge.contracts.envelope import AnyAgentRunEnvelope
+from fleetforge.contracts.protocol import (
+    FleetArtifactRef,
+    FleetReceipt,
+    FleetScore,
+    FleetTaskFailureKind,
+    FleetTaskSpec,
+    FleetWorkerSpec,
+    FleetWorkerStatus,
+)
+from fleetforge.contracts.spec import RunSpec
+
+Digest = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+
+
+# ── data shapes ──────────────────────────────────────────────────────────────────────────────
+
+
+class RunSubmittedData(ProtocolModel):
+    """A run was accepted."""
+
+    spec: RunSpec = Field(description="The validated spec.")
+    spec_digest: Digest = Field(description="Digest of the spec's canonical JSON.")
+    idempotency_key: str | None = Field(None, description="Key given at submit, if any.")
+
+
+class RunTransitionData(ProtocolModel):
+    """A run changed state by someone's hand or the scheduler's."""
+
+    by: str | None = Field(None, description="Who caused it (user, worker, `scheduler`).")
+    reason: str = Field("", description="Why, for people.")
+
+
+class RunPausedData(ProtocolModel):
+    """A run paused."""
+
+    reason: Literal["breakpoint", "manual", "approval"] = Field(description="Why it paused.")
+    step_id: Identifier | None = Field(None, description="Step it paused before, if any.")
+
+
+class RunCompletedData(ProtocolModel):
+    """Every required step completed."""
+
+    outputs: dict[str, Any] = Field(description="Outputs of completed steps, by step id.")
+
+
+class RunFailedData(ProtocolModel):
+    """A required step failed for good, or a budget was exceeded."""
+
+    reason: str = Field(description="Why the run failed.")
+    step_id: Identifier | None = Field(None, description="The step that failed it, if any.")
+    kind: FleetTaskFailureKind | None = Field(None, description="Failure kind, if any.")
+
+
+class StepData(ProtocolModel):
+    """Something happened to one step."""
+
+    step_id: Identifier = Field(description="The step.")
+
+
+class StepStartedData(ProtocolModel):
+    """A step's first task was leased."""
+
+    step_id: Identifier = Field(description="The step.")
+    task_id: Identifier = Field(description="The task that started.")
+    attempt: int = Field(ge=1, description="Attempt number.")
+
+
+class StepCompletedData(ProtocolModel):
+    """A step produced its accepted output."""
+
+    step_id: Identifier = Field(description="The step.")
+    output: Any = Field(description="The output (a list in item order for map steps).")
+
+
+class StepFailedData(ProtocolModel):
+    """A step failed for good (no attempts left, or a kind that is not retried)."""
+
+    step_id: Identifier = Field(description="The step.")
+    kind: FleetTaskFailureKind = Field(description="Failure kind.")
+    message: str = Field(description="What went wrong.")
+
+
+class StepSkippedData(ProtocolModel):
+    """A step will not run (an optional parent failed, or the run ended)."""
+
+    step_id: Identifier = Field(description="The step.")
+    reason: str = Field(description="Why it was skipped.")
+
+
+class StepApprovedData(ProtocolModel):
+    """A person approved a human step."""
+
+    step_id: Identifier = Field(description="The step.")
+    by: str | None = Field(None, description="Who approved.")
+    comment: str | None = Field(None, description="Their comment; becomes the step's output.")
+
+
+class TaskEnqueuedData(ProtocolModel):
+    """An attempt of a task entered the inbox."""
+
+    entry_id: Identifier = Field(description="Inbox entry of this attempt.")
+    attempt: int = Field(ge=1, description="Attempt number.")
+    available_at: Timestamp = Field(description="Not leased before this time.")
+    task: FleetTaskSpec = Field(description="The task.")
+
+
+class TaskLeasedData(ProtocolModel):
+    """A worker leased a task."""
+
+    task_id: Identifier = Field(description="The task.")
+    entry_id: Identifier = Field(description="Inbox entry leased.")
+    attempt: int = Field(ge=1, description="Attempt number.")
+    worker_id: Identifier = Field(description="The worker.")
+    fencing_token: int = Field(ge=1, description="New fencing token (monotonic per task).")
+    expires_at: Timestamp = Field(description="When the lease lapses without a heartbeat.")
+
+
+class TaskHeartbeatData(ProtocolModel):
+    """A worker extended its lease."""
+
+    task_id: Identifier = Field(description="The task.")
+    worker_id: Identifier = Field(description="The worker.")
+    fencing_token: int = Field(ge=1, description="The lease's fencing token.")
+    expires_at: Timestamp = Field(description="New expiry.")
+
+
+class TaskLeaseEndedData(ProtocolModel):
+    """A lease ended without a result: it expired, or the worker released it."""
+
+    task_id: Identifier = Field(description="The task.")
+    worker_id: Identifier = Field(description="The worker that held it.")
+    fencing_token: int = Field(ge=1, description="The lease's fencing token.")
+    reason: str = Field("", description="Why, for people.")
+
+
+class TaskFailedData(ProtocolModel):
+    """An attempt failed."""
+
+    task_id: Identifier = Field(description="The task.")
+    attempt: int = Field(ge=1, description="Attempt number.")
+    worker_id: Identifier | None = Field(None, description="The worker, if one held it.")
+    kind: FleetTaskFailureKind = Field(description="Failure kind.")
+    message: str = Field(description="What went wrong.")
+    retryable: bool = Field(description="Whether the retry policy allows another attempt.")
+
+
+class TaskRetryScheduledData(ProtocolModel):
+    """Another attempt will be enqueued after a backoff."""
+
+    task_id: Identifier = Field(description="The task.")
+    step_id: Identifier = Field(description="Its step.")
+    attempt: int = Field(ge=2, description="The coming attempt's number.")
+    backoff_s: float = Field(ge=0, description="Delay chosen, seconds (with jitter).")
+    available_at: Timestamp = Field(description="When the attempt becomes leasable.")
+
+
+class TaskEventData(ProtocolModel):
+    """An agent adapter reported an envelope."""
+
+    task_id: Identifier = Field(description="The task.")
+    envelope: AnyAgentRunEnvelope = Field(description="The adapter envelope.")
+
+
+class ReceiptPostedData(ProtocolModel):
+    """A worker posted a receipt."""
+
+    receipt: FleetReceipt = Field(description="The receipt as received.")
+
+
+class ReceiptVerdictData(ProtocolModel):
+    """The fleet accepted or rejected a receipt."""
+
+    receipt_id: Identifier = Field(description="The receipt.")
+    task_id: Identifier = Field(description="Its task.")
+    score: FleetScore = Field(description="The scorer's verdict.")
+    hash: Digest | None = Field(None, description="Chain hash of the receipt.")
+
+
+class BudgetExceededData(ProtocolModel):
+    """A task or run went over a budget."""
+
+    budget: Literal["tokens", "cost", "wall_time"] = Field(description="Which budget.")
+    limit: float = Field(description="The limit.")
+    used: float = Field(description="What was used.")
+    step_id: Identifier | None = Field(None, description="The step, if any.")
+    task_id: Identifier | None = Field(None, description="The task, if any.")
+
+
+class CheckpointSavedData(ProtocolModel):
+    """An agent saved a checkpoint."""
+
+    task_id: Identifier = Field(description="The task.")
+    checkpoint_id: str = Field(min_length=1, description="Framework checkpoint id.")
+    state_digest: Digest = Field(description="Digest of the state.")
+    artifact: FleetArtifactRef | None = Field(None, description="Stored state, if stored.")
+
+
+class ArtifactStoredData(ProtocolModel):
+    """A blob entered the content store."""
+
+    artifact: Artifact = Field(description="Its metadata.")
+
+
+class WorkerRegisteredData(ProtocolModel):
+    """A worker registered."""
+
+    worker: FleetWorkerSpec = Field(description="Its spec.")
+
+
+class WorkerHeartbeatData(ProtocolModel):
+    """A worker said it is alive."""
+
+    worker_id: Identifier = Field(description="The worker.")
+    status: FleetWorkerStatus = Field(description="Its status.")
+    task_ids: list[Identifier] = Field(default_factory=list, description="Tasks it holds.")
+
+
+class WorkerOfflineData(ProtocolModel):
+    """A worker stopped or was not heard from in time."""
+
+    worker_id: Identifier = Field(description="The worker.")
+    reason: str = Field("", description="Why, for people.")
+
+
+class ToolCalledData(ProtocolModel):
+    """A tool was called through the armory."""
+
+    tool: str = Field(description="Tool name.")
+    task_id: Identifier | None = Field(None, description="Task it was called for.")
+    worker_id: Identifier | None = Field(None, description="Worker that called it.")
+    arguments_digest: Digest = Field(description="Digest of the canonical JSON arguments.")
+    duration_ms: float = Field(ge=0, description="How long the call took.")
+    outcome: Literal["ok", "error"] = Field(description="Whether it succeeded.")
+    error: str | None = Field(None, description="Error message, if it failed.")
+
+
+class ToolRefusedData(ProtocolModel):
+    """A tool call was refused (outside the capability grant or the security policy)."""
+
+    tool: str = Field(description="Tool name.")
+    task_id: Identifier | None = Field(None, description="Task it was called for.")
+    worker_id: Identifier | None = Field(None, description="Worker that called it.")
+    reason: str = Field(description="Why it was refused.")
+
+
+# ── events ───────────────────────────────────────────────────────────────────────────────────
+
+
+class RunEvent(ProtocolModel):
+    """Fields every event carries; each subclass fixes ``type`` and the shape of ``data``."""
+
+    event_id: Identifier = Field(description="Unique id of the event.")
+    type: str = Field(description="Event type (snake_case noun_verb).")
+    run_id: Identifier | None = Field(description="Run the event belongs to; null for workers.")
+    at: Timestamp = Field(description="When it was recorded.")
+    seq: int | None = Field(
+        None, ge=1, description="Global sequence in the store (a per-store cursor), once stored."
+    )
+    data: Any = Field(description="Type-specific data.")
+
+
+# fmt: off
+class RunSubmitted(RunEvent):
+    """A run was accepted."""
+    type: Literal["run_submitted"] = Field("run_submitted", description="Event type.")
+    data: RunSubmittedData = Field(description="Event data.")
+class RunStarted(RunEvent):
+    """The run's first step became ready."""
+    type: Literal["run_started"] = Field("run_started", description="Event type.")
+    data: RunTransitionData = Field(default_factory=RunTransitionData, description="Event data.")
+class RunPaused(RunEvent):
+    """The run paused (breakpoint or by hand)."""
+    type: Literal["run_paused"] = Field("run_paused", description="Event type.")
+    data: RunPausedData = Field(description="Event data.")
+class RunResumed(RunEvent):
+    """A paused run was resumed."""
+    type: Literal["run_resumed"] = Field("run_resumed", description="Event type.")
+    data: RunTransitionData = Field(default_factory=RunTransitionData, description="Event data.")
+class RunCompleted(RunEvent):
+    """Every required step completed."""
+    type: Literal["run_completed"] = Field("run_completed", description="Event type.")
+    data: RunCompletedData = Field(description="Event data.")
+class RunFailed(RunEvent):
+    """The run failed."""
+    type: Literal["run_failed"] = Field("run_failed", description="Event type.")
+    data: RunFailedData = Field(description="Event data.")
+class RunCancelled(RunEvent):
+    """The run was cancelled."""
+    type: Literal["run_cancelled"] = Field("run_cancelled", description="Event type.")
+    data: RunTransitionData = Field(default_factory=RunTransitionData, description="Event data.")
+class StepReady(RunEvent):
+    """A step's dependencies completed."""
+    type: Literal["step_ready"] = Field("step_ready", description="Event type.")
+    data: StepData = Field(description="Event data.")
+class StepStarted(RunEvent):
+    """A step's first task was leased."""
+    type: Literal["step_started"] = Field("step_started", description="Event type.")
+    data: StepStartedData = Field(description="Event data.")
+class StepCompleted(RunEvent):
+    """A step completed."""
+    type: Literal["step_completed"] = Field("step_completed", description="Event type.")
+    data: StepCompletedData = Field(description="Event data.")
+class StepFailed(RunEvent):
+    """A step failed for good."""
+    type: Literal["step_failed"] = Field("step_failed", description="Event type.")
+    data: StepFailedData = Field(description="Event data.")
+class StepSkipped(RunEvent):
+    """A step will not run."""
+    type: Literal["step_skipped"] = Field("step_skipped", description="Event type.")
+    data: StepSkippedData = Field(description="Event data.")
+class StepApproved(RunEvent):
+    """A human step was approved."""
+    type: Literal["step_approved"] = Field("step_approved", description="Event type.")
+    data: StepApprovedData = Field(description="Event data.")
+class TaskEnqueued(RunEvent):
+    """A task attempt entered the inbox."""
+    type: Literal["task_enqueued"] = Field("task_enqueued", description="Event type.")
+    data: TaskEnqueuedData = Field(description="Event data.")
+class TaskLeased(RunEvent):
+    """A worker leased a task."""
+    type: Literal["task_leased"] = Field("task_leased", description="Event type.")
+    data: TaskLeasedData = Field(description="Event data.")
+class TaskHeartbeat(RunEvent):
+    """A worker extended its lease."""
+    type: Literal["task_heartbeat"] = Field("task_heartbeat", description="Event type.")
+    data: TaskHeartbeatData = Field(description="Event data.")
+class TaskLeaseExpired(RunEvent):
+    """A lease lapsed; the task went back to the inbox."""
+    type: Literal["task_lease_expired"] = Field("task_lease_expired", description="Event type.")
+    data: TaskLeaseEndedData = Field(description="Event data.")
+class TaskReleased(RunEvent):
+    """A worker gave a task back unfinished."""
+    type: Literal["task_released"] = Field("task_released", description="Event type.")
+    data: TaskLeaseEndedData = Field(description="Event data.")
+class TaskFailed(RunEvent):
+    """A task attempt failed."""
+    type: Literal["task_failed"] = Field("task_failed", description="Event type.")
+    data: TaskFailedData = Field(description="Event data.")
+class TaskRetryScheduled(RunEvent):
+    """Another attempt was scheduled."""
+    type: Literal["task_retry_scheduled"] = Field("task_retry_scheduled", description="Event type.")
+    data: TaskRetryScheduledData = Field(description="Event data.")
+class TaskEvent(RunEvent):
+    """An adapter envelope from the worker."""
+    type: Literal["task_event"] = Field("task_event", description="Event type.")
+    data: TaskEventData = Field(description="Event data.")
+class ReceiptPosted(RunEvent):
+    """A worker posted a receipt."""
+    type: Literal["receipt_posted"] = Field("receipt_posted", description="Event type.")
+    data: ReceiptPostedData = Field(description="Event data.")
+class ReceiptAccepted(RunEvent):
+    """A receipt passed its scorer."""
+    type: Literal["receipt_accepted"] = Field("receipt_accepted", description="Event type.")
+    data: ReceiptVerdictData = Field(description="Event data.")
+class ReceiptRejected(RunEvent):
+    """A receipt failed its scorer."""
+    type: Literal["receipt_rejected"] = Field("receipt_rejected", description="Event type.")
+    data: ReceiptVerdictData = Field(description="Event data.")
+class BudgetExceeded(RunEvent):
+    """A budget was exceeded."""
+    type: Literal["budget_exceeded"] = Field("budget_exceeded", description="Event type.")
+    data: BudgetExceededData = Field(description="Event data.")
+class BreakpointHit(RunEvent):
+    """The run reached a breakpoint."""
+    type: Literal["breakpoint_hit"] = Field("breakpoint_hit", description="Event type.")
+    data: StepData = Field(description="Event data.")
+class CheckpointSaved(RunEvent):
+    """An agent saved a checkpoint."""
+    type: Literal["checkpoint_saved"] = Field("checkpoint_saved", description="Event type.")
+    data: CheckpointSavedData = Field(description="Event data.")
+class ArtifactStored(RunEvent):
+    """A blob was stored."""
+    type: Literal["artifact_stored"] = Field("artifact_stored", description="Event type.")
+    data: ArtifactStoredData = Field(description="Event data.")
+class WorkerRegistered(RunEvent):
+    """A worker registered."""
+    type: Literal["worker_registered"] = Field("worker_registered", description="Event type.")
+    data: WorkerRegisteredData = Field(description="Event data.")
+class WorkerHeartbeat(RunEvent):
+    """A worker said it is alive."""
+    type: Literal["worker_heartbeat"] = Field("worker_heartbeat", description="Event type.")
+    data: WorkerHeartbeatData = Field(description="Event data.")
+class WorkerOffline(RunEvent):
+    """A worker went offline."""
+    type: Literal["worker_offline"] = Field("worker_offline", description="Event type.")
+    data: WorkerOfflineData = Field(description="Event data.")
+class ToolCalled(RunEvent):
+    """A tool was called."""
+    type: Literal["tool_called"] = Field("tool_called", description="Event type.")
+    data: ToolCalledData = Field(description="Event data.")
+class ToolRefused(RunEvent):
+    """A tool call was refused."""
+    type: Literal["tool_refused"] = Field("tool_refused", description="Event type.")
+    data: ToolRefusedData = Field(description="Event data.")
+# fmt: on
+
+AnyRunEvent = Annotated[
+    RunSubmitted
+    | RunStarted
+    | RunPaused
+    | RunResumed
+    | RunCompleted
+    | RunFailed
+    | RunCancelled
+    | StepReady
+    | StepStarted
+    | StepCompleted
+    | StepFailed
+    | StepSkipped
+    | StepApproved
+    | TaskEnqueued
+    | TaskLeased
+    | TaskHeartbeat
+    | TaskLeaseExpired
+    | TaskReleased
+    | TaskFailed
+    | TaskRetryScheduled
+    | TaskEvent
+    | ReceiptPosted
+    | ReceiptAccepted
+    | ReceiptRejected
+    | BudgetExceeded
+    | BreakpointHit
+    | CheckpointSaved
+    | ArtifactStored
+    | WorkerRegistered
+    | WorkerHeartbeat
+    | WorkerOffline
+    | ToolCalled
+    | ToolRefused,
+    Field(discriminator="type"),
+]
+"""Any run event, selected by `type`."""
+
+
+@cache
+def _adapter() -> TypeAdapter[AnyRunEvent]:
+    return TypeAdapter(AnyRunEvent)
+
+
+EVENT_TYPES: dict[str, type[RunEvent]] = {
+    cls.model_fields["type"].default: cls for cls in RunEvent.__subclasses__()
+}
+"""Every event type name → its model class."""
+
+
+def parse_event(data: Any) -> RunEvent:
+    """Build the event model for a JSON object (pydantic path; raises pydantic's error)."""
+    return _adapter().validate_python(data)
+
+
+__all__ = [
+    "EVENT_TYPES",
+    "AnyRunEvent",
+    "ArtifactStored",
+    "BreakpointHit",
+    "BudgetExceeded",
+    "CheckpointSaved",
+    "ReceiptAccepted",
+    "ReceiptPosted",
+    "ReceiptRejected",
+    "RunCancelled",
+    "RunCompleted",
+    "RunEvent",
+    "RunFailed",
+    "RunPaused",
+    "RunResumed",
+    "RunStarted",
+    "RunSubmitted",
+    "StepApproved",
+    "StepCompleted",
+    "StepFailed",
+    "StepReady",
+    "StepSkipped",
+    "StepStarted",
+    "TaskEnqueued",
+    "TaskEvent",
+    "TaskFailed",
+    "TaskHeartbeat",
+    "TaskLeaseExpired",
+    "TaskLeased",
+    "TaskReleased",
+    "TaskRetryScheduled",
+    "ToolCalled",
+    "ToolRefused",
+    "WorkerHeartbeat",
+    "WorkerOffline",
+    "WorkerRegistered",
+    "parse_event",
+]

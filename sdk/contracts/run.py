@@ -1,0 +1,89 @@
+"""The serialized run record (seed 000 `run`): a run handle plus its spec and step states."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import Field
+
+from fleetforge.contracts._base import Identifier, ProtocolModel, Timestamp
+from fleetforge.contracts.protocol import FleetRun, FleetTaskFailureKind
+from fleetforge.contracts.spec import RunSpec
+
+__all__ = ["Run", "StepRecord", "StepStatus"]
+
+
+class StepStatus(StrEnum):
+    """Where one step of a run stands."""
+
+    PENDING = "pending"
+    READY = "ready"
+    RUNNING = "running"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+class StepRecord(ProtocolModel):
+    """The state of one step of a run."""
+
+    step_id: Identifier = Field(description="Step id from the spec.")
+    type: Literal["agent", "tool", "llm", "human", "map"] = Field(description="Step type.")
+    status: StepStatus = Field(description="Where the step stands.")
+    attempt: int = Field(0, ge=0, description="Attempts made so far.")
+    task_ids: list[Identifier] = Field(
+        default_factory=list, description="Tasks of the step (one, or one per map item)."
+    )
+    output: Any = Field(None, description="The accepted output, once completed.")
+    failure_kind: FleetTaskFailureKind | None = Field(None, description="Why it failed, if so.")
+    error: str | None = Field(None, description="Failure message, if it failed.")
+    started_at: Timestamp | None = Field(None, description="When its first task started.")
+    finished_at: Timestamp | None = Field(None, description="When it reached a final status.")
+
+
+class Run(FleetRun):
+    """A run as stored and served: the handle, the spec, each step's state and the outputs."""
+
+    spec: RunSpec = Field(description="The submitted spec, as validated.")
+    steps: list[StepRecord] = Field(default_factory=list, description="State of every step.")
+    outputs: dict[str, Any] = Field(
+        default_factory=dict, description="Outputs of completed steps, by step id."
+    )
+    error: str | None = Field(None, description="Why the run failed, if it did.")
+    idempotency_key: str | None = Field(None, description="Key given at submit, if any.")
+    started_at: Timestamp | None = Field(None, description="When the first step started.")
+    finished_at: Timestamp | None = Field(None, description="When the run reached a final status.")
+
+    model_config = FleetRun.model_config | {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "run_id": "run_01JD3Z6Q",
+                    "name": "tiny",
+                    "status": "completed",
+                    "seed": 7,
+                    "created_at": "2026-11-22T10:00:00Z",
+                    "updated_at": "2026-11-22T10:00:09Z",
+                    "spec": {
+                        "name": "tiny",
+                        "seed": 7,
+                        "steps": [{"id": "hello", "type": "tool", "tool": "echo"}],
+                    },
+                    "steps": [
+                        {
+                            "step_id": "hello",
+                            "type": "tool",
+                            "status": "completed",
+                            "attempt": 1,
+                            "task_ids": ["tsk_01JD3Z6Q_hello"],
+                            "output": "hi",
+                        }
+                    ],
+                    "outputs": {"hello": "hi"},
+                }
+            ]
+        }
+    }
