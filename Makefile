@@ -54,7 +54,7 @@ lock: $(BIN)/python
 	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv
 	.lockvenv/bin/python -m pip install --quiet --upgrade "pip>=25.1"
 	.lockvenv/bin/python -m pip install --quiet --group dev ".[all]"
-	.lockvenv/bin/python -m pip freeze --exclude fleetforge > requirements-dev.lock
+	.lockvenv/bin/python -m pip freeze --all --exclude pip --exclude fleetforge > requirements-dev.lock
 	rm -rf .lockvenv
 
 clean:
