@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from fleetforge.contracts._base import Identifier, Labels, ProtocolModel, Timestamp
+from fleetforge.contracts._base import Digest, Identifier, Labels, ProtocolModel, Timestamp
 from fleetforge.contracts.protocol import FleetArtifactKind
 
 __all__ = ["Artifact", "artifact_path"]
@@ -23,9 +23,7 @@ def artifact_path(digest: str) -> str:
 class Artifact(ProtocolModel):
     """Metadata of one content-addressed blob."""
 
-    digest: Annotated[str, Field(pattern=rf"^sha256:{_HEX}$")] = Field(
-        description="`sha256:` followed by the 64-hex digest of the content."
-    )
+    digest: Digest = Field(description="`sha256:` followed by the 64-hex digest of the content.")
     size_bytes: int = Field(ge=0, description="Size of the content in bytes.")
     media_type: str = Field(min_length=1, description="IANA media type of the content.")
     kind: FleetArtifactKind = Field(FleetArtifactKind.FILE, description="What it holds.")

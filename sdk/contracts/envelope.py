@@ -13,6 +13,7 @@ from pydantic import Field, TypeAdapter
 
 from fleetforge.contracts._base import (
     FLEET_PROTOCOL_VERSION,
+    Digest,
     Identifier,
     JsonObject,
     ProtocolModel,
@@ -102,9 +103,7 @@ class CheckpointEnvelope(AgentRunEnvelope):
 
     kind: Literal["checkpoint"] = Field("checkpoint", description="Envelope kind.")
     checkpoint_id: str = Field(min_length=1, description="Framework checkpoint id.")
-    state_digest: str = Field(
-        pattern=r"^sha256:[0-9a-f]{64}$", description="Digest of the serialized state."
-    )
+    state_digest: Digest = Field(description="Digest of the serialized state.")
     artifact: FleetArtifactRef | None = Field(
         None, description="Where the state is stored, when it is not inline."
     )

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter
 
-from fleetforge.contracts._base import Identifier, ProtocolModel, Timestamp
+from fleetforge.contracts._base import Digest, Identifier, ProtocolModel, Timestamp
 from fleetforge.contracts.artifact import Artifact
 from fleetforge.contracts.envelope import AnyAgentRunEnvelope
 from fleetforge.contracts.protocol import (
@@ -24,9 +24,6 @@ from fleetforge.contracts.protocol import (
     FleetWorkerStatus,
 )
 from fleetforge.contracts.spec import RunSpec
-
-Digest = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
-
 
 # ── data shapes ──────────────────────────────────────────────────────────────────────────────
 

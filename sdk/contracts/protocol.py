@@ -15,6 +15,8 @@ from pydantic import Field, SecretStr, model_validator
 
 from fleetforge.contracts._base import (
     FLEET_PROTOCOL_VERSION,
+    SECRET_REF_PATTERN,
+    Digest,
     Identifier,
     JsonObject,
     Labels,
@@ -61,7 +63,6 @@ __all__ = [
     "TraceContext",
 ]
 
-Digest = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
 ToolPattern = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.*?:-]+$")]
 
 
@@ -194,7 +195,7 @@ class FleetSecretRef(ProtocolModel):
             "Where the secret lives: `env://NAME` (environment variable), `file://PATH` "
             "(file contents, trailing newline stripped) or `vault://PATH#KEY` (reserved)."
         ),
-        pattern=r"^(env://[A-Za-z_][A-Za-z0-9_]*|file://.+|vault://[^#]+#.+)$",
+        pattern=SECRET_REF_PATTERN,
     )
 
     model_config = ProtocolModel.model_config | {
@@ -962,12 +963,8 @@ class FleetReceipt(ProtocolModel):
     )
     score: FleetScore | None = Field(None, description="The scorer's verdict, set by the fleet.")
     posted_at: Timestamp | None = Field(None, description="When the fleet received it.")
-    prev_hash: str | None = Field(
-        None, pattern=r"^sha256:[0-9a-f]{64}$", description="Hash of the run's previous receipt."
-    )
-    hash: str | None = Field(
-        None, pattern=r"^sha256:[0-9a-f]{64}$", description="Hash over this receipt and prev_hash."
-    )
+    prev_hash: Digest | None = Field(None, description="Hash of the run's previous receipt.")
+    hash: Digest | None = Field(None, description="Hash over this receipt and prev_hash.")
 
     model_config = ProtocolModel.model_config | {
         "json_schema_extra": {

@@ -12,7 +12,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
-from fleetforge.contracts._base import SCHEMA_BASE_URI, ContractModel, Labels
+from fleetforge.contracts._base import (
+    JSON_REF_PATTERN,
+    REF_PATTERN,
+    SCHEMA_BASE_URI,
+    STEP_ID_PATTERN,
+    ContractModel,
+    Labels,
+)
 from fleetforge.contracts.protocol import (
     FleetAlertPolicy,
     FleetRetryPolicy,
@@ -41,17 +48,10 @@ __all__ = [
     "ToolStepTemplate",
 ]
 
-StepId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")]
+StepId = Annotated[str, Field(min_length=1, max_length=64, pattern=STEP_ID_PATTERN)]
 """A step id: a letter, then letters, digits, `_` or `-` (so it fits in `steps.ID.output`)."""
 
-REF_PATTERN = (
-    r"^(inputs\.(?P<input>[A-Za-z0-9_-]+)|steps\.(?P<step>[A-Za-z][A-Za-z0-9_-]*)\.output)"
-    r"(?P<pointer>#(/([^~/]|~[01])*)*)?$"
-)
-"""`inputs.NAME` or `steps.ID.output`, then optionally `#` and a JSON pointer."""
 _REF_RE = re.compile(REF_PATTERN)
-_JSON_REF_PATTERN = REF_PATTERN.replace("?P<input>", "").replace("?P<step>", "")
-_JSON_REF_PATTERN = _JSON_REF_PATTERN.replace("?P<pointer>", "")
 
 
 class InputRef(ContractModel):
@@ -59,7 +59,7 @@ class InputRef(ContractModel):
 
     from_: str = Field(
         alias="from",
-        pattern=_JSON_REF_PATTERN,
+        pattern=JSON_REF_PATTERN,
         description=(
             "`inputs.NAME` or `steps.ID.output`, optionally followed by `#` and a JSON pointer, "
             "e.g. `steps.plan.output#/outline`."
