@@ -1,0 +1,5 @@
+"""``python -m fleetforge`` runs the CLI."""
+
+from fleetforge.cli import main
+
+main()

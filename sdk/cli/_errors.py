@@ -1,0 +1,56 @@
+"""The CLI's one mapping from exceptions to messages and exit codes (see errors.py's tree)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fleetforge.errors import FleetForgeError, InternalError
+
+__all__ = ["problem_table", "reporting"]
+
+log = logging.getLogger("fleetforge.cli")
+
+
+def problem_table(error: FleetForgeError) -> Table:
+    """A two-column table (pointer, problem) of an error's details."""
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    table.add_column("Pointer", style="cyan", no_wrap=True)
+    table.add_column("Problem")
+    for detail in error.details:
+        table.add_row(detail.pointer or "/", detail.message)
+    return table
+
+
+@contextmanager
+def reporting(out: Console, err: Console, *, as_json: bool = False) -> Iterator[None]:
+    """Turn a FleetForgeError into output plus its exit code; anything else into exit 5."""
+    try:
+        yield
+    except FleetForgeError as exc:
+        _report(exc, out, err, as_json)
+        raise typer.Exit(exc.exit_code) from exc
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        error_id = uuid.uuid4().hex[:12]
+        log.exception("internal error %s", error_id)
+        internal = InternalError(f"internal error (id {error_id}): {type(exc).__name__}")
+        _report(internal, out, err, as_json)
+        raise typer.Exit(internal.exit_code) from exc
+
+
+def _report(exc: FleetForgeError, out: Console, err: Console, as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps(exc.to_dict()))
+        return
+    err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+    if exc.details:
+        err.print(problem_table(exc))
