@@ -62,7 +62,8 @@ def test_every_protocol_model_is_documented_with_its_fields(model: type[BaseMode
 
 
 ENUMS = [
-    v for v in vars(protocol).values()
+    v
+    for v in vars(protocol).values()
     if isinstance(v, type) and issubclass(v, StrEnum) and v is not StrEnum
 ]
 
