@@ -37,6 +37,14 @@ def test_validate_hello_fleet_with_tree() -> None:
     assert "write (see above)" in result.stdout  # write has two parents
 
 
+def test_piped_output_is_not_wrapped(tmp_path: Path) -> None:
+    deep = tmp_path.joinpath(*["a-rather-long-directory-name"] * 4)
+    deep.mkdir(parents=True)
+    (deep / "spec.json").write_text(HELLO.read_text())
+    result = runner.invoke(app, ["validate", str(deep / "spec.json")])
+    assert result.stdout.splitlines()[0].endswith("(run_spec: 4 steps, seed 42)")
+
+
 def test_invalid_spec_exits_1_with_a_pointer_table(tmp_path: Path) -> None:
     document = {"name": "x", "seed": 0, "steps": [{"id": "a", "type": "tool", "tool": "t"}]}
     result = runner.invoke(app, ["validate", write(tmp_path, document)])
