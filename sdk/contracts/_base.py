@@ -93,10 +93,4 @@ class ProtocolModel(BaseModel):
 class ContractModel(BaseModel):
     """Base of user-authored documents (run specs): unknown fields are errors, to catch typos."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        validate_by_name=True,
-        validate_by_alias=True,
-        serialize_by_alias=True,
-        defer_build=True,
-    )
+    model_config = ProtocolModel.model_config | ConfigDict(extra="forbid")
