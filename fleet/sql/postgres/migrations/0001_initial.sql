@@ -1,0 +1,77 @@
+-- 0001: the event log (append-only, enforced by a trigger) and the runs, steps and artifacts
+-- projections. Every row of a run carries run_id and its keys include it (DESIGN "Keys"), so
+-- the tables can later be distributed by run_id; seq is a per-store cursor, not an identity.
+
+CREATE TABLE events (
+    seq bigint GENERATED ALWAYS AS IDENTITY,
+    run_id text NOT NULL,  -- '' for events that belong to no run (worker events)
+    event_id text NOT NULL,
+    type text NOT NULL,
+    at timestamptz NOT NULL,
+    data jsonb NOT NULL,
+    PRIMARY KEY (run_id, seq),
+    UNIQUE (run_id, event_id)
+);
+CREATE INDEX events_by_seq ON events (seq);
+CREATE INDEX events_by_type ON events (type, seq);
+CREATE INDEX events_by_time ON events (at);
+
+CREATE FUNCTION fleetforge_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'events are append-only: % refused', TG_OP;
+END
+$$;
+
+CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON events
+    FOR EACH ROW EXECUTE FUNCTION fleetforge_refuse_change();
+CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events
+    FOR EACH STATEMENT EXECUTE FUNCTION fleetforge_refuse_change();
+
+CREATE TABLE runs (
+    run_id text PRIMARY KEY,
+    name text NOT NULL,
+    status text NOT NULL,
+    seed bigint NOT NULL,
+    labels jsonb NOT NULL,
+    spec jsonb NOT NULL,
+    outputs jsonb NOT NULL,
+    error text,
+    idempotency_key text,
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL,
+    started_at timestamptz,
+    finished_at timestamptz
+);
+CREATE INDEX runs_by_status ON runs (status, created_at);
+CREATE INDEX runs_by_idempotency_key ON runs (idempotency_key);
+
+CREATE TABLE steps (
+    run_id text NOT NULL,
+    step_id text NOT NULL,
+    position integer NOT NULL,
+    type text NOT NULL,
+    status text NOT NULL,
+    attempt integer NOT NULL,
+    task_ids jsonb NOT NULL,
+    output jsonb,
+    failure_kind text,
+    error text,
+    started_at timestamptz,
+    finished_at timestamptz,
+    PRIMARY KEY (run_id, step_id)
+);
+
+-- Content-addressed: one row per digest, whichever run stored it first.
+CREATE TABLE artifacts (
+    digest text PRIMARY KEY,
+    size_bytes bigint NOT NULL,
+    media_type text NOT NULL,
+    kind text NOT NULL,
+    name text,
+    path text NOT NULL,
+    created_at timestamptz NOT NULL,
+    run_id text,
+    step_id text,
+    task_id text,
+    labels jsonb NOT NULL
+);

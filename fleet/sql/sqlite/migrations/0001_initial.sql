@@ -1,0 +1,75 @@
+-- 0001: the event log (append-only, enforced by triggers) and the runs, steps and artifacts
+-- projections. Every row of a run carries run_id and its keys include it (DESIGN "Keys").
+-- Timestamps are RFC 3339 text in UTC with microseconds, so they sort as text.
+
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,  -- '' for events that belong to no run (worker events)
+    event_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    at TEXT NOT NULL,
+    data TEXT NOT NULL,
+    UNIQUE (run_id, event_id)
+);
+CREATE INDEX events_by_run ON events (run_id, seq);
+CREATE INDEX events_by_type ON events (type, seq);
+CREATE INDEX events_by_time ON events (at);
+
+CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+BEGIN
+    SELECT RAISE(ABORT, 'events are append-only: UPDATE refused');
+END;
+
+CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+BEGIN
+    SELECT RAISE(ABORT, 'events are append-only: DELETE refused');
+END;
+
+CREATE TABLE runs (
+    run_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    labels TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    outputs TEXT NOT NULL,
+    error TEXT,
+    idempotency_key TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT
+);
+CREATE INDEX runs_by_status ON runs (status, created_at);
+CREATE INDEX runs_by_idempotency_key ON runs (idempotency_key);
+
+CREATE TABLE steps (
+    run_id TEXT NOT NULL,
+    step_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    task_ids TEXT NOT NULL,
+    output TEXT,
+    failure_kind TEXT,
+    error TEXT,
+    started_at TEXT,
+    finished_at TEXT,
+    PRIMARY KEY (run_id, step_id)
+);
+
+-- Content-addressed: one row per digest, whichever run stored it first.
+CREATE TABLE artifacts (
+    digest TEXT PRIMARY KEY,
+    size_bytes INTEGER NOT NULL,
+    media_type TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT,
+    path TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    run_id TEXT,
+    step_id TEXT,
+    task_id TEXT,
+    labels TEXT NOT NULL
+);
