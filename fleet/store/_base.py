@@ -1,0 +1,132 @@
+"""The small contract a database backend fulfils, and the row type events travel in.
+
+A backend gives transactions (:class:`Tx`) and knows its own few dialect differences; everything
+else — appending, projecting, querying, following, replaying — is written once, in
+:mod:`fleetforge.fleet.store._store`, and so behaves the same on every backend.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+
+__all__ = ["Backend", "EventRow", "Tx", "canonical_json", "chunks", "iso"]
+
+T = TypeVar("T")
+
+
+def canonical_json(value: Any) -> str:
+    """Deterministic JSON text: sorted keys, no spaces (projections must replay byte-equal)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def iso(value: datetime | str) -> str:
+    """RFC 3339 in UTC with microseconds and ``Z``: one fixed width, so text order = time order."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(slots=True)
+class EventRow:
+    """An event as stored: what projections receive and what export writes."""
+
+    seq: int
+    event_id: str
+    run_id: str | None
+    type: str
+    at: str
+    data: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        """The event in its ``run_event`` JSON form."""
+        return {
+            "event_id": self.event_id,
+            "type": self.type,
+            "run_id": self.run_id,
+            "at": self.at,
+            "seq": self.seq,
+            "data": self.data,
+        }
+
+
+class Tx(Protocol):
+    """One open transaction. SQL is written with ``:name`` parameters on every backend."""
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None: ...
+
+    def fetchone(
+        self, sql: str, params: Mapping[str, Any] | None = None
+    ) -> tuple[Any, ...] | None: ...
+
+    def fetchall(
+        self, sql: str, params: Mapping[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]: ...
+
+    def columns(self, sql: str) -> list[str]:
+        """The column names a query returns."""
+        ...
+
+    def load_json(self, value: Any) -> Any:
+        """Decode a JSON column as read from this backend."""
+        ...
+
+
+class Backend(Protocol):
+    """What :class:`~fleetforge.fleet.store.EventStore` needs from a database."""
+
+    name: str
+    """``sqlite`` or ``postgres`` (the folder of its SQL files)."""
+
+    url: str
+    """The store URL, with any password masked."""
+
+    def write(self) -> AbstractContextManager[Tx]:
+        """A write transaction; on PostgreSQL it also serializes appends (see postgres.py)."""
+        ...
+
+    def read(self) -> AbstractContextManager[Tx]:
+        """A read-only transaction (one consistent snapshot)."""
+        ...
+
+    def insert_events(self, tx: Tx, rows: Sequence[EventRow]) -> None:
+        """Insert rows in order and set each row's ``seq``."""
+        ...
+
+    def decode_row(self, row: tuple[Any, ...]) -> EventRow:
+        """Build an EventRow from ``seq, event_id, run_id, type, at, data`` as selected."""
+        ...
+
+    def in_list(self, column: str, values: Sequence[str], params: dict[str, Any]) -> str:
+        """A ``column IN (...)`` condition for this backend, adding its parameters."""
+        ...
+
+    def wait_for_events(self, timeout: float) -> None:
+        """Block until new events may have committed, or ``timeout`` seconds pass."""
+        ...
+
+    def scratch(self) -> AbstractContextManager[Backend]:
+        """A migrated, empty backend of the same kind, removed on exit (for replay --verify)."""
+        ...
+
+    def schema_version(self) -> int:
+        """The newest migration applied."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def chunks(rows: Iterator[T], size: int) -> Iterator[list[T]]:
+    """Group an iterator into lists of at most ``size``."""
+    batch: list[T] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

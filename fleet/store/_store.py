@@ -1,0 +1,273 @@
+"""The event store: an append-only log with projections, written once for every backend."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from fleetforge.contracts.events import RunEvent, parse_event
+from fleetforge.errors import UsageError
+from fleetforge.fleet.projections import DEFAULT_PROJECTIONS, Projection
+from fleetforge.fleet.store._base import Backend, EventRow, Tx, iso
+
+__all__ = ["EventStore", "StoreInfo"]
+
+_COLUMNS = "seq, event_id, run_id, type, at, data"
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    """What ``fleetforge db info`` shows."""
+
+    url: str
+    backend: str
+    schema_version: int
+    events: int
+    latest_seq: int
+    rows: dict[str, int]
+
+
+class EventStore:
+    """Append-only events plus the projections that they update in the same transaction.
+
+    Open one with :func:`fleetforge.fleet.store.open_store`. Thread-safe; use it as a context
+    manager or call :meth:`close`.
+    """
+
+    def __init__(self, backend: Backend, projections: Sequence[Projection] | None = None) -> None:
+        self.backend = backend
+        self.projections: tuple[Projection, ...] = tuple(
+            DEFAULT_PROJECTIONS if projections is None else projections
+        )
+        self._by_type: dict[str, list[Projection]] = {}
+        for projection in self.projections:
+            for event_type in projection.handles:
+                self._by_type.setdefault(event_type, []).append(projection)
+
+    # ── lifecycle ────────────────────────────────────────────────────────────────────────────
+
+    @property
+    def url(self) -> str:
+        return self.backend.url
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"EventStore({self.url!r})"
+
+    # ── writing ──────────────────────────────────────────────────────────────────────────────
+
+    def append(self, events: RunEvent | Sequence[RunEvent]) -> list[RunEvent]:
+        """Append one event or a batch atomically; return them with their ``seq``.
+
+        Events built by the engine are pydantic models and are not re-validated (DESIGN
+        "Validation"); :meth:`append_json` takes events from outside and validates them.
+        """
+        batch = [events] if isinstance(events, RunEvent) else list(events)
+        rows = [_row(event) for event in batch]
+        self.append_rows(rows)
+        return [e.model_copy(update={"seq": r.seq}) for e, r in zip(batch, rows, strict=True)]
+
+    def append_json(self, events: Iterable[dict[str, Any]]) -> int:
+        """Validate JSON events against ``run_event`` and append them in one transaction."""
+        from fleetforge import schemas
+
+        rows = []
+        for event in events:
+            schemas.validate("run_event", event)
+            rows.append(_row(parse_event(event)))
+        self.append_rows(rows)
+        return len(rows)
+
+    def append_rows(self, rows: Sequence[EventRow]) -> None:
+        """Insert rows (their ``seq`` is set) and apply projections, in one transaction."""
+        if not rows:
+            return
+        with self.backend.write() as tx:
+            self.backend.insert_events(tx, rows)
+            for row in rows:
+                self._project(tx, row)
+
+    def _project(self, tx: Tx, row: EventRow) -> None:
+        for projection in self._by_type.get(row.type, ()):
+            projection.apply(tx, row)
+
+    # ── reading ──────────────────────────────────────────────────────────────────────────────
+
+    def query(
+        self,
+        *,
+        run_id: str | None = None,
+        types: Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: int = 0,
+        limit: int = 1000,
+    ) -> list[RunEvent]:
+        """Events in ``seq`` order: of one run, of some types, from ``since`` (inclusive) to
+        ``until`` (exclusive), after the cursor ``after``, at most ``limit``."""
+        rows = self.query_rows(
+            run_id=run_id, types=types, since=since, until=until, after=after, limit=limit
+        )
+        return [parse_event(row.to_json()) for row in rows]
+
+    def query_rows(
+        self,
+        *,
+        run_id: str | None = None,
+        types: Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: int = 0,
+        limit: int = 1000,
+    ) -> list[EventRow]:
+        """Like :meth:`query`, without building models (for export, replay and followers)."""
+        if limit < 1:
+            raise UsageError(f"limit must be at least 1, got {limit}")
+        params: dict[str, Any] = {"after": after, "limit": limit}
+        where = ["seq > :after"]
+        if run_id is not None:
+            where.append("run_id = :run_id")
+            params["run_id"] = run_id
+        if types:
+            where.append(self.backend.in_list("type", types, params))
+        if since is not None:
+            where.append("at >= :since")
+            params["since"] = iso(since)
+        if until is not None:
+            where.append("at < :until")
+            params["until"] = iso(until)
+        sql = f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY seq LIMIT :limit"
+        with self.backend.read() as tx:
+            return [self.backend.decode_row(r) for r in tx.fetchall(sql, params)]
+
+    def latest(self, *, run_id: str | None = None) -> RunEvent | None:
+        """The newest event (of one run), or None."""
+        where, params = ("WHERE run_id = :run_id", {"run_id": run_id}) if run_id else ("", {})
+        sql = f"SELECT {_COLUMNS} FROM events {where} ORDER BY seq DESC LIMIT 1"
+        with self.backend.read() as tx:
+            row = tx.fetchone(sql, params)
+        return None if row is None else parse_event(self.backend.decode_row(row).to_json())
+
+    def count(self, *, run_id: str | None = None, types: Sequence[str] | None = None) -> int:
+        """How many events (of one run, of some types)."""
+        params: dict[str, Any] = {}
+        where = ["1 = 1"]
+        if run_id is not None:
+            where.append("run_id = :run_id")
+            params["run_id"] = run_id
+        if types:
+            where.append(self.backend.in_list("type", types, params))
+        with self.backend.read() as tx:
+            row = tx.fetchone(f"SELECT COUNT(*) FROM events WHERE {' AND '.join(where)}", params)
+        return int(row[0]) if row else 0
+
+    def iter_rows(self, *, after: int = 0, batch: int = 5000) -> Iterator[EventRow]:
+        """Every event after ``after`` in ``seq`` order, read in batches."""
+        while True:
+            rows = self.query_rows(after=after, limit=batch)
+            yield from rows
+            if len(rows) < batch:
+                return
+            after = rows[-1].seq
+
+    def follow(
+        self,
+        *,
+        after: int = 0,
+        run_id: str | None = None,
+        types: Sequence[str] | None = None,
+        stop: threading.Event | None = None,
+        poll_interval: float = 0.5,
+        batch: int = 500,
+    ) -> Iterator[RunEvent]:
+        """Yield events after the cursor ``after`` as they commit, until ``stop`` is set.
+
+        Never misses an event: on SQLite writers are serialized, and on PostgreSQL appends take
+        a lock that makes commit order equal ``seq`` order, so no lower ``seq`` can commit after
+        a reader has seen a higher one. Between reads it waits for a notification (PostgreSQL
+        LISTEN) or polls (SQLite), at most ``poll_interval`` seconds.
+        """
+        stop = stop or threading.Event()
+        cursor = after
+        while not stop.is_set():
+            rows = self.query_rows(after=cursor, limit=batch)
+            for row in rows:
+                cursor = row.seq
+                if (run_id is None or row.run_id == run_id) and (not types or row.type in types):
+                    yield parse_event(row.to_json())
+            if len(rows) < batch:
+                self.backend.wait_for_events(poll_interval)
+
+    # ── projections ──────────────────────────────────────────────────────────────────────────
+
+    def table_rows(self, table: str) -> list[tuple[Any, ...]]:
+        """Every row of a projection table, in primary-key order."""
+        key = self._table_key(table)
+        with self.backend.read() as tx:
+            return tx.fetchall(f"SELECT * FROM {table} ORDER BY {', '.join(key)}")
+
+    def table_columns(self, table: str) -> list[str]:
+        """Column names of a projection table, in ``table_rows`` order."""
+        self._table_key(table)
+        with self.backend.read() as tx:
+            return tx.columns(f"SELECT * FROM {table} WHERE 1 = 0")
+
+    def _table_key(self, table: str) -> tuple[str, ...]:
+        for projection in self.projections:
+            if table in projection.tables:
+                return projection.tables[table]
+        raise UsageError(f"'{table}' is not a projection table")
+
+    def rebuild(self, *, batch: int = 5000) -> int:
+        """Rebuild every projection from the events alone, in one transaction; return the count."""
+        done = 0
+        with self.backend.write() as tx:
+            for projection in self.projections:
+                for table in projection.tables:
+                    tx.execute(f"DELETE FROM {table}")
+            after = 0
+            while True:
+                rows = [
+                    self.backend.decode_row(r)
+                    for r in tx.fetchall(
+                        f"SELECT {_COLUMNS} FROM events WHERE seq > :after ORDER BY seq "
+                        "LIMIT :limit",
+                        {"after": after, "limit": batch},
+                    )
+                ]
+                for row in rows:
+                    self._project(tx, row)
+                done += len(rows)
+                if len(rows) < batch:
+                    return done
+                after = rows[-1].seq
+
+    def info(self) -> StoreInfo:
+        """Store URL, schema version, event count and projection row counts."""
+        with self.backend.read() as tx:
+            row = tx.fetchone("SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM events")
+            counts = {
+                table: int((tx.fetchone(f"SELECT COUNT(*) FROM {table}") or (0,))[0])
+                for projection in self.projections
+                for table in projection.tables
+            }
+        events, latest = (int(row[0]), int(row[1])) if row else (0, 0)
+        return StoreInfo(
+            self.url, self.backend.name, self.backend.schema_version(), events, latest, counts
+        )
+
+
+def _row(event: RunEvent) -> EventRow:
+    data = event.model_dump(mode="json", include={"data"})["data"]
+    return EventRow(0, event.event_id, event.run_id, event.type, iso(event.at), data)

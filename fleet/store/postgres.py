@@ -1,0 +1,251 @@
+"""PostgreSQL backend (psycopg 3): for a fleet that outgrows one machine.
+
+Many servers and workers share one database. Two things make the log safe to follow:
+
+- **Commit order = sequence order.** A sequence hands out numbers at insert time, not commit
+  time, so two concurrent appends can commit out of order and a reader that has seen ``seq`` 8
+  could later find a newly committed 7. Every append therefore takes a transaction-scoped
+  advisory lock before it inserts: appends are serialized, so ``seq`` order is commit order and
+  "events after N" never skips one. (This is how eventsourcing and Marten keep global order.)
+- **Followers wake on NOTIFY.** Each append sends ``NOTIFY fleetforge_events`` (delivered at
+  commit); :meth:`PostgresBackend.wait_for_events` waits for it on a dedicated connection, so
+  followers need not poll fast.
+
+Driver errors become :class:`~fleetforge.errors.StoreError` (``ConflictError`` for unique
+violations) with the driver's exception chained.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from functools import cache
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from fleetforge.errors import ConflictError, StoreError, UsageError
+from fleetforge.fleet.store._base import EventRow, iso
+from fleetforge.fleet.store.migrations import check_version
+
+try:
+    import psycopg
+    from psycopg import sql as pgsql
+    from psycopg.types.json import Jsonb
+    from psycopg_pool import ConnectionPool
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        'the PostgreSQL store needs psycopg: pip install "fleetforge[postgres]"'
+    ) from exc
+
+__all__ = ["PostgresBackend"]
+
+_APPEND_LOCK = 0x466C_6565_7446_6F72  # "FleetFor": one advisory lock key for all appends
+_MIGRATE_LOCK = _APPEND_LOCK + 1
+_CHANNEL = "fleetforge_events"
+_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+@cache
+def _pg(sql: str) -> str:
+    """``:name`` parameters → psycopg's ``%(name)s``."""
+    return _PARAM.sub(r"%(\1)s", sql)
+
+
+class _PgTx:
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        self._conn.execute(_pg(sql), params or None)
+
+    def fetchone(self, sql: str, params: Mapping[str, Any] | None = None) -> tuple[Any, ...] | None:
+        row: tuple[Any, ...] | None = self._conn.execute(_pg(sql), params or None).fetchone()
+        return row
+
+    def fetchall(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        return self._conn.execute(_pg(sql), params or None).fetchall()
+
+    def columns(self, sql: str) -> list[str]:
+        cursor = self._conn.execute(_pg(sql))
+        return [d.name for d in cursor.description or ()]
+
+    def load_json(self, value: Any) -> Any:
+        return value  # jsonb arrives decoded
+
+    @property
+    def connection(self) -> psycopg.Connection[Any]:
+        return self._conn
+
+
+def _masked(dsn: str) -> str:
+    parts = urlsplit(dsn)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return dsn
+
+
+class PostgresBackend:
+    """PostgreSQL behind the :class:`~fleetforge.fleet.store._base.Backend` contract."""
+
+    name = "postgres"
+
+    def __init__(
+        self,
+        dsn: str,
+        options: Mapping[str, str] | None = None,
+        *,
+        schema: str | None = None,
+    ) -> None:
+        options = dict(options or {})
+        pool_size = int(options.pop("pool_size", "4"))
+        self.schema = options.pop("schema", schema)
+        # the rest are libpq parameters (sslmode, connect_timeout, host for a socket dir, ...)
+        self.dsn = dsn.split("?", 1)[0]
+        self.url = _masked(dsn)
+        kwargs: dict[str, Any] = dict(options)
+        if self.schema:
+            if not re.fullmatch(r"[a-z_][a-z0-9_]*", self.schema):
+                raise UsageError(f"schema name {self.schema!r}: use lowercase letters, digits, _")
+            kwargs["options"] = f"-c search_path={self.schema}"
+        self._kwargs = kwargs
+        self._listener: psycopg.Connection[Any] | None = None
+        self._listen_lock = threading.Lock()
+        try:
+            self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+                self.dsn,
+                kwargs=kwargs,
+                min_size=1,
+                max_size=max(pool_size, 1),
+                open=True,
+                name="fleetforge",
+            )
+            self._pool.wait(timeout=30)
+            self._migrate()
+        except psycopg.Error as exc:
+            self.close()
+            raise StoreError(f"cannot open PostgreSQL store {self.url}: {exc}") from exc
+        except Exception:
+            self.close()
+            raise
+
+    # ── transactions ─────────────────────────────────────────────────────────────────────────
+
+    @contextmanager
+    def write(self) -> Iterator[_PgTx]:
+        with _translated(self.url), self._pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_APPEND_LOCK,))
+            yield _PgTx(conn)
+            conn.execute(f"NOTIFY {_CHANNEL}")
+
+    @contextmanager
+    def read(self) -> Iterator[_PgTx]:
+        with _translated(self.url), self._pool.connection() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION READ ONLY")
+            yield _PgTx(conn)
+
+    # ── dialect ──────────────────────────────────────────────────────────────────────────────
+
+    def insert_events(self, tx: Any, rows: Sequence[EventRow]) -> None:
+        conn: psycopg.Connection[Any] = tx.connection
+        cursor = conn.execute(
+            "INSERT INTO events (run_id, event_id, type, at, data) "
+            "SELECT r, e, t, a, d FROM unnest("
+            "%(run_ids)s::text[], %(event_ids)s::text[], %(types)s::text[], "
+            "%(ats)s::timestamptz[], %(datas)s::jsonb[]) WITH ORDINALITY AS u(r, e, t, a, d, n) "
+            "ORDER BY n RETURNING seq",
+            {
+                "run_ids": [row.run_id or "" for row in rows],
+                "event_ids": [row.event_id for row in rows],
+                "types": [row.type for row in rows],
+                "ats": [row.at for row in rows],
+                "datas": [Jsonb(row.data) for row in rows],
+            },
+        )
+        seqs = [int(r[0]) for r in cursor.fetchall()]
+        if len(seqs) != len(rows) or seqs != sorted(seqs):
+            raise StoreError("PostgreSQL returned sequence numbers out of insert order")
+        for row, seq in zip(rows, seqs, strict=True):
+            row.seq = seq
+
+    def decode_row(self, row: tuple[Any, ...]) -> EventRow:
+        seq, event_id, run_id, type_, at, data = row
+        when = iso(at) if isinstance(at, datetime) else at
+        return EventRow(int(seq), event_id, run_id or None, type_, when, data)
+
+    def in_list(self, column: str, values: Sequence[str], params: dict[str, Any]) -> str:
+        params[f"{column}_list"] = list(values)
+        return f"{column} = ANY(:{column}_list)"
+
+    def wait_for_events(self, timeout: float) -> None:
+        with self._listen_lock:
+            if self._listener is None:
+                self._listener = psycopg.connect(self.dsn, autocommit=True, **self._kwargs)
+                self._listener.execute(f"LISTEN {_CHANNEL}")
+            try:
+                for _ in self._listener.notifies(timeout=timeout, stop_after=1):
+                    pass
+            except psycopg.Error as exc:
+                self._listener.close()
+                self._listener = None
+                raise StoreError(f"store {self.url}: lost the event notifications: {exc}") from exc
+
+    @contextmanager
+    def scratch(self) -> Iterator[PostgresBackend]:
+        schema = f"fleetforge_verify_{secrets.token_hex(4)}"
+        with self._pool.connection() as conn:
+            conn.execute(pgsql.SQL("CREATE SCHEMA {}").format(pgsql.Identifier(schema)))
+        backend = PostgresBackend(self.dsn, {"pool_size": "1"}, schema=schema)
+        try:
+            yield backend
+        finally:
+            backend.close()
+            with self._pool.connection() as conn:
+                conn.execute(pgsql.SQL("DROP SCHEMA {} CASCADE").format(pgsql.Identifier(schema)))
+
+    def schema_version(self) -> int:
+        with self.read() as tx:
+            row = tx.fetchone("SELECT COALESCE(MAX(version), 0) FROM fleetforge_migrations")
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.close()
+        with self._listen_lock:
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
+
+    # ── migrations ───────────────────────────────────────────────────────────────────────────
+
+    def _migrate(self) -> None:
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_LOCK,))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS fleetforge_migrations (version integer PRIMARY KEY, "
+                "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            row = conn.execute(
+                "SELECT COALESCE(MAX(version), 0) FROM fleetforge_migrations"
+            ).fetchone()
+            for migration in check_version(self.name, int(row[0]) if row else 0):
+                conn.execute(migration.sql)
+                conn.execute(
+                    "INSERT INTO fleetforge_migrations (version, name) VALUES (%s, %s)",
+                    (migration.version, migration.name),
+                )
+
+
+@contextmanager
+def _translated(url: str) -> Iterator[None]:
+    try:
+        yield
+    except psycopg.errors.UniqueViolation as exc:
+        raise ConflictError(f"store {url}: {exc.diag.message_primary or exc}") from exc
+    except psycopg.Error as exc:
+        raise StoreError(f"store {url}: {exc}") from exc

@@ -1,0 +1,210 @@
+"""SQLite backend: the embedded default (``sqlite:///path.db``) and the in-memory store
+(``sqlite://``) used by tests and ``fleetforge.testing``.
+
+One connection per store, guarded by a lock; WAL journal; ``BEGIN IMMEDIATE`` for writes, so
+writers are serialized and commit order equals ``seq`` order; a busy timeout so writers in other
+processes wait instead of failing. ``synchronous`` defaults to NORMAL (durable against a crashed
+process; the last transactions may be lost on power failure); ``?synchronous=full`` changes it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from fleetforge.errors import ConflictError, StoreError, UsageError
+from fleetforge.fleet.store._base import EventRow
+from fleetforge.fleet.store.migrations import check_version
+
+__all__ = ["SqliteBackend"]
+
+_SYNCHRONOUS = {"off", "normal", "full", "extra"}
+
+
+class _SqliteTx:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        self._conn.execute(sql, params or {})
+
+    def fetchone(self, sql: str, params: Mapping[str, Any] | None = None) -> tuple[Any, ...] | None:
+        row: tuple[Any, ...] | None = self._conn.execute(sql, params or {}).fetchone()
+        return row
+
+    def fetchall(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        return self._conn.execute(sql, params or {}).fetchall()
+
+    def columns(self, sql: str) -> list[str]:
+        return [d[0] for d in self._conn.execute(sql).description]
+
+    def load_json(self, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
+
+    def lastrowid(self, sql: str, params: Mapping[str, Any]) -> int:
+        cursor = self._conn.execute(sql, params)
+        return int(cursor.lastrowid or 0)
+
+
+class SqliteBackend:
+    """SQLite behind the :class:`~fleetforge.fleet.store._base.Backend` contract."""
+
+    name = "sqlite"
+
+    def __init__(self, path: str | None, options: Mapping[str, str] | None = None) -> None:
+        options = dict(options or {})
+        self.path = path
+        self.url = f"sqlite:///{path}" if path else "sqlite://"
+        self.synchronous = options.pop("synchronous", "normal").lower()
+        if self.synchronous not in _SYNCHRONOUS:
+            raise UsageError(f"synchronous must be one of {sorted(_SYNCHRONOUS)}")
+        busy_ms = int(options.pop("busy_timeout_ms", "30000"))
+        if options:
+            raise UsageError(f"unknown SQLite store options: {', '.join(sorted(options))}")
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        try:
+            self._conn = sqlite3.connect(
+                path or ":memory:",
+                isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+                check_same_thread=False,
+                timeout=busy_ms / 1000,
+            )
+            self._conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+            if path:
+                self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite store {self.url}: {exc}") from exc
+
+    # ── transactions ─────────────────────────────────────────────────────────────────────────
+
+    @contextmanager
+    def write(self) -> Iterator[_SqliteTx]:
+        with self._lock, _translated(self.url):
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SqliteTx(self._conn)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    @contextmanager
+    def read(self) -> Iterator[_SqliteTx]:
+        with self._lock, _translated(self.url):
+            self._conn.execute("BEGIN")
+            try:
+                yield _SqliteTx(self._conn)
+            finally:
+                self._conn.execute("COMMIT")
+
+    # ── dialect ──────────────────────────────────────────────────────────────────────────────
+
+    def insert_events(self, tx: Any, rows: Sequence[EventRow]) -> None:
+        sql = (
+            "INSERT INTO events (run_id, event_id, type, at, data) "
+            "VALUES (:run_id, :event_id, :type, :at, :data)"
+        )
+        for row in rows:
+            row.seq = tx.lastrowid(
+                sql,
+                {
+                    "run_id": row.run_id or "",
+                    "event_id": row.event_id,
+                    "type": row.type,
+                    "at": row.at,
+                    "data": json.dumps(row.data, separators=(",", ":"), ensure_ascii=False),
+                },
+            )
+
+    def decode_row(self, row: tuple[Any, ...]) -> EventRow:
+        seq, event_id, run_id, type_, at, data = row
+        return EventRow(seq, event_id, run_id or None, type_, at, json.loads(data))
+
+    def in_list(self, column: str, values: Sequence[str], params: dict[str, Any]) -> str:
+        names = []
+        for i, value in enumerate(values):
+            params[f"{column}_{i}"] = value
+            names.append(f":{column}_{i}")
+        return f"{column} IN ({', '.join(names)})"
+
+    def wait_for_events(self, timeout: float) -> None:
+        time.sleep(min(timeout, 0.05))
+
+    @contextmanager
+    def scratch(self) -> Iterator[SqliteBackend]:
+        backend = SqliteBackend(None)
+        try:
+            yield backend
+        finally:
+            backend.close()
+
+    def schema_version(self) -> int:
+        with self.read() as tx:
+            row = tx.fetchone("SELECT COALESCE(MAX(version), 0) FROM fleetforge_migrations")
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # ── migrations ───────────────────────────────────────────────────────────────────────────
+
+    def _migrate(self) -> None:
+        conn = self._conn
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS fleetforge_migrations ("
+            "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+        conn.execute("BEGIN IMMEDIATE")  # another process may be migrating: wait for it
+        try:
+            current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM fleetforge_migrations")
+            for migration in check_version(self.name, int(current.fetchone()[0])):
+                for statement in split_statements(migration.sql):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO fleetforge_migrations "
+                    "VALUES (?, ?, strftime('%Y-%m-%dT%H:%M:%fZ'))",
+                    (migration.version, migration.name),
+                )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+def split_statements(script: str) -> list[str]:
+    """Split an SQL script into statements (triggers keep their inner semicolons)."""
+    statements, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip() and not all(
+        ln.strip().startswith("--") or not ln.strip() for ln in buffer.splitlines()
+    ):
+        statements.append(buffer.strip())
+    return statements
+
+
+@contextmanager
+def _translated(url: str) -> Iterator[None]:
+    """Driver errors become FleetForgeErrors at the boundary."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        raise ConflictError(f"store {url}: {exc}") from exc
+    except sqlite3.Error as exc:
+        raise StoreError(f"store {url}: {exc}") from exc
