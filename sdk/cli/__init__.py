@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from fleetforge import __version__
-from fleetforge.cli import _schemas, _validate
+from fleetforge.cli import _artifacts, _db, _events, _schemas, _validate
+from fleetforge.cli._context import Globals
 
 __all__ = ["app", "main"]
 
@@ -29,6 +30,23 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="Store URL (sqlite:///PATH, sqlite://, postgresql://...). "
+            "Default: $FLEETFORGE_STORE, else $FLEETFORGE_HOME/fleet.db.",
+        ),
+    ] = None,
+    artifacts: Annotated[
+        str | None,
+        typer.Option(
+            "--artifacts",
+            help="Artifact root directory. Default: $FLEETFORGE_ARTIFACTS, else "
+            "$FLEETFORGE_HOME/artifacts.",
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -37,10 +55,15 @@ def _root(
     ] = False,
 ) -> None:
     """FleetForge: a control plane for fleets of AI agents."""
+    ctx.obj = Globals(store=store, artifacts=artifacts)
 
 
 app.command("validate")(_validate.validate)
 app.add_typer(_schemas.app, name="schemas")
+app.command("events")(_events.events)
+app.command("replay")(_events.replay)
+app.add_typer(_artifacts.app, name="artifacts")
+app.add_typer(_db.app, name="db")
 
 
 def main() -> None:

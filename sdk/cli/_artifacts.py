@@ -1,0 +1,71 @@
+"""``fleetforge artifacts put|get``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fleetforge.cli._console import err, out
+from fleetforge.cli._context import globals_of
+from fleetforge.cli._errors import reporting
+from fleetforge.contracts import FleetArtifactKind
+from fleetforge.errors import UsageError
+from fleetforge.fleet.artifacts import DEFAULT_MAX_BYTES, ArtifactStore, record_artifact
+from fleetforge.fleet.store import open_store
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Put and get content-addressed artifacts.", no_args_is_help=True)
+
+
+@app.command("put")
+def put(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="File to store.")],
+    media_type: Annotated[str, typer.Option(help="IANA media type.")] = "application/octet-stream",
+    kind: Annotated[
+        FleetArtifactKind, typer.Option(help="What it holds.")
+    ] = FleetArtifactKind.FILE,
+    run_id: Annotated[str | None, typer.Option("--run", help="Run it belongs to.")] = None,
+    max_bytes: Annotated[int, typer.Option(help="Refuse larger files.")] = DEFAULT_MAX_BYTES,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metadata as JSON.")] = False,
+) -> None:
+    """Store a file under its sha256 digest and record its metadata; print the digest."""
+    g = globals_of(ctx)
+    with reporting(out, err, as_json=as_json):
+        try:
+            handle = file.open("rb")
+        except OSError as exc:
+            raise UsageError(f"cannot read {file}: {exc.strerror}", path=str(file)) from exc
+        with handle:
+            artifact = ArtifactStore(g.artifacts_root, max_bytes=max_bytes).put(
+                handle, media_type=media_type, kind=kind, name=file.name, run_id=run_id
+            )
+        with open_store(g.store_url) as store:
+            record_artifact(store, artifact)
+    if as_json:
+        out.print_json(json.dumps(artifact.model_dump(mode="json")))
+    else:
+        print(artifact.digest)
+
+
+@app.command("get")
+def get(
+    ctx: typer.Context,
+    digest: Annotated[str, typer.Argument(help="sha256:<hex> digest.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """Write an artifact's bytes (verified against the digest) to stdout or a file."""
+    with reporting(out, err):
+        content = ArtifactStore(globals_of(ctx).artifacts_root).get(digest)
+        if output is None:
+            sys.stdout.buffer.write(content)
+            sys.stdout.buffer.flush()
+        else:
+            output.write_bytes(content)
