@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PKGS   := sdk fleet adapters mcp_server armory schemas
 
-.PHONY: install demo test lint types pytest bench lock schemas clean
+.PHONY: install demo test lint types pytest postgres-server bench lock schemas clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "FleetForge needs Python >= 3.11; set PYTHON=python3.11 (or newer)")'
@@ -36,8 +36,16 @@ lint: install
 types: install
 	$(BIN)/mypy
 
+# The PostgreSQL tests start a private server from Debian's `postgresql` package. With CI=true
+# they must run, so a machine without the server programs gets them here (CI runs as root).
+postgres-server:
+	@if [ "$$CI" = "true" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		echo "installing PostgreSQL (CI=true and no server programs found)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	fi
+
 # pytest exits 5 when it collected no test: on this project that means the suite is broken.
-pytest: install
+pytest: install postgres-server
 	@$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite is empty or misconfigured" >&2; exit 1; fi; \
 	exit $$rc

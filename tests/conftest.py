@@ -50,3 +50,82 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+
+
+# ── stores: one suite, every backend ──────────────────────────────────────────────────────────
+
+import itertools  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from fleetforge.fleet.store import EventStore, open_store  # noqa: E402
+from tests.postgres_server import find_bin, running_server  # noqa: E402
+
+_in_ci = os.environ.get("CI", "").lower() == "true"
+_db_numbers = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    """URL of a PostgreSQL database where tests may CREATE DATABASE."""
+    if os.environ.get("FLEETFORGE_TEST_DATABASE_URL"):
+        yield os.environ["FLEETFORGE_TEST_DATABASE_URL"]
+        return
+    bindir = find_bin()
+    if bindir is None:
+        reason = (
+            "PostgreSQL server programs not found: apt-get install postgresql, or set "
+            "FLEETFORGE_TEST_DATABASE_URL"
+        )
+        if _in_ci:
+            pytest.fail(f"{reason} (with CI=true the PostgreSQL tests must run)")
+        pytest.skip(reason)
+    with running_server(bindir) as url:
+        yield url
+
+
+def _swap_db(url: str, name: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{name}"
+
+
+def _admin(url: str, statement: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(statement)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_admin_url: str) -> str:
+    """A migrated template database; per-test databases are cloned from it."""
+    name = f"fleetforge_template_{os.getpid()}"
+    _admin(pg_admin_url, f"DROP DATABASE IF EXISTS {name}")
+    _admin(pg_admin_url, f"CREATE DATABASE {name}")
+    open_store(_swap_db(pg_admin_url, name)).close()
+    return name
+
+
+@pytest.fixture
+def pg_url(pg_admin_url: str, pg_template: str) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for one test."""
+    name = f"fleetforge_t{os.getpid()}_{next(_db_numbers)}"
+    _admin(pg_admin_url, f"CREATE DATABASE {name} TEMPLATE {pg_template}")
+    yield _swap_db(pg_admin_url, name)
+    _admin(pg_admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty store, once per backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'fleet.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[EventStore]:
+    """An open, empty store, once per backend."""
+    with open_store(store_url) as opened:
+        yield opened
