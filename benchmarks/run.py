@@ -64,7 +64,7 @@ def main(argv: list[str]) -> int:
             "goals": {k: list(v) for k, v in goals.items()},
         }
         (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
-    Console().print(table)
+    Console(width=max(Console().width, 120)).print(table)
     print(f"results written to {RESULTS}/")
     return 1 if failed else 0
 

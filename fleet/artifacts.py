@@ -24,6 +24,7 @@ from fleetforge.contracts import Artifact, FleetArtifactKind, artifact_path
 from fleetforge.contracts._base import utcnow
 from fleetforge.contracts.events import ArtifactStored, ArtifactStoredData
 from fleetforge.errors import ContractError, NotFoundError, StoreError, UsageError
+from fleetforge.fleet._sql import named_queries
 from fleetforge.ids import new_id
 
 if TYPE_CHECKING:
@@ -148,7 +149,7 @@ def record_artifact(store: EventStore, artifact: Artifact) -> bool:
     schemas.validate("artifact", artifact.model_dump(mode="json"))
     with store.backend.read() as tx:
         known = tx.fetchone(
-            "SELECT 1 FROM artifacts WHERE digest = :digest", {"digest": artifact.digest}
+            named_queries("projections.sql")["artifact_exists"], {"digest": artifact.digest}
         )
     if known:
         return False

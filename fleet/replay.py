@@ -41,7 +41,7 @@ def replay_into(source: EventStore, target: EventStore, *, batch: int = 5000) ->
     for rows in chunks(source.iter_rows(batch=batch), batch):
         with target.backend.write() as tx:
             for row in rows:
-                target._project(tx, row)
+                target.project(tx, row)
         done += len(rows)
     return done
 

@@ -59,7 +59,7 @@ from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from fleetforge.fleet.store import EventStore, open_store  # noqa: E402
-from tests.postgres_server import find_bin, running_server  # noqa: E402
+from fleetforge.testing.postgres import find_postgres_bin, postgres_server  # noqa: E402
 
 _in_ci = os.environ.get("CI", "").lower() == "true"
 _db_numbers = itertools.count()
@@ -71,7 +71,7 @@ def pg_admin_url() -> Iterator[str]:
     if os.environ.get("FLEETFORGE_TEST_DATABASE_URL"):
         yield os.environ["FLEETFORGE_TEST_DATABASE_URL"]
         return
-    bindir = find_bin()
+    bindir = find_postgres_bin()
     if bindir is None:
         reason = (
             "PostgreSQL server programs not found: apt-get install postgresql, or set "
@@ -80,7 +80,7 @@ def pg_admin_url() -> Iterator[str]:
         if _in_ci:
             pytest.fail(f"{reason} (with CI=true the PostgreSQL tests must run)")
         pytest.skip(reason)
-    with running_server(bindir) as url:
+    with postgres_server(bindir) as url:
         yield url
 
 

@@ -82,6 +82,13 @@ def test_the_run_spec_example_in_the_contracts_is_valid() -> None:
     validate_run_spec(json.loads(example))
 
 
-@pytest.mark.parametrize("block", _blocks(README, "python"))
-def test_readme_python_examples_run(block: str) -> None:
-    exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
+DOCS = {
+    "README.md": README,
+    **{f"docs/{p.name}": p.read_text() for p in (ROOT / "docs").glob("*.md")},
+}
+EXAMPLES = [(name, block) for name, text in DOCS.items() for block in _blocks(text, "python")]
+
+
+@pytest.mark.parametrize(("name", "block"), EXAMPLES, ids=[name for name, _ in EXAMPLES])
+def test_python_examples_in_the_docs_run(name: str, block: str) -> None:
+    exec(compile(block, name, "exec"), {"__name__": "docs"})

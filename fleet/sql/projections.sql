@@ -44,6 +44,9 @@ UPDATE steps SET status = :status, output = :output, failure_kind = :failure_kin
                  error = :error, finished_at = :at
 WHERE run_id = :run_id AND step_id = :step_id;
 
+-- name: artifact_exists
+SELECT 1 FROM artifacts WHERE digest = :digest;
+
 -- name: artifact_insert
 INSERT INTO artifacts (digest, size_bytes, media_type, kind, name, path, created_at, run_id,
                        step_id, task_id, labels)

@@ -96,9 +96,10 @@ class EventStore:
         with self.backend.write() as tx:
             self.backend.insert_events(tx, rows)
             for row in rows:
-                self._project(tx, row)
+                self.project(tx, row)
 
-    def _project(self, tx: Tx, row: EventRow) -> None:
+    def project(self, tx: Tx, row: EventRow) -> None:
+        """Apply one stored event to every projection that handles its type (inside ``tx``)."""
         for projection in self._by_type.get(row.type, ()):
             projection.apply(tx, row)
 
@@ -247,7 +248,7 @@ class EventStore:
                     )
                 ]
                 for row in rows:
-                    self._project(tx, row)
+                    self.project(tx, row)
                 done += len(rows)
                 if len(rows) < batch:
                     return done

@@ -1,9 +1,15 @@
-"""A throwaway PostgreSQL server for the test session (Debian's `postgresql` package).
+"""A throwaway PostgreSQL server for a test session or a benchmark (Debian's `postgresql`).
+
+    from fleetforge.testing.postgres import find_postgres_bin, postgres_server
+
+    with postgres_server(find_postgres_bin()) as url:
+        ...  # url: postgresql://fleetforge@127.0.0.1:PORT/postgres
 
 initdb + pg_ctl under a temp dir (chowned to the `postgres` user when we are root, since initdb
 refuses to run as root), on a free private port on 127.0.0.1 with its unix socket in the temp
-dir. Each test gets a database cloned from a migrated template (`CREATE DATABASE ... TEMPLATE`).
-`FLEETFORGE_TEST_DATABASE_URL` points the suite at an existing server instead.
+dir. FleetForge's own suite clones each test's database from a migrated template
+(`CREATE DATABASE ... TEMPLATE`), and `FLEETFORGE_TEST_DATABASE_URL` points it at an existing
+server instead.
 """
 
 from __future__ import annotations
@@ -19,10 +25,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["find_bin", "running_server"]
+__all__ = ["find_postgres_bin", "postgres_server"]
 
 
-def find_bin() -> Path | None:
+def find_postgres_bin() -> Path | None:
     """The newest `/usr/lib/postgresql/<version>/bin` that has initdb, if any."""
     found = sorted(
         glob.glob("/usr/lib/postgresql/*/bin/initdb"),
@@ -41,7 +47,7 @@ def _free_port() -> int:
 
 
 @contextmanager
-def running_server(bindir: Path, *, durable: bool = False) -> Iterator[str]:
+def postgres_server(bindir: Path, *, durable: bool = False) -> Iterator[str]:
     """Start a private server; yield the URL of its `postgres` database; stop it on exit.
 
     Unless `durable`, fsync is off: these servers hold test data only, and a killed *client*
@@ -58,9 +64,10 @@ def running_server(bindir: Path, *, durable: bool = False) -> Iterator[str]:
             os.chown(path, user.pw_uid, user.pw_gid)
         prefix = ["runuser", "-u", "postgres", "--"]
     port = _free_port()
-    run = lambda *args: subprocess.run(  # noqa: E731
-        [*prefix, *map(str, args)], check=True, capture_output=True, text=True
-    )
+
+    def run(*args: object) -> None:
+        subprocess.run([*prefix, *map(str, args)], check=True, capture_output=True, text=True)
+
     try:
         run(bindir / "initdb", "-D", data, "-U", "fleetforge", "--auth=trust", "-E", "UTF8",
             "--no-locale", "--no-sync")  # fmt: skip
