@@ -5,7 +5,7 @@ A projection declares the event types it handles and the tables it owns; the sto
 from the events alone. Projections must be deterministic: they read only the event (its ``at``,
 never the clock) and the projection's own tables.
 
-The FleetService adds tasks/inbox, workers and receipts to :data:`DEFAULT_PROJECTIONS`.
+:data:`DEFAULT_PROJECTIONS`: runs and steps, artifacts, tasks (the inbox), workers, receipts.
 """
 
 from __future__ import annotations
@@ -14,10 +14,21 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from fleetforge.fleet.projections.artifacts import ArtifactsProjection
+from fleetforge.fleet.projections.receipts import ReceiptsProjection
 from fleetforge.fleet.projections.runs import RunsProjection
+from fleetforge.fleet.projections.tasks import TasksProjection
+from fleetforge.fleet.projections.workers import WorkersProjection
 from fleetforge.fleet.store._base import EventRow, Tx
 
-__all__ = ["DEFAULT_PROJECTIONS", "ArtifactsProjection", "Projection", "RunsProjection"]
+__all__ = [
+    "DEFAULT_PROJECTIONS",
+    "ArtifactsProjection",
+    "Projection",
+    "ReceiptsProjection",
+    "RunsProjection",
+    "TasksProjection",
+    "WorkersProjection",
+]
 
 
 class Projection(Protocol):
@@ -41,4 +52,10 @@ class Projection(Protocol):
         ...
 
 
-DEFAULT_PROJECTIONS: tuple[Projection, ...] = (RunsProjection(), ArtifactsProjection())
+DEFAULT_PROJECTIONS: tuple[Projection, ...] = (
+    RunsProjection(),
+    ArtifactsProjection(),
+    TasksProjection(),
+    WorkersProjection(),
+    ReceiptsProjection(),
+)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fleetforge.fleet._sql import named_queries
-from fleetforge.fleet.store._base import EventRow, Tx, canonical_json
+from fleetforge.fleet.store._base import EventRow, Tx, canonical_json, iso
 
 __all__ = ["ArtifactsProjection"]
 
@@ -28,7 +28,7 @@ class ArtifactsProjection:
                 "kind": artifact.get("kind", "file"),
                 "name": artifact.get("name"),
                 "path": artifact["path"],
-                "created_at": artifact["created_at"],
+                "created_at": iso(artifact["created_at"]),
                 "run_id": artifact.get("run_id"),
                 "step_id": artifact.get("step_id"),
                 "task_id": artifact.get("task_id"),

@@ -104,6 +104,18 @@ def _step_finished(tx: Tx, e: EventRow) -> None:
     tx.execute(Q["run_touch"], {"run_id": e.run_id, "at": e.at})
 
 
+def _usage(tx: Tx, e: EventRow) -> None:
+    """Add a receipt's usage to its run's totals (visible in get_run)."""
+    usage = e.data["receipt"].get("usage") or {}
+    row = tx.fetchone(Q["run_usage"], {"run_id": e.run_id})
+    totals: dict[str, Any] = tx.load_json(row[0]) if row else {}
+    for key in ("input_tokens", "output_tokens", "total_tokens"):
+        totals[key] = int(totals.get(key, 0)) + int(usage.get(key) or 0)
+    if usage.get("cost_usd") is not None:
+        totals["cost_usd"] = round(float(totals.get("cost_usd", 0.0)) + usage["cost_usd"], 9)
+    tx.execute(Q["run_set_usage"], {"run_id": e.run_id, "usage": canonical_json(totals)})
+
+
 class RunsProjection:
     """Rows of ``runs`` and ``steps``."""
 
@@ -123,6 +135,7 @@ class RunsProjection:
         "step_completed": _step_finished,
         "step_failed": _step_finished,
         "step_skipped": _step_finished,
+        "receipt_posted": _usage,
     }
     handles = frozenset(_handlers)
 

@@ -53,3 +53,70 @@ INSERT INTO artifacts (digest, size_bytes, media_type, kind, name, path, created
 VALUES (:digest, :size_bytes, :media_type, :kind, :name, :path, :created_at, :run_id, :step_id,
         :task_id, :labels)
 ON CONFLICT (digest) DO NOTHING;
+
+-- name: run_usage
+SELECT usage FROM runs WHERE run_id = :run_id;
+
+-- name: run_set_usage
+UPDATE runs SET usage = :usage WHERE run_id = :run_id;
+
+-- name: task_enqueue
+INSERT INTO tasks (run_id, task_id, step_id, map_index, entry_id, attempt, status, spec, role,
+                   min_trust, priority, enqueued_at, available_at, worker_id, fencing_token,
+                   leased_at, lease_expires_at, expiries, output, failure_kind, error)
+VALUES (:run_id, :task_id, :step_id, :map_index, :entry_id, :attempt, 'queued', :spec, :role,
+        :min_trust, :priority, :at, :available_at, NULL, 0, NULL, NULL, 0, NULL, NULL, NULL)
+ON CONFLICT (run_id, task_id) DO UPDATE SET
+    entry_id = excluded.entry_id, attempt = excluded.attempt, status = 'queued',
+    spec = excluded.spec, enqueued_at = excluded.enqueued_at,
+    available_at = excluded.available_at, worker_id = NULL, leased_at = NULL,
+    lease_expires_at = NULL, output = NULL, failure_kind = NULL, error = NULL;
+
+-- name: task_leased
+UPDATE tasks SET status = 'leased', worker_id = :worker_id, fencing_token = :fencing_token,
+                 leased_at = :at, lease_expires_at = :expires_at
+WHERE run_id = :run_id AND task_id = :task_id;
+
+-- name: task_heartbeat
+UPDATE tasks SET lease_expires_at = :expires_at WHERE run_id = :run_id AND task_id = :task_id;
+
+-- name: task_lease_ended
+UPDATE tasks SET status = :status, expiries = expiries + :expired, lease_expires_at = NULL
+WHERE run_id = :run_id AND task_id = :task_id;
+
+-- name: task_failed
+UPDATE tasks SET status = 'failed', failure_kind = :kind, error = :message, lease_expires_at = NULL
+WHERE run_id = :run_id AND task_id = :task_id;
+
+-- name: task_output
+UPDATE tasks SET output = :output WHERE run_id = :run_id AND task_id = :task_id;
+
+-- name: task_completed
+UPDATE tasks SET status = 'completed', lease_expires_at = NULL
+WHERE run_id = :run_id AND task_id = :task_id;
+
+-- name: tasks_cancel_run
+UPDATE tasks SET status = 'cancelled', lease_expires_at = NULL
+WHERE run_id = :run_id AND status IN ('queued', 'leased');
+
+-- name: worker_register
+INSERT INTO workers (worker_id, spec, status, registered_at, last_seen_at)
+VALUES (:worker_id, :spec, 'idle', :at, :at)
+ON CONFLICT (worker_id) DO UPDATE SET spec = excluded.spec, status = 'idle',
+                                      last_seen_at = excluded.last_seen_at;
+
+-- name: worker_seen
+UPDATE workers SET status = :status, last_seen_at = :at WHERE worker_id = :worker_id;
+
+-- name: receipt_count
+SELECT COUNT(*) FROM receipts WHERE run_id = :run_id;
+
+-- name: receipt_insert
+INSERT INTO receipts (run_id, receipt_id, position, task_id, step_id, attempt, worker_id, status,
+                      receipt, score, hash, prev_hash, posted_at)
+VALUES (:run_id, :receipt_id, :position, :task_id, :step_id, :attempt, :worker_id, 'pending',
+        :receipt, NULL, :hash, :prev_hash, :at);
+
+-- name: receipt_verdict
+UPDATE receipts SET status = :status, score = :score
+WHERE run_id = :run_id AND receipt_id = :receipt_id;

@@ -18,9 +18,18 @@ from collections.abc import Sequence
 from fleetforge.fleet.projections import Projection
 from fleetforge.fleet.settings import parse_store_url
 from fleetforge.fleet.store._base import Backend, EventRow, Tx
-from fleetforge.fleet.store._store import EventStore, StoreInfo
+from fleetforge.fleet.store._store import EventStore, StoreInfo, Unit
 
-__all__ = ["Backend", "EventRow", "EventStore", "StoreInfo", "Tx", "open_backend", "open_store"]
+__all__ = [
+    "Backend",
+    "EventRow",
+    "EventStore",
+    "StoreInfo",
+    "Tx",
+    "Unit",
+    "open_backend",
+    "open_store",
+]
 
 
 def open_backend(url: str) -> Backend:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,7 +14,7 @@ from fleetforge.errors import UsageError
 from fleetforge.fleet.projections import DEFAULT_PROJECTIONS, Projection
 from fleetforge.fleet.store._base import Backend, EventRow, Tx, iso
 
-__all__ = ["EventStore", "StoreInfo"]
+__all__ = ["EventStore", "StoreInfo", "Unit"]
 
 _COLUMNS = "seq, event_id, run_id, type, at, data"
 
@@ -88,6 +89,12 @@ class EventStore:
             rows.append(_row(parse_event(event)))
         self.append_rows(rows)
         return len(rows)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Unit]:
+        """One write transaction: read projection state, then append events, atomically."""
+        with self.backend.write() as tx:
+            yield Unit(self, tx)
 
     def append_rows(self, rows: Sequence[EventRow]) -> None:
         """Insert rows (their ``seq`` is set) and apply projections, in one transaction."""
@@ -267,6 +274,23 @@ class EventStore:
         return StoreInfo(
             self.url, self.backend.name, self.backend.schema_version(), events, latest, counts
         )
+
+
+class Unit:
+    """An open write transaction of a store: reads see the events appended so far."""
+
+    def __init__(self, store: EventStore, tx: Tx) -> None:
+        self.store = store
+        self.tx = tx
+
+    def append(self, events: Sequence[RunEvent]) -> list[RunEvent]:
+        """Insert events and apply their projections inside this transaction."""
+        rows = [_row(event) for event in events]
+        if rows:
+            self.store.backend.insert_events(self.tx, rows)
+            for row in rows:
+                self.store.project(self.tx, row)
+        return [e.model_copy(update={"seq": r.seq}) for e, r in zip(events, rows, strict=True)]
 
 
 def _row(event: RunEvent) -> EventRow:

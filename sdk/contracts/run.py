@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from fleetforge.contracts._base import Identifier, ProtocolModel, Timestamp
-from fleetforge.contracts.protocol import FleetRun, FleetTaskFailureKind
+from fleetforge.contracts.protocol import FleetRun, FleetTaskFailureKind, FleetUsage
 from fleetforge.contracts.spec import RunSpec
 
 __all__ = ["Run", "StepRecord", "StepStatus"]
@@ -53,6 +53,9 @@ class Run(FleetRun):
         default_factory=dict, description="Outputs of completed steps, by step id."
     )
     error: str | None = Field(None, description="Why the run failed, if it did.")
+    usage: FleetUsage = Field(
+        default_factory=FleetUsage, description="Totals of the usage of every posted receipt."
+    )
     idempotency_key: str | None = Field(None, description="Key given at submit, if any.")
     started_at: Timestamp | None = Field(None, description="When the first step started.")
     finished_at: Timestamp | None = Field(None, description="When the run reached a final status.")

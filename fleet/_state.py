@@ -1,0 +1,165 @@
+"""Typed reads of projection rows, inside a service transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from fleetforge.fleet._sql import named_queries
+from fleetforge.fleet.store import Tx
+
+__all__ = [
+    "RunState",
+    "StepState",
+    "TaskState",
+    "at",
+    "load_run",
+    "load_steps",
+    "load_task",
+    "task_from_row",
+    "to_dt",
+]
+
+Q = named_queries("service.sql")
+
+
+def at(value: Any) -> datetime:
+    """A NOT NULL timestamp column as an aware datetime."""
+    found = to_dt(value)
+    if found is None:
+        raise ValueError("expected a timestamp, got NULL")
+    return found
+
+
+def to_dt(value: Any) -> datetime | None:
+    """A timestamp column as an aware datetime (SQLite stores text, PostgreSQL timestamptz)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    return datetime.fromisoformat(value)
+
+
+@dataclass
+class RunState:
+    run_id: str
+    name: str
+    status: str
+    seed: int
+    labels: dict[str, str]
+    spec: dict[str, Any]
+    outputs: dict[str, Any]
+    error: str | None
+    idempotency_key: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    usage: dict[str, Any]
+
+
+@dataclass
+class StepState:
+    step_id: str
+    position: int
+    type: str
+    status: str
+    attempt: int
+    task_ids: list[str]
+    output: Any
+    failure_kind: str | None
+    error: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass
+class TaskState:
+    run_id: str
+    task_id: str
+    step_id: str
+    map_index: int | None
+    entry_id: str
+    attempt: int
+    status: str
+    spec: dict[str, Any]
+    worker_id: str | None
+    fencing_token: int
+    leased_at: datetime | None
+    lease_expires_at: datetime | None
+    expiries: int
+    output: Any
+    enqueued_at: datetime
+    available_at: datetime
+
+
+def load_run(tx: Tx, run_id: str) -> RunState | None:
+    row = tx.fetchone(Q["run"], {"run_id": run_id})
+    if row is None:
+        return None
+    j = tx.load_json
+    return RunState(
+        row[0],
+        row[1],
+        row[2],
+        int(row[3]),
+        j(row[4]),
+        j(row[5]),
+        j(row[6]),
+        row[7],
+        row[8],
+        at(row[9]),
+        at(row[10]),
+        to_dt(row[11]),
+        to_dt(row[12]),
+        j(row[13]),
+    )
+
+
+def load_steps(tx: Tx, run_id: str) -> dict[str, StepState]:
+    j = tx.load_json
+    return {
+        r[0]: StepState(
+            r[0],
+            int(r[1]),
+            r[2],
+            r[3],
+            int(r[4]),
+            j(r[5]),
+            None if r[6] is None else j(r[6]),
+            r[7],
+            r[8],
+            to_dt(r[9]),
+            to_dt(r[10]),
+        )
+        for r in tx.fetchall(Q["steps"], {"run_id": run_id})
+    }
+
+
+def task_from_row(tx: Tx, r: tuple[Any, ...]) -> TaskState:
+    j = tx.load_json
+    output = None if r[13] is None else j(r[13])
+    return TaskState(
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        int(r[5]),
+        r[6],
+        j(r[7]),
+        r[8],
+        int(r[9]),
+        to_dt(r[10]),
+        to_dt(r[11]),
+        int(r[12]),
+        output,
+        at(r[14]),
+        at(r[15]),
+    )
+
+
+def load_task(tx: Tx, task_id: str) -> TaskState | None:
+    row = tx.fetchone(Q["task"], {"task_id": task_id})
+    return None if row is None else task_from_row(tx, row)

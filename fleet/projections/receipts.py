@@ -1,0 +1,49 @@
+"""Receipts: one row per receipt, in posting order per run, with the hash chain and verdict."""
+
+from __future__ import annotations
+
+from fleetforge.fleet._sql import named_queries
+from fleetforge.fleet.store._base import EventRow, Tx, canonical_json
+
+__all__ = ["ReceiptsProjection"]
+
+Q = named_queries("projections.sql")
+
+
+class ReceiptsProjection:
+    """Rows of ``receipts``."""
+
+    name = "receipts"
+    tables = {"receipts": ("run_id", "receipt_id")}
+    handles = frozenset({"receipt_posted", "receipt_accepted", "receipt_rejected"})
+
+    def apply(self, tx: Tx, event: EventRow) -> None:
+        if event.type == "receipt_posted":
+            receipt = event.data["receipt"]
+            row = tx.fetchone(Q["receipt_count"], {"run_id": event.run_id})
+            tx.execute(
+                Q["receipt_insert"],
+                {
+                    "run_id": event.run_id,
+                    "receipt_id": receipt["receipt_id"],
+                    "position": (int(row[0]) if row else 0) + 1,
+                    "task_id": receipt["task_id"],
+                    "step_id": receipt["step_id"],
+                    "attempt": receipt["attempt"],
+                    "worker_id": receipt["worker_id"],
+                    "receipt": canonical_json(receipt),
+                    "hash": receipt["hash"],
+                    "prev_hash": receipt.get("prev_hash"),
+                    "at": event.at,
+                },
+            )
+        else:
+            tx.execute(
+                Q["receipt_verdict"],
+                {
+                    "run_id": event.run_id,
+                    "receipt_id": event.data["receipt_id"],
+                    "status": "accepted" if event.type == "receipt_accepted" else "rejected",
+                    "score": canonical_json(event.data["score"]),
+                },
+            )

@@ -1,0 +1,1056 @@
+"""FleetService: the one API every surface calls (CLI, MCP server, SDK client).
+
+Each operation is one transaction of the event store: it reads projection state, decides, and
+appends the events that record the decision (the projections follow in the same transaction).
+Nothing is half-written: an operation that raises has written nothing.
+
+:class:`SyncFleetService` holds the behaviour; :class:`FleetService` is its async face (each call
+runs in a worker thread, so an event loop never blocks on the database).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from fnmatch import fnmatchcase
+from typing import Any
+
+import anyio.to_thread
+
+from fleetforge.contracts import (
+    FleetInboxEntry,
+    FleetInboxStatus,
+    FleetLease,
+    FleetReceipt,
+    FleetRun,
+    FleetRunStatus,
+    FleetScore,
+    FleetTaskFailureKind,
+    FleetTaskSpec,
+    FleetTrustLevel,
+    FleetUsage,
+    FleetWorkerSpec,
+    Run,
+    RunEvent,
+    RunSpec,
+    StepRecord,
+)
+from fleetforge.contracts.envelope import AgentRunEnvelope, CheckpointEnvelope, parse_envelope
+from fleetforge.contracts.events import EVENT_TYPES
+from fleetforge.contracts.protocol import TaskFailure
+from fleetforge.contracts.spec import HumanStep, MapStep
+from fleetforge.errors import (
+    AlreadyCompletedError,
+    ConflictError,
+    ContractError,
+    ErrorDetail,
+    ForbiddenError,
+    LeaseLostError,
+    NotFoundError,
+    RunCancelledError,
+    UsageError,
+)
+from fleetforge.fleet._sql import named_queries
+from fleetforge.fleet._state import (
+    RunState,
+    TaskState,
+    load_run,
+    load_steps,
+    load_task,
+    task_from_row,
+    to_dt,
+)
+from fleetforge.fleet.clock import Clock, clock_for
+from fleetforge.fleet.scheduler import (
+    backoff_seconds,
+    compile_task,
+    resolve_inputs,
+    resolve_value,
+    settings_for,
+)
+from fleetforge.fleet.scoring import score
+from fleetforge.fleet.store import EventStore, Unit
+from fleetforge.fleet.store._base import canonical_json, iso
+from fleetforge.ids import new_id
+from fleetforge.validation import validate_run_spec
+
+__all__ = ["FleetService", "RunPage", "SyncFleetService"]
+
+Q = named_queries("service.sql")
+_FINAL_STEP = {"completed", "failed", "skipped", "cancelled"}
+
+
+@dataclass(frozen=True)
+class RunPage:
+    """One page of :meth:`SyncFleetService.list_runs`."""
+
+    runs: list[FleetRun]
+    next_cursor: str | None
+
+
+def _digest(value: Any) -> str:
+    return "sha256:" + hashlib.sha256(canonical_json(value).encode()).hexdigest()
+
+
+class SyncFleetService:
+    """The fleet's behaviour, synchronous. See :class:`FleetService` for the async face."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        clock: Clock | None = None,
+        max_lease_expiries: int = 3,
+    ) -> None:
+        self.store = store
+        self.clock = clock or clock_for(store)
+        self.max_lease_expiries = max_lease_expiries
+        self._specs: dict[str, RunSpec] = {}
+
+    # ── helpers ──────────────────────────────────────────────────────────────────────────────
+
+    def _event(self, type_: str, run_id: str | None, at: datetime, **data: Any) -> RunEvent:
+        fields = {"event_id": new_id("evt"), "run_id": run_id, "at": at, "data": data}
+        return EVENT_TYPES[type_].model_validate(fields)
+
+    def _spec(self, run: RunState) -> RunSpec:
+        spec = self._specs.get(run.run_id)
+        if spec is None:
+            spec = self._specs[run.run_id] = RunSpec.model_validate(run.spec)
+        return spec
+
+    def _run(self, unit: Unit, run_id: str) -> RunState:
+        run = load_run(unit.tx, run_id)
+        if run is None:
+            raise NotFoundError(f"no run '{run_id}'", run_id=run_id)
+        return run
+
+    # ── runs ─────────────────────────────────────────────────────────────────────────────────
+
+    def submit_run(
+        self, spec: Mapping[str, Any] | RunSpec, *, idempotency_key: str | None = None
+    ) -> Run:
+        """Validate and submit a run; with an idempotency key, the same key gives the same run."""
+        model = validate_run_spec(spec)
+        now = self.clock.now()
+        with self.store.transaction() as unit:
+            if idempotency_key is not None:
+                row = unit.tx.fetchone(Q["run_by_idempotency_key"], {"key": idempotency_key})
+                if row is not None:
+                    run_id = str(row[0])
+                    return self._get_run(unit, run_id)
+            run_id = new_id("run")
+            dumped = model.model_dump(mode="json")
+            unit.append(
+                [
+                    self._event(
+                        "run_submitted",
+                        run_id,
+                        now,
+                        spec=model,
+                        spec_digest=_digest(dumped),
+                        idempotency_key=idempotency_key,
+                    ),
+                    self._event("run_started", run_id, now, by="scheduler"),
+                ]
+            )
+            self._specs[run_id] = model
+            self._advance(unit, run_id, now)
+            return self._get_run(unit, run_id)
+
+    def get_run(self, run_id: str) -> Run:
+        """The run with every step's state, its outputs and its usage totals."""
+        with self.store.backend.read() as tx:
+            return self._get_run(Unit(self.store, tx), run_id)
+
+    def _get_run(self, unit: Unit, run_id: str) -> Run:
+        run = self._run(unit, run_id)
+        steps = load_steps(unit.tx, run_id)
+        return Run(
+            run_id=run.run_id,
+            name=run.name,
+            status=FleetRunStatus(run.status),
+            seed=run.seed,
+            labels=run.labels,
+            created_at=run.created_at,
+            updated_at=run.updated_at,
+            spec=self._spec(run),
+            steps=[StepRecord.model_validate(vars(s)) for s in steps.values()],
+            outputs={sid: s.output for sid, s in steps.items() if s.status == "completed"},
+            error=run.error,
+            usage=FleetUsage.model_validate(run.usage),
+            idempotency_key=run.idempotency_key,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+        )
+
+    def list_runs(
+        self,
+        *,
+        status: FleetRunStatus | str | None = None,
+        labels: Mapping[str, str] | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> RunPage:
+        """Runs, newest first, a page at a time; filter by status and by labels (all must match)."""
+        if not 1 <= limit <= 1000:
+            raise UsageError(f"limit must be between 1 and 1000, got {limit}")
+        wanted = FleetRunStatus(status).value if status else None
+        found: list[FleetRun] = []
+        after = cursor
+        with self.store.backend.read() as tx:
+            while len(found) < limit:
+                rows = tx.fetchall(
+                    Q["runs_page"], {"status": wanted, "cursor": after, "limit": limit * 2}
+                )
+                for r in rows:
+                    after = r[0]
+                    run_labels = tx.load_json(r[4])
+                    if labels and any(run_labels.get(k) != v for k, v in labels.items()):
+                        continue
+                    handle = {
+                        "run_id": r[0],
+                        "name": r[1],
+                        "status": r[2],
+                        "seed": r[3],
+                        "labels": run_labels,
+                        "created_at": to_dt(r[5]),
+                        "updated_at": to_dt(r[6]),
+                    }
+                    found.append(FleetRun.model_validate(handle))
+                    if len(found) == limit:
+                        break
+                if len(rows) < limit * 2:
+                    return RunPage(found, None)
+        return RunPage(found, found[-1].run_id if found else None)
+
+    def cancel_run(self, run_id: str, *, reason: str = "", by: str | None = None) -> Run:
+        """Cancel a run: queued tasks are withdrawn; workers holding its tasks are told on
+        their next heartbeat or receipt (``RunCancelledError``)."""
+        now = self.clock.now()
+        with self.store.transaction() as unit:
+            run = self._run(unit, run_id)
+            if FleetRunStatus(run.status).is_final:
+                raise AlreadyCompletedError(
+                    f"run '{run_id}' is already {run.status}", run_id=run_id
+                )
+            unit.append([self._event("run_cancelled", run_id, now, by=by, reason=reason)])
+            return self._get_run(unit, run_id)
+
+    def resume_run(self, run_id: str, *, by: str | None = None) -> Run:
+        """Resume a run paused at a breakpoint: the step it paused before becomes ready."""
+        now = self.clock.now()
+        with self.store.transaction() as unit:
+            run = self._run(unit, run_id)
+            if run.status != "paused":
+                raise ConflictError(f"run '{run_id}' is {run.status}, not paused", run_id=run_id)
+            unit.append([self._event("run_resumed", run_id, now, by=by)])
+            spec = self._spec(run)
+            steps = load_steps(unit.tx, run_id)
+            outputs = {sid: s.output for sid, s in steps.items() if s.status == "completed"}
+            for step in spec.steps:
+                if steps[step.id].status == "waiting":
+                    self._make_ready(unit, run, spec, step, outputs, now)
+            self._advance(unit, run_id, now)
+            return self._get_run(unit, run_id)
+
+    def approve_step(
+        self, run_id: str, step_id: str, *, by: str | None = None, comment: str | None = None
+    ) -> Run:
+        """Approve a human step that is waiting; its output is ``{approved, by, comment}``."""
+        now = self.clock.now()
+        with self.store.transaction() as unit:
+            run = self._run(unit, run_id)
+            spec = self._spec(run)
+            try:
+                step = spec.step(step_id)
+            except KeyError:
+                raise NotFoundError(f"run '{run_id}' has no step '{step_id}'") from None
+            state = load_steps(unit.tx, run_id)[step_id]
+            if not isinstance(step, HumanStep):
+                raise ConflictError(f"step '{step_id}' is a {step.type} step, not a human step")
+            if state.status != "ready" or run.status != "running":
+                raise ConflictError(
+                    f"step '{step_id}' is {state.status} in a {run.status} run: nothing to approve"
+                )
+            output = {"approved": True, "by": by, "comment": comment}
+            unit.append(
+                [
+                    self._event(
+                        "step_approved", run_id, now, step_id=step_id, by=by, comment=comment
+                    ),
+                    self._event("step_completed", run_id, now, step_id=step_id, output=output),
+                ]
+            )
+            self._advance(unit, run_id, now)
+            return self._get_run(unit, run_id)
+
+    def run_events(self, run_id: str, *, after: int = 0, limit: int = 100) -> list[RunEvent]:
+        """A run's events after the cursor ``after``."""
+        return self.store.query(run_id=run_id, after=after, limit=limit)
+
+    # ── scheduling ───────────────────────────────────────────────────────────────────────────
+
+    def _advance(self, unit: Unit, run_id: str, now: datetime) -> None:
+        """Make every step whose dependencies completed ready; finish the run when all are."""
+        while True:
+            run = self._run(unit, run_id)
+            if run.status != "running":
+                return
+            spec = self._spec(run)
+            steps = load_steps(unit.tx, run_id)
+            outputs = {sid: s.output for sid, s in steps.items() if s.status == "completed"}
+            progressed = False
+            for step in spec.steps:
+                if steps[step.id].status != "pending":
+                    continue
+                deps = [steps[d].status for d in step.depends_on]
+                if any(s in {"failed", "skipped", "cancelled"} for s in deps):
+                    bad = [d for d in step.depends_on if steps[d].status != "completed"]
+                    unit.append(
+                        [
+                            self._event(
+                                "step_skipped",
+                                run_id,
+                                now,
+                                step_id=step.id,
+                                reason=f"dependency {bad[0]} did not complete",
+                            )
+                        ]
+                    )
+                    progressed = True
+                    continue
+                if not all(s == "completed" for s in deps):
+                    continue
+                if step.id in spec.breakpoints:
+                    unit.append(
+                        [
+                            self._event("breakpoint_hit", run_id, now, step_id=step.id),
+                            self._event(
+                                "run_paused", run_id, now, reason="breakpoint", step_id=step.id
+                            ),
+                        ]
+                    )
+                    return
+                self._make_ready(unit, run, spec, step, outputs, now)
+                progressed = True
+            if not progressed:
+                break
+        steps = load_steps(unit.tx, run_id)
+        if all(s.status in _FINAL_STEP for s in steps.values()):
+            outputs = {sid: s.output for sid, s in steps.items() if s.status == "completed"}
+            unit.append([self._event("run_completed", run_id, now, outputs=outputs)])
+
+    def _make_ready(
+        self,
+        unit: Unit,
+        run: RunState,
+        spec: RunSpec,
+        step: Any,
+        outputs: Mapping[str, Any],
+        now: datetime,
+    ) -> None:
+        run_id = run.run_id
+        ready = self._event("step_ready", run_id, now, step_id=step.id)
+        if isinstance(step, HumanStep):
+            unit.append([ready])
+            return
+        try:
+            inputs = resolve_inputs(step.inputs, spec.inputs, outputs)
+            items = None
+            if isinstance(step, MapStep):
+                items = resolve_value(step.over, spec.inputs, outputs)
+                if not isinstance(items, list):
+                    raise LookupError(f"'over' must name a list, got {type(items).__name__}")
+        except LookupError as exc:
+            unit.append([ready])
+            self._fail_step(
+                unit,
+                run_id,
+                step.id,
+                FleetTaskFailureKind.INVALID_OUTPUT,
+                f"cannot resolve inputs: {exc}",
+                now,
+            )
+            return
+        if items is None:
+            task = compile_task(spec, run_id, step, step_id=step.id, inputs=inputs)
+            unit.append([ready, self._enqueue_event(task, 1, now, now)])
+            return
+        if not items:
+            unit.append(
+                [ready, self._event("step_completed", run_id, now, step_id=step.id, output=[])]
+            )
+            return
+        unit.append([ready])
+        width = step.max_parallel or len(items)
+        for index in range(min(width, len(items))):
+            self._enqueue_item(unit, spec, run_id, step, items, index, outputs, now)
+
+    def _enqueue_item(
+        self,
+        unit: Unit,
+        spec: RunSpec,
+        run_id: str,
+        step: MapStep,
+        items: list[Any],
+        index: int,
+        outputs: Mapping[str, Any],
+        now: datetime,
+    ) -> None:
+        inputs = {
+            **resolve_inputs(step.inputs, spec.inputs, outputs),
+            **resolve_inputs(step.step.inputs, spec.inputs, outputs),
+            "item": items[index],
+            "index": index,
+        }
+        task = compile_task(spec, run_id, step, step_id=step.id, inputs=inputs, map_index=index)
+        unit.append([self._enqueue_event(task, 1, now, now)])
+
+    def _enqueue_event(
+        self, task: FleetTaskSpec, attempt: int, now: datetime, available: datetime
+    ) -> RunEvent:
+        return self._event(
+            "task_enqueued",
+            task.run_id,
+            now,
+            entry_id=f"{task.task_id}.a{attempt}",
+            attempt=attempt,
+            available_at=available,
+            task=task,
+        )
+
+    def _fail_step(
+        self,
+        unit: Unit,
+        run_id: str,
+        step_id: str,
+        kind: FleetTaskFailureKind | str,
+        message: str,
+        now: datetime,
+    ) -> None:
+        run = self._run(unit, run_id)
+        step = self._spec(run).step(step_id)
+        unit.append(
+            [self._event("step_failed", run_id, now, step_id=step_id, kind=kind, message=message)]
+        )
+        if step.optional:
+            self._advance(unit, run_id, now)
+        else:
+            unit.append(
+                [
+                    self._event(
+                        "run_failed",
+                        run_id,
+                        now,
+                        step_id=step_id,
+                        kind=kind,
+                        reason=f"step '{step_id}' failed: {message}",
+                    )
+                ]
+            )
+
+    def _task_failed(
+        self,
+        unit: Unit,
+        task: TaskState,
+        kind: FleetTaskFailureKind,
+        message: str,
+        now: datetime,
+    ) -> bool:
+        """Record a failed attempt; retry per the retry policy or fail the step. True = retry."""
+        run = self._run(unit, task.run_id)
+        spec = self._spec(run)
+        settings = settings_for(FleetTaskSpec.model_validate(task.spec), spec)  # type: ignore[arg-type]
+        policy = settings.retry
+        retry = kind in policy.retry_on and task.attempt < policy.max_attempts
+        retry = retry and run.status in {"running", "paused"}
+        unit.append(
+            [
+                self._event(
+                    "task_failed",
+                    task.run_id,
+                    now,
+                    task_id=task.task_id,
+                    attempt=task.attempt,
+                    worker_id=task.worker_id,
+                    kind=kind,
+                    message=message,
+                    retryable=retry,
+                )
+            ]
+        )
+        if retry:
+            key = task.step_id if task.map_index is None else f"{task.step_id}.{task.map_index}"
+            delay = backoff_seconds(policy, spec.seed, key, task.attempt)
+            available = now + timedelta(seconds=delay)
+            spec_model = FleetTaskSpec.model_validate(task.spec)
+            unit.append(
+                [
+                    self._event(
+                        "task_retry_scheduled",
+                        task.run_id,
+                        now,
+                        task_id=task.task_id,
+                        step_id=task.step_id,
+                        attempt=task.attempt + 1,
+                        backoff_s=delay,
+                        available_at=available,
+                    ),
+                    self._enqueue_event(spec_model, task.attempt + 1, now, available),
+                ]
+            )
+        elif run.status == "running":
+            self._fail_step(unit, task.run_id, task.step_id, kind, message, now)
+        return retry
+
+    def _task_succeeded(self, unit: Unit, task: TaskState, output: Any, now: datetime) -> None:
+        run = self._run(unit, task.run_id)
+        if run.status != "running":
+            return
+        spec = self._spec(run)
+        step = spec.step(task.step_id)
+        if not isinstance(step, MapStep):
+            unit.append(
+                [self._event("step_completed", task.run_id, now, step_id=step.id, output=output)]
+            )
+            self._advance(unit, task.run_id, now)
+            return
+        steps = load_steps(unit.tx, task.run_id)
+        outputs = {sid: s.output for sid, s in steps.items() if s.status == "completed"}
+        items = resolve_value(step.over, spec.inputs, outputs)
+        tasks = [
+            task_from_row(unit.tx, r)
+            for r in unit.tx.fetchall(Q["step_tasks"], {"run_id": task.run_id, "step_id": step.id})
+        ]
+        done = {t.map_index: t.output for t in tasks if t.status == "completed"}
+        if len(done) == len(items):
+            gathered = [done[i] for i in range(len(items))]
+            unit.append(
+                [self._event("step_completed", task.run_id, now, step_id=step.id, output=gathered)]
+            )
+            self._advance(unit, task.run_id, now)
+            return
+        started = {t.map_index for t in tasks}
+        waiting = [i for i in range(len(items)) if i not in started]
+        if waiting:
+            self._enqueue_item(unit, spec, task.run_id, step, items, waiting[0], outputs, now)
+
+    # ── workers and leases ───────────────────────────────────────────────────────────────────
+
+    def register_worker(self, spec: FleetWorkerSpec | Mapping[str, Any]) -> FleetWorkerSpec:
+        """Register (or re-register) a worker with what it can do."""
+        worker = spec if isinstance(spec, FleetWorkerSpec) else FleetWorkerSpec.model_validate(spec)
+        with self.store.transaction() as unit:
+            unit.append([self._event("worker_registered", None, self.clock.now(), worker=worker)])
+        return worker
+
+    def _worker(self, unit: Unit, worker_id: str) -> FleetWorkerSpec:
+        row = unit.tx.fetchone(Q["worker"], {"worker_id": worker_id})
+        if row is None:
+            raise NotFoundError(
+                f"no worker '{worker_id}': register it first (register_worker)",
+                worker_id=worker_id,
+            )
+        return FleetWorkerSpec.model_validate(unit.tx.load_json(row[1]))
+
+    def lease_task(
+        self,
+        worker_id: str,
+        *,
+        lease_seconds: float = 30.0,
+        wait_seconds: float = 0.0,
+        max_tasks: int = 1,
+    ) -> list[FleetInboxEntry]:
+        """Lease up to ``max_tasks`` tasks this worker can do, each with a fencing token.
+
+        Waits up to ``wait_seconds`` for one to appear (long poll). Returns [] when none came.
+        """
+        if lease_seconds <= 0:
+            raise UsageError(f"lease_seconds must be positive, got {lease_seconds}")
+        if not 1 <= max_tasks <= 100:
+            raise UsageError(f"max_tasks must be between 1 and 100, got {max_tasks}")
+        deadline = time.monotonic() + max(wait_seconds, 0.0)
+        while True:
+            self.expire_leases()
+            leased = self._lease_once(worker_id, lease_seconds, max_tasks)
+            remaining = deadline - time.monotonic()
+            if leased or remaining <= 0:
+                return leased
+            self.store.backend.wait_for_events(min(remaining, 0.5))
+
+    def _lease_once(
+        self, worker_id: str, lease_seconds: float, max_tasks: int
+    ) -> list[FleetInboxEntry]:
+        now = self.clock.now()
+        with self.store.transaction() as unit:
+            worker = self._worker(unit, worker_id)
+            rows = unit.tx.fetchall(
+                Q["lease_candidates"],
+                {
+                    "now": _ts(now),
+                    "role": worker.role,
+                    "rank": worker.trust_level.rank,
+                    "limit": max_tasks * 8,
+                },
+            )
+            chosen = [
+                t for t in (task_from_row(unit.tx, r) for r in rows) if _matches(t.spec, worker)
+            ][:max_tasks]
+            expires = now + timedelta(seconds=lease_seconds)
+            events: list[RunEvent] = []
+            started: set[tuple[str, str]] = set()
+            for task in chosen:
+                events.append(
+                    self._event(
+                        "task_leased",
+                        task.run_id,
+                        now,
+                        task_id=task.task_id,
+                        entry_id=task.entry_id,
+                        attempt=task.attempt,
+                        worker_id=worker_id,
+                        fencing_token=task.fencing_token + 1,
+                        expires_at=expires,
+                    )
+                )
+                key = (task.run_id, task.step_id)
+                if key not in started:
+                    state = load_steps(unit.tx, task.run_id)[task.step_id]
+                    if state.status != "running" or state.attempt < task.attempt:
+                        events.append(
+                            self._event(
+                                "step_started",
+                                task.run_id,
+                                now,
+                                step_id=task.step_id,
+                                task_id=task.task_id,
+                                attempt=task.attempt,
+                            )
+                        )
+                    started.add(key)
+            unit.append(events)
+            return [
+                FleetInboxEntry(
+                    entry_id=task.entry_id,
+                    task=FleetTaskSpec.model_validate(task.spec),
+                    attempt=task.attempt,
+                    status=FleetInboxStatus.LEASED,
+                    enqueued_at=task.enqueued_at,
+                    available_at=task.available_at,
+                    lease=FleetLease(
+                        worker_id=worker_id,
+                        fencing_token=task.fencing_token + 1,
+                        leased_at=now,
+                        expires_at=expires,
+                    ),
+                )
+                for task in chosen
+            ]
+
+    def expire_leases(self, *, limit: int = 100) -> int:
+        """Return tasks whose lease lapsed to the inbox (attempt + 1); after
+        ``max_lease_expiries`` lapses the step fails with ``timeout``. Returns how many."""
+        now = self.clock.now()
+        with self.store.backend.read() as tx:
+            due = [
+                r[0] for r in tx.fetchall(Q["expired_leases"], {"now": _ts(now), "limit": limit})
+            ]
+        if not due:
+            return 0
+        count = 0
+        with self.store.transaction() as unit:
+            for task_id in due:
+                task = load_task(unit.tx, task_id)
+                if task is None or task.status != "leased" or not task.lease_expires_at:
+                    continue
+                if task.lease_expires_at >= now:
+                    continue
+                count += 1
+                unit.append(
+                    [
+                        self._event(
+                            "task_lease_expired",
+                            task.run_id,
+                            now,
+                            task_id=task.task_id,
+                            worker_id=task.worker_id,
+                            fencing_token=task.fencing_token,
+                            reason="no heartbeat before the lease expired",
+                        )
+                    ]
+                )
+                if task.expiries + 1 >= self.max_lease_expiries:
+                    message = f"the lease expired {task.expiries + 1} times"
+                    self._fail_step(unit, task.run_id, task.step_id, "timeout", message, now)
+                    continue
+                spec = FleetTaskSpec.model_validate(task.spec)
+                unit.append([self._enqueue_event(spec, task.attempt + 1, now, now)])
+        return count
+
+    def _held(self, unit: Unit, task_id: str, fencing_token: int) -> TaskState:
+        """The task, if this fencing token still holds its lease; raise otherwise."""
+        task = load_task(unit.tx, task_id)
+        if task is None:
+            raise NotFoundError(f"no task '{task_id}'", task_id=task_id)
+        run = self._run(unit, task.run_id)
+        if run.status == "cancelled":
+            raise RunCancelledError(
+                f"run cancelled: run '{task.run_id}' was cancelled; stop working on '{task_id}'",
+                run_id=task.run_id,
+                task_id=task_id,
+            )
+        if task.status != "leased" or task.fencing_token != fencing_token:
+            raise LeaseLostError(
+                f"lease lost: stale fencing token {fencing_token} for task '{task_id}' "
+                f"(the task is {task.status}, current token {task.fencing_token})",
+                task_id=task_id,
+            )
+        return task
+
+    def heartbeat(
+        self, task_id: str, fencing_token: int, *, lease_seconds: float = 30.0
+    ) -> FleetLease:
+        """Extend a lease. Raises LeaseLostError (stale token, or the wall-time budget is
+        spent) or RunCancelledError."""
+        self.expire_leases()
+        now = self.clock.now()
+        lost: LeaseLostError | None = None
+        with self.store.transaction() as unit:
+            task = self._held(unit, task_id, fencing_token)
+            budget = FleetTaskSpec.model_validate(task.spec).budget
+            elapsed = (now - task.leased_at).total_seconds() if task.leased_at else 0.0
+            if budget and budget.max_wall_s is not None and elapsed > budget.max_wall_s:
+                unit.append(
+                    [
+                        self._event(
+                            "budget_exceeded",
+                            task.run_id,
+                            now,
+                            budget="wall_time",
+                            limit=budget.max_wall_s,
+                            used=elapsed,
+                            step_id=task.step_id,
+                            task_id=task_id,
+                        )
+                    ]
+                )
+                message = f"wall time {elapsed:.1f}s exceeds the budget of {budget.max_wall_s}s"
+                self._task_failed(unit, task, FleetTaskFailureKind.BUDGET_EXCEEDED, message, now)
+                lost = LeaseLostError(f"lease lost: {message}", task_id=task_id)
+            else:
+                expires = now + timedelta(seconds=lease_seconds)
+                unit.append(
+                    [
+                        self._event(
+                            "task_heartbeat",
+                            task.run_id,
+                            now,
+                            task_id=task_id,
+                            worker_id=task.worker_id,
+                            fencing_token=fencing_token,
+                            expires_at=expires,
+                        )
+                    ]
+                )
+                lease = FleetLease.model_validate(
+                    {
+                        "worker_id": task.worker_id,
+                        "fencing_token": fencing_token,
+                        "leased_at": task.leased_at,
+                        "expires_at": expires,
+                    }
+                )
+        if lost is not None:
+            raise lost
+        return lease
+
+    def release_task(self, task_id: str, fencing_token: int, *, reason: str = "") -> None:
+        """Give a leased task back unfinished (graceful shutdown): the same attempt is requeued."""
+        now = self.clock.now()
+        with self.store.transaction() as unit:
+            task = self._held(unit, task_id, fencing_token)
+            unit.append(
+                [
+                    self._event(
+                        "task_released",
+                        task.run_id,
+                        now,
+                        task_id=task_id,
+                        worker_id=task.worker_id,
+                        fencing_token=fencing_token,
+                        reason=reason,
+                    ),
+                    self._enqueue_event(
+                        FleetTaskSpec.model_validate(task.spec), task.attempt, now, now
+                    ),
+                ]
+            )
+
+    # ── work results ─────────────────────────────────────────────────────────────────────────
+
+    def post_event(
+        self, task_id: str, fencing_token: int, envelope: AgentRunEnvelope | Mapping[str, Any]
+    ) -> RunEvent:
+        """Record an adapter envelope for a leased task (checkpoints also as checkpoint_saved)."""
+        if not isinstance(envelope, AgentRunEnvelope):
+            from fleetforge import schemas
+
+            schemas.validate("agent_run", dict(envelope))
+            envelope = parse_envelope(dict(envelope))
+        self.expire_leases()
+        now = self.clock.now()
+        with self.store.transaction() as unit:
+            task = self._held(unit, task_id, fencing_token)
+            mismatched = [
+                ErrorDetail(f"/{field}", f"is {getattr(envelope, field)!r}, the task's is {want!r}")
+                for field, want in (
+                    ("run_id", task.run_id),
+                    ("step_id", task.step_id),
+                    ("task_id", task.task_id),
+                )
+                if getattr(envelope, field) != want
+            ]
+            if mismatched:
+                raise ContractError("the envelope is for another task", details=mismatched)
+            events = [
+                self._event("task_event", task.run_id, now, task_id=task_id, envelope=envelope)
+            ]
+            if isinstance(envelope, CheckpointEnvelope):
+                events.append(
+                    self._event(
+                        "checkpoint_saved",
+                        task.run_id,
+                        now,
+                        task_id=task_id,
+                        checkpoint_id=envelope.checkpoint_id,
+                        state_digest=envelope.state_digest,
+                        artifact=envelope.artifact,
+                    )
+                )
+            return unit.append(events)[0]
+
+    def fail_task(
+        self,
+        task_id: str,
+        fencing_token: int,
+        kind: FleetTaskFailureKind | str,
+        message: str,
+    ) -> bool:
+        """Report that an attempt failed. Returns True when another attempt will follow."""
+        failure = FleetTaskFailureKind(kind)
+        self.expire_leases()
+        now = self.clock.now()
+        with self.store.transaction() as unit:
+            task = self._held(unit, task_id, fencing_token)
+            return self._task_failed(unit, task, failure, message, now)
+
+    def post_receipt(self, receipt: FleetReceipt | Mapping[str, Any]) -> FleetReceipt:
+        """Post a worker's receipt; the fleet scores it, chains it and schedules what follows.
+
+        Posting the same receipt again returns the first verdict and changes nothing.
+        """
+        if not isinstance(receipt, FleetReceipt):
+            from fleetforge import schemas
+
+            schemas.validate("fleet_receipt", dict(receipt))
+            receipt = FleetReceipt.model_validate(dict(receipt))
+        self.expire_leases()
+        now = self.clock.now()
+        with self.store.transaction() as unit:
+            known = unit.tx.fetchone(Q["receipt"], {"receipt_id": receipt.receipt_id})
+            if known is not None:
+                return _same_receipt(unit, known, receipt)
+            task = self._held(unit, receipt.task_id, receipt.fencing_token)
+            _check_receipt(receipt, task)
+            row = unit.tx.fetchone(Q["last_receipt_hash"], {"run_id": task.run_id})
+            prev = row[0] if row else None
+            body = receipt.model_dump(mode="json", exclude={"status", "score", "hash", "posted_at"})
+            body["prev_hash"] = prev
+            posted = receipt.model_copy(
+                update={"prev_hash": prev, "hash": _digest(body), "posted_at": now}
+            )
+            unit.append([self._event("receipt_posted", task.run_id, now, receipt=posted)])
+            verdict, failure, extra = self._judge(posted, task, now)
+            accepted = verdict.passed and failure is None
+            unit.append(
+                [
+                    *extra,
+                    self._event(
+                        "receipt_accepted" if accepted else "receipt_rejected",
+                        task.run_id,
+                        now,
+                        receipt_id=posted.receipt_id,
+                        task_id=task.task_id,
+                        score=verdict,
+                        hash=posted.hash,
+                    ),
+                ]
+            )
+            if accepted:
+                self._task_succeeded(unit, task, getattr(posted.result, "output", None), now)
+            else:
+                kind, message = failure or (FleetTaskFailureKind.INVALID_OUTPUT, verdict.reason)
+                self._task_failed(unit, task, kind, message, now)
+            status = "accepted" if accepted else "rejected"
+            return posted.model_copy(update={"status": status, "score": verdict})
+
+    def _judge(
+        self, receipt: FleetReceipt, task: TaskState, now: datetime
+    ) -> tuple[FleetScore, tuple[FleetTaskFailureKind, str] | None, list[RunEvent]]:
+        """(score, failure if the attempt failed, extra events such as budget_exceeded)."""
+        if isinstance(receipt.result, TaskFailure):
+            reason = f"{receipt.result.kind}: {receipt.result.message}"
+            verdict = FleetScore(passed=False, score=0, scorer="worker", reason=reason)
+            return verdict, (receipt.result.kind, receipt.result.message), []
+        spec = FleetTaskSpec.model_validate(task.spec)
+        over = _over_budget(spec, receipt.usage, task, now)
+        if over is not None:
+            budget, limit, used = over
+            reason = f"{budget} budget exceeded: used {used:g}, limit {limit:g}"
+            verdict = FleetScore(passed=False, score=0, scorer="budget", reason=reason)
+            event = self._event(
+                "budget_exceeded",
+                task.run_id,
+                now,
+                budget=budget,
+                limit=limit,
+                used=used,
+                step_id=task.step_id,
+                task_id=task.task_id,
+            )
+            return verdict, (FleetTaskFailureKind.BUDGET_EXCEEDED, reason), [event]
+        return score(spec.scorer, receipt.result.output), None, []
+
+
+def _ts(value: datetime) -> str:
+    return iso(value)
+
+
+def _matches(task_spec: Mapping[str, Any], worker: FleetWorkerSpec) -> bool:
+    """Does the worker offer the tools and labels the task's profile asks for?"""
+    profile = task_spec.get("worker") or {}
+    for need in profile.get("tools", []):
+        if not any(fnmatchcase(need, have) or fnmatchcase(have, need) for have in worker.tools):
+            return False
+    labels = profile.get("labels") or {}
+    if any(worker.labels.get(k) != v for k, v in labels.items()):
+        return False
+    return FleetTrustLevel(profile.get("min_trust", "untrusted")).admits(worker.trust_level)
+
+
+def _check_receipt(receipt: FleetReceipt, task: TaskState) -> None:
+    wrong = [
+        ErrorDetail(f"/{field}", f"is {have!r}, the leased task's is {want!r}")
+        for field, have, want in (
+            ("run_id", receipt.run_id, task.run_id),
+            ("step_id", receipt.step_id, task.step_id),
+            ("attempt", receipt.attempt, task.attempt),
+        )
+        if have != want
+    ]
+    if wrong:
+        raise ContractError(f"the receipt does not match task '{task.task_id}'", details=wrong)
+    if receipt.worker_id != task.worker_id:
+        raise ForbiddenError(
+            f"worker '{receipt.worker_id}' does not hold the lease on '{task.task_id}'"
+        )
+
+
+def _same_receipt(unit: Unit, known: tuple[Any, ...], receipt: FleetReceipt) -> FleetReceipt:
+    stored = FleetReceipt.model_validate(unit.tx.load_json(known[1]))
+    keys = ("task_id", "attempt", "worker_id", "fencing_token", "result", "usage", "artifacts")
+    if any(getattr(stored, k) != getattr(receipt, k) for k in keys):
+        raise ConflictError(
+            f"receipt '{receipt.receipt_id}' was already posted with different content",
+            receipt_id=receipt.receipt_id,
+        )
+    score_value = unit.tx.load_json(known[3]) if known[3] is not None else None
+    return stored.model_copy(
+        update={
+            "status": known[2],
+            "score": FleetScore.model_validate(score_value) if score_value else None,
+        }
+    )
+
+
+def _over_budget(
+    spec: FleetTaskSpec, usage: FleetUsage, task: TaskState, now: datetime
+) -> tuple[str, float, float] | None:
+    budget = spec.budget
+    if budget is None:
+        return None
+    tokens = usage.total_tokens or usage.input_tokens + usage.output_tokens
+    if budget.max_tokens is not None and tokens > budget.max_tokens:
+        return "tokens", float(budget.max_tokens), float(tokens)
+    if budget.max_cost_usd is not None and (usage.cost_usd or 0.0) > budget.max_cost_usd:
+        return "cost", budget.max_cost_usd, float(usage.cost_usd or 0.0)
+    if budget.max_wall_s is not None and task.leased_at is not None:
+        elapsed = (now - task.leased_at).total_seconds()
+        if elapsed > budget.max_wall_s:
+            return "wall_time", budget.max_wall_s, elapsed
+    return None
+
+
+class FleetService:
+    """The async face of :class:`SyncFleetService`: same methods, awaitable.
+
+    Each call runs in a worker thread (the database drivers are synchronous), so awaiting a
+    long-polling ``lease_task`` never blocks the event loop.
+    """
+
+    def __init__(self, store: EventStore, **options: Any) -> None:
+        self.sync = SyncFleetService(store, **options)
+
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        fn = getattr(self.sync, method)
+        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
+
+    async def submit_run(self, spec: Mapping[str, Any] | RunSpec, **kw: Any) -> Run:
+        return await self._call("submit_run", spec, **kw)  # type: ignore[no-any-return]
+
+    async def get_run(self, run_id: str) -> Run:
+        return await self._call("get_run", run_id)  # type: ignore[no-any-return]
+
+    async def list_runs(self, **kw: Any) -> RunPage:
+        return await self._call("list_runs", **kw)  # type: ignore[no-any-return]
+
+    async def cancel_run(self, run_id: str, **kw: Any) -> Run:
+        return await self._call("cancel_run", run_id, **kw)  # type: ignore[no-any-return]
+
+    async def resume_run(self, run_id: str, **kw: Any) -> Run:
+        return await self._call("resume_run", run_id, **kw)  # type: ignore[no-any-return]
+
+    async def approve_step(self, run_id: str, step_id: str, **kw: Any) -> Run:
+        return await self._call("approve_step", run_id, step_id, **kw)  # type: ignore[no-any-return]
+
+    async def register_worker(self, spec: FleetWorkerSpec | Mapping[str, Any]) -> FleetWorkerSpec:
+        return await self._call("register_worker", spec)  # type: ignore[no-any-return]
+
+    async def lease_task(self, worker_id: str, **kw: Any) -> list[FleetInboxEntry]:
+        return await self._call("lease_task", worker_id, **kw)  # type: ignore[no-any-return]
+
+    async def heartbeat(self, task_id: str, fencing_token: int, **kw: Any) -> FleetLease:
+        return await self._call("heartbeat", task_id, fencing_token, **kw)  # type: ignore[no-any-return]
+
+    async def release_task(self, task_id: str, fencing_token: int, **kw: Any) -> None:
+        await self._call("release_task", task_id, fencing_token, **kw)
+
+    async def post_event(
+        self, task_id: str, fencing_token: int, envelope: AgentRunEnvelope | Mapping[str, Any]
+    ) -> RunEvent:
+        return await self._call("post_event", task_id, fencing_token, envelope)  # type: ignore[no-any-return]
+
+    async def fail_task(
+        self, task_id: str, fencing_token: int, kind: FleetTaskFailureKind | str, message: str
+    ) -> bool:
+        return await self._call("fail_task", task_id, fencing_token, kind, message)  # type: ignore[no-any-return]
+
+    async def post_receipt(self, receipt: FleetReceipt | Mapping[str, Any]) -> FleetReceipt:
+        return await self._call("post_receipt", receipt)  # type: ignore[no-any-return]
+
+    async def run_events(self, run_id: str, **kw: Any) -> list[RunEvent]:
+        return await self._call("run_events", run_id, **kw)  # type: ignore[no-any-return]

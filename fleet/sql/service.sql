@@ -1,0 +1,58 @@
+-- Queries of the FleetService: reads of projection state inside its transactions.
+-- Portable SQL with :name parameters (see projections.sql).
+
+-- name: run
+SELECT run_id, name, status, seed, labels, spec, outputs, error, idempotency_key, created_at,
+       updated_at, started_at, finished_at, usage
+FROM runs WHERE run_id = :run_id;
+
+-- name: run_by_idempotency_key
+SELECT run_id FROM runs WHERE idempotency_key = :key ORDER BY created_at LIMIT 1;
+
+-- name: steps
+SELECT step_id, position, type, status, attempt, task_ids, output, failure_kind, error,
+       started_at, finished_at
+FROM steps WHERE run_id = :run_id ORDER BY position;
+
+-- name: task
+SELECT run_id, task_id, step_id, map_index, entry_id, attempt, status, spec, worker_id,
+       fencing_token, leased_at, lease_expires_at, expiries, output, enqueued_at, available_at
+FROM tasks WHERE task_id = :task_id;
+
+-- name: step_tasks
+SELECT run_id, task_id, step_id, map_index, entry_id, attempt, status, spec, worker_id,
+       fencing_token, leased_at, lease_expires_at, expiries, output, enqueued_at, available_at
+FROM tasks WHERE run_id = :run_id AND step_id = :step_id ORDER BY map_index;
+
+-- name: lease_candidates
+SELECT t.run_id, t.task_id, t.step_id, t.map_index, t.entry_id, t.attempt, t.status, t.spec,
+       t.worker_id, t.fencing_token, t.leased_at, t.lease_expires_at, t.expiries, t.output,
+       t.enqueued_at, t.available_at
+FROM tasks t JOIN runs r ON r.run_id = t.run_id
+WHERE t.status = 'queued' AND t.available_at <= :now AND r.status = 'running'
+  AND (t.role IS NULL OR t.role = :role) AND t.min_trust <= :rank
+ORDER BY t.priority DESC, t.available_at, t.task_id
+LIMIT :limit;
+
+-- name: expired_leases
+SELECT task_id FROM tasks WHERE status = 'leased' AND lease_expires_at < :now
+ORDER BY lease_expires_at LIMIT :limit;
+
+-- name: worker
+SELECT worker_id, spec, status, registered_at, last_seen_at FROM workers
+WHERE worker_id = :worker_id;
+
+-- name: workers
+SELECT worker_id, spec, status, registered_at, last_seen_at FROM workers ORDER BY worker_id;
+
+-- name: receipt
+SELECT run_id, receipt, status, score FROM receipts WHERE receipt_id = :receipt_id;
+
+-- name: last_receipt_hash
+SELECT hash FROM receipts WHERE run_id = :run_id ORDER BY position DESC LIMIT 1;
+
+-- name: runs_page
+SELECT run_id, name, status, seed, labels, created_at, updated_at FROM runs
+WHERE (CAST(:status AS TEXT) IS NULL OR status = :status)
+  AND (CAST(:cursor AS TEXT) IS NULL OR run_id < :cursor)
+ORDER BY run_id DESC LIMIT :limit;
