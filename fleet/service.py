@@ -21,6 +21,7 @@ from typing import Any
 import anyio.to_thread
 
 from fleetforge.contracts import (
+    Artifact,
     FleetInboxEntry,
     FleetInboxStatus,
     FleetLease,
@@ -57,12 +58,14 @@ from fleetforge.fleet._sql import named_queries
 from fleetforge.fleet._state import (
     RunState,
     TaskState,
+    at,
     load_run,
     load_steps,
     load_task,
     task_from_row,
     to_dt,
 )
+from fleetforge.fleet.artifacts import ArtifactStore, record_artifact
 from fleetforge.fleet.clock import Clock, clock_for
 from fleetforge.fleet.scheduler import (
     backoff_seconds,
@@ -77,10 +80,19 @@ from fleetforge.fleet.store._base import canonical_json, iso
 from fleetforge.ids import new_id
 from fleetforge.validation import validate_run_spec
 
-__all__ = ["FleetService", "RunPage", "SyncFleetService"]
+__all__ = ["FleetService", "RunPage", "SyncFleetService", "WorkerInfo"]
 
 Q = named_queries("service.sql")
 _FINAL_STEP = {"completed", "failed", "skipped", "cancelled"}
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A registered worker as :meth:`SyncFleetService.list_workers` shows it."""
+
+    spec: FleetWorkerSpec
+    status: str
+    last_seen_at: datetime
 
 
 @dataclass(frozen=True)
@@ -102,10 +114,12 @@ class SyncFleetService:
         self,
         store: EventStore,
         *,
+        artifacts: ArtifactStore | None = None,
         clock: Clock | None = None,
         max_lease_expiries: int = 3,
     ) -> None:
         self.store = store
+        self.artifacts = artifacts
         self.clock = clock or clock_for(store)
         self.max_lease_expiries = max_lease_expiries
         self._specs: dict[str, RunSpec] = {}
@@ -288,6 +302,38 @@ class SyncFleetService:
             self._advance(unit, run_id, now)
             return self._get_run(unit, run_id)
 
+    def retry_step(self, run_id: str, step_id: str, *, by: str | None = None) -> Run:
+        """Run a failed (or skipped) step again, and the steps after it that did not complete.
+
+        A failed run is reopened. The step gets one more attempt than it had.
+        """
+        now = self.clock.now()
+        with self.store.transaction() as unit:
+            run = self._run(unit, run_id)
+            spec = self._spec(run)
+            steps = load_steps(unit.tx, run_id)
+            if step_id not in steps:
+                raise NotFoundError(f"run '{run_id}' has no step '{step_id}'")
+            if steps[step_id].status not in {"failed", "skipped"}:
+                raise ConflictError(
+                    f"step '{step_id}' is {steps[step_id].status}: only failed or skipped "
+                    "steps can be retried"
+                )
+            if run.status in {"cancelled", "completed"}:
+                raise ConflictError(f"run '{run_id}' is {run.status}: nothing to retry")
+            again = _downstream(spec, step_id)
+            events = [
+                self._event("step_reset", run_id, now, step_id=sid, reason=f"retry of {step_id}")
+                for sid in again
+                if steps[sid].status in {"failed", "skipped"}
+            ]
+            if run.status == "failed":
+                events.append(self._event("run_resumed", run_id, now, by=by,
+                                          reason=f"retry of {step_id}"))  # fmt: skip
+            unit.append(events)
+            self._advance(unit, run_id, now)
+            return self._get_run(unit, run_id)
+
     def run_events(self, run_id: str, *, after: int = 0, limit: int = 100) -> list[RunEvent]:
         """A run's events after the cursor ``after``."""
         return self.store.query(run_id=run_id, after=after, limit=limit)
@@ -378,7 +424,9 @@ class SyncFleetService:
             return
         if items is None:
             task = compile_task(spec, run_id, step, step_id=step.id, inputs=inputs)
-            unit.append([ready, self._enqueue_event(task, 1, now, now)])
+            unit.append(
+                [ready, self._enqueue_event(task, self._next_attempt(unit, task), now, now)]
+            )
             return
         if not items:
             unit.append(
@@ -408,7 +456,12 @@ class SyncFleetService:
             "index": index,
         }
         task = compile_task(spec, run_id, step, step_id=step.id, inputs=inputs, map_index=index)
-        unit.append([self._enqueue_event(task, 1, now, now)])
+        unit.append([self._enqueue_event(task, self._next_attempt(unit, task), now, now)])
+
+    def _next_attempt(self, unit: Unit, task: FleetTaskSpec) -> int:
+        """1 for a new task; after a reset (retry_step) the attempts go on counting."""
+        previous = load_task(unit.tx, task.task_id)
+        return 1 if previous is None else previous.attempt + 1
 
     def _enqueue_event(
         self, task: FleetTaskSpec, attempt: int, now: datetime, available: datetime
@@ -547,6 +600,37 @@ class SyncFleetService:
         with self.store.transaction() as unit:
             unit.append([self._event("worker_registered", None, self.clock.now(), worker=worker)])
         return worker
+
+    def worker_heartbeat(self, worker_id: str, *, status: str = "idle") -> None:
+        """A worker says it is alive (workers holding leases are seen through their heartbeats)."""
+        now = self.clock.now()
+        with self.store.transaction() as unit:
+            self._worker(unit, worker_id)
+            unit.append([self._event("worker_heartbeat", None, now, worker_id=worker_id,
+                                     status=status)])  # fmt: skip
+
+    def list_workers(self) -> list[WorkerInfo]:
+        """Every registered worker with its status and when it was last seen."""
+        with self.store.backend.read() as tx:
+            return [
+                WorkerInfo(FleetWorkerSpec.model_validate(tx.load_json(r[1])), r[2], at(r[4]))
+                for r in tx.fetchall(Q["workers"])
+            ]
+
+    def mark_offline_workers(self, *, after_seconds: float = 60.0) -> list[str]:
+        """Record ``worker_offline`` for workers not seen for ``after_seconds``; return them."""
+        now = self.clock.now()
+        quiet = [
+            w.spec.worker_id
+            for w in self.list_workers()
+            if w.status != "offline" and (now - w.last_seen_at).total_seconds() > after_seconds
+        ]
+        if quiet:
+            with self.store.transaction() as unit:
+                unit.append([self._event("worker_offline", None, now, worker_id=worker_id,
+                                         reason=f"not seen for over {after_seconds:g}s")
+                             for worker_id in quiet])  # fmt: skip
+        return quiet
 
     def _worker(self, unit: Unit, worker_id: str) -> FleetWorkerSpec:
         row = unit.tx.fetchone(Q["worker"], {"worker_id": worker_id})
@@ -703,6 +787,12 @@ class SyncFleetService:
                 run_id=task.run_id,
                 task_id=task_id,
             )
+        if run.status in {"failed", "completed"} and task.status != "leased":
+            raise AlreadyCompletedError(
+                f"run '{task.run_id}' already {run.status}; stop working on '{task_id}'",
+                run_id=task.run_id,
+                task_id=task_id,
+            )
         if task.status != "leased" or task.fencing_token != fencing_token:
             raise LeaseLostError(
                 f"lease lost: stale fencing token {fencing_token} for task '{task_id}' "
@@ -789,6 +879,31 @@ class SyncFleetService:
                     ),
                 ]
             )
+
+    # ── artifacts ────────────────────────────────────────────────────────────────────────────
+
+    def put_artifact(self, content: bytes, **metadata: Any) -> Artifact:
+        """Store bytes in the content-addressed store and record their metadata."""
+        artifact = self._artifact_store().put(content, **metadata)
+        record_artifact(self.store, artifact)
+        return artifact
+
+    def get_artifact(self, digest: str) -> tuple[Artifact, bytes]:
+        """An artifact's recorded metadata and its bytes (verified against the digest)."""
+        columns = ("digest", "size_bytes", "media_type", "kind", "name", "path", "created_at",
+                   "run_id", "step_id", "task_id", "labels")  # fmt: skip
+        with self.store.backend.read() as tx:
+            row = tx.fetchone(Q["artifact"], {"digest": digest})
+            if row is None:
+                raise NotFoundError(f"no artifact {digest} is recorded", digest=digest)
+            values = dict(zip(columns, row, strict=True))
+            values["labels"] = tx.load_json(values["labels"])
+        return Artifact.model_validate(values), self._artifact_store().get(digest)
+
+    def _artifact_store(self) -> ArtifactStore:
+        if self.artifacts is None:
+            raise UsageError("this FleetService has no artifact store (pass artifacts=...)")
+        return self.artifacts
 
     # ── work results ─────────────────────────────────────────────────────────────────────────
 
@@ -930,6 +1045,16 @@ def _ts(value: datetime) -> str:
     return iso(value)
 
 
+def _downstream(spec: RunSpec, step_id: str) -> list[str]:
+    """The step and every step that depends on it, directly or not, in spec order."""
+    found = {step_id}
+    for _ in spec.steps:  # a DAG in any order: repeat until nothing new joins
+        for later in spec.steps:
+            if later.id not in found and found.intersection(later.depends_on):
+                found.add(later.id)
+    return [s.id for s in spec.steps if s.id in found]
+
+
 def _matches(task_spec: Mapping[str, Any], worker: FleetWorkerSpec) -> bool:
     """Does the worker offer the tools and labels the task's profile asks for?"""
     profile = task_spec.get("worker") or {}
@@ -1051,6 +1176,15 @@ class FleetService:
 
     async def post_receipt(self, receipt: FleetReceipt | Mapping[str, Any]) -> FleetReceipt:
         return await self._call("post_receipt", receipt)  # type: ignore[no-any-return]
+
+    async def retry_step(self, run_id: str, step_id: str, **kw: Any) -> Run:
+        return await self._call("retry_step", run_id, step_id, **kw)  # type: ignore[no-any-return]
+
+    async def put_artifact(self, content: bytes, **metadata: Any) -> Artifact:
+        return await self._call("put_artifact", content, **metadata)  # type: ignore[no-any-return]
+
+    async def get_artifact(self, digest: str) -> tuple[Artifact, bytes]:
+        return await self._call("get_artifact", digest)  # type: ignore[no-any-return]
 
     async def run_events(self, run_id: str, **kw: Any) -> list[RunEvent]:
         return await self._call("run_events", run_id, **kw)  # type: ignore[no-any-return]

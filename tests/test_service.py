@@ -409,3 +409,59 @@ def test_list_runs_pages_and_filters(fleet: SyncFleetService) -> None:
     assert rest.next_cursor is None
     assert [r.run_id for r in fleet.list_runs(status="cancelled").runs] == [ids[0]]
     assert [r.run_id for r in fleet.list_runs(labels={"team": "x"}).runs] == [ids[3], ids[1]]
+
+
+# ── retry, workers, artifacts ────────────────────────────────────────────────────────────────
+
+
+def test_retry_step_reruns_it_and_what_depends_on_it(fleet: SyncFleetService) -> None:
+    run = fleet.submit_run(spec(agent("a"), agent("b", "a"), agent("c", "b"), agent("x")))
+    leased = fleet.lease_task("w1", max_tasks=5)
+    for entry in sorted(leased, key=lambda e: e.task.step_id == "a"):  # x first, then a fails
+        assert entry.lease is not None
+        if entry.task.step_id == "a":
+            fleet.fail_task(entry.task.task_id, entry.lease.fencing_token, "agent_error", "bad")
+        else:
+            fleet.post_receipt(receipt(entry, "x done"))
+    failed = fleet.get_run(run.run_id)
+    assert failed.status == "failed"
+    with pytest.raises(ConflictError, match="only failed or skipped"):
+        fleet.retry_step(run.run_id, "x")
+    again = fleet.retry_step(run.run_id, "a")
+    assert again.status == "running"
+    assert again.error is None
+    [entry] = fleet.lease_task("w1")
+    assert (entry.task.step_id, entry.attempt) == ("a", 2)
+    fleet.post_receipt(receipt(entry, "a done"))
+    assert drain(fleet, lambda e: "ok") == ["b", "c"]
+    final = fleet.get_run(run.run_id)
+    assert final.status == "completed"
+    assert verify(fleet.store) == []
+
+
+def test_workers_are_listed_and_go_offline(fleet: SyncFleetService, clock: ManualClock) -> None:
+    fleet.register_worker({"worker_id": "w2"})
+    clock.advance(30)
+    fleet.worker_heartbeat("w1", status="busy")
+    clock.advance(40)
+    assert fleet.mark_offline_workers(after_seconds=60) == ["w2"]
+    status = {w.spec.worker_id: w.status for w in fleet.list_workers()}
+    assert status == {"w1": "busy", "w2": "offline"}
+    with pytest.raises(NotFoundError):
+        fleet.worker_heartbeat("ghost")
+
+
+def test_artifacts_through_the_service(store: EventStore, tmp_path: Any) -> None:
+    from fleetforge.fleet.artifacts import ArtifactStore
+
+    service = SyncFleetService(store, artifacts=ArtifactStore(tmp_path))
+    artifact = service.put_artifact(b"# draft", media_type="text/markdown", name="draft.md")
+    meta, content = service.get_artifact(artifact.digest)
+    assert content == b"# draft"
+    assert (meta.digest, meta.media_type, meta.name) == (
+        artifact.digest,
+        "text/markdown",
+        "draft.md",
+    )
+    with pytest.raises(NotFoundError):
+        service.get_artifact("sha256:" + "1" * 64)

@@ -76,6 +76,15 @@ def _step_status(status: str) -> Callable[[Tx, EventRow], None]:
     return apply
 
 
+def _step_reset(tx: Tx, e: EventRow) -> None:
+    tx.execute(Q["step_reset"], {"run_id": e.run_id, "step_id": e.data["step_id"]})
+    tx.execute(Q["run_touch"], {"run_id": e.run_id, "at": e.at})
+
+
+def _resumed(tx: Tx, e: EventRow) -> None:
+    tx.execute(Q["run_reopened"], {"run_id": e.run_id, "at": e.at})
+
+
 def _step_started(tx: Tx, e: EventRow) -> None:
     key = {"run_id": e.run_id, "step_id": e.data["step_id"]}
     row = tx.fetchone(Q["step_task_ids"], key)
@@ -125,7 +134,7 @@ class RunsProjection:
         "run_submitted": _submitted,
         "run_started": _started,
         "run_paused": _run_status("paused"),
-        "run_resumed": _run_status("running"),
+        "run_resumed": _resumed,
         "run_completed": _finished,
         "run_failed": _finished,
         "run_cancelled": _finished,
@@ -135,6 +144,7 @@ class RunsProjection:
         "step_completed": _step_finished,
         "step_failed": _step_finished,
         "step_skipped": _step_finished,
+        "step_reset": _step_reset,
         "receipt_posted": _usage,
     }
     handles = frozenset(_handlers)

@@ -15,7 +15,9 @@ class WorkersProjection:
 
     name = "workers"
     tables = {"workers": ("worker_id",)}
-    handles = frozenset({"worker_registered", "worker_heartbeat", "worker_offline", "task_leased"})
+    handles = frozenset(
+        {"worker_registered", "worker_heartbeat", "worker_offline", "task_leased", "task_heartbeat"}
+    )
 
     def apply(self, tx: Tx, event: EventRow) -> None:
         data = event.data
@@ -29,6 +31,6 @@ class WorkersProjection:
         elif event.type == "worker_offline":
             params = {"worker_id": data["worker_id"], "status": "offline", "at": event.at}
             tx.execute(Q["worker_seen"], params)
-        else:  # task_leased: a worker that leases is alive and busy
+        else:  # task_leased / task_heartbeat: a worker holding a lease is alive and busy
             params = {"worker_id": data["worker_id"], "status": "busy", "at": event.at}
             tx.execute(Q["worker_seen"], params)

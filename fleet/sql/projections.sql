@@ -28,6 +28,15 @@ WHERE run_id = :run_id;
 -- name: run_touch
 UPDATE runs SET updated_at = :at WHERE run_id = :run_id;
 
+-- name: step_reset
+UPDATE steps SET status = 'pending', output = NULL, failure_kind = NULL, error = NULL,
+                 finished_at = NULL
+WHERE run_id = :run_id AND step_id = :step_id;
+
+-- name: run_reopened
+UPDATE runs SET status = 'running', error = NULL, finished_at = NULL, updated_at = :at
+WHERE run_id = :run_id;
+
 -- name: step_set_status
 UPDATE steps SET status = :status WHERE run_id = :run_id AND step_id = :step_id;
 

@@ -56,3 +56,8 @@ SELECT run_id, name, status, seed, labels, created_at, updated_at FROM runs
 WHERE (CAST(:status AS TEXT) IS NULL OR status = :status)
   AND (CAST(:cursor AS TEXT) IS NULL OR run_id < :cursor)
 ORDER BY run_id DESC LIMIT :limit;
+
+-- name: artifact
+SELECT digest, size_bytes, media_type, kind, name, path, created_at, run_id, step_id, task_id,
+       labels
+FROM artifacts WHERE digest = :digest;

@@ -100,6 +100,13 @@ class StepSkippedData(ProtocolModel):
     reason: str = Field(description="Why it was skipped.")
 
 
+class StepResetData(ProtocolModel):
+    """A failed or skipped step goes back to pending (``retry_step``)."""
+
+    step_id: Identifier = Field(description="The step.")
+    reason: str = Field("", description="Why, for people.")
+
+
 class StepApprovedData(ProtocolModel):
     """A person approved a human step."""
 
@@ -325,6 +332,10 @@ class StepApproved(RunEvent):
     """A human step was approved."""
     type: Literal["step_approved"] = Field("step_approved", description="Event type.")
     data: StepApprovedData = Field(description="Event data.")
+class StepReset(RunEvent):
+    """A step was reset to pending to run again."""
+    type: Literal["step_reset"] = Field("step_reset", description="Event type.")
+    data: StepResetData = Field(description="Event data.")
 class TaskEnqueued(RunEvent):
     """A task attempt entered the inbox."""
     type: Literal["task_enqueued"] = Field("task_enqueued", description="Event type.")
@@ -421,6 +432,7 @@ AnyRunEvent = Annotated[
     | StepFailed
     | StepSkipped
     | StepApproved
+    | StepReset
     | TaskEnqueued
     | TaskLeased
     | TaskHeartbeat
@@ -484,6 +496,7 @@ __all__ = [
     "StepCompleted",
     "StepFailed",
     "StepReady",
+    "StepReset",
     "StepSkipped",
     "StepStarted",
     "TaskEnqueued",
