@@ -572,25 +572,25 @@ class SyncFleetService:
             )
             self._advance(unit, task.run_id, now)
             return
+        key = {"run_id": task.run_id, "step_id": step.id}
+        row = unit.tx.fetchone(Q["map_progress"], key)
+        completed = int(row[0] or 0) if row else 0
+        enqueued = int(row[1]) if row else 0
+        highest = row[2] if row else None
         steps = load_steps(unit.tx, task.run_id)
         outputs = {sid: s.output for sid, s in steps.items() if s.status == "completed"}
         items = resolve_value(step.over, spec.inputs, outputs)
-        tasks = [
-            task_from_row(unit.tx, r)
-            for r in unit.tx.fetchall(Q["step_tasks"], {"run_id": task.run_id, "step_id": step.id})
-        ]
-        done = {t.map_index: t.output for t in tasks if t.status == "completed"}
-        if len(done) == len(items):
-            gathered = [done[i] for i in range(len(items))]
+        if completed == len(items):
+            rows = unit.tx.fetchall(Q["map_outputs"], key)
+            gathered = [unit.tx.load_json(r[1]) for r in rows]
             unit.append(
                 [self._event("step_completed", task.run_id, now, step_id=step.id, output=gathered)]
             )
             self._advance(unit, task.run_id, now)
             return
-        started = {t.map_index for t in tasks}
-        waiting = [i for i in range(len(items)) if i not in started]
-        if waiting:
-            self._enqueue_item(unit, spec, task.run_id, step, items, waiting[0], outputs, now)
+        following = 0 if highest is None else int(highest) + 1
+        if enqueued < len(items) and following < len(items):
+            self._enqueue_item(unit, spec, task.run_id, step, items, following, outputs, now)
 
     # ── workers and leases ───────────────────────────────────────────────────────────────────
 
@@ -787,7 +787,15 @@ class SyncFleetService:
                 run_id=task.run_id,
                 task_id=task_id,
             )
-        if run.status in {"failed", "completed"} and task.status != "leased":
+        if (
+            task.status != "leased"
+            and task.fencing_token == fencing_token
+            and run.status
+            in {
+                "failed",
+                "completed",
+            }
+        ):
             raise AlreadyCompletedError(
                 f"run '{task.run_id}' already {run.status}; stop working on '{task_id}'",
                 run_id=task.run_id,

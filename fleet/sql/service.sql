@@ -61,3 +61,11 @@ ORDER BY run_id DESC LIMIT :limit;
 SELECT digest, size_bytes, media_type, kind, name, path, created_at, run_id, step_id, task_id,
        labels
 FROM artifacts WHERE digest = :digest;
+
+-- name: map_progress
+SELECT SUM(CASE WHEN status = 'completed' THEN 1 ELSE 0 END), COUNT(*), MAX(map_index)
+FROM tasks WHERE run_id = :run_id AND step_id = :step_id;
+
+-- name: map_outputs
+SELECT map_index, output FROM tasks
+WHERE run_id = :run_id AND step_id = :step_id ORDER BY map_index;

@@ -1,0 +1,204 @@
+"""FleetService under load and failure, on both stores: random DAGs, many workers, a crash."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import threading
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fleetforge.contracts import FleetInboxEntry, FleetReceipt
+from fleetforge.errors import LeaseLostError
+from fleetforge.fleet.clock import ManualClock
+from fleetforge.fleet.replay import verify
+from fleetforge.fleet.service import SyncFleetService
+from fleetforge.fleet.store import EventStore
+from fleetforge.ids import new_id
+from tests.fleet_workers import complete
+
+ROOT = Path(__file__).parents[1]
+
+
+def _url(store: EventStore) -> str:
+    return store.url if store.backend.name == "sqlite" else str(store.backend.dsn)  # type: ignore[attr-defined]
+
+
+def _receipt(entry: FleetInboxEntry, output: Any) -> FleetReceipt:
+    assert entry.lease is not None
+    task = entry.task
+    return FleetReceipt.model_validate(
+        {
+            "receipt_id": new_id("rcp"),
+            "run_id": task.run_id,
+            "step_id": task.step_id,
+            "task_id": task.task_id,
+            "attempt": entry.attempt,
+            "worker_id": entry.lease.worker_id,
+            "fencing_token": entry.lease.fencing_token,
+            "result": {"outcome": "success", "output": output},
+        }
+    )
+
+
+@st.composite
+def dags(draw: st.DrawFn) -> dict[str, Any]:
+    """Up to 50 agent steps; each depends on earlier ones and reads some of their outputs."""
+    n = draw(st.integers(1, 50))
+    steps = []
+    for i in range(n):
+        deps = sorted(draw(st.sets(st.integers(0, i - 1), max_size=3))) if i else []
+        inputs: dict[str, Any] = {f"from_s{d}": {"from": f"steps.s{d}.output#/value"} for d in deps}
+        inputs["own"] = i
+        steps.append(
+            {
+                "id": f"s{i}",
+                "type": "agent",
+                "agent": "a",
+                "depends_on": [f"s{d}" for d in deps],
+                "inputs": inputs,
+            }
+        )
+    order = draw(st.permutations(range(n)))
+    return {
+        "name": "random-dag",
+        "seed": draw(st.integers(1, 2**31)),
+        "steps": [steps[i] for i in order],
+    }
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(spec=dags(), batch=st.integers(1, 5), shuffle_seed=st.integers(0, 1000))
+def test_random_dags_complete_in_topological_order(
+    store: EventStore, spec: dict[str, Any], batch: int, shuffle_seed: int
+) -> None:
+    fleet = SyncFleetService(store, clock=ManualClock())
+    fleet.register_worker({"worker_id": "w"})
+    run = fleet.submit_run(spec)
+    deps = {s["id"]: s["depends_on"] for s in spec["steps"]}
+    value = {s["id"]: hash((s["id"], spec["seed"])) % 1000 for s in spec["steps"]}
+    done: list[str] = []
+    shuffler = random.Random(shuffle_seed)
+    while leased := fleet.lease_task("w", max_tasks=batch):
+        shuffler.shuffle(leased)
+        for entry in leased:
+            sid = entry.task.step_id
+            assert all(d in done for d in deps[sid]), f"{sid} ran before its dependencies"
+            expected = {f"from_{d}": value[d] for d in deps[sid]} | {"own": int(sid[1:])}
+            assert entry.task.inputs == expected
+            fleet.post_receipt(_receipt(entry, {"value": value[sid]}))
+            done.append(sid)
+    assert sorted(done) == sorted(deps)
+    assert fleet.get_run(run.run_id).status == "completed"
+
+
+def _thousand_tasks(fleet: SyncFleetService) -> str:
+    spec = {
+        "name": "load",
+        "seed": 3,
+        "inputs": {"items": list(range(1000))},
+        "steps": [
+            {
+                "id": "each",
+                "type": "map",
+                "over": {"from": "inputs.items"},
+                "step": {"type": "tool", "tool": "noop"},
+            }
+        ],
+    }
+    return fleet.submit_run(spec).run_id
+
+
+def _check_exactly_once(store: EventStore, run_id: str) -> None:
+    leases = Counter(
+        e.data.task_id for e in store.query(run_id=run_id, types=["task_leased"], limit=10_000)
+    )
+    accepted = Counter(
+        e.data.task_id for e in store.query(run_id=run_id, types=["receipt_accepted"], limit=10_000)
+    )
+    assert len(leases) == 1000
+    assert set(leases.values()) == {1}  # no task was ever leased twice
+    assert set(accepted.values()) == {1}
+    assert len(accepted) == 1000
+
+
+@pytest.mark.slow
+def test_eight_worker_threads_complete_each_task_exactly_once(store: EventStore) -> None:
+    fleet = SyncFleetService(store)
+    run_id = _thousand_tasks(fleet)
+    for i in range(8):
+        fleet.register_worker({"worker_id": f"t{i}", "trust_level": "privileged"})
+    counts: list[int] = []
+    threads = [
+        threading.Thread(target=lambda w=f"t{i}": counts.append(complete(fleet, w, max_tasks=3)))
+        for i in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert sum(counts) == 1000
+    assert fleet.get_run(run_id).status == "completed"
+    _check_exactly_once(store, run_id)
+    assert verify(store) == []
+
+
+@pytest.mark.slow
+def test_eight_worker_processes_complete_each_task_exactly_once(store: EventStore) -> None:
+    fleet = SyncFleetService(store)
+    run_id = _thousand_tasks(fleet)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.fleet_workers", "work", _url(store), f"p{i}"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(8)
+    ]
+    counts = [int(p.communicate(timeout=300)[0].strip() or 0) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8
+    assert sum(counts) == 1000
+    final = fleet.get_run(run_id)
+    assert final.status == "completed"
+    assert final.outputs["each"] == list(range(1000))
+    _check_exactly_once(store, run_id)
+
+
+@pytest.mark.slow
+def test_a_killed_worker_loses_its_task_to_the_next(store: EventStore) -> None:
+    setup = SyncFleetService(store)
+    run = setup.submit_run(
+        {"name": "crash", "seed": 9, "steps": [{"id": "a", "type": "agent", "agent": "x"}]}
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.fleet_workers", "hold", _url(store), "doomed", "2"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    dead = FleetInboxEntry.model_validate_json(proc.stdout.readline())
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    proc.stdout.close()
+    # the survivor's clock is past the dead worker's lease: no sleeping for it to lapse
+    later = SyncFleetService(store, clock=ManualClock(datetime.now(UTC) + timedelta(seconds=5)))
+    later.register_worker({"worker_id": "survivor"})
+    [entry] = later.lease_task("survivor")
+    assert (entry.task.task_id, entry.attempt) == (dead.task.task_id, 2)
+    assert later.post_receipt(_receipt(entry, "done")).status == "accepted"
+    with pytest.raises(LeaseLostError, match="stale fencing token 1"):
+        later.post_receipt(_receipt(dead, "from beyond"))
+    accepted = store.query(run_id=run.run_id, types=["receipt_accepted"])
+    assert len(accepted) == 1
+    assert later.get_run(run.run_id).status == "completed"
+    assert verify(store) == []
