@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from fleetforge import __version__
-from fleetforge.cli import _artifacts, _db, _events, _schemas, _validate
+from fleetforge.cli import _artifacts, _db, _events, _runs, _schemas, _validate, _work
 from fleetforge.cli._context import Globals
 
 __all__ = ["app", "main"]
@@ -60,6 +60,15 @@ def _root(
 
 app.command("validate")(_validate.validate)
 app.add_typer(_schemas.app, name="schemas")
+app.command("submit")(_runs.submit)
+app.command("runs")(_runs.runs)
+app.command("show")(_runs.show)
+app.command("output")(_runs.output)
+app.command("cancel")(_runs.cancel)
+app.command("resume")(_runs.resume)
+app.command("approve")(_runs.approve)
+app.command("retry")(_runs.retry)
+app.command("work")(_work.work)
 app.command("events")(_events.events)
 app.command("replay")(_events.replay)
 app.add_typer(_artifacts.app, name="artifacts")

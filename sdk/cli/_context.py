@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 
+from fleetforge.fleet.artifacts import ArtifactStore
+from fleetforge.fleet.service import SyncFleetService
 from fleetforge.fleet.settings import artifacts_root, store_url
+from fleetforge.fleet.store import open_store
 
-__all__ = ["Globals", "globals_of"]
+__all__ = ["Globals", "globals_of", "open_service"]
 
 
 @dataclass
@@ -30,3 +35,11 @@ def globals_of(ctx: typer.Context) -> Globals:
     """The shared options of this invocation."""
     found = ctx.find_root().obj
     return found if isinstance(found, Globals) else Globals()
+
+
+@contextmanager
+def open_service(ctx: typer.Context) -> Iterator[SyncFleetService]:
+    """The FleetService over this invocation's store and artifact root."""
+    g = globals_of(ctx)
+    with open_store(g.store_url) as store:
+        yield SyncFleetService(store, artifacts=ArtifactStore(g.artifacts_root))

@@ -68,10 +68,23 @@ def _label(step: object, spec: RunSpec) -> str:
     return " ".join([head, *marks])
 
 
-def dag_tree(spec: RunSpec) -> Tree:
+_STATE_STYLE = {
+    "completed": "green",
+    "running": "cyan",
+    "ready": "cyan",
+    "waiting": "yellow",
+    "failed": "red",
+    "skipped": "dim",
+    "cancelled": "dim",
+    "pending": "dim",
+}
+
+
+def dag_tree(spec: RunSpec, states: dict[str, str] | None = None) -> Tree:
     """The DAG as a rich tree: roots at the top, each step under the steps it depends on.
 
     A step with several parents is drawn in full under the first and referenced under the rest.
+    With ``states`` (step id → status) each step shows where it stands.
     """
     children: dict[str, list[str]] = {s.id: [] for s in spec.steps}
     for step in spec.steps:
@@ -85,7 +98,11 @@ def dag_tree(spec: RunSpec) -> Tree:
             parent.add(f"[dim]↳ {sid} (see above)[/]")
             return
         drawn.add(sid)
-        node = parent.add(_label(spec.step(sid), spec))
+        label = _label(spec.step(sid), spec)
+        if states is not None and sid in states:
+            style = _STATE_STYLE.get(states[sid], "")
+            label += f" [{style}]\\[{states[sid]}][/]"
+        node = parent.add(label)
         for child in children[sid]:
             add(node, child)
 

@@ -1,0 +1,216 @@
+"""``fleetforge submit|runs|show|output|cancel|resume|approve|retry``."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fleetforge.cli._console import err, out
+from fleetforge.cli._context import open_service
+from fleetforge.cli._errors import reporting
+from fleetforge.cli._files import read_json
+from fleetforge.cli._validate import dag_tree
+from fleetforge.contracts import FleetRunStatus, Run
+from fleetforge.errors import NotFoundError, UsageError
+from fleetforge.fleet.service import SyncFleetService
+
+__all__ = ["approve", "cancel", "output", "resume", "retry", "runs", "show", "submit"]
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+_FINAL = {"completed", "failed", "cancelled"}
+
+
+def _print_run(run: Run, as_json: bool) -> None:
+    if as_json:
+        out.print_json(run.model_dump_json())
+    else:
+        out.print(f"{run.run_id} {run.status}")
+
+
+def _exit_for(run: Run) -> None:
+    """A run that ended badly is a failed check: exit 1."""
+    if run.status in {FleetRunStatus.FAILED, FleetRunStatus.CANCELLED}:
+        raise typer.Exit(1)
+
+
+def submit(
+    ctx: typer.Context,
+    file: Annotated[str, typer.Argument(help="Run spec (JSON; '-' reads stdin).")],
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="Submitting again with the same key returns the same run.")
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the run until it ends.")] = False,
+    timeout: Annotated[float, typer.Option(help="With --wait: give up after seconds.")] = 0.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Validate and submit a run; print its id (with --wait, a progress bar until it ends).
+
+    Exit status with --wait: 0 completed, 1 failed or cancelled.
+    """
+    with reporting(out, err, as_json=as_json), open_service(ctx) as fleet:
+        run = fleet.submit_run(read_json(file), idempotency_key=idempotency_key)
+        if wait:
+            run = _wait(fleet, run, timeout, quiet=as_json)
+    _print_run(run, as_json)
+    if wait:
+        _exit_for(run)
+
+
+def _wait(fleet: SyncFleetService, run: Run, timeout: float, *, quiet: bool) -> Run:
+    deadline = time.monotonic() + timeout if timeout > 0 else None
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("steps"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err, transient=True, disable=quiet) as progress:
+        bar = progress.add_task(run.name, total=len(run.steps))
+        while run.status not in _FINAL:
+            done = sum(s.status in {"completed", "skipped", "failed"} for s in run.steps)
+            progress.update(bar, completed=done, description=f"{run.name} ({run.status})")
+            if deadline is not None and time.monotonic() > deadline:
+                raise UsageError(f"run {run.run_id} is still {run.status} after {timeout:g}s")
+            time.sleep(0.2)
+            run = fleet.get_run(run.run_id)
+    return run
+
+
+def runs(
+    ctx: typer.Context,
+    status: Annotated[str | None, typer.Option(help="Only runs in this status.")] = None,
+    label: Annotated[
+        list[str] | None, typer.Option("--label", "-l", help="KEY=VALUE (repeatable).")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
+    cursor: Annotated[str | None, typer.Option(help="Continue after this run id.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List runs, newest first."""
+    with reporting(out, err, as_json=as_json):
+        labels = dict(_pair(item) for item in label or [])
+        with open_service(ctx) as fleet:
+            page = fleet.list_runs(status=status, labels=labels, cursor=cursor, limit=limit)
+    if as_json:
+        body = {
+            "runs": [r.model_dump(mode="json") for r in page.runs],
+            "next_cursor": page.next_cursor,
+        }
+        out.print_json(json.dumps(body))
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("run", "name", "status", "created", "labels"):
+        table.add_column(column, no_wrap=True)
+    for r in page.runs:
+        labels_text = ",".join(f"{k}={v}" for k, v in sorted(r.labels.items()))
+        table.add_row(
+            r.run_id, r.name, r.status, r.created_at.strftime("%Y-%m-%d %H:%M:%S"), labels_text
+        )
+    out.print(table)
+    if page.next_cursor:
+        err.print(f"more: --cursor {page.next_cursor}")
+
+
+def _pair(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise UsageError(f"--label wants KEY=VALUE, got {item!r}")
+    return key, value
+
+
+def show(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The run.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """A run's status, its steps as a table, and its DAG as a tree with each step's state."""
+    with reporting(out, err, as_json=as_json), open_service(ctx) as fleet:
+        run = fleet.get_run(run_id)
+    if as_json:
+        out.print_json(run.model_dump_json())
+        return
+    out.print(f"[bold]{run.name}[/] {run.run_id} [bold]{run.status}[/] seed {run.seed}")
+    if run.error:
+        out.print(f"[red]{run.error}[/]")
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("step", "type", "status", "attempt", "error"):
+        table.add_column(column)
+    for step in run.steps:
+        table.add_row(step.step_id, step.type, step.status, str(step.attempt), step.error or "")
+    out.print(table)
+    out.print(dag_tree(run.spec, {s.step_id: s.status for s in run.steps}))
+    if run.usage.total_tokens or run.usage.cost_usd:
+        out.print(f"usage: {run.usage.total_tokens} tokens, ${run.usage.cost_usd or 0:.4f}")
+
+
+def output(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The run.")],
+    step_id: Annotated[str | None, typer.Argument(help="One step (default: every step).")] = None,
+) -> None:
+    """Print a run's outputs (or one step's) as JSON."""
+    with reporting(out, err), open_service(ctx) as fleet:
+        run = fleet.get_run(run_id)
+        value: Any = run.outputs
+        if step_id is not None:
+            if step_id not in {s.step_id for s in run.steps}:
+                raise NotFoundError(f"run '{run_id}' has no step '{step_id}'")
+            if step_id not in run.outputs:
+                raise NotFoundError(f"step '{step_id}' has no output yet")
+            value = run.outputs[step_id]
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def cancel(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The run.")],
+    reason: Annotated[str, typer.Option(help="Why, for the record.")] = "",
+    as_json: JsonFlag = False,
+) -> None:
+    """Cancel a run (exit 4 when it already ended)."""
+    with reporting(out, err, as_json=as_json), open_service(ctx) as fleet:
+        run = fleet.cancel_run(run_id, reason=reason, by="cli")
+    _print_run(run, as_json)
+
+
+def resume(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The paused run.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Resume a run paused at a breakpoint."""
+    with reporting(out, err, as_json=as_json), open_service(ctx) as fleet:
+        run = fleet.resume_run(run_id, by="cli")
+    _print_run(run, as_json)
+
+
+def approve(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The run.")],
+    step_id: Annotated[str, typer.Argument(help="The human step waiting for approval.")],
+    comment: Annotated[str | None, typer.Option(help="Becomes part of the step's output.")] = None,
+    by: Annotated[str | None, typer.Option(help="Who approves.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Approve a human step."""
+    with reporting(out, err, as_json=as_json), open_service(ctx) as fleet:
+        run = fleet.approve_step(run_id, step_id, by=by, comment=comment)
+    _print_run(run, as_json)
+
+
+def retry(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The run.")],
+    step_id: Annotated[str, typer.Argument(help="The failed step.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Run a failed step again, and what depends on it."""
+    with reporting(out, err, as_json=as_json), open_service(ctx) as fleet:
+        run = fleet.retry_step(run_id, step_id, by="cli")
+    _print_run(run, as_json)

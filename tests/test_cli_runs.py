@@ -1,0 +1,140 @@
+"""The run commands and the exec worker, on both stores."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import Result
+from typer.testing import CliRunner
+
+from fleetforge.cli import app
+
+runner = CliRunner()
+ECHO = (
+    f'{sys.executable} -c "import json,sys; i=json.load(sys.stdin); '
+    "print(json.dumps(i['item'].upper() if 'item' in i else i))\""
+)
+SPEC = {
+    "name": "cli-demo",
+    "seed": 1,
+    "labels": {"via": "cli"},
+    "inputs": {"words": ["fleet", "forge"]},
+    "steps": [
+        {
+            "id": "split",
+            "type": "tool",
+            "tool": "sh",
+            "inputs": {"words": {"from": "inputs.words"}},
+        },
+        {
+            "id": "shout",
+            "type": "map",
+            "depends_on": ["split"],
+            "over": {"from": "steps.split.output#/words"},
+            "step": {"type": "tool", "tool": "sh"},
+        },
+    ],
+}
+
+
+def cli(url: str, tmp_path: Path, *args: str) -> Result:
+    return runner.invoke(app, ["--store", url, "--artifacts", str(tmp_path / "a"), *args])
+
+
+def submit(url: str, tmp_path: Path, spec: dict[str, object] = SPEC) -> str:
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    result = cli(url, tmp_path, "submit", str(path), "--json")
+    assert result.exit_code == 0, result.output
+    return str(json.loads(result.stdout)["run_id"])
+
+
+def test_submit_work_show_output(store_url: str, tmp_path: Path) -> None:
+    run_id = submit(store_url, tmp_path)
+    worked = cli(
+        store_url, tmp_path, "work", "--exec", ECHO, "--exit-when-idle", "--poll-seconds", "0.1"
+    )
+    assert worked.exit_code == 0, worked.output
+    assert "3 completed, 0 failed" in worked.stderr
+    shown = cli(store_url, tmp_path, "show", run_id)
+    assert "completed" in shown.stdout
+    assert "shout map over items" in shown.stdout
+    assert json.loads(cli(store_url, tmp_path, "output", run_id, "shout").stdout) == [
+        "FLEET",
+        "FORGE",
+    ]
+    listed = json.loads(cli(store_url, tmp_path, "runs", "--json", "--label", "via=cli").stdout)
+    assert [r["run_id"] for r in listed["runs"]] == [run_id]
+    assert cli(store_url, tmp_path, "output", run_id, "nope").exit_code == 3
+
+
+def test_a_failing_command_fails_the_step(store_url: str, tmp_path: Path) -> None:
+    run_id = submit(store_url, tmp_path)
+    failing = f"{sys.executable} -c \"import sys; sys.stderr.write('no disk'); sys.exit(3)\""
+    worked = cli(
+        store_url, tmp_path, "work", "--exec", failing, "--exit-when-idle", "--poll-seconds", "0.1"
+    )
+    assert "0 completed, 1 failed" in worked.stderr
+    run = json.loads(cli(store_url, tmp_path, "show", run_id, "--json").stdout)
+    assert run["status"] == "failed"
+    assert run["steps"][0]["failure_kind"] == "tool_error"
+    assert "command exited 3: no disk" in run["steps"][0]["error"]
+    retried = cli(store_url, tmp_path, "retry", run_id, "split")
+    assert retried.exit_code == 0, retried.output
+    assert "running" in retried.stdout
+
+
+def test_cancel_resume_approve(store_url: str, tmp_path: Path) -> None:
+    spec = {
+        "name": "gates",
+        "seed": 2,
+        "breakpoints": ["b"],
+        "steps": [
+            {"id": "a", "type": "human", "prompt": "go?"},
+            {"id": "b", "type": "human", "prompt": "really?", "depends_on": ["a"]},
+        ],
+    }
+    run_id = submit(store_url, tmp_path, spec)
+    assert cli(store_url, tmp_path, "resume", run_id).exit_code == 4  # not paused
+    approved = cli(store_url, tmp_path, "approve", run_id, "a", "--comment", "yes")
+    assert "paused" in approved.stdout  # stopped at the breakpoint before b
+    assert cli(store_url, tmp_path, "resume", run_id).exit_code == 0
+    assert "completed" in cli(store_url, tmp_path, "approve", run_id, "b").stdout
+    other = submit(store_url, tmp_path, spec)
+    assert "cancelled" in cli(store_url, tmp_path, "cancel", other, "--reason", "x").stdout
+    assert cli(store_url, tmp_path, "cancel", other).exit_code == 4
+    assert cli(store_url, tmp_path, "show", "run_missing").exit_code == 3
+
+
+def test_submit_wait_follows_the_run(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(SPEC))
+    base = [sys.executable, "-m", "fleetforge", "--store", url]
+    waiting = subprocess.Popen(
+        [*base, "submit", str(path), "--wait", "--timeout", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    worker = subprocess.run(
+        [*base, "work", "--exec", ECHO, "--poll-seconds", "0.2", "--exit-when-idle"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    # the worker may start before the submission lands: keep working until the run is done
+    for _ in range(20):
+        if waiting.poll() is not None:
+            break
+        subprocess.run(
+            [*base, "work", "--exec", ECHO, "--poll-seconds", "0.2", "--exit-when-idle"],
+            capture_output=True,
+            timeout=120,
+        )
+    stdout, _ = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0, (stdout, worker.stderr)
+    assert stdout.strip().endswith("completed")
