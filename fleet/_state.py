@@ -10,11 +10,15 @@ from fleetforge.fleet._sql import named_queries
 from fleetforge.fleet.store import Tx
 
 __all__ = [
+    "RunHead",
     "RunState",
     "StepState",
     "TaskState",
     "at",
+    "load_outputs",
     "load_run",
+    "load_run_head",
+    "load_statuses",
     "load_steps",
     "load_task",
     "task_from_row",
@@ -163,3 +167,28 @@ def task_from_row(tx: Tx, r: tuple[Any, ...]) -> TaskState:
 def load_task(tx: Tx, task_id: str) -> TaskState | None:
     row = tx.fetchone(Q["task"], {"task_id": task_id})
     return None if row is None else task_from_row(tx, row)
+
+
+@dataclass(frozen=True)
+class RunHead:
+    """What most decisions need of a run: its status (no JSON decoded)."""
+
+    run_id: str
+    status: str
+    seed: int
+
+
+def load_run_head(tx: Tx, run_id: str) -> RunHead | None:
+    row = tx.fetchone(Q["run_head"], {"run_id": run_id})
+    return None if row is None else RunHead(row[0], row[1], int(row[2]))
+
+
+def load_statuses(tx: Tx, run_id: str) -> dict[str, tuple[str, int]]:
+    """Step id → (status, attempt), in spec order, without decoding any JSON."""
+    return {r[0]: (r[1], int(r[2])) for r in tx.fetchall(Q["step_statuses"], {"run_id": run_id})}
+
+
+def load_outputs(tx: Tx, run_id: str) -> dict[str, Any]:
+    """Outputs of the run's completed steps."""
+    rows = tx.fetchall(Q["step_outputs"], {"run_id": run_id})
+    return {r[0]: None if r[1] is None else tx.load_json(r[1]) for r in rows}

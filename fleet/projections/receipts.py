@@ -20,13 +20,11 @@ class ReceiptsProjection:
     def apply(self, tx: Tx, event: EventRow) -> None:
         if event.type == "receipt_posted":
             receipt = event.data["receipt"]
-            row = tx.fetchone(Q["receipt_count"], {"run_id": event.run_id})
             tx.execute(
                 Q["receipt_insert"],
                 {
                     "run_id": event.run_id,
                     "receipt_id": receipt["receipt_id"],
-                    "position": (int(row[0]) if row else 0) + 1,
                     "task_id": receipt["task_id"],
                     "step_id": receipt["step_id"],
                     "attempt": receipt["attempt"],

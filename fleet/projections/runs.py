@@ -71,14 +71,12 @@ def _step_status(status: str) -> Callable[[Tx, EventRow], None]:
     def apply(tx: Tx, e: EventRow) -> None:
         params = {"run_id": e.run_id, "step_id": e.data["step_id"], "status": status}
         tx.execute(Q["step_set_status"], params)
-        tx.execute(Q["run_touch"], {"run_id": e.run_id, "at": e.at})
 
     return apply
 
 
 def _step_reset(tx: Tx, e: EventRow) -> None:
     tx.execute(Q["step_reset"], {"run_id": e.run_id, "step_id": e.data["step_id"]})
-    tx.execute(Q["run_touch"], {"run_id": e.run_id, "at": e.at})
 
 
 def _resumed(tx: Tx, e: EventRow) -> None:
@@ -93,7 +91,6 @@ def _step_started(tx: Tx, e: EventRow) -> None:
         task_ids.append(e.data["task_id"])
     params = {**key, "attempt": e.data["attempt"], "task_ids": canonical_json(task_ids)}
     tx.execute(Q["step_started"], {**params, "at": e.at})
-    tx.execute(Q["run_touch"], {"run_id": e.run_id, "at": e.at})
 
 
 def _step_finished(tx: Tx, e: EventRow) -> None:
@@ -110,12 +107,14 @@ def _step_finished(tx: Tx, e: EventRow) -> None:
             "at": e.at,
         },
     )
-    tx.execute(Q["run_touch"], {"run_id": e.run_id, "at": e.at})
 
 
 def _usage(tx: Tx, e: EventRow) -> None:
     """Add a receipt's usage to its run's totals (visible in get_run)."""
     usage = e.data["receipt"].get("usage") or {}
+    keys = ("input_tokens", "output_tokens", "total_tokens", "cost_usd")
+    if not any(usage.get(k) for k in keys):
+        return  # nothing to add
     row = tx.fetchone(Q["run_usage"], {"run_id": e.run_id})
     totals: dict[str, Any] = tx.load_json(row[0]) if row else {}
     for key in ("input_tokens", "output_tokens", "total_tokens"):

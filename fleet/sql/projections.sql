@@ -25,9 +25,6 @@ UPDATE runs SET status = :status, outputs = :outputs, error = :error, finished_a
                 updated_at = :at
 WHERE run_id = :run_id;
 
--- name: run_touch
-UPDATE runs SET updated_at = :at WHERE run_id = :run_id;
-
 -- name: step_reset
 UPDATE steps SET status = 'pending', output = NULL, failure_kind = NULL, error = NULL,
                  finished_at = NULL
@@ -117,14 +114,12 @@ ON CONFLICT (worker_id) DO UPDATE SET spec = excluded.spec, status = 'idle',
 -- name: worker_seen
 UPDATE workers SET status = :status, last_seen_at = :at WHERE worker_id = :worker_id;
 
--- name: receipt_count
-SELECT COUNT(*) FROM receipts WHERE run_id = :run_id;
-
 -- name: receipt_insert
 INSERT INTO receipts (run_id, receipt_id, position, task_id, step_id, attempt, worker_id, status,
                       receipt, score, hash, prev_hash, posted_at)
-VALUES (:run_id, :receipt_id, :position, :task_id, :step_id, :attempt, :worker_id, 'pending',
-        :receipt, NULL, :hash, :prev_hash, :at);
+SELECT :run_id, :receipt_id, COALESCE(MAX(position), 0) + 1, :task_id, :step_id, :attempt,
+       :worker_id, 'pending', :receipt, NULL, :hash, :prev_hash, :at
+FROM receipts WHERE run_id = :run_id;
 
 -- name: receipt_verdict
 UPDATE receipts SET status = :status, score = :score

@@ -31,7 +31,7 @@ SELECT t.run_id, t.task_id, t.step_id, t.map_index, t.entry_id, t.attempt, t.sta
 FROM tasks t JOIN runs r ON r.run_id = t.run_id
 WHERE t.status = 'queued' AND t.available_at <= :now AND r.status = 'running'
   AND (t.role IS NULL OR t.role = :role) AND t.min_trust <= :rank
-ORDER BY t.priority DESC, t.available_at, t.task_id
+ORDER BY t.available_at, t.task_id
 LIMIT :limit;
 
 -- name: expired_leases
@@ -69,3 +69,18 @@ FROM tasks WHERE run_id = :run_id AND step_id = :step_id;
 -- name: map_outputs
 SELECT map_index, output FROM tasks
 WHERE run_id = :run_id AND step_id = :step_id ORDER BY map_index;
+
+-- name: run_head
+SELECT run_id, status, seed FROM runs WHERE run_id = :run_id;
+
+-- name: run_spec
+SELECT spec FROM runs WHERE run_id = :run_id;
+
+-- name: step_status
+SELECT status, attempt FROM steps WHERE run_id = :run_id AND step_id = :step_id;
+
+-- name: step_statuses
+SELECT step_id, status, attempt FROM steps WHERE run_id = :run_id ORDER BY position;
+
+-- name: step_outputs
+SELECT step_id, output FROM steps WHERE run_id = :run_id AND status = 'completed';

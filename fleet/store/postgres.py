@@ -137,7 +137,14 @@ class PostgresBackend:
 
     @contextmanager
     def write(self) -> Iterator[_PgTx]:
-        with _translated(self.url), self._pool.connection() as conn, conn.transaction():
+        # Pipeline mode: statements whose results nobody reads (projection updates, NOTIFY) go
+        # out without waiting for the server; a read waits only for what it needs.
+        with (
+            _translated(self.url),
+            self._pool.connection() as conn,
+            conn.pipeline(),
+            conn.transaction(),
+        ):
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_APPEND_LOCK,))
             yield _PgTx(conn)
             conn.execute(f"NOTIFY {_CHANNEL}")
@@ -145,7 +152,6 @@ class PostgresBackend:
     @contextmanager
     def read(self) -> Iterator[_PgTx]:
         with _translated(self.url), self._pool.connection() as conn, conn.transaction():
-            conn.execute("SET TRANSACTION READ ONLY")
             yield _PgTx(conn)
 
     # ── dialect ──────────────────────────────────────────────────────────────────────────────

@@ -47,11 +47,14 @@ def _free_port() -> int:
 
 
 @contextmanager
-def postgres_server(bindir: Path, *, durable: bool = False) -> Iterator[str]:
+def postgres_server(
+    bindir: Path, *, durable: bool = False, unix_socket: bool = False
+) -> Iterator[str]:
     """Start a private server; yield the URL of its `postgres` database; stop it on exit.
 
     Unless `durable`, fsync is off: these servers hold test data only, and a killed *client*
-    (what the crash tests do) is unaffected by it.
+    (what the crash tests do) is unaffected by it. With `unix_socket` the URL connects through
+    the server's socket in the temp dir (``?host=<dir>``) instead of TCP on 127.0.0.1.
     """
     tmp = Path(tempfile.mkdtemp(prefix="fleetforge-pg-"))
     data, sock = tmp / "data", tmp / "sock"
@@ -92,7 +95,10 @@ def postgres_server(bindir: Path, *, durable: bool = False) -> Iterator[str]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise RuntimeError(f"could not start PostgreSQL: {exc.stderr}\n{log}") from exc
     try:
-        yield f"postgresql://fleetforge@127.0.0.1:{port}/postgres"
+        if unix_socket:
+            yield f"postgresql://fleetforge@/postgres?host={sock}&port={port}"
+        else:
+            yield f"postgresql://fleetforge@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "stop", "-m", "fast"],
                        capture_output=True, check=False)  # fmt: skip

@@ -26,7 +26,7 @@ CREATE TABLE tasks (
     PRIMARY KEY (run_id, task_id)
 );
 CREATE INDEX tasks_by_id ON tasks (task_id);
-CREATE INDEX tasks_inbox ON tasks (status, available_at);
+CREATE INDEX tasks_inbox ON tasks (status, available_at, task_id);
 CREATE INDEX tasks_leases ON tasks (status, lease_expires_at);
 
 CREATE TABLE workers (
