@@ -657,13 +657,17 @@ class SyncFleetService:
         if not 1 <= max_tasks <= 100:
             raise UsageError(f"max_tasks must be between 1 and 100, got {max_tasks}")
         deadline = time.monotonic() + max(wait_seconds, 0.0)
+        pause = (
+            0.005  # SQLite polls with backoff (5 ms doubling to 0.5 s); PostgreSQL wakes on NOTIFY
+        )
         while True:
             self.expire_leases()
             leased = self._lease_once(worker_id, lease_seconds, max_tasks)
             remaining = deadline - time.monotonic()
             if leased or remaining <= 0:
                 return leased
-            self.store.backend.wait_for_events(min(remaining, 0.5))
+            self.store.backend.wait_for_events(min(remaining, pause))
+            pause = min(pause * 2, 0.5)
 
     def _lease_once(
         self, worker_id: str, lease_seconds: float, max_tasks: int

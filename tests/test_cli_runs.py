@@ -135,6 +135,6 @@ def test_submit_wait_follows_the_run(tmp_path: Path) -> None:
             capture_output=True,
             timeout=120,
         )
-    stdout, _ = waiting.communicate(timeout=60)
-    assert waiting.returncode == 0, (stdout, worker.stderr)
+    stdout, stderr = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0, (stdout, stderr, worker.stderr)
     assert stdout.strip().endswith("completed")

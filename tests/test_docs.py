@@ -92,3 +92,8 @@ EXAMPLES = [(name, block) for name, text in DOCS.items() for block in _blocks(te
 @pytest.mark.parametrize(("name", "block"), EXAMPLES, ids=[name for name, _ in EXAMPLES])
 def test_python_examples_in_the_docs_run(name: str, block: str) -> None:
     exec(compile(block, name, "exec"), {"__name__": "docs"})
+
+
+@pytest.mark.parametrize("block", [b for b in _blocks(README, "json") if '"steps"' in b])
+def test_run_specs_in_the_readme_are_valid(block: str) -> None:
+    validate_run_spec(json.loads(block))

@@ -465,3 +465,21 @@ def test_artifacts_through_the_service(store: EventStore, tmp_path: Any) -> None
     )
     with pytest.raises(NotFoundError):
         service.get_artifact("sha256:" + "1" * 64)
+
+
+def test_lease_long_poll_returns_when_a_task_arrives(fleet: SyncFleetService) -> None:
+    import threading
+    import time
+
+    results: list[list[Any]] = []
+    waiter = threading.Thread(
+        target=lambda: results.append(fleet.lease_task("w1", wait_seconds=10))
+    )
+    waiter.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    fleet.submit_run(spec(agent("late")))
+    waiter.join(timeout=15)
+    assert [e.task.step_id for e in results[0]] == ["late"]
+    assert time.monotonic() - started < 5  # woke on the new task, not at the 10 s deadline
+    assert fleet.lease_task("w1", wait_seconds=0.2) == []

@@ -73,6 +73,13 @@ def _accepted(tx: Tx, e: EventRow) -> None:
     tx.execute(Q["task_completed"], _key(e))
 
 
+def _hold(held: int) -> Callable[[Tx, EventRow], None]:
+    def apply(tx: Tx, e: EventRow) -> None:
+        tx.execute(Q["tasks_hold"], {"run_id": e.run_id, "held": held})
+
+    return apply
+
+
 def _run_ended(tx: Tx, e: EventRow) -> None:
     tx.execute(Q["tasks_cancel_run"], {"run_id": e.run_id})
 
@@ -91,6 +98,8 @@ class TasksProjection:
         "task_failed": _failed,
         "receipt_posted": _receipt_posted,
         "receipt_accepted": _accepted,
+        "run_paused": _hold(1),
+        "run_resumed": _hold(0),
         "run_cancelled": _run_ended,
         "run_failed": _run_ended,
     }

@@ -67,13 +67,17 @@ SELECT usage FROM runs WHERE run_id = :run_id;
 UPDATE runs SET usage = :usage WHERE run_id = :run_id;
 
 -- name: task_enqueue
-INSERT INTO tasks (run_id, task_id, step_id, map_index, entry_id, attempt, status, spec, role,
-                   min_trust, priority, enqueued_at, available_at, worker_id, fencing_token,
-                   leased_at, lease_expires_at, expiries, output, failure_kind, error)
-VALUES (:run_id, :task_id, :step_id, :map_index, :entry_id, :attempt, 'queued', :spec, :role,
-        :min_trust, :priority, :at, :available_at, NULL, 0, NULL, NULL, 0, NULL, NULL, NULL)
+INSERT INTO tasks (run_id, task_id, step_id, map_index, entry_id, attempt, status, held, spec,
+                   role, min_trust, priority, enqueued_at, available_at, worker_id,
+                   fencing_token, leased_at, lease_expires_at, expiries, output, failure_kind,
+                   error)
+VALUES (:run_id, :task_id, :step_id, :map_index, :entry_id, :attempt, 'queued',
+        (SELECT CASE WHEN status = 'paused' THEN 1 ELSE 0 END FROM runs WHERE run_id = :run_id),
+        :spec, :role, :min_trust, :priority, :at, :available_at, NULL, 0, NULL, NULL, 0, NULL,
+        NULL, NULL)
 ON CONFLICT (run_id, task_id) DO UPDATE SET
     entry_id = excluded.entry_id, attempt = excluded.attempt, status = 'queued',
+    held = excluded.held,
     spec = excluded.spec, enqueued_at = excluded.enqueued_at,
     available_at = excluded.available_at, worker_id = NULL, leased_at = NULL,
     lease_expires_at = NULL, output = NULL, failure_kind = NULL, error = NULL;
@@ -100,6 +104,9 @@ UPDATE tasks SET output = :output WHERE run_id = :run_id AND task_id = :task_id;
 -- name: task_completed
 UPDATE tasks SET status = 'completed', lease_expires_at = NULL
 WHERE run_id = :run_id AND task_id = :task_id;
+
+-- name: tasks_hold
+UPDATE tasks SET held = :held WHERE run_id = :run_id;
 
 -- name: tasks_cancel_run
 UPDATE tasks SET status = 'cancelled', lease_expires_at = NULL

@@ -25,11 +25,13 @@ SELECT run_id, task_id, step_id, map_index, entry_id, attempt, status, spec, wor
 FROM tasks WHERE run_id = :run_id AND step_id = :step_id ORDER BY map_index;
 
 -- name: lease_candidates
+-- Walks the inbox index (status, available_at, task_id) in order and stops at :limit;
+-- tasks of paused runs are held, and cancelled or failed runs withdrew theirs.
 SELECT t.run_id, t.task_id, t.step_id, t.map_index, t.entry_id, t.attempt, t.status, t.spec,
        t.worker_id, t.fencing_token, t.leased_at, t.lease_expires_at, t.expiries, t.output,
        t.enqueued_at, t.available_at
-FROM tasks t JOIN runs r ON r.run_id = t.run_id
-WHERE t.status = 'queued' AND t.available_at <= :now AND r.status = 'running'
+FROM tasks t
+WHERE t.status = 'queued' AND t.available_at <= :now AND t.held = 0
   AND (t.role IS NULL OR t.role = :role) AND t.min_trust <= :rank
 ORDER BY t.available_at, t.task_id
 LIMIT :limit;

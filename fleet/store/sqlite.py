@@ -70,21 +70,43 @@ class SqliteBackend:
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        # Switching a new file to WAL needs exclusive access, and SQLite refuses it at once
+        # (without its busy handler) while another process is creating the same store: retry.
+        deadline = time.monotonic() + busy_ms / 1000
+        pause = 0.01
+        while True:
+            try:
+                self._conn = self._connect(path, busy_ms)
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise StoreError(f"cannot open SQLite store {self.url}: {exc}") from exc
+                if time.monotonic() > deadline:
+                    raise StoreError(f"cannot open SQLite store {self.url}: {exc}") from exc
+                time.sleep(pause)
+                pause = min(pause * 2, 0.2)
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open SQLite store {self.url}: {exc}") from exc
+
+    def _connect(self, path: str | None, busy_ms: int) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            path or ":memory:",
+            isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+            check_same_thread=False,
+            timeout=busy_ms / 1000,
+        )
         try:
-            self._conn = sqlite3.connect(
-                path or ":memory:",
-                isolation_level=None,  # we issue BEGIN/COMMIT ourselves
-                check_same_thread=False,
-                timeout=busy_ms / 1000,
-            )
-            self._conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+            conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
             if path:
-                self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-            self._conn.execute("PRAGMA foreign_keys = ON")
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._conn = conn
             self._migrate()
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open SQLite store {self.url}: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     # ── transactions ─────────────────────────────────────────────────────────────────────────
 
@@ -139,6 +161,7 @@ class SqliteBackend:
         return f"{column} IN ({', '.join(names)})"
 
     def wait_for_events(self, timeout: float) -> None:
+        # No notifications in SQLite: callers poll, pausing at most 50 ms at a time.
         time.sleep(min(timeout, 0.05))
 
     @contextmanager

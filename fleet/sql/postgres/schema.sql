@@ -84,6 +84,7 @@ CREATE TABLE tasks (
     entry_id text NOT NULL,
     attempt integer NOT NULL,
     status text NOT NULL,
+    held integer NOT NULL,  -- 1 while the run is paused: not leasable
     spec jsonb NOT NULL,
     role text,
     min_trust integer NOT NULL,

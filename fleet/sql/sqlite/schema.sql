@@ -82,6 +82,7 @@ CREATE TABLE tasks (
     entry_id TEXT NOT NULL,
     attempt INTEGER NOT NULL,
     status TEXT NOT NULL,
+    held INTEGER NOT NULL,  -- 1 while the run is paused: not leasable
     spec TEXT NOT NULL,
     role TEXT,
     min_trust INTEGER NOT NULL,
