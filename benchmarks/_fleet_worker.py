@@ -12,7 +12,6 @@ import time
 from fleetforge.contracts import FleetReceipt
 from fleetforge.fleet.service import SyncFleetService
 from fleetforge.fleet.store import open_store
-from fleetforge.ids import new_id
 
 
 def work(fleet: SyncFleetService, worker_id: str, max_tasks: int) -> tuple[int, float]:
@@ -29,20 +28,7 @@ def work(fleet: SyncFleetService, worker_id: str, max_tasks: int) -> tuple[int, 
             assert entry.lease is not None
             task = entry.task
             fleet.heartbeat(task.task_id, entry.lease.fencing_token, lease_seconds=60)
-            fleet.post_receipt(
-                FleetReceipt.model_validate(
-                    {
-                        "receipt_id": new_id("rcp"),
-                        "run_id": task.run_id,
-                        "step_id": task.step_id,
-                        "task_id": task.task_id,
-                        "attempt": entry.attempt,
-                        "worker_id": worker_id,
-                        "fencing_token": entry.lease.fencing_token,
-                        "result": {"outcome": "success", "output": None},
-                    }
-                )
-            )
+            fleet.post_receipt(FleetReceipt.success(entry, None))
             done += 1
         last = time.monotonic()
 

@@ -8,7 +8,6 @@ import time
 from fleetforge.contracts import FleetReceipt
 from fleetforge.fleet.service import SyncFleetService
 from fleetforge.fleet.store import open_store
-from fleetforge.ids import new_id
 
 
 def complete(service: SyncFleetService, worker_id: str, max_tasks: int = 1) -> int:
@@ -25,14 +24,7 @@ def complete(service: SyncFleetService, worker_id: str, max_tasks: int = 1) -> i
             assert entry.lease is not None
             task = entry.task
             service.heartbeat(task.task_id, entry.lease.fencing_token, lease_seconds=60)
-            service.post_receipt(
-                FleetReceipt(
-                    receipt_id=new_id("rcp"), run_id=task.run_id, step_id=task.step_id,
-                    task_id=task.task_id, attempt=entry.attempt, worker_id=worker_id,
-                    fencing_token=entry.lease.fencing_token,
-                    result={"outcome": "success", "output": task.inputs.get("item")},
-                )  # type: ignore[arg-type]
-            )  # fmt: skip
+            service.post_receipt(FleetReceipt.success(entry, task.inputs.get("item")))
             done += 1
     return done
 

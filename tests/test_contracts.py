@@ -158,3 +158,25 @@ def test_envelopes_parse_by_kind() -> None:
 def test_artifact_path_layout() -> None:
     digest = "sha256:" + "ab12" + "0" * 60
     assert artifact_path(digest) == "sha256/ab/12/ab12" + "0" * 60
+
+
+def test_receipts_for_a_leased_entry() -> None:
+    from fleetforge import UsageError as Misuse
+    from fleetforge.contracts import FleetInboxEntry, FleetReceipt
+
+    example = json.loads(
+        json.dumps(__import__("fleetforge").schemas.load("fleet_inbox_entry")["examples"][0])
+    )
+    entry = FleetInboxEntry.model_validate(example)
+    ok = FleetReceipt.success(entry, {"outline": []}, usage={"total_tokens": 5})  # type: ignore[arg-type]
+    assert (ok.task_id, ok.attempt, ok.worker_id, ok.fencing_token) == (
+        entry.task.task_id,
+        1,
+        "wkr_planner_1",
+        1,
+    )
+    assert ok.result.outcome == "success"
+    bad = FleetReceipt.failure(entry, "timeout", "model call timed out")
+    assert (bad.result.outcome, bad.result.kind) == ("failure", "timeout")  # type: ignore[union-attr]
+    with pytest.raises(Misuse, match="is not leased"):
+        FleetReceipt.success(entry.model_copy(update={"lease": None}), 1)

@@ -22,7 +22,6 @@ from fleetforge.fleet.replay import verify
 from fleetforge.fleet.scoring import register_scorer, unregister_scorer
 from fleetforge.fleet.service import SyncFleetService
 from fleetforge.fleet.store import EventStore
-from fleetforge.ids import new_id
 
 
 @pytest.fixture
@@ -38,19 +37,9 @@ def fleet(store: EventStore, clock: ManualClock) -> SyncFleetService:
 
 
 def receipt(entry: FleetInboxEntry, output: Any = None, **fields: Any) -> FleetReceipt:
-    assert entry.lease is not None
-    task = entry.task
-    body: dict[str, Any] = {
-        "receipt_id": new_id("rcp"),
-        "run_id": task.run_id,
-        "step_id": task.step_id,
-        "task_id": task.task_id,
-        "attempt": entry.attempt,
-        "worker_id": entry.lease.worker_id,
-        "fencing_token": entry.lease.fencing_token,
-        "result": {"outcome": "success", "output": output},
-    }
-    return FleetReceipt.model_validate(body | fields)
+    """A success receipt for a leased entry, with any field overridden (to make bad ones)."""
+    base = FleetReceipt.success(entry, output).model_dump(mode="json")
+    return FleetReceipt.model_validate(base | fields)
 
 
 def drain(

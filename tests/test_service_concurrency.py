@@ -22,7 +22,6 @@ from fleetforge.fleet.clock import ManualClock
 from fleetforge.fleet.replay import verify
 from fleetforge.fleet.service import SyncFleetService
 from fleetforge.fleet.store import EventStore
-from fleetforge.ids import new_id
 from tests.fleet_workers import complete
 
 ROOT = Path(__file__).parents[1]
@@ -33,20 +32,7 @@ def _url(store: EventStore) -> str:
 
 
 def _receipt(entry: FleetInboxEntry, output: Any) -> FleetReceipt:
-    assert entry.lease is not None
-    task = entry.task
-    return FleetReceipt.model_validate(
-        {
-            "receipt_id": new_id("rcp"),
-            "run_id": task.run_id,
-            "step_id": task.step_id,
-            "task_id": task.task_id,
-            "attempt": entry.attempt,
-            "worker_id": entry.lease.worker_id,
-            "fencing_token": entry.lease.fencing_token,
-            "result": {"outcome": "success", "output": output},
-        }
-    )
+    return FleetReceipt.success(entry, output)
 
 
 @st.composite

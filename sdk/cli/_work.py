@@ -23,10 +23,9 @@ import typer
 from fleetforge.cli._console import err, out
 from fleetforge.cli._context import open_service
 from fleetforge.cli._errors import reporting
-from fleetforge.contracts import FleetInboxEntry, FleetReceipt, FleetTrustLevel
+from fleetforge.contracts import FleetInboxEntry, FleetReceipt, FleetTrustLevel, FleetUsage
 from fleetforge.errors import ConflictError
 from fleetforge.fleet.service import SyncFleetService
-from fleetforge.ids import new_id
 
 __all__ = ["work"]
 
@@ -131,19 +130,8 @@ def _run_one(fleet: SyncFleetService, entry: FleetInboxEntry, command: str, leas
         fleet.fail_task(task.task_id, token, "tool_error", message)
         err.print(f"{task.task_id}: failed ({message})")
         return False
-    receipt = FleetReceipt.model_validate(
-        {
-            "receipt_id": new_id("rcp"),
-            "run_id": task.run_id,
-            "step_id": task.step_id,
-            "task_id": task.task_id,
-            "attempt": entry.attempt,
-            "worker_id": entry.lease.worker_id,
-            "fencing_token": token,
-            "result": {"outcome": "success", "output": _parse(stdout)},
-            "usage": {"wall_s": round(time.monotonic() - started, 6)},
-        }
-    )
+    usage = FleetUsage(wall_s=round(time.monotonic() - started, 6))
+    receipt = FleetReceipt.success(entry, _parse(stdout), usage=usage)
     verdict = fleet.post_receipt(receipt)
     err.print(f"{task.task_id}: {verdict.status}")
     return verdict.status == "accepted"

@@ -966,6 +966,46 @@ class FleetReceipt(ProtocolModel):
     prev_hash: Digest | None = Field(None, description="Hash of the run's previous receipt.")
     hash: Digest | None = Field(None, description="Hash over this receipt and prev_hash.")
 
+    @classmethod
+    def success(
+        cls, entry: FleetInboxEntry, output: Any, *, usage: FleetUsage | None = None
+    ) -> FleetReceipt:
+        """A receipt reporting ``output`` for a leased inbox entry."""
+        return cls._for(entry, TaskSuccess(output=output), usage)
+
+    @classmethod
+    def failure(
+        cls,
+        entry: FleetInboxEntry,
+        kind: FleetTaskFailureKind | str,
+        message: str,
+        *,
+        usage: FleetUsage | None = None,
+    ) -> FleetReceipt:
+        """A receipt reporting that the attempt of a leased inbox entry failed."""
+        return cls._for(entry, TaskFailure(kind=FleetTaskFailureKind(kind), message=message), usage)
+
+    @classmethod
+    def _for(
+        cls, entry: FleetInboxEntry, result: TaskSuccess | TaskFailure, usage: FleetUsage | None
+    ) -> FleetReceipt:
+        if entry.lease is None:
+            raise UsageError(f"inbox entry {entry.entry_id} is not leased: nothing to report on")
+        from fleetforge.ids import new_id
+
+        task = entry.task
+        return cls(
+            receipt_id=new_id("rcp"),
+            run_id=task.run_id,
+            step_id=task.step_id,
+            task_id=task.task_id,
+            attempt=entry.attempt,
+            worker_id=entry.lease.worker_id,
+            fencing_token=entry.lease.fencing_token,
+            result=result,
+            usage=usage or FleetUsage(),
+        )
+
     model_config = ProtocolModel.model_config | {
         "json_schema_extra": {
             "examples": [
