@@ -75,7 +75,6 @@ from fleetforge.fleet.scheduler import (
     compile_task,
     resolve_inputs,
     resolve_value,
-    settings_for,
 )
 from fleetforge.fleet.scoring import score
 from fleetforge.fleet.store import EventStore, Unit
@@ -518,8 +517,9 @@ class SyncFleetService:
         """Record a failed attempt; retry per the retry policy or fail the step. True = retry."""
         run = self._run(unit, task.run_id)
         spec = self._spec(unit, task.run_id)
-        settings = settings_for(FleetTaskSpec.model_validate(task.spec), spec)  # type: ignore[arg-type]
-        policy = settings.retry
+        policy = FleetTaskSpec.model_validate(
+            task.spec
+        ).retry  # resolved when the task was compiled
         retry = kind in policy.retry_on and task.attempt < policy.max_attempts
         retry = retry and run.status in {"running", "paused"}
         unit.append(
