@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
@@ -22,6 +22,7 @@ import anyio.to_thread
 
 from fleetforge.contracts import (
     Artifact,
+    FleetArtifactRef,
     FleetInboxEntry,
     FleetInboxStatus,
     FleetLease,
@@ -41,7 +42,7 @@ from fleetforge.contracts import (
 )
 from fleetforge.contracts.envelope import AgentRunEnvelope, CheckpointEnvelope, parse_envelope
 from fleetforge.contracts.events import EVENT_TYPES
-from fleetforge.contracts.protocol import TaskFailure
+from fleetforge.contracts.protocol import TaskFailure, TaskSuccess
 from fleetforge.contracts.spec import HumanStep, MapStep
 from fleetforge.errors import (
     AlreadyCompletedError,
@@ -1035,6 +1036,52 @@ class SyncFleetService:
             status = "accepted" if accepted else "rejected"
             return posted.model_copy(update={"status": status, "score": verdict})
 
+    def complete_task(
+        self,
+        task_id: str,
+        fencing_token: int,
+        output: Any,
+        *,
+        usage: FleetUsage | Mapping[str, Any] | None = None,
+        artifacts: Sequence[FleetArtifactRef | Mapping[str, Any]] = (),
+        receipt_id: str | None = None,
+    ) -> FleetReceipt:
+        """Post a success receipt for a leased task, built from the task itself.
+
+        The receipt id defaults to one derived from the task and its fencing token, so
+        repeating the call (a client retrying after a lost reply) returns the first verdict.
+        """
+        rid = (
+            receipt_id
+            or "rcp_" + hashlib.sha256(f"{task_id}:{fencing_token}".encode()).hexdigest()[:26]
+        )
+        result = TaskSuccess(output=output)
+        used = usage if isinstance(usage, FleetUsage) else FleetUsage.model_validate(usage or {})
+        refs = [a if isinstance(a, FleetArtifactRef) else FleetArtifactRef.model_validate(a)
+                for a in artifacts]  # fmt: skip
+        with self.store.backend.read() as tx:
+            unit = Unit(self.store, tx)
+            known = tx.fetchone(Q["receipt"], {"receipt_id": rid})
+            if known is not None:
+                stored = FleetReceipt.model_validate(tx.load_json(known[1]))
+                again = stored.model_copy(update={"fencing_token": fencing_token, "result": result,
+                                                  "usage": used, "artifacts": refs})  # fmt: skip
+                return _same_receipt(unit, known, again)
+            task = self._held(unit, task_id, fencing_token)
+        receipt = FleetReceipt(
+            receipt_id=rid,
+            run_id=task.run_id,
+            step_id=task.step_id,
+            task_id=task_id,
+            attempt=task.attempt,
+            worker_id=task.worker_id or "",
+            fencing_token=fencing_token,
+            result=result,
+            usage=used,
+            artifacts=refs,
+        )
+        return self.post_receipt(receipt)
+
     def _judge(
         self, receipt: FleetReceipt, task: TaskState, now: datetime
     ) -> tuple[FleetScore, tuple[FleetTaskFailureKind, str] | None, list[RunEvent]]:
@@ -1198,6 +1245,14 @@ class FleetService:
 
     async def post_receipt(self, receipt: FleetReceipt | Mapping[str, Any]) -> FleetReceipt:
         return await self._call("post_receipt", receipt)  # type: ignore[no-any-return]
+
+    async def complete_task(
+        self, task_id: str, fencing_token: int, output: Any, **kw: Any
+    ) -> FleetReceipt:
+        return await self._call("complete_task", task_id, fencing_token, output, **kw)  # type: ignore[no-any-return]
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        return await self._call("list_workers")  # type: ignore[no-any-return]
 
     async def retry_step(self, run_id: str, step_id: str, **kw: Any) -> Run:
         return await self._call("retry_step", run_id, step_id, **kw)  # type: ignore[no-any-return]

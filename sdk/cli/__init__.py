@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from fleetforge import __version__
-from fleetforge.cli import _artifacts, _db, _events, _runs, _schemas, _validate, _work
+from fleetforge.cli import _artifacts, _db, _events, _mcp, _runs, _schemas, _validate, _work
 from fleetforge.cli._context import Globals
 
 __all__ = ["app", "main"]
@@ -73,6 +73,9 @@ app.command("events")(_events.events)
 app.command("replay")(_events.replay)
 app.add_typer(_artifacts.app, name="artifacts")
 app.add_typer(_db.app, name="db")
+app.command("mcp")(_mcp.mcp)
+app.command("serve")(_mcp.serve)
+app.add_typer(_mcp.token_app, name="token")
 
 
 def main() -> None:

@@ -1,0 +1,61 @@
+"""One mapping from exceptions to MCP tool errors (DESIGN "MCP tool arguments and errors").
+
+A failed call is a tool result with ``isError`` set, structured content
+``{"error": {"code", "message", "details": [{"pointer", "message"}]}}`` and a text that says
+what was wrong. FastMCP would prefix exception text with "Error executing tool ...", so the
+result is built here. Unexpected exceptions are logged with an id and answered without internals.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from mcp.types import CallToolResult, TextContent
+from pydantic import ValidationError
+
+from fleetforge.errors import ContractError, FleetForgeError, InternalError, NotFoundError
+from fleetforge.ids import new_id
+from fleetforge.validation import pydantic_details
+
+__all__ = ["as_fleet_error", "error_result"]
+
+log = logging.getLogger("fleetforge.mcp")
+
+
+def as_fleet_error(exc: BaseException, *, tool: str) -> FleetForgeError:
+    """The FleetForgeError a failed tool call reports."""
+    if isinstance(exc, FleetForgeError):
+        return exc
+    if isinstance(exc, ValidationError):
+        return ContractError(
+            f"invalid arguments for {tool}", details=pydantic_details(exc), tool=tool
+        )
+    error_id = new_id("err")
+    log.error("tool %s failed unexpectedly (error id %s)", tool, error_id, exc_info=exc)
+    return InternalError(
+        f"internal error in {tool} (error id {error_id}; the server log has the details)",
+        error_id=error_id,
+    )
+
+
+def unknown_tool(name: str, known: list[str]) -> FleetForgeError:
+    return NotFoundError(f"unknown tool {name!r}; the fleet's tools are {', '.join(known)}")
+
+
+def error_result(error: FleetForgeError) -> CallToolResult:
+    body = error.to_dict()
+    text = f"{error.code}: {error}"
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)],
+        structuredContent=body,
+        isError=True,
+    )
+
+
+def ok_result(structured: dict[str, object]) -> CallToolResult:
+    return CallToolResult(
+        content=[TextContent(type="text", text=json.dumps(structured, ensure_ascii=False))],
+        structuredContent=structured,
+        isError=False,
+    )

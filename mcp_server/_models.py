@@ -1,0 +1,98 @@
+"""Structured results of the MCP tools that have no contract type of their own."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from fleetforge.contracts import Artifact, FleetInboxEntry, FleetRun, RunEvent
+
+__all__ = [
+    "ArtifactContent",
+    "EventPage",
+    "EventRecord",
+    "FailResult",
+    "LeasedTasks",
+    "PostedEvent",
+    "RunList",
+]
+
+
+class RunList(BaseModel):
+    """One page of runs, newest first."""
+
+    runs: list[FleetRun] = Field(description="The runs on this page.")
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` to get the next page; null on the last page."
+    )
+
+
+class LeasedTasks(BaseModel):
+    """What a lease call obtained."""
+
+    tasks: list[FleetInboxEntry] = Field(
+        description="Leased inbox entries; each holds the task, its attempt and the lease with "
+        "the fencing token to pass to heartbeat, event, receipt and fail calls. Empty when no "
+        "task came within wait_seconds."
+    )
+
+
+class EventRecord(BaseModel):
+    """One stored run event (docs/contracts.md lists each type's `data`)."""
+
+    seq: int = Field(description="Position in the store's event sequence.")
+    event_id: str = Field(description="Id of the event.")
+    type: str = Field(description="Event type, e.g. `step_completed`.")
+    run_id: str | None = Field(description="The run, or null for worker events.")
+    at: datetime = Field(description="When it happened.")
+    data: dict[str, Any] = Field(description="Type-specific fields.")
+
+    @classmethod
+    def of(cls, event: RunEvent) -> EventRecord:
+        body = event.model_dump(mode="json", by_alias=True)
+        return cls(
+            seq=event.seq or 0,
+            event_id=body["event_id"],
+            type=body["type"],
+            run_id=body["run_id"],
+            at=event.at,
+            data=body["data"],
+        )
+
+
+class EventPage(BaseModel):
+    """A page of a run's events, oldest first."""
+
+    events: list[EventRecord] = Field(description="Events in order.")
+    next_cursor: str | None = Field(
+        None,
+        description="Pass as `cursor` to continue after the last event; null when the page was "
+        "not full (nothing more yet: poll again later with the same cursor as `last_cursor`).",
+    )
+    last_cursor: str = Field(description="Cursor after the last event returned, for polling.")
+
+
+class PostedEvent(BaseModel):
+    """The stored form of a posted envelope."""
+
+    seq: int = Field(description="Position in the store's event sequence.")
+    event_id: str = Field(description="Id of the `task_event` recorded.")
+
+
+class FailResult(BaseModel):
+    """What happens after a failed attempt."""
+
+    task_id: str = Field(description="The task.")
+    will_retry: bool = Field(
+        description="True when another attempt is scheduled (per the retry policy); false when "
+        "the step failed for good."
+    )
+
+
+class ArtifactContent(BaseModel):
+    """An artifact's metadata and its bytes."""
+
+    artifact: Artifact = Field(description="Recorded metadata.")
+    content: str = Field(description="The bytes, base64-encoded (standard alphabet, padded).")

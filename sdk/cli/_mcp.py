@@ -1,0 +1,185 @@
+"""``fleetforge mcp`` (stdio), ``fleetforge serve`` (streamable HTTP) and ``fleetforge token``."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Literal
+
+import anyio
+import typer
+
+from fleetforge.cli._console import err, out
+from fleetforge.cli._context import globals_of
+from fleetforge.cli._errors import reporting
+from fleetforge.errors import UsageError
+
+__all__ = ["mcp", "serve", "token_app"]
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _level(value: str) -> LogLevel:
+    upper = value.upper()
+    if upper not in _LEVELS:
+        raise UsageError(f"--log-level must be one of {', '.join(_LEVELS)}, got {value!r}")
+    return upper  # type: ignore[return-value]
+
+
+def mcp(
+    ctx: typer.Context,
+    log_level: Annotated[
+        str, typer.Option(help="stderr log level (INFO logs every request).")
+    ] = "WARNING",
+) -> None:
+    """Serve the fleet's MCP tools over stdio (for Claude Desktop, Claude Code, Cursor...)."""
+    from fleetforge.fleet.artifacts import ArtifactStore
+    from fleetforge.fleet.service import FleetService
+    from fleetforge.fleet.store import open_store
+    from fleetforge.mcp_server.server import ServerOptions, build_server
+
+    g = globals_of(ctx)
+    with reporting(out, err), open_store(g.store_url) as store:
+        fleet = FleetService(store, artifacts=ArtifactStore(g.artifacts_root))
+        server = build_server(fleet, ServerOptions(log_level=_level(log_level)))
+        anyio.run(server.run_stdio_async)
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    tokens: Annotated[
+        str | None,
+        typer.Option(
+            help="Token file. Default: $FLEETFORGE_TOKENS (inline JSON), "
+            "$FLEETFORGE_TOKENS_FILE, else $FLEETFORGE_HOME/tokens.json."
+        ),
+    ] = None,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="Serve without tokens (loopback only).")
+    ] = False,
+    stateless: Annotated[
+        bool,
+        typer.Option(
+            "--stateless", help="No MCP sessions and JSON replies: for several processes."
+        ),
+    ] = False,
+    public_url: Annotated[
+        str | None, typer.Option(help="Base URL clients use, when behind a proxy.")
+    ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(help="Extra Host header value to accept, e.g. fleet.example:443."),
+    ] = None,
+    allowed_origin: Annotated[
+        list[str] | None, typer.Option(help="Extra Origin header value to accept.")
+    ] = None,
+    max_artifact_mb: Annotated[
+        float, typer.Option(help="Largest artifact fleet_put_artifact accepts, MiB.")
+    ] = 8.0,
+    log_level: Annotated[str, typer.Option(help="Log level.")] = "WARNING",
+) -> None:
+    """Serve the fleet's MCP tools over streamable HTTP at /mcp (bearer tokens), with /healthz."""
+    from fleetforge.fleet.artifacts import ArtifactStore
+    from fleetforge.fleet.service import FleetService
+    from fleetforge.fleet.store import open_store
+    from fleetforge.mcp_server.auth import TokenRegistry, tokens_path
+    from fleetforge.mcp_server.http import serve_http
+    from fleetforge.mcp_server.server import ServerOptions, check_listen
+
+    g = globals_of(ctx)
+    with reporting(out, err):
+        registry = None
+        if not no_auth:
+            registry = TokenRegistry.configured(tokens)
+            if not registry.records:
+                raise UsageError(
+                    f"no tokens configured (looked in {tokens_path(tokens)}): create one with "
+                    "'fleetforge token create NAME --scope work', or pass --no-auth to serve "
+                    "on loopback without auth"
+                )
+        check_listen(host, registry is not None)
+        options = ServerOptions(
+            host=host,
+            port=port,
+            tokens=registry,
+            public_url=public_url,
+            stateless=stateless,
+            json_response=stateless,
+            allowed_hosts=tuple(allowed_host or ()),
+            allowed_origins=tuple(allowed_origin or ()),
+            max_artifact_bytes=int(max_artifact_mb * 1024 * 1024),
+            log_level=_level(log_level),
+        )
+        with open_store(g.store_url) as store:
+            fleet = FleetService(store, artifacts=ArtifactStore(g.artifacts_root))
+
+            def ready(url: str) -> None:
+                auth = "bearer tokens" if registry else "no auth (loopback)"
+                err.print(f"fleetforge MCP server at {url} ({auth}); store {store.url}")
+
+            anyio.run(lambda: serve_http(fleet, options, on_ready=ready))
+
+
+token_app = typer.Typer(help="Bearer tokens for fleetforge serve (stored hashed).")
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Argument(help="Name of the token (shown in logs and events).")],
+    scope: Annotated[
+        list[str], typer.Option("--scope", help="read, submit, work or admin (repeatable).")
+    ],
+    worker_id: Annotated[
+        str | None, typer.Option(help="Worker this token acts as (worker tools).")
+    ] = None,
+    tokens: Annotated[str | None, typer.Option(help="Token file.")] = None,
+) -> None:
+    """Create a token; it is printed once, only its hash is stored."""
+    from fleetforge.mcp_server.auth import TokenRegistry, tokens_path
+
+    with reporting(out, err):
+        path = tokens_path(tokens)
+        registry = TokenRegistry.load(path)
+        secret, record = registry.create(name, scope, worker_id=worker_id)
+        registry.save(path)
+        err.print(f"token {record.name!r} ({', '.join(record.scopes)}) added to {path}")
+        out.print(secret, highlight=False)
+
+
+@token_app.command("list")
+def token_list(
+    tokens: Annotated[str | None, typer.Option(help="Token file.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List tokens (names, scopes, workers; never the tokens)."""
+    from rich.table import Table
+
+    from fleetforge.mcp_server.auth import TokenRegistry, tokens_path
+
+    with reporting(out, err, as_json=as_json):
+        registry = TokenRegistry.load(tokens_path(tokens))
+        if as_json:
+            out.print_json(json.dumps([r.to_dict() for r in registry.records]))
+            return
+        table = Table("Name", "Scopes", "Worker", "Created", box=None)
+        for r in registry.records:
+            table.add_row(r.name, ", ".join(r.scopes), r.worker_id or "-", r.created_at)
+        out.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    name: Annotated[str, typer.Argument(help="Name of the token.")],
+    tokens: Annotated[str | None, typer.Option(help="Token file.")] = None,
+) -> None:
+    """Revoke a token (servers read the file at start: restart them)."""
+    from fleetforge.mcp_server.auth import TokenRegistry, tokens_path
+
+    with reporting(out, err):
+        path = tokens_path(tokens)
+        registry = TokenRegistry.load(path)
+        registry.revoke(name)
+        registry.save(path)
+        err.print(f"token {name!r} revoked in {path}")
