@@ -27,6 +27,7 @@ from fleetforge.contracts import (
     FleetInboxStatus,
     FleetLease,
     FleetReceipt,
+    FleetReceiptStatus,
     FleetRun,
     FleetRunStatus,
     FleetScore,
@@ -227,11 +228,13 @@ class SyncFleetService:
         found: list[FleetRun] = []
         after = cursor
         with self.store.backend.read() as tx:
-            while len(found) < limit:
+            while True:
                 rows = tx.fetchall(
                     Q["runs_page"], {"status": wanted, "cursor": after, "limit": limit * 2}
                 )
                 for r in rows:
+                    if len(found) == limit:  # a further match may exist: hand out a cursor
+                        return RunPage(found, found[-1].run_id)
                     after = r[0]
                     run_labels = tx.load_json(r[4])
                     if labels and any(run_labels.get(k) != v for k, v in labels.items()):
@@ -246,11 +249,8 @@ class SyncFleetService:
                         "updated_at": to_dt(r[6]),
                     }
                     found.append(FleetRun.model_validate(handle))
-                    if len(found) == limit:
-                        break
                 if len(rows) < limit * 2:
                     return RunPage(found, None)
-        return RunPage(found, found[-1].run_id if found else None)
 
     def cancel_run(self, run_id: str, *, reason: str = "", by: str | None = None) -> Run:
         """Cancel a run: queued tasks are withdrawn; workers holding its tasks are told on
@@ -1033,7 +1033,7 @@ class SyncFleetService:
             else:
                 kind, message = failure or (FleetTaskFailureKind.INVALID_OUTPUT, verdict.reason)
                 self._task_failed(unit, task, kind, message, now)
-            status = "accepted" if accepted else "rejected"
+            status = FleetReceiptStatus.ACCEPTED if accepted else FleetReceiptStatus.REJECTED
             return posted.model_copy(update={"status": status, "score": verdict})
 
     def complete_task(
@@ -1165,7 +1165,7 @@ def _same_receipt(unit: Unit, known: tuple[Any, ...], receipt: FleetReceipt) -> 
     score_value = unit.tx.load_json(known[3]) if known[3] is not None else None
     return stored.model_copy(
         update={
-            "status": known[2],
+            "status": FleetReceiptStatus(known[2]),
             "score": FleetScore.model_validate(score_value) if score_value else None,
         }
     )

@@ -120,6 +120,8 @@ class _FleetMCP(FastMCP[Any]):
             value = await self._tool_manager.call_tool(
                 name, arguments, context=context, convert_result=False
             )
+            assert isinstance(value, BaseModel), f"{name} returned {type(value).__name__}"
+            structured = value.model_dump(mode="json", by_alias=True)
         except ToolError as exc:
             if exc.__cause__ is None:
                 known = [t.name for t in self._tool_manager.list_tools()]
@@ -127,8 +129,7 @@ class _FleetMCP(FastMCP[Any]):
             return error_result(as_fleet_error(exc.__cause__, tool=name))
         except Exception as exc:
             return error_result(as_fleet_error(exc, tool=name))
-        assert isinstance(value, BaseModel), f"{name} returned {type(value).__name__}"
-        return ok_result(value.model_dump(mode="json", by_alias=True))
+        return ok_result(structured)
 
 
 # ── caller identity and scopes ──────────────────────────────────────────────────────────────
@@ -713,7 +714,28 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
             ),
         ]
 
+    for tool in mcp._tool_manager.list_tools():
+        _inline_refs(tool.parameters)
+        if tool.output_schema is not None:
+            _inline_refs(tool.output_schema)
     return mcp
+
+
+def _inline_refs(node: Any) -> None:
+    """Replace ``$ref``s to our published schemas by their content, in place: MCP clients
+    validate tool schemas without fetching anything, so each must stand alone."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith(schemas.SCHEMA_BASE_URI):
+            del node["$ref"]
+            target = schemas.load(ref.removeprefix(schemas.SCHEMA_BASE_URI).removesuffix(".json"))
+            drop = {"$schema", "$id", "examples"}
+            node.update(json.loads(json.dumps({k: v for k, v in target.items() if k not in drop})))
+        for value in node.values():
+            _inline_refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            _inline_refs(value)
 
 
 def _seq_cursor(cursor: str | None) -> int:

@@ -36,6 +36,12 @@ def _check(address: Any) -> None:
         raise AssertionError(f"test tried to reach {host}: tests run offline")
 
 
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests (``pytest.mark.anyio``) run on asyncio: the MCP SDK's own backend."""
+    return "asyncio"
+
+
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail any test that opens a socket to a non-loopback address."""

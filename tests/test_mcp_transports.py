@@ -1,0 +1,301 @@
+"""The MCP server as users run it: ``fleetforge mcp`` over stdio and ``fleetforge serve`` over
+streamable HTTP (real processes, real sockets on 127.0.0.1), with the official MCP client."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+
+from fleetforge.fleet.service import SyncFleetService
+from fleetforge.fleet.store import open_store
+from fleetforge.mcp_server.auth import TokenRegistry
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+FLEETFORGE = str(Path(sys.executable).with_name("fleetforge"))
+SPEC = {"name": "transport", "seed": 3, "steps": [{"id": "a", "type": "tool", "tool": "t"}]}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def fleet_env(tmp_path: Path, store_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETFORGE_")}
+    env |= {
+        "FLEETFORGE_HOME": str(tmp_path / "home"),
+        "FLEETFORGE_STORE": store_url,
+        "FLEETFORGE_ARTIFACTS": str(tmp_path / "artifacts"),
+    }
+    return env | extra
+
+
+@contextmanager
+def http_server(env: dict[str, str], *args: str) -> Iterator[str]:
+    """Run ``fleetforge serve`` on a free port until the block ends; yield its base URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [FLEETFORGE, "serve", "--port", str(port), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"serve exited {proc.returncode}: {proc.stderr.read()}")  # type: ignore[union-attr]
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "serve did not come up"
+            time.sleep(0.1)
+        yield base
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+
+
+@asynccontextmanager
+async def http_session(url: str, token: str | None) -> AsyncIterator[ClientSession]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with (
+        httpx.AsyncClient(headers=headers, timeout=30) as client,
+        streamable_http_client(f"{url}/mcp", http_client=client) as (read, write, _),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        yield session
+
+
+async def call(session: ClientSession, tool: str, **arguments: Any) -> dict[str, Any]:
+    result = await session.call_tool(tool, arguments)
+    assert not result.isError, result.content[0].text  # type: ignore[union-attr]
+    assert result.structuredContent is not None
+    return result.structuredContent
+
+
+async def cycle(session: ClientSession, worker: str | None) -> str:
+    """Submit a one-step run, lease its task, heartbeat, post a receipt; return the run id."""
+    run = await call(session, "fleet_submit_run", spec=SPEC)
+    args = {"worker_id": worker} if worker else {}
+    await call(session, "fleet_register_worker", **args)
+    [entry] = (await call(session, "fleet_lease_task", **args))["tasks"]
+    ids = {"task_id": entry["task"]["task_id"], "fencing_token": entry["lease"]["fencing_token"]}
+    await call(session, "fleet_heartbeat", **ids)
+    receipt = await call(session, "fleet_post_receipt", **ids, output={"ok": True})
+    assert receipt["status"] == "accepted"
+    done = await call(session, "fleet_get_run", run_id=run["run_id"])
+    assert done["status"] == "completed"
+    assert done["outputs"] == {"a": {"ok": True}}
+    return str(run["run_id"])
+
+
+# ── stdio ───────────────────────────────────────────────────────────────────────────────────
+
+
+async def test_stdio_full_cycle(tmp_path: Path) -> None:
+    env = fleet_env(tmp_path, f"sqlite:///{tmp_path / 'fleet.db'}")
+    params = StdioServerParameters(command=FLEETFORGE, args=["mcp"], env=env)
+    with (tmp_path / "stderr.log").open("w") as errlog:
+        async with (
+            stdio_client(params, errlog=errlog) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            info = await session.initialize()
+            assert info.serverInfo.name == "fleetforge"
+            run_id = await cycle(session, "w-stdio")
+            bad = await session.call_tool("fleet_get_run", {"run_id": "nope"})
+            assert bad.isError
+            assert bad.structuredContent["error"]["code"] == "NotFoundError"
+    # stdout carried only protocol messages; the server logged nothing at WARNING
+    assert (tmp_path / "stderr.log").read_text() == ""
+    with open_store(env["FLEETFORGE_STORE"]) as store:
+        assert SyncFleetService(store).get_run(run_id).status == "completed"
+
+
+# ── HTTP ────────────────────────────────────────────────────────────────────────────────────
+
+
+@pytest.fixture
+def tokens() -> tuple[str, dict[str, str]]:
+    """A registry as FLEETFORGE_TOKENS JSON and the clear tokens by name."""
+    registry = TokenRegistry()
+    clear = {
+        "reader": registry.create("reader", ["read"])[0],
+        "submitter": registry.create("submitter", ["submit", "read"])[0],
+        "worker": registry.create("worker", ["work", "submit", "read"], worker_id="w-http")[0],
+        "admin": registry.create("admin", ["admin"])[0],
+    }
+    doc = json.dumps({"tokens": [r.to_dict() for r in registry.records]})
+    return doc, clear
+
+
+async def test_http_auth_and_scopes(tmp_path: Path, tokens: tuple[str, dict[str, str]]) -> None:
+    doc, clear = tokens
+    env = fleet_env(tmp_path, f"sqlite:///{tmp_path / 'fleet.db'}", FLEETFORGE_TOKENS=doc)
+    with http_server(env) as url:
+        init = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        }
+        accept = {"Accept": "application/json, text/event-stream"}
+        async with httpx.AsyncClient(timeout=10) as raw:
+            missing = await raw.post(f"{url}/mcp", json=init, headers=accept)
+            assert missing.status_code == 401
+            assert missing.headers["www-authenticate"].startswith("Bearer")
+            wrong = await raw.post(
+                f"{url}/mcp", json=init, headers=accept | {"Authorization": "Bearer ffk_wrong"}
+            )
+            assert wrong.status_code == 401
+            # a token never appears in clear in the server's memory of the file
+            assert clear["reader"] not in doc
+            health = await raw.get(f"{url}/healthz")
+            assert health.json() | {"version": "x"} == {
+                "status": "ok",
+                "version": "x",
+                "auth": True,
+                "stateless": False,
+            }
+            rebinding = await raw.post(
+                f"{url}/mcp",
+                json=init,
+                headers=accept
+                | {"Authorization": f"Bearer {clear['admin']}", "Host": "evil.example"},
+            )
+            assert rebinding.status_code == 421
+
+        async with http_session(url, clear["reader"]) as reader:
+            refused = await reader.call_tool("fleet_submit_run", {"spec": SPEC})
+            assert refused.isError
+            error = refused.structuredContent["error"]  # type: ignore[index]
+            assert error["code"] == "ForbiddenError"
+            assert "needs the 'submit' scope" in error["message"]
+            listed = await call(reader, "fleet_list_runs")
+            assert listed["runs"] == []
+            lease = await reader.call_tool("fleet_lease_task", {"worker_id": "w-http"})
+            assert lease.structuredContent["error"]["code"] == "ForbiddenError"  # type: ignore[index]
+
+        async with http_session(url, clear["worker"]) as worker:
+            run_id = await cycle(worker, None)  # the token names the worker
+            other = await worker.call_tool("fleet_lease_task", {"worker_id": "someone-else"})
+            assert other.structuredContent["error"]["code"] == "ForbiddenError"  # type: ignore[index]
+
+        async with http_session(url, clear["submitter"]) as submitter:
+            run = await call(submitter, "fleet_get_run", run_id=run_id)
+            assert run["status"] == "completed"
+            cancelled = await call(submitter, "fleet_submit_run", spec=SPEC)
+            done = await call(submitter, "fleet_cancel_run", run_id=cancelled["run_id"])
+            assert done["status"] == "cancelled"
+            events = await call(submitter, "fleet_run_events", run_id=cancelled["run_id"])
+            assert events["events"][-1]["data"]["by"] == "token:submitter"
+
+
+async def test_http_stateless_without_auth_on_loopback(tmp_path: Path) -> None:
+    env = fleet_env(tmp_path, f"sqlite:///{tmp_path / 'fleet.db'}")
+    with http_server(env, "--no-auth", "--stateless") as url:
+        async with http_session(url, None) as session:
+            await cycle(session, "w-open")
+
+
+def test_refuses_public_address_without_auth(tmp_path: Path) -> None:
+    env = fleet_env(tmp_path, "sqlite://")
+    done = subprocess.run(
+        [FLEETFORGE, "serve", "--host", "0.0.0.0", "--no-auth"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "refusing to listen on 0.0.0.0 with auth disabled" in " ".join(done.stderr.split())
+
+
+def test_serve_without_tokens_explains(tmp_path: Path) -> None:
+    env = fleet_env(tmp_path, "sqlite://")
+    done = subprocess.run(
+        [FLEETFORGE, "serve"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2
+    assert "fleetforge token create" in " ".join(done.stderr.split())
+
+
+# ── several servers, one PostgreSQL fleet ───────────────────────────────────────────────────
+
+
+async def test_two_servers_on_one_postgres_never_double_lease(
+    tmp_path: Path, pg_url: str, tokens: tuple[str, dict[str, str]]
+) -> None:
+    doc, clear = tokens
+    env = fleet_env(tmp_path, pg_url, FLEETFORGE_TOKENS=doc)
+    tasks = 120
+    with open_store(pg_url) as store:
+        fleet = SyncFleetService(store)
+        steps = [{"id": f"s{i}", "type": "tool", "tool": "t"} for i in range(tasks // 4)]
+        for _ in range(4):
+            fleet.submit_run({"name": "many", "seed": 1, "steps": steps})
+    done: Counter[str] = Counter()
+
+    async def worker(url: str, name: str) -> None:
+        async with http_session(url, clear["admin"]) as session:
+            await call(session, "fleet_register_worker", worker_id=name)
+            while True:
+                leased = await call(session, "fleet_lease_task", worker_id=name, max_tasks=3)
+                if not leased["tasks"]:
+                    return
+                for entry in leased["tasks"]:
+                    ids = {
+                        "task_id": entry["task"]["task_id"],
+                        "fencing_token": entry["lease"]["fencing_token"],
+                    }
+                    await call(session, "fleet_post_receipt", **ids, output=name)
+                    done[name] += 1
+
+    with http_server(env, "--stateless") as one, http_server(env, "--stateless") as two:
+        async with anyio.create_task_group() as tg:
+            for i, url in enumerate([one, two, one, two]):
+                tg.start_soon(worker, url, f"w{i}")
+    assert sum(done.values()) == tasks
+    assert len([n for n in done.values() if n]) >= 2  # both servers did work
+    with open_store(pg_url) as store:
+        leased = Counter(e.data.task_id for e in store.query(types=["task_leased"], limit=10_000))
+        accepted = store.count(types=["receipt_accepted"])
+    assert len(leased) == tasks
+    assert set(leased.values()) == {1}
+    assert accepted == tasks
