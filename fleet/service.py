@@ -997,44 +997,48 @@ class SyncFleetService:
             schemas.validate("fleet_receipt", dict(receipt))
             receipt = FleetReceipt.model_validate(dict(receipt))
         self.expire_leases()
-        now = self.clock.now()
         with self.store.transaction() as unit:
             known = unit.tx.fetchone(Q["receipt"], {"receipt_id": receipt.receipt_id})
             if known is not None:
                 return _same_receipt(unit, known, receipt)
             task = self._held(unit, receipt.task_id, receipt.fencing_token)
-            _check_receipt(receipt, task)
-            row = unit.tx.fetchone(Q["last_receipt_hash"], {"run_id": task.run_id})
-            prev = row[0] if row else None
-            body = receipt.model_dump(mode="json", exclude={"status", "score", "hash", "posted_at"})
-            body["prev_hash"] = prev
-            posted = receipt.model_copy(
-                update={"prev_hash": prev, "hash": _digest(body), "posted_at": now}
-            )
-            unit.append([self._event("receipt_posted", task.run_id, now, receipt=posted)])
-            verdict, failure, extra = self._judge(posted, task, now)
-            accepted = verdict.passed and failure is None
-            unit.append(
-                [
-                    *extra,
-                    self._event(
-                        "receipt_accepted" if accepted else "receipt_rejected",
-                        task.run_id,
-                        now,
-                        receipt_id=posted.receipt_id,
-                        task_id=task.task_id,
-                        score=verdict,
-                        hash=posted.hash,
-                    ),
-                ]
-            )
-            if accepted:
-                self._task_succeeded(unit, task, getattr(posted.result, "output", None), now)
-            else:
-                kind, message = failure or (FleetTaskFailureKind.INVALID_OUTPUT, verdict.reason)
-                self._task_failed(unit, task, kind, message, now)
-            status = FleetReceiptStatus.ACCEPTED if accepted else FleetReceiptStatus.REJECTED
-            return posted.model_copy(update={"status": status, "score": verdict})
+            return self._post_receipt(unit, receipt, task)
+
+    def _post_receipt(self, unit: Unit, receipt: FleetReceipt, task: TaskState) -> FleetReceipt:
+        """Score, chain and record a receipt for ``task`` (held by it), inside ``unit``."""
+        now = self.clock.now()
+        _check_receipt(receipt, task)
+        row = unit.tx.fetchone(Q["last_receipt_hash"], {"run_id": task.run_id})
+        prev = row[0] if row else None
+        body = receipt.model_dump(mode="json", exclude={"status", "score", "hash", "posted_at"})
+        body["prev_hash"] = prev
+        posted = receipt.model_copy(
+            update={"prev_hash": prev, "hash": _digest(body), "posted_at": now}
+        )
+        unit.append([self._event("receipt_posted", task.run_id, now, receipt=posted)])
+        verdict, failure, extra = self._judge(posted, task, now)
+        accepted = verdict.passed and failure is None
+        unit.append(
+            [
+                *extra,
+                self._event(
+                    "receipt_accepted" if accepted else "receipt_rejected",
+                    task.run_id,
+                    now,
+                    receipt_id=posted.receipt_id,
+                    task_id=task.task_id,
+                    score=verdict,
+                    hash=posted.hash,
+                ),
+            ]
+        )
+        if accepted:
+            self._task_succeeded(unit, task, getattr(posted.result, "output", None), now)
+        else:
+            kind, message = failure or (FleetTaskFailureKind.INVALID_OUTPUT, verdict.reason)
+            self._task_failed(unit, task, kind, message, now)
+        status = FleetReceiptStatus.ACCEPTED if accepted else FleetReceiptStatus.REJECTED
+        return posted.model_copy(update={"status": status, "score": verdict})
 
     def complete_task(
         self,
@@ -1059,28 +1063,28 @@ class SyncFleetService:
         used = usage if isinstance(usage, FleetUsage) else FleetUsage.model_validate(usage or {})
         refs = [a if isinstance(a, FleetArtifactRef) else FleetArtifactRef.model_validate(a)
                 for a in artifacts]  # fmt: skip
-        with self.store.backend.read() as tx:
-            unit = Unit(self.store, tx)
-            known = tx.fetchone(Q["receipt"], {"receipt_id": rid})
+        self.expire_leases()
+        with self.store.transaction() as unit:
+            known = unit.tx.fetchone(Q["receipt"], {"receipt_id": rid})
             if known is not None:
-                stored = FleetReceipt.model_validate(tx.load_json(known[1]))
+                stored = FleetReceipt.model_validate(unit.tx.load_json(known[1]))
                 again = stored.model_copy(update={"fencing_token": fencing_token, "result": result,
                                                   "usage": used, "artifacts": refs})  # fmt: skip
                 return _same_receipt(unit, known, again)
             task = self._held(unit, task_id, fencing_token)
-        receipt = FleetReceipt(
-            receipt_id=rid,
-            run_id=task.run_id,
-            step_id=task.step_id,
-            task_id=task_id,
-            attempt=task.attempt,
-            worker_id=task.worker_id or "",
-            fencing_token=fencing_token,
-            result=result,
-            usage=used,
-            artifacts=refs,
-        )
-        return self.post_receipt(receipt)
+            receipt = FleetReceipt(
+                receipt_id=rid,
+                run_id=task.run_id,
+                step_id=task.step_id,
+                task_id=task_id,
+                attempt=task.attempt,
+                worker_id=task.worker_id or "",
+                fencing_token=fencing_token,
+                result=result,
+                usage=used,
+                artifacts=refs,
+            )
+            return self._post_receipt(unit, receipt, task)
 
     def _judge(
         self, receipt: FleetReceipt, task: TaskState, now: datetime

@@ -47,6 +47,7 @@ from fleetforge.mcp_server._models import (
     PostedEvent,
     RunList,
 )
+from fleetforge.mcp_server._schema import inline_refs, summarize
 from fleetforge.mcp_server.auth import FleetAccessToken, FleetTokenVerifier, Scope, TokenRegistry
 
 __all__ = ["TOOL_NAMES", "ServerOptions", "build_server"]
@@ -715,27 +716,13 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
         ]
 
     for tool in mcp._tool_manager.list_tools():
-        _inline_refs(tool.parameters)
-        if tool.output_schema is not None:
-            _inline_refs(tool.output_schema)
+        inline_refs(tool.parameters)
+        full = tool.fn_metadata.output_schema
+        if full is not None:
+            inline_refs(full)
+            tool.fn_metadata.output_schema = summarize(full)
+            tool.__dict__.pop("output_schema", None)  # Tool caches it (functools.cached_property)
     return mcp
-
-
-def _inline_refs(node: Any) -> None:
-    """Replace ``$ref``s to our published schemas by their content, in place: MCP clients
-    validate tool schemas without fetching anything, so each must stand alone."""
-    if isinstance(node, dict):
-        ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith(schemas.SCHEMA_BASE_URI):
-            del node["$ref"]
-            target = schemas.load(ref.removeprefix(schemas.SCHEMA_BASE_URI).removesuffix(".json"))
-            drop = {"$schema", "$id", "examples"}
-            node.update(json.loads(json.dumps({k: v for k, v in target.items() if k not in drop})))
-        for value in node.values():
-            _inline_refs(value)
-    elif isinstance(node, list):
-        for value in node:
-            _inline_refs(value)
 
 
 def _seq_cursor(cursor: str | None) -> int:

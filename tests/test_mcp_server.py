@@ -70,8 +70,9 @@ def spec(*steps: dict[str, Any], **fields: Any) -> dict[str, Any]:
 class Client:
     """A client session that checks every result against the tool's declared schemas."""
 
-    def __init__(self, session: ClientSession) -> None:
+    def __init__(self, session: ClientSession, models: dict[str, Any]) -> None:
         self.session = session
+        self.models = models  # tool -> the pydantic model its result is built from
         self.output_schemas: dict[str, dict[str, Any]] = {}
 
     async def load(self) -> None:
@@ -85,6 +86,7 @@ class Client:
         assert not result.isError, result.content[0].text  # type: ignore[union-attr]
         assert result.structuredContent is not None
         jsonschema.validate(result.structuredContent, self.output_schemas[name])
+        self.models[name].model_validate(result.structuredContent)  # and the full contract
         # old clients read the text content: it is the same JSON
         assert json.loads(result.content[0].text) == result.structuredContent  # type: ignore[union-attr]
         return result.structuredContent
@@ -109,8 +111,9 @@ async def connect(
 ) -> AsyncIterator[tuple[Client, FleetService]]:
     fleet = FleetService(store, artifacts=ArtifactStore(tmp_path / "artifacts"))
     server = build_server(fleet, ServerOptions(**options))
+    models = {t.name: t.fn_metadata.output_model for t in server._tool_manager.list_tools()}
     async with create_connected_server_and_client_session(server) as session:
-        client = Client(session)
+        client = Client(session, models)
         await client.load()
         yield client, fleet
 
@@ -459,3 +462,54 @@ async def test_lease_waits_with_progress(store: EventStore, tmp_path: Path) -> N
     assert len(progress) == 2
     assert all(total == 2.2 and message == "waiting for a task" for _, total, message in progress)
     assert progress[0][0] < progress[1][0] <= 2.2
+
+
+# ── schemas as clients see them ─────────────────────────────────────────────────────────────
+
+
+def test_output_schemas_stand_alone_and_stay_shallow() -> None:
+    from fleetforge.contracts import Run
+    from fleetforge.mcp_server._schema import inline_refs, summarize
+
+    full = Run.model_json_schema()
+    inline_refs(full)
+    short = summarize(full)
+    text = json.dumps(short)
+    assert "$ref" not in text
+    assert "fleetforge.dev" not in text
+    assert set(short["properties"]) == set(Run.model_fields)
+    usage = short["properties"]["usage"]  # one level down: in full
+    assert set(usage["properties"]) >= {"input_tokens", "output_tokens", "total_tokens"}
+    steps = short["properties"]["spec"]["properties"]["steps"]  # two levels down: a summary
+    assert steps.keys() <= {"title", "description", "type"}
+    assert steps["type"] == "array"
+    error = short["properties"]["error"]  # nullable scalars keep both types
+    assert sorted(error["anyOf"], key=str) == [{"type": "null"}, {"type": "string"}]
+
+
+async def test_fleet_client_session_still_rejects_bad_results(
+    store: EventStore, tmp_path: Path
+) -> None:
+    from mcp.shared.memory import create_client_server_memory_streams
+
+    from fleetforge.client import FleetClientSession
+
+    server = build_server(FleetService(store))._mcp_server
+    options = server.create_initialization_options()
+    async with create_client_server_memory_streams() as ((c_read, c_write), (s_read, s_write)):
+        import anyio
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: server.run(s_read, s_write, options))
+            async with FleetClientSession(c_read, c_write) as session:
+                await session.initialize()
+                await session.list_tools()
+                good = await session.call_tool("fleet_list_runs", {})
+                assert good.structuredContent == {"runs": [], "next_cursor": None}
+                session._tool_output_schemas["fleet_list_runs"] = {
+                    "type": "object",
+                    "required": ["missing"],
+                }
+                with pytest.raises(RuntimeError, match=r"fleet_list_runs.*'missing'"):
+                    await session.call_tool("fleet_list_runs", {})
+            tg.cancel_scope.cancel()
