@@ -1,6 +1,7 @@
 # FleetForge developer commands. Needs only Python >= 3.11 and make.
 #   make demo   validate Hello Fleet's run spec and print its DAG (offline, embedded store)
 #   make test   create .venv, install everything from the lock, lint, type-check, run pytest
+#   make check-mcp  drive `fleetforge mcp` with the MCP Inspector CLI (needs Node.js/npx)
 #   make bench  run the benchmarks (prints a table, writes benchmarks/results/*.json)
 #   make lock   re-resolve the dev environment into requirements-dev.lock
 
@@ -10,7 +11,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PKGS   := sdk fleet adapters mcp_server armory schemas
 
-.PHONY: install demo test lint types pytest postgres-server bench lock schemas clean
+.PHONY: install demo test lint types pytest postgres-server check-mcp bench lock schemas clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "FleetForge needs Python >= 3.11; set PYTHON=python3.11 (or newer)")'
@@ -50,7 +51,13 @@ pytest: install postgres-server
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite is empty or misconfigured" >&2; exit 1; fi; \
 	exit $$rc
 
+# A real external client: the MCP Inspector CLI (fetched with npx) drives `fleetforge mcp`.
+check-mcp: install
+	FLEETFORGE_CHECK_MCP=1 $(BIN)/python -m pytest tests/test_mcp_inspector.py
+
+# CI also runs the external-client check (~20 s, fetches the Inspector from the npm registry).
 test: lint types pytest
+	@if [ "$$CI" = "true" ]; then $(MAKE) --no-print-directory check-mcp; fi
 
 bench: install
 	$(BIN)/python benchmarks/run.py

@@ -15,11 +15,56 @@ from typing import Any
 
 from fleetforge import schemas
 
-__all__ = ["OUTPUT_DEPTH", "inline_refs", "summarize"]
+__all__ = ["ERROR_SCHEMA", "OUTPUT_DEPTH", "inline_refs", "output_schema", "summarize"]
 
 OUTPUT_DEPTH = 2
 _STRUCTURE = ("properties", "anyOf", "oneOf", "allOf", "items", "additionalProperties")
 _PY_TO_JSON = {str: "string", int: "integer", float: "number", bool: "boolean", type(None): "null"}
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "FleetForgeError",
+    "description": "The call failed (the result has isError set): what was wrong and where.",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "properties": {
+                "code": {
+                    "type": "string",
+                    "description": "FleetForgeError subclass, e.g. ContractError, NotFoundError, "
+                    "LeaseLostError, RunCancelledError, ForbiddenError.",
+                },
+                "message": {"type": "string", "description": "What was wrong, for people."},
+                "details": {
+                    "type": "array",
+                    "description": "Each problem with a JSON pointer into the arguments.",
+                    "items": {
+                        "type": "object",
+                        "required": ["pointer", "message"],
+                        "properties": {
+                            "pointer": {"type": "string"},
+                            "message": {"type": "string"},
+                        },
+                    },
+                },
+                "context": {"type": "object", "description": "Ids involved, when useful."},
+            },
+        }
+    },
+}
+
+
+def output_schema(result: dict[str, Any]) -> dict[str, Any]:
+    """A tool's outputSchema: its result (summarized) or the structured error of a failed call.
+
+    Some clients (the TypeScript SDK before it skipped error results) validate the structured
+    content of error results too, so the schema admits both shapes.
+    """
+    body = summarize(result)
+    head: dict[str, Any] = {key: body[key] for key in ("title", "description") if key in body}
+    return {"type": "object", **head, "anyOf": [body, ERROR_SCHEMA]}
 
 
 def inline_refs(node: Any) -> None:

@@ -47,7 +47,7 @@ from fleetforge.mcp_server._models import (
     PostedEvent,
     RunList,
 )
-from fleetforge.mcp_server._schema import inline_refs, summarize
+from fleetforge.mcp_server._schema import inline_refs, output_schema
 from fleetforge.mcp_server.auth import FleetAccessToken, FleetTokenVerifier, Scope, TokenRegistry
 
 __all__ = ["TOOL_NAMES", "ServerOptions", "build_server"]
@@ -720,7 +720,7 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
         full = tool.fn_metadata.output_schema
         if full is not None:
             inline_refs(full)
-            tool.fn_metadata.output_schema = summarize(full)
+            tool.fn_metadata.output_schema = output_schema(full)
             tool.__dict__.pop("output_schema", None)  # Tool caches it (functools.cached_property)
     return mcp
 

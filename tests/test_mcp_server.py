@@ -97,6 +97,8 @@ class Client:
         assert result.isError, f"{name} succeeded: {result.structuredContent}"
         assert result.structuredContent is not None
         jsonschema.validate(result.structuredContent, ERROR_SCHEMA)
+        if name in self.output_schemas:  # clients that validate error results accept it too
+            jsonschema.validate(result.structuredContent, self.output_schemas[name])
         error = result.structuredContent["error"]
         text = result.content[0].text  # type: ignore[union-attr]
         assert error["code"] == code, text
