@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -515,3 +516,9 @@ async def test_fleet_client_session_still_rejects_bad_results(
                 with pytest.raises(RuntimeError, match=r"fleet_list_runs.*'missing'"):
                     await session.call_tool("fleet_list_runs", {})
             tg.cancel_scope.cancel()
+
+
+def test_every_tool_is_documented() -> None:
+    doc = (Path(__file__).parents[1] / "docs" / "mcp.md").read_text()
+    documented = set(re.findall(r"^\| `(fleet_[a-z_]+)` \|", doc, flags=re.MULTILINE))
+    assert documented == set(TOOL_NAMES)
