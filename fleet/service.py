@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
+from itertools import islice
 from typing import Any
 
 import anyio.to_thread
@@ -685,9 +686,10 @@ class SyncFleetService:
                     "limit": max_tasks * 8,
                 },
             )
-            chosen = [
-                t for t in (task_from_row(unit.tx, r) for r in rows) if _matches(t.spec, worker)
-            ][:max_tasks]
+            # decode candidates lazily: most match, so usually only max_tasks rows are read
+            matching = (t for t in (task_from_row(unit.tx, r) for r in rows)
+                        if _matches(t.spec, worker))  # fmt: skip
+            chosen = list(islice(matching, max_tasks))
             expires = now + timedelta(seconds=lease_seconds)
             events: list[RunEvent] = []
             started: set[tuple[str, str]] = set()
