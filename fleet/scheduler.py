@@ -19,6 +19,7 @@ from fleetforge.contracts import (
     FleetTaskWorkerProfile,
     InputRef,
     RunSpec,
+    TraceContext,
 )
 from fleetforge.contracts.spec import (
     AgentStep,
@@ -100,6 +101,7 @@ def compile_task(
     step_id: str,
     inputs: dict[str, Any],
     map_index: int | None = None,
+    trace: TraceContext | None = None,
 ) -> FleetTaskSpec:
     """The FleetTaskSpec of a ready work step (or of one item of a map step)."""
     work: WorkStep = step.step if isinstance(step, MapStep) else step
@@ -124,6 +126,7 @@ def compile_task(
         security=spec.security,
         alerts=spec.alerts,
         labels=spec.labels,
+        trace=trace or TraceContext(),
     )
 
 

@@ -41,6 +41,7 @@ from fleetforge.contracts import (
     RunEvent,
     RunSpec,
     StepRecord,
+    TraceContext,
 )
 from fleetforge.contracts.envelope import AgentRunEnvelope, CheckpointEnvelope, parse_envelope
 from fleetforge.contracts.events import EVENT_TYPES
@@ -129,6 +130,7 @@ class SyncFleetService:
         self.clock = clock or clock_for(store)
         self.max_lease_expiries = max_lease_expiries
         self._specs: dict[str, RunSpec] = {}
+        self._traces: dict[str, TraceContext | None] = {}
         self._expiry_checked: datetime | None = None
 
     # ── helpers ──────────────────────────────────────────────────────────────────────────────
@@ -145,7 +147,16 @@ class SyncFleetService:
             if row is None:
                 raise NotFoundError(f"no run '{run_id}'", run_id=run_id)
             spec = self._specs[run_id] = RunSpec.model_validate(unit.tx.load_json(row[0]))
+            trace = unit.tx.load_json(row[1]) if row[1] is not None else None
+            self._traces[run_id] = TraceContext.model_validate(trace) if trace else None
         return spec
+
+    def _trace(self, unit: Unit, run_id: str) -> TraceContext | None:
+        """The submitter's trace context, which the run's tasks carry."""
+        if run_id not in self._traces:
+            self._specs.pop(run_id, None)
+            self._spec(unit, run_id)
+        return self._traces[run_id]
 
     def _run(self, unit: Unit, run_id: str) -> RunHead:
         run = load_run_head(unit.tx, run_id)
@@ -156,9 +167,21 @@ class SyncFleetService:
     # ── runs ─────────────────────────────────────────────────────────────────────────────────
 
     def submit_run(
-        self, spec: Mapping[str, Any] | RunSpec, *, idempotency_key: str | None = None
+        self,
+        spec: Mapping[str, Any] | RunSpec,
+        *,
+        idempotency_key: str | None = None,
+        trace: TraceContext | Mapping[str, Any] | None = None,
     ) -> Run:
-        """Validate and submit a run; with an idempotency key, the same key gives the same run."""
+        """Validate and submit a run; with an idempotency key, the same key gives the same run.
+
+        ``trace`` (W3C trace context of the submitter) is handed to every task of the run, so
+        workers' spans join the submitter's trace."""
+        context = (
+            trace
+            if trace is None or isinstance(trace, TraceContext)
+            else (TraceContext.model_validate(trace))
+        )
         model = validate_run_spec(spec)
         now = self.clock.now()
         with self.store.transaction() as unit:
@@ -178,11 +201,13 @@ class SyncFleetService:
                         spec=model,
                         spec_digest=_digest(dumped),
                         idempotency_key=idempotency_key,
+                        trace=context,
                     ),
                     self._event("run_started", run_id, now, by="scheduler"),
                 ]
             )
             self._specs[run_id] = model
+            self._traces[run_id] = context
             self._advance(unit, run_id, now)
             return self._get_run(unit, run_id)
 
@@ -426,7 +451,8 @@ class SyncFleetService:
             )
             return
         if items is None:
-            task = compile_task(spec, run_id, step, step_id=step.id, inputs=inputs)
+            trace = self._trace(unit, run_id)
+            task = compile_task(spec, run_id, step, step_id=step.id, inputs=inputs, trace=trace)
             unit.append(
                 [ready, self._enqueue_event(task, self._next_attempt(unit, task), now, now)]
             )
@@ -458,7 +484,8 @@ class SyncFleetService:
             "item": items[index],
             "index": index,
         }
-        task = compile_task(spec, run_id, step, step_id=step.id, inputs=inputs, map_index=index)
+        task = compile_task(spec, run_id, step, step_id=step.id, inputs=inputs, map_index=index,
+                            trace=self._trace(unit, run_id))  # fmt: skip
         unit.append([self._enqueue_event(task, self._next_attempt(unit, task), now, now)])
 
     def _next_attempt(self, unit: Unit, task: FleetTaskSpec) -> int:

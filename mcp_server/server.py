@@ -77,6 +77,7 @@ TOOL_NAMES = (
     "fleet_post_event",
     "fleet_post_receipt",
     "fleet_fail_task",
+    "fleet_release_task",
     "fleet_run_events",
     "fleet_put_artifact",
     "fleet_get_artifact",
@@ -570,6 +571,24 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
         gate.check(ctx, "work", "fleet_fail_task")
         retry = await fleet.fail_task(task_id, fencing_token, kind, message)
         return FailResult(task_id=task_id, will_retry=retry)
+
+    @mcp.tool(
+        title="Release a task",
+        annotations=ToolAnnotations(
+            readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False
+        ),
+    )
+    async def fleet_release_task(
+        ctx: Ctx,
+        task_id: TaskId,
+        fencing_token: FencingToken,
+        reason: Annotated[str, Field(description="Why, for people (e.g. shutting down).")] = "",
+    ) -> FailResult:
+        """Give a leased task back unfinished, e.g. when shutting down: the same attempt goes
+        back to the inbox for another worker and does not count as a failure."""
+        gate.check(ctx, "work", "fleet_release_task")
+        await fleet.release_task(task_id, fencing_token, reason=reason)
+        return FailResult(task_id=task_id, will_retry=True)
 
     # ── artifacts ──
 

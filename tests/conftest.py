@@ -18,6 +18,9 @@ settings.register_profile(
 settings.register_profile("dev", parent=settings.get_profile("ci"), max_examples=50)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+# The MCP Inspector check fetches Node packages; `make check-mcp` runs it (and CI, via make test).
+collect_ignore = [] if os.environ.get("FLEETFORGE_CHECK_MCP") == "1" else ["test_mcp_inspector.py"]
+
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
 

@@ -29,6 +29,7 @@ def _submitted(tx: Tx, e: EventRow) -> None:
             "outputs": canonical_json({}),
             "idempotency_key": e.data.get("idempotency_key"),
             "at": e.at,
+            "trace": canonical_json(e.data["trace"]) if e.data.get("trace") else None,
         },
     )
     for position, step in enumerate(spec["steps"]):

@@ -4,9 +4,9 @@
 
 -- name: run_insert
 INSERT INTO runs (run_id, name, status, seed, labels, spec, outputs, error, idempotency_key,
-                  created_at, updated_at, started_at, finished_at)
+                  created_at, updated_at, started_at, finished_at, trace)
 VALUES (:run_id, :name, 'pending', :seed, :labels, :spec, :outputs, NULL, :idempotency_key,
-        :at, :at, NULL, NULL);
+        :at, :at, NULL, NULL, :trace);
 
 -- name: step_insert
 INSERT INTO steps (run_id, step_id, position, type, status, attempt, task_ids, output,

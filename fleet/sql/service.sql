@@ -76,7 +76,7 @@ WHERE run_id = :run_id AND step_id = :step_id ORDER BY map_index;
 SELECT run_id, status, seed FROM runs WHERE run_id = :run_id;
 
 -- name: run_spec
-SELECT spec FROM runs WHERE run_id = :run_id;
+SELECT spec, trace FROM runs WHERE run_id = :run_id;
 
 -- name: step_status
 SELECT status, attempt FROM steps WHERE run_id = :run_id AND step_id = :step_id;

@@ -22,6 +22,7 @@ from fleetforge.contracts.protocol import (
     FleetTaskSpec,
     FleetWorkerSpec,
     FleetWorkerStatus,
+    TraceContext,
 )
 from fleetforge.contracts.spec import RunSpec
 
@@ -34,6 +35,9 @@ class RunSubmittedData(ProtocolModel):
     spec: RunSpec = Field(description="The validated spec.")
     spec_digest: Digest = Field(description="Digest of the spec's canonical JSON.")
     idempotency_key: str | None = Field(None, description="Key given at submit, if any.")
+    trace: TraceContext | None = Field(
+        None, description="The submitter's trace context; every task of the run carries it."
+    )
 
 
 class RunTransitionData(ProtocolModel):

@@ -40,7 +40,8 @@ CREATE TABLE runs (
     updated_at timestamptz NOT NULL,
     started_at timestamptz,
     finished_at timestamptz,
-    usage jsonb NOT NULL DEFAULT '{}'
+    usage jsonb NOT NULL DEFAULT '{}',
+    trace jsonb
 );
 CREATE INDEX runs_by_status ON runs (status, created_at);
 CREATE INDEX runs_by_idempotency_key ON runs (idempotency_key);

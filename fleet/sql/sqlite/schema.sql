@@ -38,7 +38,8 @@ CREATE TABLE runs (
     updated_at TEXT NOT NULL,
     started_at TEXT,
     finished_at TEXT,
-    usage TEXT NOT NULL DEFAULT '{}'
+    usage TEXT NOT NULL DEFAULT '{}',
+    trace TEXT
 );
 CREATE INDEX runs_by_status ON runs (status, created_at);
 CREATE INDEX runs_by_idempotency_key ON runs (idempotency_key);

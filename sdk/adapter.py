@@ -1,0 +1,393 @@
+"""``AgentRunAdapter``: how agent code reports one task attempt as agent-run envelopes.
+
+An adapter is bound to one :class:`AgentRunContext` (run, step, task, attempt, fencing token,
+seed, labels, trace context). It must be used in order::
+
+    adapter.start(inputs)
+    adapter.emit("message", {...})            # any number of emits and checkpoints
+    adapter.checkpoint(state, "ckpt-1")
+    adapter.complete(output, usage)           # or adapter.error(exc) — exactly once
+
+Each call builds an :class:`~fleetforge.contracts.AgentRunEnvelope` (sequence number from 0,
+timestamp, adapter name and version), validates it (``validation="strict"`` checks it against
+``agent_run.json``; ``"warn"`` logs a warning instead; ``"off"`` skips) and hands it to a
+:class:`EnvelopeSink`: the fleet (the Worker posts them as ``task_event``), a list in memory, or a
+JSON-lines file. Calls out of order raise :class:`~fleetforge.errors.AdapterStateError`.
+
+Payloads are made JSON-safe by :func:`to_jsonable`: pydantic models, dataclasses, datetimes,
+dates, enums, UUIDs, paths, sets and bytes are converted; anything else becomes its ``repr``.
+Checkpoint state larger than ``inline_limit`` bytes (64 KiB) is stored in the artifact store
+when the sink can store artifacts, and the envelope carries its reference.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import enum
+import hashlib
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import date, datetime, time
+from pathlib import Path, PurePath
+from typing import IO, Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+from fleetforge import __version__
+from fleetforge.contracts import (
+    FleetArtifactRef,
+    FleetInboxEntry,
+    FleetTaskFailureKind,
+    FleetUsage,
+    TraceContext,
+)
+from fleetforge.contracts._base import utcnow
+from fleetforge.contracts.envelope import (
+    AdapterInfo,
+    AgentRunEnvelope,
+    CheckpointEnvelope,
+    CompleteEnvelope,
+    EmitEnvelope,
+    EmitEvent,
+    ErrorEnvelope,
+    StartEnvelope,
+)
+from fleetforge.errors import AdapterStateError, ContractError, UsageError
+
+__all__ = [
+    "AgentRunAdapter",
+    "AgentRunContext",
+    "EnvelopeSink",
+    "JsonlSink",
+    "MemorySink",
+    "QueueSink",
+    "ValidationMode",
+    "failure_kind_of",
+    "to_jsonable",
+]
+
+log = logging.getLogger("fleetforge.adapter")
+
+ValidationMode = Literal["strict", "warn", "off"]
+INLINE_LIMIT = 64 * 1024
+
+
+# ── context ─────────────────────────────────────────────────────────────────────────────────
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentRunContext:
+    """Who an adapter reports for: one attempt of one task."""
+
+    run_id: str
+    step_id: str
+    task_id: str
+    attempt: int = 1
+    fencing_token: int = 1
+    seed: int = 1
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    trace: TraceContext = dataclasses.field(default_factory=TraceContext)
+    inputs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_entry(cls, entry: FleetInboxEntry) -> AgentRunContext:
+        """The context of a leased inbox entry."""
+        if entry.lease is None:
+            raise UsageError(f"inbox entry {entry.entry_id} is not leased")
+        task = entry.task
+        return cls(
+            run_id=task.run_id,
+            step_id=task.step_id,
+            task_id=task.task_id,
+            attempt=entry.attempt,
+            fencing_token=entry.lease.fencing_token,
+            seed=task.seed,
+            labels=dict(task.labels),
+            trace=task.trace,
+            inputs=dict(task.inputs),
+        )
+
+
+# ── sinks ───────────────────────────────────────────────────────────────────────────────────
+
+
+@runtime_checkable
+class EnvelopeSink(Protocol):
+    """Where envelopes go. ``write`` is called in order, from the adapter's thread."""
+
+    def write(self, envelope: AgentRunEnvelope) -> None: ...
+
+
+class MemorySink:
+    """Keeps envelopes in a list (tests, and adapters run outside a fleet)."""
+
+    def __init__(self) -> None:
+        self.envelopes: list[AgentRunEnvelope] = []
+
+    def write(self, envelope: AgentRunEnvelope) -> None:
+        self.envelopes.append(envelope)
+
+    @property
+    def kinds(self) -> list[str]:
+        """``kind`` of each envelope, ``emit`` ones as ``emit:EVENT``."""
+        return [
+            f"emit:{e.event}" if isinstance(e, EmitEnvelope) else e.kind for e in self.envelopes
+        ]
+
+
+class JsonlSink:
+    """Appends each envelope as one JSON line to a file (or an open text stream)."""
+
+    def __init__(self, target: str | Path | IO[str]) -> None:
+        self._own = not hasattr(target, "write")
+        self._stream: IO[str] = (
+            open(target, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+            if self._own
+            else target  # type: ignore[assignment]
+        )
+        self._lock = threading.Lock()
+
+    def write(self, envelope: AgentRunEnvelope) -> None:
+        line = envelope.model_dump_json(exclude_none=True)
+        with self._lock:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+
+    def close(self) -> None:
+        if self._own:
+            self._stream.close()
+
+
+class QueueSink:
+    """Collects envelopes for someone else to deliver (the Worker posts them to the fleet).
+
+    Thread-safe: the adapter may run in a worker thread while the deliverer drains the queue.
+    ``store_artifact`` (optional) stores large checkpoint state in the artifact store.
+    """
+
+    def __init__(
+        self, store_artifact: Callable[[bytes, str], FleetArtifactRef] | None = None
+    ) -> None:
+        self._items: list[AgentRunEnvelope] = []
+        self._lock = threading.Lock()
+        self.store_artifact = store_artifact
+
+    def write(self, envelope: AgentRunEnvelope) -> None:
+        with self._lock:
+            self._items.append(envelope)
+
+    def drain(self) -> list[AgentRunEnvelope]:
+        """Everything written since the last drain, in order."""
+        with self._lock:
+            items, self._items = self._items, []
+        return items
+
+
+# ── JSON-safe payloads ──────────────────────────────────────────────────────────────────────
+
+
+def to_jsonable(value: Any) -> Any:
+    """``value`` as plain JSON data (dict, list, str, int, float, bool, None)."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted((to_jsonable(v) for v in value), key=repr)
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_jsonable(dataclasses.asdict(value))
+    if isinstance(value, enum.Enum):
+        return to_jsonable(value.value)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID | PurePath):
+        return str(value)
+    if isinstance(value, bytes | bytearray):
+        return {"base64": base64.b64encode(bytes(value)).decode()}
+    if isinstance(value, BaseException):
+        return {"type": type(value).__name__, "message": str(value)}
+    return repr(value)
+
+
+def failure_kind_of(exc: BaseException) -> FleetTaskFailureKind:
+    """The failure kind an exception reports (``exc.kind`` when it carries one)."""
+    kind = getattr(exc, "kind", None)
+    if kind is not None:
+        try:
+            return FleetTaskFailureKind(kind)
+        except ValueError:
+            pass
+    if isinstance(exc, TimeoutError):
+        return FleetTaskFailureKind.TIMEOUT
+    if isinstance(exc, ConnectionError):
+        return FleetTaskFailureKind.TRANSIENT
+    if isinstance(exc, ContractError):
+        return FleetTaskFailureKind.INVALID_OUTPUT
+    return FleetTaskFailureKind.AGENT_ERROR
+
+
+# ── the adapter ─────────────────────────────────────────────────────────────────────────────
+
+
+class AgentRunAdapter:
+    """Builds, validates and sinks the envelopes of one task attempt (see the module doc)."""
+
+    def __init__(
+        self,
+        context: AgentRunContext,
+        sink: EnvelopeSink,
+        *,
+        name: str = "fleetforge",
+        version: str = __version__,
+        validation: ValidationMode = "strict",
+        inline_limit: int = INLINE_LIMIT,
+    ) -> None:
+        if validation not in ("strict", "warn", "off"):
+            raise UsageError(f"validation must be strict, warn or off; got {validation!r}")
+        self.context = context
+        self.sink = sink
+        self.info = AdapterInfo(name=name, version=version)
+        self.validation: ValidationMode = validation
+        self.inline_limit = inline_limit
+        self._seq = 0
+        self._state: Literal["new", "started", "done"] = "new"
+        self._lock = threading.Lock()
+        self.output: Any = None
+        self.usage: FleetUsage | None = None
+        self.failure: tuple[FleetTaskFailureKind, str] | None = None
+
+    # state
+
+    @property
+    def started(self) -> bool:
+        return self._state != "new"
+
+    @property
+    def finished(self) -> bool:
+        return self._state == "done"
+
+    def _common(self) -> dict[str, Any]:
+        c = self.context
+        return {
+            "run_id": c.run_id,
+            "step_id": c.step_id,
+            "task_id": c.task_id,
+            "adapter": self.info,
+            "at": utcnow(),
+            "seed": c.seed,
+            "trace": c.trace,
+        }
+
+    def _send(self, cls: type[AgentRunEnvelope], fields: dict[str, Any]) -> AgentRunEnvelope:
+        envelope = cls.model_validate({**self._common(), "seq": self._seq, **fields})
+        if self.validation != "off":
+            try:
+                envelope.validate()
+            except ContractError as exc:
+                if self.validation == "strict":
+                    raise
+                log.warning("envelope %s #%d does not validate: %s", envelope.kind, self._seq, exc)
+        self.sink.write(envelope)
+        self._seq += 1
+        return envelope
+
+    def _require(self, wanted: str, action: str) -> None:
+        if self._state == wanted:
+            return
+        if self._state == "new":
+            raise AdapterStateError(f"{action} before start(): call start(inputs) first")
+        if self._state == "done":
+            raise AdapterStateError(
+                f"{action} after the attempt finished (complete() or error() was called)"
+            )
+        raise AdapterStateError(f"{action}: start() was already called")
+
+    # the five envelopes
+
+    def start(self, inputs: Mapping[str, Any] | None = None) -> AgentRunEnvelope:
+        """The adapter began the task (``inputs`` default to the task's)."""
+        with self._lock:
+            self._require("new", "start()")
+            given = self.context.inputs if inputs is None else inputs
+            envelope = self._send(StartEnvelope, {"inputs": to_jsonable(dict(given))})
+            self._state = "started"
+            return envelope
+
+    def emit(
+        self, event: EmitEvent | str, payload: Mapping[str, Any] | None = None
+    ) -> AgentRunEnvelope:
+        """Something happened: ``step_started``, ``step_finished``, ``message``, ``tool_call``,
+        ``tool_result``, ``paused`` or ``custom``."""
+        with self._lock:
+            self._require("started", f"emit({event!r})")
+            try:
+                kind = EmitEvent(event)
+            except ValueError:
+                known = ", ".join(e.value for e in EmitEvent)
+                raise UsageError(f"unknown emit event {event!r}; use one of {known}") from None
+            body = to_jsonable(dict(payload or {}))
+            return self._send(EmitEnvelope, {"event": kind, "payload": body})
+
+    def checkpoint(self, state: Any, checkpoint_id: str) -> AgentRunEnvelope:
+        """The agent saved ``state`` as ``checkpoint_id`` (large state goes to the CAS)."""
+        with self._lock:
+            self._require("started", "checkpoint()")
+            data = to_jsonable(state)
+            raw = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+            digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+            fields: dict[str, Any] = {"checkpoint_id": checkpoint_id, "state_digest": digest}
+            store = getattr(self.sink, "store_artifact", None)
+            if len(raw) > self.inline_limit and store is not None:
+                fields["artifact"] = store(raw, "application/json")
+            elif isinstance(data, dict):
+                fields["state"] = data
+            else:
+                fields["state"] = {"value": data}
+            return self._send(CheckpointEnvelope, fields)
+
+    def complete(
+        self, output: Any = None, usage: FleetUsage | Mapping[str, Any] | None = None
+    ) -> AgentRunEnvelope:
+        """The agent finished with ``output`` (any JSON value) and ``usage``."""
+        with self._lock:
+            self._require("started", "complete()")
+            used = (
+                usage if isinstance(usage, FleetUsage) else FleetUsage.model_validate(usage or {})
+            )
+            self.output, self.usage = to_jsonable(output), used
+            envelope = self._send(CompleteEnvelope, {"output": self.output, "usage": used})
+            self._state = "done"
+            return envelope
+
+    def error(
+        self,
+        exc: BaseException | FleetTaskFailureKind | str,
+        message: str | None = None,
+        *,
+        retryable: bool | None = None,
+    ) -> AgentRunEnvelope:
+        """The agent failed: pass the exception, or a failure kind and a message."""
+        with self._lock:
+            self._require("started", "error()")
+            if isinstance(exc, BaseException):
+                kind = failure_kind_of(exc)
+                text = message or f"{type(exc).__name__}: {exc}"
+            else:
+                try:
+                    kind = FleetTaskFailureKind(exc)
+                except ValueError:
+                    raise UsageError(f"unknown failure kind {exc!r}") from None
+                text = message or str(kind)
+            self.failure = (kind, text)
+            fields = {"failure_kind": kind, "message": text, "retryable": retryable}
+            envelope = self._send(ErrorEnvelope, fields)
+            self._state = "done"
+            return envelope

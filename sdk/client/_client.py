@@ -1,0 +1,459 @@
+"""``FleetClient``: one typed API over the fleet, in process or over MCP (stdio or HTTP).
+
+Every transport returns the same contract models and raises the same FleetForgeError subclasses
+(over MCP they are rebuilt from the structured error's ``code``)::
+
+    async with FleetClient.local("sqlite:///fleet.db") as fleet:      # in process
+    async with FleetClient.stdio() as fleet:                          # spawns `fleetforge mcp`
+    async with FleetClient.connect("http://127.0.0.1:8765/mcp", token="ffk_...") as fleet:
+        run = await fleet.submit_run(spec)
+
+:class:`SyncFleetClient` offers the same methods without ``await``.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+from fleetforge.contracts import (
+    Artifact,
+    FleetArtifactRef,
+    FleetInboxEntry,
+    FleetLease,
+    FleetReceipt,
+    FleetRun,
+    FleetRunStatus,
+    FleetTaskFailureKind,
+    FleetUsage,
+    FleetWorkerSpec,
+    Run,
+    RunEvent,
+    RunSpec,
+    parse_event,
+)
+from fleetforge.contracts.envelope import AgentRunEnvelope
+from fleetforge.errors import AuthError, FleetForgeError, InternalError, UsageError, error_from_dict
+
+__all__ = ["FleetClient", "RunList", "Transport"]
+
+Transport = Literal["local", "stdio", "http"]
+
+
+class RunList(list[FleetRun]):
+    """A page of runs; ``next_cursor`` continues it (None on the last page)."""
+
+    next_cursor: str | None = None
+
+
+def _json_spec(spec: Mapping[str, Any] | RunSpec) -> dict[str, Any]:
+    if isinstance(spec, RunSpec):
+        return spec.model_dump(mode="json", exclude_none=True, by_alias=True)
+    return dict(spec)
+
+
+class FleetClient:
+    """The fleet's API for agent code and tools; build one with :meth:`local`, :meth:`stdio`
+    or :meth:`connect` and use it as an async context manager."""
+
+    def __init__(self, transport: Transport, opener: Any) -> None:
+        self.transport: Transport = transport
+        self._opener = opener
+        self._stack: AsyncExitStack | None = None
+        self._service: Any = None  # FleetService (local)
+        self._session: Any = None  # FleetClientSession (MCP)
+
+    # ── constructors ────────────────────────────────────────────────────────────────────────
+
+    @classmethod
+    def local(
+        cls,
+        store: Any = None,
+        *,
+        artifacts: str | os.PathLike[str] | None = None,
+        **service_options: Any,
+    ) -> FleetClient:
+        """In process, over a store (an open ``EventStore``, a store URL, or the default
+        ``FLEETFORGE_STORE`` / ``$FLEETFORGE_HOME/fleet.db``)."""
+
+        async def open_local(stack: AsyncExitStack) -> tuple[Any, None]:
+            from fleetforge.fleet.artifacts import ArtifactStore
+            from fleetforge.fleet.service import FleetService
+            from fleetforge.fleet.settings import artifacts_root, store_url
+            from fleetforge.fleet.store import EventStore, open_store
+
+            opened = store
+            if not isinstance(store, EventStore):
+                opened = stack.enter_context(open_store(store_url(store)))
+            root = Path(artifacts) if artifacts is not None else artifacts_root()
+            return FleetService(opened, artifacts=ArtifactStore(root), **service_options), None
+
+        return cls("local", open_local)
+
+    @classmethod
+    def stdio(
+        cls,
+        command: str | Sequence[str] | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+    ) -> FleetClient:
+        """Over MCP stdio: spawn ``command`` (default: this environment's ``fleetforge mcp``)."""
+        if command is None:
+            argv = [str(Path(sys.executable).with_name("fleetforge")), "mcp"]
+        elif isinstance(command, str):
+            argv = shlex.split(command)
+        else:
+            argv = list(command)
+
+        async def open_stdio(stack: AsyncExitStack) -> tuple[None, Any]:
+            from mcp import StdioServerParameters
+            from mcp.client.stdio import stdio_client
+
+            from fleetforge.client._session import FleetClientSession
+
+            merged = {**os.environ, **(env or {})}
+            params = StdioServerParameters(command=argv[0], args=argv[1:], env=merged, cwd=cwd)
+            read, write = await stack.enter_async_context(stdio_client(params))
+            session = await stack.enter_async_context(FleetClientSession(read, write))
+            await session.initialize()
+            return None, session
+
+        return cls("stdio", open_stdio)
+
+    @classmethod
+    def connect(cls, url: str, *, token: str | None = None, timeout: float = 60.0) -> FleetClient:
+        """Over MCP streamable HTTP (``fleetforge serve``), with a bearer token."""
+
+        async def open_http(stack: AsyncExitStack) -> tuple[None, Any]:
+            import httpx
+            from mcp.client.streamable_http import streamable_http_client
+
+            from fleetforge.client._session import FleetClientSession
+
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            http = await stack.enter_async_context(
+                httpx.AsyncClient(headers=headers, timeout=timeout)
+            )
+            endpoint = url if url.rstrip("/").endswith("/mcp") else url.rstrip("/") + "/mcp"
+            read, write, _ = await stack.enter_async_context(
+                streamable_http_client(endpoint, http_client=http)
+            )
+            session = await stack.enter_async_context(FleetClientSession(read, write))
+            await session.initialize()
+            return None, session
+
+        return cls("http", open_http)
+
+    # ── lifecycle ───────────────────────────────────────────────────────────────────────────
+
+    async def __aenter__(self) -> Self:
+        stack = AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            self._service, self._session = await self._opener(stack)
+        except BaseException as exc:
+            await stack.__aexit__(type(exc), exc, exc.__traceback__)
+            status = _http_status(exc)
+            if status == 401:
+                raise AuthError("the fleet server refused the token (HTTP 401)") from None
+            if status is not None:
+                raise FleetForgeError(f"the fleet server answered HTTP {status}") from None
+            raise
+        self._stack = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        stack, self._stack = self._stack, None
+        self._service = self._session = None
+        if stack is not None:
+            await stack.__aexit__(exc_type, exc, tb)
+
+    @property
+    def service(self) -> Any:
+        """The in-process FleetService (local transport only)."""
+        if self._service is None:
+            raise UsageError("this client is not a local, open client")
+        return self._service
+
+    async def _tool(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        if self._session is None:
+            raise UsageError("the client is not open: use `async with FleetClient...`")
+        result = await self._session.call_tool(name, arguments)
+        body = result.structuredContent
+        if result.isError:
+            if isinstance(body, dict) and isinstance(body.get("error"), dict):
+                raise error_from_dict(body)
+            text = " ".join(getattr(c, "text", "") for c in result.content)
+            raise InternalError(f"{name} failed: {text}")
+        if not isinstance(body, dict):
+            raise InternalError(f"{name} returned no structured content")
+        return body
+
+    @property
+    def _local(self) -> bool:
+        if self._service is None and self._session is None:
+            raise UsageError("the client is not open: use `async with FleetClient...`")
+        return self._service is not None
+
+    # ── runs ────────────────────────────────────────────────────────────────────────────────
+
+    async def submit_run(
+        self, spec: Mapping[str, Any] | RunSpec, *, idempotency_key: str | None = None
+    ) -> Run:
+        """Validate and start a run (ContractError lists every problem; nothing is written)."""
+        if self._local:
+            return await self._service.submit_run(spec, idempotency_key=idempotency_key)  # type: ignore[no-any-return]
+        body = await self._tool(
+            "fleet_submit_run", {"spec": _json_spec(spec), "idempotency_key": idempotency_key}
+        )
+        return Run.model_validate(body)
+
+    async def get_run(self, run_id: str) -> Run:
+        if self._local:
+            return await self._service.get_run(run_id)  # type: ignore[no-any-return]
+        return Run.model_validate(await self._tool("fleet_get_run", {"run_id": run_id}))
+
+    async def list_runs(
+        self,
+        *,
+        status: FleetRunStatus | str | None = None,
+        labels: Mapping[str, str] | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> RunList:
+        """A page of runs, newest first (``.next_cursor`` continues)."""
+        page = RunList()
+        if self._local:
+            got = await self._service.list_runs(
+                status=status, labels=labels, cursor=cursor, limit=limit
+            )
+            page.extend(got.runs)
+            page.next_cursor = got.next_cursor
+            return page
+        body = await self._tool(
+            "fleet_list_runs",
+            {
+                "status": str(status) if status else None,
+                "labels": dict(labels) if labels else None,
+                "cursor": cursor,
+                "limit": limit,
+            },
+        )
+        page.extend(FleetRun.model_validate(r) for r in body["runs"])
+        page.next_cursor = body.get("next_cursor")
+        return page
+
+    async def cancel_run(self, run_id: str, *, reason: str = "") -> Run:
+        if self._local:
+            return await self._service.cancel_run(run_id, reason=reason)  # type: ignore[no-any-return]
+        body = await self._tool("fleet_cancel_run", {"run_id": run_id, "reason": reason})
+        return Run.model_validate(body)
+
+    async def resume_run(self, run_id: str) -> Run:
+        if self._local:
+            return await self._service.resume_run(run_id)  # type: ignore[no-any-return]
+        return Run.model_validate(await self._tool("fleet_resume_run", {"run_id": run_id}))
+
+    async def approve_step(self, run_id: str, step_id: str, *, comment: str | None = None) -> Run:
+        if self._local:
+            return await self._service.approve_step(run_id, step_id, comment=comment)  # type: ignore[no-any-return]
+        body = await self._tool(
+            "fleet_approve_step", {"run_id": run_id, "step_id": step_id, "comment": comment}
+        )
+        return Run.model_validate(body)
+
+    async def run_events(self, run_id: str, *, after: int = 0, limit: int = 100) -> list[RunEvent]:
+        """A run's events after the cursor ``after`` (a ``seq``)."""
+        if self._local:
+            await self._service.get_run(run_id)
+            return await self._service.run_events(run_id, after=after, limit=limit)  # type: ignore[no-any-return]
+        body = await self._tool(
+            "fleet_run_events", {"run_id": run_id, "cursor": str(after), "limit": limit}
+        )
+        return [parse_event(e) for e in body["events"]]
+
+    # ── work ────────────────────────────────────────────────────────────────────────────────
+
+    async def register_worker(self, spec: FleetWorkerSpec | Mapping[str, Any]) -> FleetWorkerSpec:
+        worker = spec if isinstance(spec, FleetWorkerSpec) else FleetWorkerSpec.model_validate(spec)
+        if self._local:
+            return await self._service.register_worker(worker)  # type: ignore[no-any-return]
+        body = await self._tool(
+            "fleet_register_worker",
+            {
+                "worker_id": worker.worker_id,
+                "role": worker.role,
+                "tools": list(worker.tools),
+                "trust_level": str(worker.trust_level),
+                "labels": dict(worker.labels),
+                "name": worker.name,
+            },
+        )
+        return FleetWorkerSpec.model_validate(body)
+
+    async def lease_task(
+        self,
+        worker_id: str,
+        *,
+        lease_seconds: float = 30.0,
+        wait_seconds: float = 0.0,
+        max_tasks: int = 1,
+    ) -> list[FleetInboxEntry]:
+        if self._local:
+            return await self._service.lease_task(  # type: ignore[no-any-return]
+                worker_id,
+                lease_seconds=lease_seconds,
+                wait_seconds=wait_seconds,
+                max_tasks=max_tasks,
+            )
+        body = await self._tool(
+            "fleet_lease_task",
+            {
+                "worker_id": worker_id,
+                "lease_seconds": lease_seconds,
+                "wait_seconds": wait_seconds,
+                "max_tasks": max_tasks,
+            },
+        )
+        return [FleetInboxEntry.model_validate(t) for t in body["tasks"]]
+
+    async def heartbeat(
+        self, task_id: str, fencing_token: int, *, lease_seconds: float = 30.0
+    ) -> FleetLease:
+        if self._local:
+            return await self._service.heartbeat(  # type: ignore[no-any-return]
+                task_id, fencing_token, lease_seconds=lease_seconds
+            )
+        body = await self._tool(
+            "fleet_heartbeat",
+            {"task_id": task_id, "fencing_token": fencing_token, "lease_seconds": lease_seconds},
+        )
+        return FleetLease.model_validate(body)
+
+    async def release_task(self, task_id: str, fencing_token: int, *, reason: str = "") -> None:
+        """Give a leased task back unfinished (the same attempt is requeued)."""
+        if self._local:
+            await self._service.release_task(task_id, fencing_token, reason=reason)
+            return
+        await self._tool(
+            "fleet_release_task",
+            {"task_id": task_id, "fencing_token": fencing_token, "reason": reason},
+        )
+
+    async def post_event(
+        self, task_id: str, fencing_token: int, envelope: AgentRunEnvelope | Mapping[str, Any]
+    ) -> int:
+        """Record an agent-run envelope for a leased task; returns the event's ``seq``."""
+        if self._local:
+            event = await self._service.post_event(task_id, fencing_token, envelope)
+            return int(event.seq or 0)
+        body = (
+            envelope.model_dump(mode="json", exclude_none=True)
+            if isinstance(envelope, AgentRunEnvelope)
+            else dict(envelope)
+        )
+        posted = await self._tool(
+            "fleet_post_event",
+            {"task_id": task_id, "fencing_token": fencing_token, "envelope": body},
+        )
+        return int(posted["seq"])
+
+    async def complete_task(
+        self,
+        task_id: str,
+        fencing_token: int,
+        output: Any,
+        *,
+        usage: FleetUsage | Mapping[str, Any] | None = None,
+        artifacts: Sequence[FleetArtifactRef | Mapping[str, Any]] = (),
+        receipt_id: str | None = None,
+    ) -> FleetReceipt:
+        """Post the output of a leased task; returns the scored receipt."""
+        if self._local:
+            return await self._service.complete_task(  # type: ignore[no-any-return]
+                task_id,
+                fencing_token,
+                output,
+                usage=usage,
+                artifacts=artifacts,
+                receipt_id=receipt_id,
+            )
+        used = usage.model_dump(mode="json") if isinstance(usage, FleetUsage) else usage
+        refs = [
+            a.model_dump(mode="json") if isinstance(a, FleetArtifactRef) else dict(a)
+            for a in artifacts
+        ]
+        body = await self._tool(
+            "fleet_post_receipt",
+            {
+                "task_id": task_id,
+                "fencing_token": fencing_token,
+                "output": output,
+                "usage": used,
+                "artifacts": refs,
+                "receipt_id": receipt_id,
+            },
+        )
+        return FleetReceipt.model_validate(body)
+
+    async def fail_task(
+        self, task_id: str, fencing_token: int, kind: FleetTaskFailureKind | str, message: str
+    ) -> bool:
+        """Report a failed attempt; True when another attempt will follow."""
+        if self._local:
+            return await self._service.fail_task(task_id, fencing_token, kind, message)  # type: ignore[no-any-return]
+        body = await self._tool(
+            "fleet_fail_task",
+            {
+                "task_id": task_id,
+                "fencing_token": fencing_token,
+                "kind": str(FleetTaskFailureKind(kind)),
+                "message": message,
+            },
+        )
+        return bool(body["will_retry"])
+
+    # ── artifacts ───────────────────────────────────────────────────────────────────────────
+
+    async def put_artifact(self, content: bytes, **metadata: Any) -> Artifact:
+        """Store bytes (``media_type``, ``name``, ``kind``, ``run_id``, ``step_id``,
+        ``task_id``); returns the artifact with its digest."""
+        if self._local:
+            return await self._service.put_artifact(content, **metadata)  # type: ignore[no-any-return]
+        args = {"content": base64.b64encode(content).decode(), **metadata}
+        if "kind" in args:
+            args["kind"] = str(args["kind"])
+        return Artifact.model_validate(await self._tool("fleet_put_artifact", args))
+
+    async def get_artifact(self, digest: str) -> tuple[Artifact, bytes]:
+        if self._local:
+            return await self._service.get_artifact(digest)  # type: ignore[no-any-return]
+        body = await self._tool("fleet_get_artifact", {"digest": digest})
+        return Artifact.model_validate(body["artifact"]), base64.b64decode(body["content"])
+
+
+def _http_status(exc: BaseException) -> int | None:
+    """The HTTP status inside an exception (group) raised while connecting, if any."""
+    import httpx
+
+    if isinstance(exc, httpx.HTTPStatusError):
+        return exc.response.status_code
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            status = _http_status(inner)
+            if status is not None:
+                return status
+    return None
