@@ -143,12 +143,12 @@ class JsonlSink:
     """Appends each envelope as one JSON line to a file (or an open text stream)."""
 
     def __init__(self, target: str | Path | IO[str]) -> None:
-        self._own = not hasattr(target, "write")
-        self._stream: IO[str] = (
-            open(target, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
-            if self._own
-            else target  # type: ignore[assignment]
-        )
+        if isinstance(target, str | Path):
+            self._own = True
+            self._stream: IO[str] = open(target, "a", encoding="utf-8")  # noqa: SIM115 - close()
+        else:
+            self._own = False
+            self._stream = target
         self._lock = threading.Lock()
 
     def write(self, envelope: AgentRunEnvelope) -> None:
@@ -346,7 +346,12 @@ class AgentRunAdapter:
             fields: dict[str, Any] = {"checkpoint_id": checkpoint_id, "state_digest": digest}
             store = getattr(self.sink, "store_artifact", None)
             if len(raw) > self.inline_limit and store is not None:
-                fields["artifact"] = store(raw, "application/json")
+                try:
+                    fields["artifact"] = store(raw, "application/json")
+                except RuntimeError:  # no artifact store reachable from this thread
+                    log.debug("checkpoint %s kept inline", checkpoint_id)
+            if "artifact" in fields:
+                pass
             elif isinstance(data, dict):
                 fields["state"] = data
             else:

@@ -58,7 +58,7 @@ def test_submit_work_show_output(store_url: str, tmp_path: Path) -> None:
         store_url, tmp_path, "work", "--exec", ECHO, "--exit-when-idle", "--poll-seconds", "0.1"
     )
     assert worked.exit_code == 0, worked.output
-    assert "3 completed, 0 failed" in worked.stderr
+    assert "3 completed, 0 rejected, 0 failed" in worked.stderr
     shown = cli(store_url, tmp_path, "show", run_id)
     assert "completed" in shown.stdout
     assert "shout map over items" in shown.stdout
@@ -77,7 +77,7 @@ def test_a_failing_command_fails_the_step(store_url: str, tmp_path: Path) -> Non
     worked = cli(
         store_url, tmp_path, "work", "--exec", failing, "--exit-when-idle", "--poll-seconds", "0.1"
     )
-    assert "0 completed, 1 failed" in worked.stderr
+    assert "0 completed, 0 rejected, 1 failed" in worked.stderr
     run = json.loads(cli(store_url, tmp_path, "show", run_id, "--json").stdout)
     assert run["status"] == "failed"
     assert run["steps"][0]["failure_kind"] == "tool_error"

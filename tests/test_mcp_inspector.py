@@ -22,7 +22,6 @@ INSPECTOR = "@modelcontextprotocol/inspector@0.15.0"
 FLEETFORGE = str(Path(sys.executable).with_name("fleetforge"))
 
 
-
 def inspector(tmp_path: Path, *args: str) -> dict[str, Any]:
     npx = shutil.which("npx")
     assert npx, "npx not found: install Node.js and npm (Debian: apt-get install nodejs npm)"

@@ -120,7 +120,8 @@ class FleetClient:
             from fleetforge.client._session import FleetClientSession
 
             merged = {**os.environ, **(env or {})}
-            params = StdioServerParameters(command=argv[0], args=argv[1:], env=merged, cwd=cwd)
+            where = Path(cwd) if cwd is not None else None
+            params = StdioServerParameters(command=argv[0], args=argv[1:], env=merged, cwd=where)
             read, write = await stack.enter_async_context(stdio_client(params))
             session = await stack.enter_async_context(FleetClientSession(read, write))
             await session.initialize()

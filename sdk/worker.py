@@ -1,0 +1,417 @@
+"""``Worker``: lease tasks, run a handler for each, heartbeat, post receipts.
+
+::
+
+    async def handler(task: TaskRun) -> dict:
+        task.adapter.emit("message", {"role": "assistant", "content": "working"})
+        return {"answer": 42}            # the receipt's output
+
+    async with FleetClient.local() as client:
+        await Worker(client, handler, capabilities={"role": "writer"}, concurrency=4).run()
+
+For each leased task the Worker builds an :class:`~fleetforge.adapter.AgentRunAdapter` (its
+envelopes are posted to the fleet as ``task_event``), calls ``start``, runs the handler, and
+finishes with ``complete`` + a receipt, or ``error`` + ``fail_task`` with the failure kind of
+the exception (:func:`~fleetforge.adapter.failure_kind_of`; raise :class:`TaskError` to choose
+it). A handler that drives the adapter itself (framework adapters do) may call ``complete`` or
+``error`` on its own; the Worker then uses what it reported.
+
+Heartbeats run in the background every ``lease_seconds / 3``. When the lease is lost or the run
+is cancelled, an async handler is cancelled and a sync one (run in a thread) sees
+``task.cancelled`` set; no receipt is posted. :meth:`Worker.stop` (the CLI calls it on SIGINT or
+SIGTERM) stops leasing and gives running tasks ``shutdown_grace`` seconds to finish; the rest
+are cancelled and released back to the inbox.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+from opentelemetry import trace as otel_trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from fleetforge import __version__
+from fleetforge.adapter import (
+    AgentRunAdapter,
+    AgentRunContext,
+    QueueSink,
+    ValidationMode,
+    failure_kind_of,
+)
+from fleetforge.client import FleetClient
+from fleetforge.contracts import (
+    FleetArtifactRef,
+    FleetInboxEntry,
+    FleetTaskFailureKind,
+    FleetTaskSpec,
+    FleetUsage,
+    FleetWorkerSpec,
+)
+from fleetforge.errors import (
+    AlreadyCompletedError,
+    FleetForgeError,
+    LeaseLostError,
+    NotFoundError,
+    RunCancelledError,
+    UsageError,
+)
+
+__all__ = ["Handler", "TaskError", "TaskRun", "Worker", "WorkerStats"]
+
+log = logging.getLogger("fleetforge.worker")
+tracer = otel_trace.get_tracer("fleetforge", __version__)
+_LOST = (LeaseLostError, RunCancelledError, AlreadyCompletedError, NotFoundError)
+
+
+class TaskError(Exception):
+    """Raise from a handler to fail the attempt with a chosen failure kind."""
+
+    def __init__(
+        self, message: str, kind: FleetTaskFailureKind | str = FleetTaskFailureKind.AGENT_ERROR
+    ) -> None:
+        super().__init__(message)
+        self.kind = FleetTaskFailureKind(kind)
+
+
+@dataclass
+class TaskRun:
+    """What a handler gets: the leased entry, its adapter, and a way to notice cancellation."""
+
+    entry: FleetInboxEntry
+    adapter: AgentRunAdapter
+    client: FleetClient
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    usage: FleetUsage | None = None
+    artifacts: list[FleetArtifactRef] = field(default_factory=list)
+
+    @property
+    def task(self) -> FleetTaskSpec:
+        return self.entry.task
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        return dict(self.entry.task.inputs)
+
+    @property
+    def context(self) -> AgentRunContext:
+        return self.adapter.context
+
+
+Handler = Callable[[TaskRun], Any | Awaitable[Any]]
+
+
+@dataclass
+class WorkerStats:
+    """What one :meth:`Worker.run` did."""
+
+    completed: int = 0
+    rejected: int = 0
+    failed: int = 0
+    lost: int = 0
+    released: int = 0
+
+    @property
+    def handled(self) -> int:
+        return self.completed + self.rejected + self.failed + self.lost + self.released
+
+
+class _Lost(Exception):
+    pass
+
+
+class Worker:
+    """Runs ``handler`` for every task this worker can lease (see the module doc)."""
+
+    def __init__(
+        self,
+        client: FleetClient,
+        handler: Handler,
+        *,
+        worker_id: str | None = None,
+        capabilities: FleetWorkerSpec | Mapping[str, Any] | None = None,
+        concurrency: int = 1,
+        lease_seconds: float = 30.0,
+        heartbeat_seconds: float | None = None,
+        poll_seconds: float = 1.0,
+        shutdown_grace: float = 30.0,
+        adapter_name: str = "fleetforge",
+        validation: ValidationMode = "strict",
+    ) -> None:
+        if concurrency < 1:
+            raise UsageError(f"concurrency must be at least 1, got {concurrency}")
+        caps = (
+            capabilities.model_dump(mode="json")
+            if isinstance(capabilities, FleetWorkerSpec)
+            else dict(capabilities or {})
+        )
+        name = worker_id or caps.get("worker_id") or f"worker-{socket.gethostname()}-{os.getpid()}"
+        caps.setdefault("max_concurrency", concurrency)
+        self.spec = FleetWorkerSpec.model_validate({**caps, "worker_id": name})
+        self.client = client
+        self.handler = handler
+        self.concurrency = concurrency
+        self.lease_seconds = lease_seconds
+        self.heartbeat_seconds = heartbeat_seconds or lease_seconds / 3
+        self.poll_seconds = poll_seconds
+        self.shutdown_grace = shutdown_grace
+        self.adapter_name = adapter_name
+        self.validation: ValidationMode = validation
+        self.stats = WorkerStats()
+        self._stopping = False
+        self._stop_event: anyio.Event | None = None
+        self._running = 0
+        self._slot_freed: anyio.Event | None = None
+
+    @property
+    def worker_id(self) -> str:
+        return self.spec.worker_id
+
+    def stop(self) -> None:
+        """Stop leasing; running tasks get ``shutdown_grace`` seconds (call from the loop)."""
+        self._stopping = True
+        if self._stop_event is not None:
+            self._stop_event.set()
+
+    # ── the loop ────────────────────────────────────────────────────────────────────────────
+
+    async def run(
+        self, *, stop_when_idle: bool = False, max_tasks: int | None = None
+    ) -> WorkerStats:
+        """Lease and work until :meth:`stop`, or until idle (``stop_when_idle``), or until
+        ``max_tasks`` tasks were handled."""
+        self._stop_event = anyio.Event()
+        self._stopping = False
+        await self.client.register_worker(self.spec)
+        self._slot_freed = anyio.Event()
+        leased_total = 0
+        wait = 0.0
+        async with anyio.create_task_group() as tg:
+            while not self._stopping:
+                if max_tasks is not None and leased_total >= max_tasks:
+                    break
+                free = self.concurrency - self._running
+                if free <= 0:
+                    await self._slot_freed.wait()
+                    self._slot_freed = anyio.Event()
+                    continue
+                want = free if max_tasks is None else min(free, max_tasks - leased_total)
+                finished_before = self.stats.handled
+                entries = await self.client.lease_task(
+                    self.worker_id,
+                    lease_seconds=self.lease_seconds,
+                    wait_seconds=wait,
+                    max_tasks=want,
+                )
+                if not entries:
+                    # idle = nothing running, and nothing finished (and maybe scheduled
+                    # a next step) while this lease call was out
+                    if stop_when_idle and self._running == 0:
+                        if self.stats.handled == finished_before:
+                            break
+                        continue
+                    # idle: long-poll a little longer each time, up to poll_seconds
+                    wait = min(max(wait * 2, 0.05), self.poll_seconds)
+                    continue
+                wait = 0.0
+                leased_total += len(entries)
+                for entry in entries:
+                    self._running += 1
+
+                    async def work(entry: FleetInboxEntry = entry) -> None:
+                        try:
+                            await self._work(entry)
+                        finally:
+                            self._running -= 1
+                            if self._slot_freed is not None:
+                                self._slot_freed.set()
+
+                    tg.start_soon(work)
+        return self.stats
+
+    # ── one task ────────────────────────────────────────────────────────────────────────────
+
+    async def _work(self, entry: FleetInboxEntry) -> None:
+        task = entry.task
+        context = AgentRunContext.from_entry(entry)
+        token = context.fencing_token
+        sink = QueueSink(
+            store_artifact=self._artifact_storer(task.run_id, task.step_id, task.task_id)
+        )
+        adapter = AgentRunAdapter(context, sink, name=self.adapter_name, validation=self.validation)
+        run = TaskRun(entry=entry, adapter=adapter, client=self.client)
+        parent = TraceContextTextMapPropagator().extract(
+            {k: v for k, v in task.trace.model_dump().items() if v}
+        )
+        attributes: dict[str, str | int] = {
+            "fleet.run_id": task.run_id,
+            "fleet.step_id": task.step_id,
+            "fleet.task_id": task.task_id,
+            "fleet.attempt": entry.attempt,
+            "fleet.worker_id": self.worker_id,
+        }
+        with (
+            tracer.start_as_current_span(
+                f"step {task.step_id}",
+                context=parent,
+                kind=SpanKind.INTERNAL,
+                attributes=attributes,
+            ),
+            tracer.start_as_current_span(
+                f"task {task.task_id}", kind=SpanKind.CONSUMER, attributes=attributes
+            ) as span,
+        ):
+            outcome = await self._attempt(run, token, sink)
+            span.set_attribute("fleet.outcome", outcome)
+            if outcome in ("failed", "rejected"):
+                span.set_status(Status(StatusCode.ERROR, outcome))
+
+    def _artifact_storer(
+        self, run_id: str, step_id: str, task_id: str
+    ) -> Callable[[bytes, str], FleetArtifactRef]:
+        client = self.client
+
+        def store(content: bytes, media_type: str) -> FleetArtifactRef:
+            # called from the handler's thread (sync handlers); raises RuntimeError in the
+            # event loop's own thread, and the adapter then keeps the state inline
+            artifact = anyio.from_thread.run(
+                lambda: client.put_artifact(
+                    content, media_type=media_type, kind="checkpoint", run_id=run_id,
+                    step_id=step_id, task_id=task_id,
+                )
+            )  # fmt: skip
+            return FleetArtifactRef.model_validate(artifact.model_dump(mode="json"))
+
+        return store
+
+    async def _attempt(self, run: TaskRun, token: int, sink: QueueSink) -> str:
+        task_id = run.task.task_id
+        lost: list[str] = []
+        handler_scope = anyio.CancelScope()
+
+        def lose(reason: str) -> None:
+            if not lost:
+                lost.append(reason)
+                run.cancelled.set()
+                handler_scope.cancel()
+
+        async def flush() -> None:
+            for envelope in sink.drain():
+                try:
+                    await self.client.post_event(task_id, token, envelope)
+                except _LOST as exc:
+                    lose(str(exc))
+                    return
+
+        async def background() -> None:
+            next_beat = time.monotonic() + self.heartbeat_seconds
+            while True:
+                await anyio.sleep(0.02)
+                await flush()
+                if lost:
+                    return
+                if time.monotonic() >= next_beat:
+                    try:
+                        await self.client.heartbeat(
+                            task_id, token, lease_seconds=self.lease_seconds
+                        )
+                    except _LOST as exc:
+                        lose(str(exc))
+                        return
+                    next_beat = time.monotonic() + self.heartbeat_seconds
+
+        async def watch_shutdown() -> None:
+            assert self._stop_event is not None
+            await self._stop_event.wait()
+            with anyio.move_on_after(self.shutdown_grace):
+                await anyio.sleep_forever()
+            if not lost:
+                lost.append("released")
+                run.cancelled.set()
+                handler_scope.cancel()
+
+        output: Any = None
+        error: BaseException | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(background)
+            tg.start_soon(watch_shutdown)
+            try:
+                run.adapter.start()
+                with handler_scope:
+                    output = await self._call_handler(run)
+            except FleetForgeError as exc:
+                if isinstance(exc, _LOST):
+                    lose(str(exc))
+                else:
+                    error = exc
+            except Exception as exc:
+                error = exc
+            tg.cancel_scope.cancel()
+
+        if lost and lost[0] == "released":
+            await flush()
+            try:
+                await self.client.release_task(task_id, token, reason="worker shutting down")
+                self.stats.released += 1
+                return "released"
+            except _LOST:
+                self.stats.lost += 1
+                return "lost"
+        if lost:
+            log.warning("task %s: %s; no receipt posted", task_id, lost[0])
+            self.stats.lost += 1
+            return "lost"
+        try:
+            if error is not None:
+                if run.adapter.started and not run.adapter.finished:
+                    run.adapter.error(error)
+                await flush()
+                kind, message = run.adapter.failure or (failure_kind_of(error), str(error))
+                await self.client.fail_task(task_id, token, kind, message)
+                self.stats.failed += 1
+                return "failed"
+            if not run.adapter.finished:
+                run.adapter.complete(output, run.usage)
+            await flush()
+            if run.adapter.failure is not None:
+                kind, message = run.adapter.failure
+                await self.client.fail_task(task_id, token, kind, message)
+                self.stats.failed += 1
+                return "failed"
+            receipt = await self.client.complete_task(
+                task_id,
+                token,
+                run.adapter.output,
+                usage=run.adapter.usage,
+                artifacts=run.artifacts,
+            )
+        except _LOST as exc:
+            log.warning("task %s: %s; the result was not recorded", task_id, exc)
+            self.stats.lost += 1
+            return "lost"
+        if receipt.status == "accepted":
+            self.stats.completed += 1
+            return "completed"
+        self.stats.rejected += 1
+        return "rejected"
+
+    async def _call_handler(self, run: TaskRun) -> Any:
+        if inspect.iscoroutinefunction(self.handler) or inspect.iscoroutinefunction(
+            getattr(self.handler, "__call__", None)  # noqa: B004
+        ):
+            return await self.handler(run)
+        result = await anyio.to_thread.run_sync(self.handler, run, abandon_on_cancel=True)
+        if inspect.isawaitable(result):
+            return await result
+        return result
