@@ -34,6 +34,7 @@ from fleetforge.contracts import (
     FleetUsage,
     FleetWorkerSpec,
     Run,
+    TraceContext,
 )
 from fleetforge.errors import ContractError, ErrorDetail, ForbiddenError, UsageError
 from fleetforge.fleet.service import FleetService
@@ -271,6 +272,13 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
                 "same run instead of a new one."
             ),
         ] = None,
+        trace: Annotated[
+            TraceContext | None,
+            Field(
+                description="Optional W3C trace context (traceparent, tracestate) of the "
+                "caller: every task of the run carries it, so workers' spans join that trace."
+            ),
+        ] = None,
     ) -> Run:
         """Validate a run spec and start the run; its root steps become tasks for workers.
 
@@ -279,7 +287,7 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
         written. Follow the run with fleet_get_run or fleet_run_events.
         """
         gate.check(ctx, "submit", "fleet_submit_run")
-        return await fleet.submit_run(spec, idempotency_key=idempotency_key)
+        return await fleet.submit_run(spec, idempotency_key=idempotency_key, trace=trace)
 
     @mcp.tool(title="Get a run", annotations=read_only)
     async def fleet_get_run(ctx: Ctx, run_id: RunId) -> Run:

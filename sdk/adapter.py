@@ -30,12 +30,14 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, time
 from pathlib import Path, PurePath
 from typing import IO, Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from pydantic import BaseModel, ValidationError
 
 from fleetforge import __version__
 from fleetforge.contracts import (
@@ -57,6 +59,8 @@ from fleetforge.contracts.envelope import (
     StartEnvelope,
 )
 from fleetforge.errors import AdapterStateError, ContractError, UsageError
+from fleetforge.telemetry import context_from, tracer
+from fleetforge.validation import pydantic_details
 
 __all__ = [
     "AgentRunAdapter",
@@ -66,6 +70,7 @@ __all__ = [
     "MemorySink",
     "QueueSink",
     "ValidationMode",
+    "envelope_kinds",
     "failure_kind_of",
     "to_jsonable",
 ]
@@ -92,6 +97,8 @@ class AgentRunContext:
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
     trace: TraceContext = dataclasses.field(default_factory=TraceContext)
     inputs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    agent: str | None = None
+    model: str | None = None
 
     @classmethod
     def from_entry(cls, entry: FleetInboxEntry) -> AgentRunContext:
@@ -109,6 +116,8 @@ class AgentRunContext:
             labels=dict(task.labels),
             trace=task.trace,
             inputs=dict(task.inputs),
+            agent=task.agent or task.tool or task.step_id,
+            model=task.model,
         )
 
 
@@ -134,9 +143,12 @@ class MemorySink:
     @property
     def kinds(self) -> list[str]:
         """``kind`` of each envelope, ``emit`` ones as ``emit:EVENT``."""
-        return [
-            f"emit:{e.event}" if isinstance(e, EmitEnvelope) else e.kind for e in self.envelopes
-        ]
+        return envelope_kinds(self.envelopes)
+
+
+def envelope_kinds(envelopes: Sequence[AgentRunEnvelope]) -> list[str]:
+    """Each envelope's kind, emits as ``emit:EVENT`` (e.g. ``emit:tool_call``)."""
+    return [f"emit:{e.event}" if isinstance(e, EmitEnvelope) else e.kind for e in envelopes]
 
 
 class JsonlSink:
@@ -263,6 +275,77 @@ class AgentRunAdapter:
         self.output: Any = None
         self.usage: FleetUsage | None = None
         self.failure: tuple[FleetTaskFailureKind, str] | None = None
+        self._agent_span: Span | None = None
+        self._tool_spans: dict[str, Span] = {}
+
+    # spans (fleetforge.telemetry)
+
+    def _attributes(self) -> dict[str, str | int]:
+        c = self.context
+        return {
+            "fleet.run_id": c.run_id,
+            "fleet.step_id": c.step_id,
+            "fleet.task_id": c.task_id,
+            "fleet.attempt": c.attempt,
+        }
+
+    def _open_agent_span(self) -> None:
+        name = self.context.agent or self.context.step_id
+        parent = trace.get_current_span().get_span_context()
+        ctx = None if parent.is_valid else context_from(self.context.trace)
+        attributes: dict[str, str | int] = {
+            **self._attributes(),
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.name": name,
+            "fleet.adapter": self.info.name,
+        }
+        if self.context.model:
+            attributes["gen_ai.request.model"] = self.context.model
+        self._agent_span = tracer.start_span(
+            f"invoke_agent {name}", context=ctx, kind=SpanKind.INTERNAL, attributes=attributes
+        )
+
+    def _tool_span(self, event: EmitEvent, payload: Mapping[str, Any]) -> None:
+        if self._agent_span is None:
+            return
+        name = str(payload.get("name") or payload.get("tool") or "tool")
+        call = str(payload.get("id") or payload.get("call_id") or name)
+        if event is EmitEvent.TOOL_CALL:
+            self._tool_spans[call] = tracer.start_span(
+                f"execute_tool {name}",
+                context=trace.set_span_in_context(self._agent_span),
+                kind=SpanKind.INTERNAL,
+                attributes={
+                    **self._attributes(),
+                    "gen_ai.operation.name": "execute_tool",
+                    "gen_ai.tool.name": name,
+                    "gen_ai.tool.call.id": call,
+                },
+            )
+        elif event is EmitEvent.TOOL_RESULT:
+            span = self._tool_spans.pop(call, None)
+            if span is None and self._tool_spans:
+                span = self._tool_spans.pop(next(reversed(self._tool_spans)))
+            if span is not None:
+                if payload.get("error") or payload.get("is_error"):
+                    span.set_status(Status(StatusCode.ERROR, str(payload.get("error") or "")))
+                span.end()
+
+    def _close_spans(self, failure: str | None) -> None:
+        for open_tool in self._tool_spans.values():
+            open_tool.end()
+        self._tool_spans.clear()
+        agent, self._agent_span = self._agent_span, None
+        if agent is None:
+            return
+        if self.usage is not None:
+            agent.set_attribute("gen_ai.usage.input_tokens", self.usage.input_tokens)
+            agent.set_attribute("gen_ai.usage.output_tokens", self.usage.output_tokens)
+            if self.usage.model:
+                agent.set_attribute("gen_ai.response.model", self.usage.model)
+        if failure is not None:
+            agent.set_status(Status(StatusCode.ERROR, failure))
+        agent.end()
 
     # state
 
@@ -287,14 +370,28 @@ class AgentRunAdapter:
         }
 
     def _send(self, cls: type[AgentRunEnvelope], fields: dict[str, Any]) -> AgentRunEnvelope:
-        envelope = cls.model_validate({**self._common(), "seq": self._seq, **fields})
-        if self.validation != "off":
+        data = {**self._common(), "seq": self._seq, **fields}
+        if self.validation == "off":
+            envelope = cls.model_construct(**data)
+        else:
             try:
-                envelope.validate()
-            except ContractError as exc:
+                envelope = cls.model_validate(data)
+                envelope.validate()  # against agent_run.json
+            except (ValidationError, ContractError) as exc:
+                error = (
+                    exc
+                    if isinstance(exc, ContractError)
+                    else ContractError(
+                        f"invalid {cls.model_fields['kind'].default} envelope (agent_run)",
+                        details=pydantic_details(exc),
+                    )
+                )
                 if self.validation == "strict":
-                    raise
-                log.warning("envelope %s #%d does not validate: %s", envelope.kind, self._seq, exc)
+                    raise error from None
+                log.warning(
+                    "envelope #%d does not validate against agent_run: %s", self._seq, error
+                )
+                envelope = cls.model_construct(**data)
         self.sink.write(envelope)
         self._seq += 1
         return envelope
@@ -319,6 +416,7 @@ class AgentRunAdapter:
             given = self.context.inputs if inputs is None else inputs
             envelope = self._send(StartEnvelope, {"inputs": to_jsonable(dict(given))})
             self._state = "started"
+            self._open_agent_span()
             return envelope
 
     def emit(
@@ -334,7 +432,9 @@ class AgentRunAdapter:
                 known = ", ".join(e.value for e in EmitEvent)
                 raise UsageError(f"unknown emit event {event!r}; use one of {known}") from None
             body = to_jsonable(dict(payload or {}))
-            return self._send(EmitEnvelope, {"event": kind, "payload": body})
+            envelope = self._send(EmitEnvelope, {"event": kind, "payload": body})
+            self._tool_span(kind, body)
+            return envelope
 
     def checkpoint(self, state: Any, checkpoint_id: str) -> AgentRunEnvelope:
         """The agent saved ``state`` as ``checkpoint_id`` (large state goes to the CAS)."""
@@ -370,6 +470,7 @@ class AgentRunAdapter:
             self.output, self.usage = to_jsonable(output), used
             envelope = self._send(CompleteEnvelope, {"output": self.output, "usage": used})
             self._state = "done"
+            self._close_spans(None)
             return envelope
 
     def error(
@@ -395,4 +496,5 @@ class AgentRunAdapter:
             fields = {"failure_kind": kind, "message": text, "retryable": retryable}
             envelope = self._send(ErrorEnvelope, fields)
             self._state = "done"
+            self._close_spans(f"{kind}: {text}")
             return envelope

@@ -38,11 +38,8 @@ from typing import Any
 import anyio
 import anyio.from_thread
 import anyio.to_thread
-from opentelemetry import trace as otel_trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from fleetforge import __version__
 from fleetforge.adapter import (
     AgentRunAdapter,
     AgentRunContext,
@@ -67,11 +64,11 @@ from fleetforge.errors import (
     RunCancelledError,
     UsageError,
 )
+from fleetforge.telemetry import context_from, tracer
 
 __all__ = ["Handler", "TaskError", "TaskRun", "Worker", "WorkerStats"]
 
 log = logging.getLogger("fleetforge.worker")
-tracer = otel_trace.get_tracer("fleetforge", __version__)
 _LOST = (LeaseLostError, RunCancelledError, AlreadyCompletedError, NotFoundError)
 
 
@@ -251,9 +248,7 @@ class Worker:
         )
         adapter = AgentRunAdapter(context, sink, name=self.adapter_name, validation=self.validation)
         run = TaskRun(entry=entry, adapter=adapter, client=self.client)
-        parent = TraceContextTextMapPropagator().extract(
-            {k: v for k, v in task.trace.model_dump().items() if v}
-        )
+        parent = context_from(task.trace)
         attributes: dict[str, str | int] = {
             "fleet.run_id": task.run_id,
             "fleet.step_id": task.step_id,

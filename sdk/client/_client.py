@@ -214,13 +214,30 @@ class FleetClient:
     async def submit_run(
         self, spec: Mapping[str, Any] | RunSpec, *, idempotency_key: str | None = None
     ) -> Run:
-        """Validate and start a run (ContractError lists every problem; nothing is written)."""
-        if self._local:
-            return await self._service.submit_run(spec, idempotency_key=idempotency_key)  # type: ignore[no-any-return]
-        body = await self._tool(
-            "fleet_submit_run", {"spec": _json_spec(spec), "idempotency_key": idempotency_key}
-        )
-        return Run.model_validate(body)
+        """Validate and start a run (ContractError lists every problem; nothing is written).
+
+        Records a ``run {name}`` span; its trace context goes with every task of the run."""
+        from fleetforge.telemetry import current_trace_context, tracer
+
+        name = spec.name if isinstance(spec, RunSpec) else str(spec.get("name", ""))
+        with tracer.start_as_current_span(f"run {name}") as span:
+            trace = current_trace_context()
+            if self._local:
+                run: Run = await self._service.submit_run(
+                    spec, idempotency_key=idempotency_key, trace=trace
+                )
+            else:
+                body = await self._tool(
+                    "fleet_submit_run",
+                    {
+                        "spec": _json_spec(spec),
+                        "idempotency_key": idempotency_key,
+                        "trace": trace.model_dump(exclude_none=True) or None,
+                    },
+                )
+                run = Run.model_validate(body)
+            span.set_attribute("fleet.run_id", run.run_id)
+            return run
 
     async def get_run(self, run_id: str) -> Run:
         if self._local:
