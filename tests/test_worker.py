@@ -229,7 +229,6 @@ def test_worker_cli_runs_a_handler_module(tmp_path: Path) -> None:
         "def shout(task):\n    return str(task.inputs['word']).upper()\n"
     )
     env = fleet_env(tmp_path, f"sqlite:///{tmp_path / 'fleet.db'}")
-    env["PYTHONPATH"] = str(tmp_path)
     one = {"name": "cli", "seed": 1, "steps": [{"id": "a", "type": "tool", "tool": "t",
                                                   "inputs": {"word": "fleet"}}]}  # fmt: skip
     (tmp_path / "spec.json").write_text(json.dumps(one))
@@ -238,6 +237,7 @@ def test_worker_cli_runs_a_handler_module(tmp_path: Path) -> None:
     done = subprocess.run(
         [FLEETFORGE, "worker", "handlers:shout", "--exit-when-idle", "--concurrency", "2"],
         env=env,
+        cwd=tmp_path,  # the handler module is found in the current directory
         capture_output=True,
         text=True,
         timeout=60,

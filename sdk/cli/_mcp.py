@@ -37,7 +37,9 @@ def mcp(
     from fleetforge.fleet.service import FleetService
     from fleetforge.fleet.store import open_store
     from fleetforge.mcp_server.server import ServerOptions, build_server
+    from fleetforge.telemetry import configure
 
+    configure("fleetforge-mcp")
     g = globals_of(ctx)
     with reporting(out, err), open_store(g.store_url) as store:
         fleet = FleetService(store, artifacts=ArtifactStore(g.artifacts_root))
@@ -87,7 +89,9 @@ def serve(
     from fleetforge.mcp_server.auth import TokenRegistry, tokens_path
     from fleetforge.mcp_server.http import serve_http
     from fleetforge.mcp_server.server import ServerOptions, check_listen
+    from fleetforge.telemetry import configure
 
+    configure("fleetforge-serve")
     g = globals_of(ctx)
     with reporting(out, err):
         registry = None

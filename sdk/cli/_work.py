@@ -23,6 +23,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -115,6 +116,8 @@ def _import(target: str) -> Callable[..., Any]:
     module_name, _, attr = target.partition(":")
     if not module_name or not attr:
         raise UsageError(f"handler {target!r}: use package.module:function")
+    if os.getcwd() not in sys.path:  # like `python -m`: modules in the current directory import
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -144,9 +147,11 @@ def _serve(
     poll_seconds: float = 1.0,
 ) -> None:
     from fleetforge.client import FleetClient
+    from fleetforge.telemetry import configure
     from fleetforge.worker import Worker
 
     g = globals_of(ctx)
+    configure(f"fleetforge-{adapter}")
 
     async def main() -> None:
         client = (
