@@ -1,6 +1,7 @@
 """The SDK (issue 7's goal): envelope build + validate per second, and Worker tasks/s.
 
-Envelopes: an ``AgentRunAdapter`` building ``emit`` envelopes into a MemorySink with validation
+Envelopes: an ``AgentRunAdapter`` building ``emit`` envelopes (a new payload each) into a
+draining sink, after 200 warm-up envelopes, with validation
 ``strict`` (pydantic model + the agent_run JSON Schema), ``warn`` and ``off``; goal >= 50,000/s
 strict. Worker: one Worker (concurrency 1 and 4) draining 500 independent no-op tasks (start +
 complete envelopes posted, heartbeats, receipts) over each transport — in process, MCP stdio and
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import anyio
 
-from fleetforge.adapter import AgentRunAdapter, AgentRunContext, MemorySink
+from fleetforge.adapter import AgentRunAdapter, AgentRunContext, QueueSink
 from fleetforge.client import FleetClient
 from fleetforge.fleet.service import SyncFleetService
 from fleetforge.fleet.store import open_store
@@ -35,12 +36,23 @@ GOALS: dict[str, tuple[str, float]] = {"envelopes_strict_per_s": (">=", 50_000)}
 
 def _envelopes(mode: str) -> float:
     context = AgentRunContext(run_id="run_1", step_id="plan", task_id="run_1.plan", seed=1)
-    adapter = AgentRunAdapter(context, MemorySink(), validation=mode)  # type: ignore[arg-type]
+    sink = QueueSink()  # as the Worker's: drained as envelopes are posted
+    adapter = AgentRunAdapter(context, sink, validation=mode)  # type: ignore[arg-type]
     adapter.start({"topic": "bench"})
-    payload = {"role": "assistant", "content": "thinking about the outline", "tokens": 12}
-    start = time.perf_counter()
-    for _ in range(ENVELOPES):
+    # a new payload each time (as a model's stream gives), so every envelope's payload, seq
+    # and timestamp are validated
+    payloads = [
+        {"role": "assistant", "content": f"thinking about part {i}", "tokens": i}
+        for i in range(ENVELOPES)
+    ]
+    for payload in payloads[:200]:  # warm-up: compiled validators, caches
         adapter.emit("message", payload)
+    sink.drain()
+    start = time.perf_counter()
+    for i, payload in enumerate(payloads):
+        adapter.emit("message", payload)
+        if i % 100 == 99:
+            sink.drain()
     return ENVELOPES / (time.perf_counter() - start)
 
 

@@ -34,6 +34,7 @@ from fleetforge.errors import ContractError, ErrorDetail, NotFoundError
 __all__ = [
     "SCHEMA_BASE_URI",
     "SchemaValidator",
+    "StreamValidator",
     "errors",
     "is_valid",
     "load",
@@ -219,11 +220,89 @@ class _Compiler:
 
 
 @cache
+def _runtime(name: str) -> Any:
+    doc = load(name)
+    return _Compiler().compile(doc, doc["$id"])
+
+
+@cache
 def validator(name: str) -> SchemaValidator:
     """The cached validator of a published schema (see :class:`_Compiler` for how it runs)."""
-    doc = load(name)
-    runtime = _Compiler().compile(doc, doc["$id"])
-    return _StrictValidator(runtime, registry=registry(), format_checker=_format_checker)  # type: ignore[no-any-return]
+    return _compiled(_runtime(name))
+
+
+def _compiled(schema: Any) -> SchemaValidator:
+    return _StrictValidator(schema, registry=registry(), format_checker=_format_checker)  # type: ignore[no-any-return]
+
+
+_SIMPLE_OBJECT = frozenset({"type", "properties", "required", "title", "description"})
+_MISSING = object()
+
+
+class StreamValidator:
+    """Validates a stream of instances of one schema (e.g. one adapter's envelopes), checking
+    again only the properties whose value changed since an instance of the same branch passed.
+
+    For a branch made only of ``type: object``, ``properties`` and ``required`` (extra
+    properties allowed) this reports exactly what :func:`validate` would: each property is
+    checked against its own subschema, so a value that already passed need not be checked
+    twice. Any other schema shape is validated in full.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        runtime = _runtime(name)
+        union = runtime.get("fleetforge-union") if isinstance(runtime, dict) else None
+        self._tag: str | None = union["propertyName"] if union else None
+        self._branches: dict[str, Any] = union["branches"] if union else {"": runtime}
+        self._seen: dict[str, dict[str, Any]] = {}
+        self._validators: dict[tuple[str, str], SchemaValidator] = {}
+
+    def validate(self, instance: Any) -> None:
+        """Raise :class:`~fleetforge.errors.ContractError` like :func:`validate` does."""
+        tag: Any = None
+        if isinstance(instance, dict):
+            tag = "" if self._tag is None else instance.get(self._tag)
+        branch_name = tag if isinstance(tag, str) else ""
+        branch = self._branches.get(branch_name) if isinstance(tag, str) else None
+        if (
+            branch is None
+            or not isinstance(instance, dict)
+            or branch.get("type") != "object"
+            or not set(branch) <= _SIMPLE_OBJECT
+        ):
+            validate(self.name, instance)
+            return
+        seen = self._seen.setdefault(branch_name, {})
+        problems = [
+            ErrorDetail(f"/{_pointer([key])[1:]}", "required field is missing")
+            for key in branch.get("required", ())
+            if key not in instance
+        ]
+        fresh: dict[str, Any] = {}
+        for key, value in instance.items():
+            subschema = branch["properties"].get(key)
+            if subschema is None:
+                continue
+            before = seen.get(key, _MISSING)
+            if before is value or (type(before) is type(value) and before == value):
+                continue
+            checker = self._validators.get((branch_name, key))
+            if checker is None:
+                checker = self._validators[(branch_name, key)] = _compiled(subschema)
+            found = [d for e in checker.iter_errors(value) for d in _details(e)]
+            if found:
+                problems.extend(ErrorDetail(f"/{_pointer([key])[1:]}{d.pointer}", d.message)
+                                for d in found)  # fmt: skip
+            else:
+                fresh[key] = value
+        if problems:
+            noun = "problem" if len(problems) == 1 else "problems"
+            details = sorted(set(problems), key=lambda d: (d.pointer, d.message))
+            raise ContractError(
+                f"invalid {self.name}: {len(details)} {noun}", details=details, schema=self.name
+            )
+        seen.update(fresh)
 
 
 def _pointer(parts: Any) -> str:

@@ -47,7 +47,7 @@ from fleetforge.contracts import (
     FleetUsage,
     TraceContext,
 )
-from fleetforge.contracts._base import utcnow
+from fleetforge.contracts._base import FLEET_PROTOCOL_VERSION, utcnow
 from fleetforge.contracts.envelope import (
     AdapterInfo,
     AgentRunEnvelope,
@@ -59,6 +59,7 @@ from fleetforge.contracts.envelope import (
     StartEnvelope,
 )
 from fleetforge.errors import AdapterStateError, ContractError, UsageError
+from fleetforge.schemas import StreamValidator
 from fleetforge.telemetry import context_from, tracer
 from fleetforge.validation import pydantic_details
 
@@ -229,6 +230,15 @@ def to_jsonable(value: Any) -> Any:
     return repr(value)
 
 
+def _wire(value: Any) -> Any:
+    """A field of an envelope in its JSON form (as ``model_dump(mode="json")`` gives it)."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude_none=True)
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
 def failure_kind_of(exc: BaseException) -> FleetTaskFailureKind:
     """The failure kind an exception reports (``exc.kind`` when it carries one)."""
     kind = getattr(exc, "kind", None)
@@ -277,6 +287,16 @@ class AgentRunAdapter:
         self.failure: tuple[FleetTaskFailureKind, str] | None = None
         self._agent_span: Span | None = None
         self._tool_spans: dict[str, Span] = {}
+        self._checker = StreamValidator("agent_run")
+        self._wire_base = {
+            "protocol_version": FLEET_PROTOCOL_VERSION,
+            "run_id": context.run_id,
+            "step_id": context.step_id,
+            "task_id": context.task_id,
+            "adapter": self.info.model_dump(mode="json"),
+            "seed": context.seed,
+            "trace": context.trace.model_dump(mode="json", exclude_none=True),
+        }
 
     # spans (fleetforge.telemetry)
 
@@ -371,27 +391,32 @@ class AgentRunAdapter:
 
     def _send(self, cls: type[AgentRunEnvelope], fields: dict[str, Any]) -> AgentRunEnvelope:
         data = {**self._common(), "seq": self._seq, **fields}
-        if self.validation == "off":
-            envelope = cls.model_construct(**data)
-        else:
+        if self.validation != "off":
+            # validate the wire form against agent_run.json; the stream validator re-checks only
+            # what changed since this adapter's last valid envelope of the same kind
+            wire = {
+                **self._wire_base,
+                "kind": cls.model_fields["kind"].default,
+                "seq": self._seq,
+                "at": data["at"].isoformat(),
+            }
+            for key, value in fields.items():
+                if value is not None:
+                    wire[key] = _wire(value)
             try:
-                envelope = cls.model_validate(data)
-                envelope.validate()  # against agent_run.json
-            except (ValidationError, ContractError) as exc:
-                error = (
-                    exc
-                    if isinstance(exc, ContractError)
-                    else ContractError(
-                        f"invalid {cls.model_fields['kind'].default} envelope (agent_run)",
-                        details=pydantic_details(exc),
-                    )
-                )
+                self._checker.validate(wire)
+            except ContractError as exc:
                 if self.validation == "strict":
-                    raise error from None
-                log.warning(
-                    "envelope #%d does not validate against agent_run: %s", self._seq, error
-                )
-                envelope = cls.model_construct(**data)
+                    raise
+                log.warning("envelope #%d does not validate against agent_run: %s", self._seq, exc)
+        try:
+            envelope = cls.model_validate(data)  # faster than model_construct, and checked
+        except ValidationError as exc:
+            error = ContractError("invalid agent_run envelope", details=pydantic_details(exc))
+            if self.validation == "strict":
+                raise error from None
+            log.warning("envelope #%d does not validate against agent_run: %s", self._seq, error)
+            envelope = cls.model_construct(**data)
         self.sink.write(envelope)
         self._seq += 1
         return envelope
