@@ -412,9 +412,8 @@ class SyncFleetService:
                     outputs = load_outputs(unit.tx, run_id)
                 self._make_ready(unit, run_id, spec, step, outputs, now)
                 progressed = True
-            if not progressed:
+            if not progressed:  # nothing was appended: `statuses` is still current
                 break
-        statuses = {sid: st for sid, (st, _) in load_statuses(unit.tx, run_id).items()}
         if all(st in _FINAL_STEP for st in statuses.values()):
             outputs = load_outputs(unit.tx, run_id)
             unit.append([self._event("run_completed", run_id, now, outputs=outputs)])
