@@ -131,6 +131,7 @@ class SyncFleetService:
         self.max_lease_expiries = max_lease_expiries
         self._specs: dict[str, RunSpec] = {}
         self._traces: dict[str, TraceContext | None] = {}
+        self._parsed_tasks: dict[str, FleetTaskSpec] = {}
         self._expiry_checked: datetime | None = None
 
     # ── helpers ──────────────────────────────────────────────────────────────────────────────
@@ -157,6 +158,16 @@ class SyncFleetService:
             self._specs.pop(run_id, None)
             self._spec(unit, run_id)
         return self._traces[run_id]
+
+    def _task_spec(self, task: TaskState) -> FleetTaskSpec:
+        """The task's spec as a model; an inbox entry's spec never changes, so it is parsed
+        once per entry (a bounded cache)."""
+        spec = self._parsed_tasks.get(task.entry_id)
+        if spec is None:
+            if len(self._parsed_tasks) >= 4096:
+                self._parsed_tasks.clear()
+            spec = self._parsed_tasks[task.entry_id] = FleetTaskSpec.model_validate(task.spec)
+        return spec
 
     def _run(self, unit: Unit, run_id: str) -> RunHead:
         run = load_run_head(unit.tx, run_id)
@@ -569,7 +580,7 @@ class SyncFleetService:
             key = task.step_id if task.map_index is None else f"{task.step_id}.{task.map_index}"
             delay = backoff_seconds(policy, spec.seed, key, task.attempt)
             available = now + timedelta(seconds=delay)
-            spec_model = FleetTaskSpec.model_validate(task.spec)
+            spec_model = self._task_spec(task)
             unit.append(
                 [
                     self._event(
@@ -753,7 +764,7 @@ class SyncFleetService:
             return [
                 FleetInboxEntry(
                     entry_id=task.entry_id,
-                    task=FleetTaskSpec.model_validate(task.spec),
+                    task=self._task_spec(task),
                     attempt=task.attempt,
                     status=FleetInboxStatus.LEASED,
                     enqueued_at=task.enqueued_at,
@@ -812,7 +823,7 @@ class SyncFleetService:
                     message = f"the lease expired {task.expiries + 1} times"
                     self._fail_step(unit, task.run_id, task.step_id, "timeout", message, now)
                     continue
-                spec = FleetTaskSpec.model_validate(task.spec)
+                spec = self._task_spec(task)
                 unit.append([self._enqueue_event(spec, task.attempt + 1, now, now)])
         return count
 
@@ -862,7 +873,7 @@ class SyncFleetService:
         lost: LeaseLostError | None = None
         with self.store.transaction() as unit:
             task = self._held(unit, task_id, fencing_token)
-            budget = FleetTaskSpec.model_validate(task.spec).budget
+            budget = self._task_spec(task).budget
             elapsed = (now - task.leased_at).total_seconds() if task.leased_at else 0.0
             if budget and budget.max_wall_s is not None and elapsed > budget.max_wall_s:
                 unit.append(
@@ -925,9 +936,7 @@ class SyncFleetService:
                         fencing_token=fencing_token,
                         reason=reason,
                     ),
-                    self._enqueue_event(
-                        FleetTaskSpec.model_validate(task.spec), task.attempt, now, now
-                    ),
+                    self._enqueue_event(self._task_spec(task), task.attempt, now, now),
                 ]
             )
 
@@ -1122,7 +1131,7 @@ class SyncFleetService:
             reason = f"{receipt.result.kind}: {receipt.result.message}"
             verdict = FleetScore(passed=False, score=0, scorer="worker", reason=reason)
             return verdict, (receipt.result.kind, receipt.result.message), []
-        spec = FleetTaskSpec.model_validate(task.spec)
+        spec = self._task_spec(task)
         over = _over_budget(spec, receipt.usage, task, now)
         if over is not None:
             budget, limit, used = over

@@ -14,6 +14,9 @@ import time
 __all__ = ["new_id"]
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+# two characters per 10 bits: 13 lookups instead of 26 divmods
+_PAIRS = [_ALPHABET[i >> 5] + _ALPHABET[i & 31] for i in range(1024)]
+_SHIFTS = range(120, -10, -10)
 _lock = threading.Lock()
 _last = 0
 
@@ -26,8 +29,6 @@ def new_id(prefix: str) -> str:
         if value <= _last:  # same millisecond (or a clock step back): count up from the last
             value = _last + 1
         _last = value
-    chars = []
-    for _ in range(26):
-        value, digit = divmod(value, 32)
-        chars.append(_ALPHABET[digit])
-    return f"{prefix}_{''.join(reversed(chars))}"
+    # 130 bits (ULID pads 128 with 2 zero bits above) = 13 chunks of 10 bits
+    body = "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
+    return f"{prefix}_{body}"

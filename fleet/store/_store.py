@@ -284,13 +284,16 @@ class Unit:
         self.tx = tx
 
     def append(self, events: Sequence[RunEvent]) -> list[RunEvent]:
-        """Insert events and apply their projections inside this transaction."""
+        """Insert events and apply their projections inside this transaction; the events get
+        their ``seq`` (set on the given models, which are returned)."""
         rows = [_row(event) for event in events]
         if rows:
             self.store.backend.insert_events(self.tx, rows)
             for row in rows:
                 self.store.project(self.tx, row)
-        return [e.model_copy(update={"seq": r.seq}) for e, r in zip(events, rows, strict=True)]
+        for event, row in zip(events, rows, strict=True):
+            event.seq = row.seq
+        return list(events)
 
 
 def _row(event: RunEvent) -> EventRow:
