@@ -276,7 +276,7 @@ class AgentRunAdapter:
             raise UsageError(f"validation must be strict, warn or off; got {validation!r}")
         self.context = context
         self.sink = sink
-        self.info = AdapterInfo(name=name, version=version)
+        self._info = AdapterInfo(name=name, version=version)
         self.validation: ValidationMode = validation
         self.inline_limit = inline_limit
         self._seq = 0
@@ -293,10 +293,22 @@ class AgentRunAdapter:
             "run_id": context.run_id,
             "step_id": context.step_id,
             "task_id": context.task_id,
-            "adapter": self.info.model_dump(mode="json"),
+            "adapter": self._info.model_dump(mode="json"),
             "seed": context.seed,
             "trace": context.trace.model_dump(mode="json", exclude_none=True),
         }
+
+    @property
+    def info(self) -> AdapterInfo:
+        """The adapter named in every envelope (settable until ``start``)."""
+        return self._info
+
+    @info.setter
+    def info(self, value: AdapterInfo) -> None:
+        if self.started:
+            raise AdapterStateError("the adapter's name cannot change after start()")
+        self._info = value
+        self._wire_base["adapter"] = value.model_dump(mode="json")
 
     # spans (fleetforge.telemetry)
 

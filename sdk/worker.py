@@ -247,6 +247,9 @@ class Worker:
             store_artifact=self._artifact_storer(task.run_id, task.step_id, task.task_id)
         )
         adapter = AgentRunAdapter(context, sink, name=self.adapter_name, validation=self.validation)
+        info = getattr(self.handler, "fleetforge_adapter", None)  # framework adapters name it
+        if info is not None:
+            adapter.info = info
         run = TaskRun(entry=entry, adapter=adapter, client=self.client)
         parent = context_from(task.trace)
         attributes: dict[str, str | int] = {

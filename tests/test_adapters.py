@@ -1,0 +1,195 @@
+"""Framework adapters, offline with each framework's own fake model: the conformance scenario,
+the error path, and a real fleet (in process and over MCP HTTP) running each as a Worker."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fleetforge.adapter import AgentRunAdapter, AgentRunContext, MemorySink
+from fleetforge.adapters._base import FrameworkAdapter
+from fleetforge.client import FleetClient
+from fleetforge.contracts import parse_envelope
+from fleetforge.testing.adapter_conformance import (
+    OUTPUT,
+    TOPIC,
+    assert_conforms,
+    assert_error_path,
+    search,
+)
+from fleetforge.worker import Worker
+
+from .test_mcp_transports import fleet_env, http_server
+
+pytestmark = pytest.mark.anyio
+
+
+# ── the scenario in each framework ──────────────────────────────────────────────────────────
+
+
+def langgraph_scenario(*, fail: bool = False) -> FrameworkAdapter:
+    from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+    from langchain_core.tools import tool
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.graph import END, START, MessagesState, StateGraph
+
+    from fleetforge.adapters.langgraph import LangGraphAdapter
+
+    search_tool = tool(search)
+    call = {"name": "search", "args": {"q": TOPIC}, "id": "call_1"}
+    researcher = FakeMessagesListChatModel(responses=[AIMessage(content="", tool_calls=[call])])
+    writer = FakeMessagesListChatModel(responses=[AIMessage(content=OUTPUT)])
+
+    def research(state: MessagesState) -> dict[str, Any]:
+        asked = researcher.invoke(state["messages"])
+        answers = [
+            ToolMessage(content=search_tool.invoke(c["args"]), tool_call_id=c["id"], name=c["name"])
+            for c in asked.tool_calls
+        ]
+        return {"messages": [asked, *answers]}
+
+    def write(state: MessagesState) -> dict[str, Any]:
+        if fail:
+            raise RuntimeError("the writer broke")
+        return {"messages": [writer.invoke(state["messages"])]}
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("research", research)
+    graph.add_node("write", write)
+    graph.add_edge(START, "research")
+    graph.add_edge("research", "write")
+    graph.add_edge("write", END)
+    return LangGraphAdapter(
+        graph.compile(checkpointer=InMemorySaver()),
+        inputs=lambda i: {"messages": [HumanMessage(f"write about {i['topic']}")]},
+    )
+
+
+def autogen_scenario(*, fail: bool = False) -> FrameworkAdapter:
+    from autogen_agentchat.agents import AssistantAgent
+    from autogen_agentchat.conditions import MaxMessageTermination
+    from autogen_agentchat.teams import RoundRobinGroupChat
+    from autogen_core import FunctionCall
+    from autogen_core.models import CreateResult, RequestUsage
+    from autogen_ext.models.replay import ReplayChatCompletionClient
+
+    from fleetforge.adapters.autogen import AutoGenAdapter
+
+    info = {"vision": False, "function_calling": True, "json_output": False,
+            "family": "unknown", "structured_output": False}  # fmt: skip
+    asked = CreateResult(
+        finish_reason="function_calls",
+        content=[FunctionCall(id="call_1", name="search", arguments=json.dumps({"q": TOPIC}))],
+        usage=RequestUsage(prompt_tokens=10, completion_tokens=5),
+        cached=False,
+    )
+    researcher = AssistantAgent(
+        "researcher",
+        model_client=ReplayChatCompletionClient([asked], model_info=info),  # type: ignore[arg-type]
+        tools=[search],
+    )
+    writer = AssistantAgent(
+        "writer",
+        model_client=ReplayChatCompletionClient([] if fail else [OUTPUT], model_info=info),  # type: ignore[arg-type]
+    )
+    team = RoundRobinGroupChat([researcher, writer], termination_condition=MaxMessageTermination(3),
+                               emit_team_events=True)  # fmt: skip
+    return AutoGenAdapter(team, task=lambda i: f"write about {i['topic']}")
+
+
+SCENARIOS: dict[str, Callable[..., FrameworkAdapter]] = {
+    "langgraph": langgraph_scenario,
+    "autogen": autogen_scenario,
+}
+
+CONTEXT = AgentRunContext(run_id="run_1", step_id="draft", task_id="run_1.draft", seed=4,
+                          inputs={"topic": TOPIC})  # fmt: skip
+
+
+# ── conformance ─────────────────────────────────────────────────────────────────────────────
+
+
+@pytest.mark.parametrize("framework", sorted(SCENARIOS))
+async def test_conformance_scenario(framework: str) -> None:
+    sink = MemorySink()
+    adapter = AgentRunAdapter(CONTEXT, sink)
+    output = await SCENARIOS[framework]().run(adapter)
+    assert output == OUTPUT
+    assert_conforms(sink.envelopes)
+    assert sink.envelopes[0].adapter.name == framework
+
+
+@pytest.mark.parametrize("framework", sorted(SCENARIOS))
+async def test_error_path(framework: str) -> None:
+    sink = MemorySink()
+    adapter = AgentRunAdapter(CONTEXT, sink)
+    with pytest.raises(Exception) as caught:  # noqa: PT011 - each framework raises its own
+        await SCENARIOS[framework](fail=True).run(adapter)
+    assert_error_path(sink.envelopes)
+    assert sink.envelopes[-1].failure_kind == "agent_error"  # type: ignore[attr-defined]
+    assert str(caught.value)
+
+
+def test_missing_framework_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    from fleetforge.adapters._base import require
+    from fleetforge.errors import UsageError
+
+    real_import = builtins.__import__
+
+    def no_langgraph(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name.startswith("not_installed_framework"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_langgraph)
+    with pytest.raises(UsageError, match=r'pip install "fleetforge\[langgraph\]"'):
+        require("not_installed_framework", "langgraph")
+
+
+# ── a real fleet ────────────────────────────────────────────────────────────────────────────
+
+
+@asynccontextmanager
+async def fleet(transport: str, tmp_path: Path) -> AsyncIterator[FleetClient]:
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    if transport == "local":
+        async with FleetClient.local(url, artifacts=tmp_path / "artifacts") as client:
+            yield client
+    else:
+        with http_server(fleet_env(tmp_path, url), "--no-auth") as base:
+            async with FleetClient.connect(base) as client:
+                yield client
+
+
+@pytest.mark.parametrize("transport", ["local", "http"])
+@pytest.mark.parametrize("framework", sorted(SCENARIOS))
+async def test_worker_runs_the_adapter_on_a_fleet(
+    framework: str, transport: str, tmp_path: Path
+) -> None:
+    spec = {"name": f"{framework}-run", "seed": 4, "inputs": {"topic": TOPIC},
+            "steps": [{"id": "draft", "type": "agent", "agent": framework,
+                       "inputs": {"topic": {"from": "inputs.topic"}}}]}  # fmt: skip
+    async with fleet(transport, tmp_path) as client:
+        run = await client.submit_run(spec)
+        stats = await Worker(client, SCENARIOS[framework]().as_handler(), worker_id="w").run(
+            stop_when_idle=True
+        )
+        done = await client.get_run(run.run_id)
+        events = await client.run_events(run.run_id, limit=1000)
+    assert stats.completed == 1
+    assert done.outputs == {"draft": OUTPUT}
+    envelopes = [
+        parse_envelope(e.data.envelope.model_dump(mode="json"))  # type: ignore[attr-defined]
+        for e in events
+        if e.type == "task_event"
+    ]
+    assert_conforms(envelopes)
+    assert {e.adapter.name for e in envelopes} == {framework}
