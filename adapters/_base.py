@@ -10,6 +10,7 @@ kind). :meth:`FrameworkAdapter.as_handler` gives a handler for :class:`~fleetfor
 from __future__ import annotations
 
 import importlib
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
@@ -19,7 +20,7 @@ from typing import Any, ClassVar
 import anyio
 
 from fleetforge import __version__
-from fleetforge.adapter import AgentRunAdapter
+from fleetforge.adapter import AgentRunAdapter, to_jsonable
 from fleetforge.contracts import FleetUsage
 from fleetforge.contracts.envelope import AdapterInfo
 from fleetforge.errors import UsageError
@@ -36,6 +37,16 @@ def require(module: str, extra: str) -> ModuleType:
             f"the {extra} adapter needs {module.split('.')[0]}: "
             f'pip install "fleetforge[{extra}]" ({exc})'
         ) from None
+
+
+def tool_arguments(raw: Any) -> Any:
+    """Tool arguments as JSON data: frameworks give them as a JSON string or as a dict."""
+    if isinstance(raw, str):
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            return raw
+    return to_jsonable(raw)
 
 
 def add_usage(total: FleetUsage, **counts: Any) -> FleetUsage:

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from fleetforge.adapter import AgentRunAdapter, to_jsonable
-from fleetforge.adapters._base import FrameworkAdapter, add_usage, require
+from fleetforge.adapters._base import FrameworkAdapter, add_usage, require, tool_arguments
 from fleetforge.contracts import FleetUsage
 
 __all__ = ["AutoGenAdapter"]
@@ -51,13 +51,6 @@ def _default_output(result: Any) -> Any:
             content = message.content
             return content if isinstance(content, str) else to_jsonable(content)
     return None
-
-
-def _arguments(raw: Any) -> Any:
-    try:
-        return json.loads(raw) if isinstance(raw, str) else to_jsonable(raw)
-    except json.JSONDecodeError:
-        return raw
 
 
 class AutoGenAdapter(FrameworkAdapter):
@@ -122,7 +115,7 @@ class AutoGenAdapter(FrameworkAdapter):
         if kind == "ToolCallRequestEvent":
             for call in item.content:
                 adapter.emit("tool_call", {"name": call.name, "id": call.id,
-                                           "arguments": _arguments(call.arguments),
+                                           "arguments": tool_arguments(call.arguments),
                                            "agent": source})  # fmt: skip
         elif kind == "ToolCallExecutionEvent":
             for result in item.content:

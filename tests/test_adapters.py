@@ -4,7 +4,8 @@ the error path, and a real fleet (in process and over MCP HTTP) running each as 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -103,10 +104,78 @@ def autogen_scenario(*, fail: bool = False) -> FrameworkAdapter:
     return AutoGenAdapter(team, task=lambda i: f"write about {i['topic']}")
 
 
+def crewai_scenario(*, fail: bool = False) -> FrameworkAdapter:
+    from fleetforge.adapters.crewai import CrewAIAdapter, import_crewai
+
+    crewai = import_crewai()
+    from crewai.tools import BaseTool
+
+    class ScriptedLLM(crewai.BaseLLM):  # type: ignore[misc, name-defined]
+        """CrewAI's offline model: answers from a script (ReAct text, no function calling)."""
+
+        def __init__(self, replies: list[str]) -> None:
+            super().__init__(model="scripted")
+            self._replies = list(replies)
+
+        def call(self, messages: Any, *args: Any, **kwargs: Any) -> str:
+            if not self._replies:
+                raise RuntimeError("the scripted model has no more replies")
+            return self._replies.pop(0)
+
+        def get_context_window_size(self) -> int:
+            return 8192
+
+    class Search(BaseTool):  # type: ignore[misc]
+        name: str = "search"
+        description: str = "Search the knowledge base."
+
+        def _run(self, q: str) -> str:
+            return search(q)
+
+    researcher = crewai.Agent(
+        role="researcher", goal="find facts", backstory="careful", verbose=False,
+        llm=ScriptedLLM([
+            f'Thought: I should search\nAction: search\nAction Input: {{"q": "{TOPIC}"}}',
+            f"Thought: I know enough\nFinal Answer: results for {TOPIC}",
+        ]),
+        tools=[Search()],
+    )  # fmt: skip
+    writer = crewai.Agent(
+        role="writer", goal="write", backstory="clear", verbose=False,
+        llm=ScriptedLLM([] if fail else [f"Thought: done\nFinal Answer: {OUTPUT}"]),
+    )  # fmt: skip
+    tasks = [
+        crewai.Task(description="research {topic}", expected_output="notes", agent=researcher),
+        crewai.Task(description="write about {topic}", expected_output="a draft", agent=writer),
+    ]
+    crew = crewai.Crew(agents=[researcher, writer], tasks=tasks, verbose=False)
+    return CrewAIAdapter(crew)
+
+
 SCENARIOS: dict[str, Callable[..., FrameworkAdapter]] = {
     "langgraph": langgraph_scenario,
     "autogen": autogen_scenario,
+    "crewai": crewai_scenario,
 }
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _crewai_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Importing crewai writes a key under $HOME and CrewAI stores memory under its storage
+    dir: keep both in a temporary directory."""
+    home = tmp_path_factory.mktemp("crewai-home")
+    saved = {k: os.environ.get(k) for k in ("HOME", "CREWAI_STORAGE_DIR")}
+    os.environ.update(HOME=str(home), CREWAI_STORAGE_DIR=str(home / "storage"))
+    from fleetforge.adapters.crewai import import_crewai
+
+    import_crewai()
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
 
 CONTEXT = AgentRunContext(run_id="run_1", step_id="draft", task_id="run_1.draft", seed=4,
                           inputs={"topic": TOPIC})  # fmt: skip
@@ -193,3 +262,20 @@ async def test_worker_runs_the_adapter_on_a_fleet(
     ]
     assert_conforms(envelopes)
     assert {e.adapter.name for e in envelopes} == {framework}
+
+
+async def test_concurrent_crewai_kickoffs_do_not_cross_events() -> None:
+    import anyio
+
+    runs = [(crewai_scenario(), MemorySink()) for _ in range(3)]
+
+    async def one(framework: FrameworkAdapter, sink: MemorySink, n: int) -> None:
+        context = AgentRunContext(run_id=f"run_{n}", step_id="draft", task_id=f"run_{n}.draft",
+                                  seed=4, inputs={"topic": TOPIC})  # fmt: skip
+        await framework.run(AgentRunAdapter(context, sink))
+
+    async with anyio.create_task_group() as tg:
+        for n, (framework, sink) in enumerate(runs):
+            tg.start_soon(one, framework, sink, n)
+    for _, sink in runs:
+        assert_conforms(sink.envelopes)  # exactly one tool call and two steps each
