@@ -279,3 +279,62 @@ async def test_concurrent_crewai_kickoffs_do_not_cross_events() -> None:
             tg.start_soon(one, framework, sink, n)
     for _, sink in runs:
         assert_conforms(sink.envelopes)  # exactly one tool call and two steps each
+
+
+@pytest.mark.parametrize("name", ["langgraph_worker", "autogen_worker", "crewai_worker"])
+async def test_examples_complete_a_task_offline(name: str, tmp_path: Path) -> None:
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    output = await module.main(f"sqlite:///{tmp_path / 'fleet.db'}")
+    assert output == OUTPUT
+
+
+async def test_a_retried_langgraph_task_resumes_from_its_last_checkpoint() -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.graph import END, START, StateGraph
+    from typing_extensions import TypedDict
+
+    from fleetforge.adapters.langgraph import LangGraphAdapter
+
+    class State(TypedDict, total=False):
+        topic: str
+        notes: str
+        draft: str
+
+    calls: list[str] = []
+
+    def research(state: State) -> State:
+        calls.append("research")
+        return {"notes": f"results for {state['topic']}"}
+
+    def write(state: State) -> State:
+        calls.append("write")
+        if calls.count("write") == 1:
+            raise ConnectionError("model endpoint went away")  # a transient failure
+        return {"draft": f"draft from {state['notes']}"}
+
+    graph = StateGraph(State)
+    graph.add_node("research", research)
+    graph.add_node("write", write)
+    graph.add_edge(START, "research")
+    graph.add_edge("research", "write")
+    graph.add_edge("write", END)
+    agent = LangGraphAdapter(graph.compile(checkpointer=InMemorySaver()),
+                             output=lambda state: state["draft"])  # fmt: skip
+
+    first, second = MemorySink(), MemorySink()
+    with pytest.raises(ConnectionError):
+        await agent.run(AgentRunAdapter(CONTEXT, first))
+    assert first.envelopes[-1].failure_kind == "transient"  # type: ignore[attr-defined]
+    retry = AgentRunContext(**{**vars(CONTEXT), "attempt": 2})
+    output = await agent.run(AgentRunAdapter(retry, second))
+    assert output == f"draft from results for {TOPIC}"
+    assert calls == ["research", "write", "write"]  # research was not run again
+    resumed = [e for e in second.envelopes if getattr(e, "event", None) == "custom"]
+    assert resumed[0].payload["next"] == ["write"]  # type: ignore[attr-defined]
