@@ -13,6 +13,7 @@ import importlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
+from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from types import ModuleType
 from typing import Any, ClassVar
@@ -68,6 +69,16 @@ def add_usage(total: FleetUsage, **counts: Any) -> FleetUsage:
     return FleetUsage.model_validate(values)
 
 
+@cache
+def _adapter_info(framework: str, extra: str) -> AdapterInfo:
+    distribution = "autogen-agentchat" if extra == "autogen" else extra
+    try:
+        framework_version = version(distribution)
+    except PackageNotFoundError:
+        framework_version = "unknown"
+    return AdapterInfo(name=framework, version=f"{__version__}+{framework}-{framework_version}")
+
+
 class FrameworkAdapter(ABC):
     """Base of the LangGraph, AutoGen and CrewAI adapters."""
 
@@ -103,15 +114,7 @@ class FrameworkAdapter(ABC):
 
     def adapter_info(self) -> AdapterInfo:
         """The envelopes' ``adapter``: the framework's name, FleetForge's and its version."""
-        try:
-            framework_version = version(
-                self.extra if self.extra != "autogen" else "autogen-agentchat"
-            )
-        except PackageNotFoundError:
-            framework_version = "unknown"
-        return AdapterInfo(
-            name=self.framework, version=f"{__version__}+{self.framework}-{framework_version}"
-        )
+        return _adapter_info(self.framework, self.extra)
 
     def as_handler(self) -> Callable[[Any], Awaitable[Any]]:
         """A :class:`~fleetforge.worker.Worker` handler running this adapter per task (the

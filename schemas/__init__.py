@@ -41,6 +41,7 @@ __all__ = [
     "names",
     "registry",
     "schema_id",
+    "stream_validator",
     "validate",
     "validator",
 ]
@@ -235,6 +236,22 @@ def _compiled(schema: Any) -> SchemaValidator:
     return _StrictValidator(schema, registry=registry(), format_checker=_format_checker)  # type: ignore[no-any-return]
 
 
+@cache
+def stream_validator(name: str) -> StreamValidator:
+    """One shared :class:`StreamValidator` per schema: values proved valid once (an adapter's
+    name, a seed) are not checked again by the next adapter either."""
+    return StreamValidator(name)
+
+
+@cache
+def _property_validator(name: str, branch: str, key: str) -> SchemaValidator:
+    """The compiled validator of one property of one branch (shared by stream validators)."""
+    runtime = _runtime(name)
+    union = runtime.get("fleetforge-union") if isinstance(runtime, dict) else None
+    node = union["branches"][branch] if union else runtime
+    return _compiled(node["properties"][key])
+
+
 _SIMPLE_OBJECT = frozenset({"type", "properties", "required", "title", "description"})
 _MISSING = object()
 
@@ -256,7 +273,6 @@ class StreamValidator:
         self._tag: str | None = union["propertyName"] if union else None
         self._branches: dict[str, Any] = union["branches"] if union else {"": runtime}
         self._seen: dict[str, dict[str, Any]] = {}
-        self._validators: dict[tuple[str, str], SchemaValidator] = {}
 
     def validate(self, instance: Any) -> None:
         """Raise :class:`~fleetforge.errors.ContractError` like :func:`validate` does."""
@@ -287,9 +303,7 @@ class StreamValidator:
             before = seen.get(key, _MISSING)
             if before is value or (type(before) is type(value) and before == value):
                 continue
-            checker = self._validators.get((branch_name, key))
-            if checker is None:
-                checker = self._validators[(branch_name, key)] = _compiled(subschema)
+            checker = _property_validator(self.name, branch_name, key)
             found = [d for e in checker.iter_errors(value) for d in _details(e)]
             if found:
                 problems.extend(ErrorDetail(f"/{_pointer([key])[1:]}{d.pointer}", d.message)

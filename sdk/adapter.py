@@ -59,7 +59,7 @@ from fleetforge.contracts.envelope import (
     StartEnvelope,
 )
 from fleetforge.errors import AdapterStateError, ContractError, UsageError
-from fleetforge.schemas import StreamValidator
+from fleetforge.schemas import stream_validator
 from fleetforge.telemetry import context_from, tracer
 from fleetforge.validation import pydantic_details
 
@@ -287,7 +287,7 @@ class AgentRunAdapter:
         self.failure: tuple[FleetTaskFailureKind, str] | None = None
         self._agent_span: Span | None = None
         self._tool_spans: dict[str, Span] = {}
-        self._checker = StreamValidator("agent_run")
+        self._checker = stream_validator("agent_run")
         self._wire_base = {
             "protocol_version": FLEET_PROTOCOL_VERSION,
             "run_id": context.run_id,
