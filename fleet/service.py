@@ -20,6 +20,7 @@ from itertools import islice
 from typing import Any
 
 import anyio.to_thread
+from pydantic import ValidationError
 
 from fleetforge.contracts import (
     Artifact,
@@ -43,7 +44,12 @@ from fleetforge.contracts import (
     StepRecord,
     TraceContext,
 )
-from fleetforge.contracts.envelope import AgentRunEnvelope, CheckpointEnvelope, parse_envelope
+from fleetforge.contracts.envelope import (
+    AgentRunEnvelope,
+    CheckpointEnvelope,
+    EmitEnvelope,
+    parse_envelope,
+)
 from fleetforge.contracts.events import EVENT_TYPES
 from fleetforge.contracts.protocol import TaskFailure, TaskSuccess
 from fleetforge.contracts.spec import HumanStep, MapStep
@@ -84,12 +90,13 @@ from fleetforge.fleet.scoring import score
 from fleetforge.fleet.store import EventStore, Unit
 from fleetforge.fleet.store._base import canonical_json, iso
 from fleetforge.ids import new_id
-from fleetforge.validation import validate_run_spec
+from fleetforge.validation import pydantic_details, validate_run_spec
 
 __all__ = ["FleetService", "RunPage", "SyncFleetService", "WorkerInfo"]
 
 Q = named_queries("service.sql")
 _FINAL_STEP = {"completed", "failed", "skipped", "cancelled"}
+_TOOL_EVENTS = {"tool_called", "tool_refused"}
 _EXPIRY_SCAN_EVERY = timedelta(milliseconds=100)
 
 
@@ -994,6 +1001,18 @@ class SyncFleetService:
             events = [
                 self._event("task_event", task.run_id, now, task_id=task_id, envelope=envelope)
             ]
+            if isinstance(envelope, EmitEnvelope) and envelope.payload.get("type") in _TOOL_EVENTS:
+                # the armory reports tool calls as custom emits; they are fleet facts too
+                fields = {k: v for k, v in envelope.payload.items() if k != "type"}
+                fields |= {"task_id": task_id, "worker_id": task.worker_id}
+                try:
+                    tool_event = self._event(envelope.payload["type"], task.run_id, now, **fields)
+                except ValidationError as exc:
+                    raise ContractError(
+                        f"invalid {envelope.payload['type']} report",
+                        details=pydantic_details(exc, prefix="/payload"),
+                    ) from None
+                events.append(tool_event)
             if isinstance(envelope, CheckpointEnvelope):
                 events.append(
                     self._event(

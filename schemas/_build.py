@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from fleetforge.contracts import envelope, events, protocol, run, spec
+from fleetforge.contracts import envelope, events, protocol, run, spec, toolpack
 from fleetforge.contracts._base import FLEET_PROTOCOL_VERSION, SCHEMA_BASE_URI
 from fleetforge.contracts.artifact import Artifact
 
@@ -107,6 +107,25 @@ CATALOG: tuple[Entry, ...] = (
         ],
     ),
     Entry("artifact", Artifact, "Artifact"),
+    Entry(
+        "tool_pack",
+        toolpack.ToolPack,
+        "Tool pack",
+        "A tool pack manifest (TOML): MCP servers and which of their tools an agent gets.",
+        [
+            {
+                "name": "workspace",
+                "version": "1.0",
+                "description": "Files in one workspace directory",
+                "prefix": "workspace.",
+                "servers": [
+                    {"name": "files", "command": "python",
+                     "args": ["-m", "fleetforge.armory.workspace", "--root", "."]}
+                ],
+                "tools": {"requires": {"write": "workspace.write", "*": "workspace.read"}},
+            }
+        ],
+    ),
     Entry(
         "agent_run",
         envelope.AnyAgentRunEnvelope,
@@ -410,20 +429,22 @@ def render(doc: dict[str, Any]) -> str:
 
 def main(argv: list[str]) -> int:
     check = "--check" in argv
+    # --out DIR: the source folder (an editable install's package dir is a tree of links)
+    out = Path(argv[argv.index("--out") + 1]) if "--out" in argv else HERE
     docs = build_all()
     stale = []
     for name, doc in docs.items():
-        path = HERE / f"{name}.json"
+        path = out / f"{name}.json"
         text = render(doc)
         if not path.exists() or path.read_text("utf-8") != text:
             stale.append(name)
             if not check:
                 path.write_text(text, "utf-8")
-    extra = sorted(p.stem for p in HERE.glob("*.json") if p.stem not in docs)
+    extra = sorted(p.stem for p in out.glob("*.json") if p.stem not in docs)
     for name in extra:
         stale.append(name)
         if not check:
-            (HERE / f"{name}.json").unlink()
+            (out / f"{name}.json").unlink()
     if check and stale:
         print("out of date: " + ", ".join(sorted(stale)), file=sys.stderr)
         return 1
