@@ -34,7 +34,7 @@ __all__ = ["HttpServer", "StdioServer", "ToolFilter", "ToolPack"]
 
 SecretOrValue = Annotated[
     str,
-    Field(description="A literal value, or a secret ref (`env://NAME`, `file://PATH`) read at start"),
+    Field(description="A literal, or a secret ref (`env://NAME`, `file://PATH`) read at start."),
 ]
 
 
