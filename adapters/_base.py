@@ -91,10 +91,18 @@ class FrameworkAdapter(ABC):
     ) -> tuple[Any, FleetUsage]:
         """Run the framework, emitting as it goes; return (output, usage)."""
 
-    async def run(self, adapter: AgentRunAdapter, inputs: Mapping[str, Any] | None = None) -> Any:
+    async def run(
+        self,
+        adapter: AgentRunAdapter,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        complete: bool = True,
+    ) -> Any:
         """Run once for ``adapter``'s task: start (if needed), emits, then complete or error.
 
-        Returns the output; re-raises the framework's exception after the error envelope.
+        Returns the output; re-raises the framework's exception after the error envelope. With
+        ``complete=False`` the output is returned without the ``complete`` envelope, for a
+        handler that adds to it (the Worker completes with the handler's return value).
         """
         given = dict(adapter.context.inputs if inputs is None else inputs)
         if not adapter.started:
@@ -108,6 +116,8 @@ class FrameworkAdapter(ABC):
             if not adapter.finished:
                 adapter.error(exc)
             raise
+        if not complete:
+            return output
         if not adapter.finished:
             adapter.complete(output, usage)
         return adapter.output

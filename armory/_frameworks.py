@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import anyio.from_thread
+import anyio.lowlevel
 from mcp import types as mcp_types
 from pydantic import Field, create_model
 
@@ -67,6 +68,7 @@ def crewai_tools(kit: Kit) -> list[Any]:
 
     import_crewai()
     base_tool = require("crewai.tools", "crewai").BaseTool
+    loop = anyio.lowlevel.current_token()  # CrewAI runs tools on its own threads: call back here
     made = []
     for tool in kit.available():
         props = tool.input_schema.get("properties", {})
@@ -80,13 +82,13 @@ def crewai_tools(kit: Kit) -> list[Any]:
         schema = create_model(f"{tool.name.replace('.', '_')}_args", **fields)
 
         def run(self: Any, _name: str = tool.name, **kwargs: Any) -> str:
-            # CrewAI calls tools from the kickoff's thread: hop to the kit's event loop
-            return str(anyio.from_thread.run(kit.call_text, _name, kwargs))
+            return str(anyio.from_thread.run(kit.call_text, _name, kwargs, token=loop))
 
         cls = type(
             f"Armory_{tool.name.replace('.', '_')}",
             (base_tool,),
             {
+                "__module__": __name__,
                 "__annotations__": {"name": str, "description": str, "args_schema": type},
                 "name": tool.name,
                 "description": tool.description or tool.name,

@@ -58,8 +58,11 @@ def _expand(value: str, env: Mapping[str, str]) -> str:
 
 
 def _command(command: str) -> str:
+    """``python`` is this interpreter; a bare name found next to it (``fleetforge``) is that."""
     if command == "python":
         return sys.executable
+    if os.sep in command or "/" in command:
+        return command
     sibling = Path(sys.executable).with_name(command)
     return str(sibling) if sibling.exists() else command
 
@@ -83,6 +86,16 @@ def _redact(text: str, secrets: Iterable[str]) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+def single_leaf(group: BaseExceptionGroup[Any]) -> BaseException | None:
+    """The one exception inside nested single-member groups, or None."""
+    inner: BaseException = group
+    while isinstance(inner, BaseExceptionGroup):
+        if len(inner.exceptions) != 1:
+            return None
+        inner = inner.exceptions[0]
+    return inner
 
 
 def _digest(arguments: Any) -> str:
@@ -281,9 +294,16 @@ async def open_kit(
         recorder = lambda kind, data: adapter.emit("custom", {"type": kind, **data})  # noqa: E731
     kit = Kit(grant, recorder)
     env = dict(os.environ if environ is None else environ)
-    async with AsyncExitStack() as stack:
-        for pack in packs:
-            for server in pack.manifest.servers:
-                session, tools = await _start_server(stack, pack, server, env)
-                kit._add(pack, server.name, session, tools)
-        yield kit
+    try:
+        async with AsyncExitStack() as stack:
+            for pack in packs:
+                for server in pack.manifest.servers:
+                    session, tools = await _start_server(stack, pack, server, env)
+                    kit._add(pack, server.name, session, tools)
+            yield kit
+    except BaseExceptionGroup as group:
+        # the MCP client's task groups wrap what the block raised: give the caller its error
+        leaf = single_leaf(group)
+        if leaf is None:
+            raise
+        raise leaf from None

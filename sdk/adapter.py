@@ -520,6 +520,8 @@ class AgentRunAdapter:
         """The agent failed: pass the exception, or a failure kind and a message."""
         with self._lock:
             self._require("started", "error()")
+            while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+                exc = exc.exceptions[0]  # report what was raised, not the task group around it
             if isinstance(exc, BaseException):
                 kind = failure_kind_of(exc)
                 text = message or f"{type(exc).__name__}: {exc}"

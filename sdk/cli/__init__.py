@@ -7,7 +7,18 @@ from typing import Annotated
 import typer
 
 from fleetforge import __version__
-from fleetforge.cli import _artifacts, _db, _events, _mcp, _runs, _schemas, _validate, _work
+from fleetforge.cli import (
+    _armory,
+    _artifacts,
+    _db,
+    _demo,
+    _events,
+    _mcp,
+    _runs,
+    _schemas,
+    _validate,
+    _work,
+)
 from fleetforge.cli._context import Globals
 
 __all__ = ["app", "main"]
@@ -77,6 +88,8 @@ app.add_typer(_db.app, name="db")
 app.command("mcp")(_mcp.mcp)
 app.command("serve")(_mcp.serve)
 app.add_typer(_mcp.token_app, name="token")
+app.add_typer(_armory.app, name="armory")
+app.command("demo")(_demo.demo)
 
 
 def main() -> None:

@@ -1,0 +1,122 @@
+"""``fleetforge demo``: Hello Fleet on the embedded store, offline, with live progress."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from typing import Annotated, Any
+
+import anyio
+import typer
+from rich.table import Table
+
+from fleetforge.cli._console import err, out
+from fleetforge.cli._context import globals_of
+from fleetforge.cli._errors import reporting
+from fleetforge.contracts.artifact import artifact_path
+
+__all__ = ["demo"]
+
+
+def _spans() -> Any:
+    """An in-memory span exporter when the OpenTelemetry SDK is installed (and no provider
+    is set yet), so the summary can count the spans the run recorded."""
+    try:
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    except ImportError:
+        return None
+    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return None
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return exporter
+
+
+def demo(
+    ctx: typer.Context,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of the run (default: the spec's, 42).")
+    ] = None,
+    topic: Annotated[str | None, typer.Option(help="Topic of the article.")] = None,
+) -> None:
+    """Run Hello Fleet: planner (LangGraph), researcher (AutoGen), writer (CrewAI), reviewer."""
+    from fleetforge.client import FleetClient
+    from fleetforge.demo.hello_fleet import load_spec, run_hello_fleet
+
+    g = globals_of(ctx)
+    for noisy in ("autogen_core", "autogen_ext", "autogen_agentchat", "crewai"):  # fake-model chatter
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    os.environ.setdefault("FLEETFORGE_WORKSPACE", str(g.artifacts_root.parent / "workspace"))
+    exporter = _spans()
+    spec = load_spec()
+    if seed is not None:
+        spec["seed"] = seed
+    if topic:
+        spec["inputs"]["topic"] = topic
+
+    def progress(run: Any) -> None:
+        states = "  ".join(f"{s.step_id}:[bold]{s.status}[/]" for s in run.steps)
+        err.print(f"[dim]{run.run_id}[/] {run.status:<9} {states}", highlight=False)
+
+    async def main() -> Any:
+        async with FleetClient.local(g.store_url, artifacts=g.artifacts_root) as client:
+            err.print(f"Hello Fleet on {g.store_url} (offline, seed {spec['seed']})")
+            result = await run_hello_fleet(client, spec=spec, on_change=progress)
+            events = await client.run_events(result.run.run_id, limit=10_000)
+            return result, events
+
+    with reporting(out, err):
+        result, events = anyio.run(main)
+        _summary(result, events, g.artifacts_root, exporter)
+        if str(result.run.status) != "completed":
+            raise typer.Exit(1)
+
+
+def _summary(result: Any, events: list[Any], artifacts_root: Any, exporter: Any) -> None:
+    run = result.run
+    adapters: dict[str, str] = {}
+    receipts: dict[str, str] = {}
+    stored: list[Any] = []
+    tools: Counter[str] = Counter()
+    for event in events:
+        data = event.data
+        if event.type == "task_event":
+            adapters.setdefault(data.envelope.step_id, data.envelope.adapter.name)
+        elif event.type in ("receipt_accepted", "receipt_rejected"):
+            step = data.task_id.rsplit(".", 1)[-1]
+            receipts[step] = f"{event.type.removeprefix('receipt_')} ({data.score.scorer})"
+        elif event.type == "receipt_posted":
+            stored.extend(data.receipt.artifacts)
+        elif event.type == "tool_called":
+            tools[data.tool] += 1
+    table = Table(
+        "step", "framework", "status", "duration", "receipt", box=None, header_style="bold"
+    )
+    for step in run.steps:
+        took = (
+            f"{(step.finished_at - step.started_at).total_seconds():.2f}s"
+            if step.started_at and step.finished_at
+            else "-"
+        )
+        table.add_row(step.step_id, adapters.get(step.step_id, "-"), str(step.status), took,
+                      receipts.get(step.step_id, "-"))  # fmt: skip
+    out.print(f"\n[bold]run {run.run_id}[/]: {run.status} in {result.seconds:.1f}s")
+    out.print(table)
+    for artifact in stored:
+        where = artifacts_root / artifact_path(artifact.digest)
+        out.print(f"artifact {artifact.name or ''} {artifact.digest}\n  at {where}")
+    if tools:
+        out.print("tool calls: " + ", ".join(f"{name} x{n}" for name, n in sorted(tools.items())))
+    if exporter is not None:
+        names = Counter(span.name.split(" ")[0] for span in exporter.get_finished_spans())
+        out.print("spans: " + ", ".join(f"{name} {n}" for name, n in sorted(names.items())))
+    out.print(
+        f"\nLook further:\n  fleetforge show {run.run_id}\n  fleetforge events {run.run_id}\n"
+        "  fleetforge replay --verify"
+    )

@@ -1,0 +1,41 @@
+"""A tiny MCP server for armory tests: `echo`, `secret_length` (reads $TOOL_SECRET), `fail`.
+
+python tests/mcp_test_server.py [--crash]   (--crash: print to stderr and exit 3 at start)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from mcp.server.fastmcp import FastMCP
+
+server = FastMCP("armory-test", log_level="WARNING")
+
+
+@server.tool()
+def echo(text: str) -> str:
+    """Echo the text back."""
+    return text
+
+
+@server.tool()
+def secret_length() -> int:
+    """Length of the secret the server was started with."""
+    return len(os.environ.get("TOOL_SECRET", ""))
+
+
+@server.tool()
+def fail(reason: str = "boom") -> str:
+    """Always fails."""
+    raise ValueError(reason)
+
+
+if __name__ == "__main__":
+    if "--crash" in sys.argv:
+        print(
+            f"cannot start: missing config (secret={os.environ.get('TOOL_SECRET')})",
+            file=sys.stderr,
+        )
+        sys.exit(3)
+    server.run()
