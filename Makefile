@@ -1,5 +1,5 @@
 # FleetForge developer commands. Needs only Python >= 3.11 and make.
-#   make demo   validate Hello Fleet's run spec and print its DAG (offline, embedded store)
+#   make demo   run Hello Fleet: four agents on LangGraph, AutoGen, CrewAI and Python (offline, embedded SQLite)
 #   make test   create .venv, install everything from the lock, lint, type-check, run pytest
 #   make check-mcp  drive `fleetforge mcp` with the MCP Inspector CLI (needs Node.js/npx)
 #   make bench  run the benchmarks (prints a table, writes benchmarks/results/*.json)
@@ -28,7 +28,7 @@ $(STAMP): $(BIN)/python pyproject.toml requirements-dev.lock $(shell find $(PKGS
 install: $(STAMP)
 
 demo: install
-	$(BIN)/fleetforge validate --tree examples/hello_fleet/run_spec.json
+	$(BIN)/fleetforge demo
 
 lint: install
 	$(BIN)/ruff check .
