@@ -119,8 +119,11 @@ CATALOG: tuple[Entry, ...] = (
                 "description": "Files in one workspace directory",
                 "prefix": "workspace.",
                 "servers": [
-                    {"name": "files", "command": "python",
-                     "args": ["-m", "fleetforge.armory.workspace", "--root", "."]}
+                    {
+                        "name": "files",
+                        "command": "python",
+                        "args": ["-m", "fleetforge.armory.workspace", "--root", "."],
+                    }
                 ],
                 "tools": {"requires": {"write": "workspace.write", "*": "workspace.read"}},
             }

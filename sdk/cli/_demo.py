@@ -50,7 +50,7 @@ def demo(
     from fleetforge.demo.hello_fleet import load_spec, run_hello_fleet
 
     g = globals_of(ctx)
-    for noisy in ("autogen_core", "autogen_ext", "autogen_agentchat", "crewai"):  # fake-model chatter
+    for noisy in ("autogen_core", "autogen_ext", "autogen_agentchat", "crewai"):  # fake models
         logging.getLogger(noisy).setLevel(logging.ERROR)
     os.environ.setdefault("FLEETFORGE_WORKSPACE", str(g.artifacts_root.parent / "workspace"))
     exporter = _spans()
