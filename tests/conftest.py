@@ -138,3 +138,29 @@ def store(store_url: str) -> Iterator[EventStore]:
     """An open, empty store, once per backend."""
     with open_store(store_url) as opened:
         yield opened
+
+
+# ── spans: one in-memory exporter on the process's tracer provider ────────────────────────────
+
+_SPAN_EXPORTER: Any = None
+
+
+@pytest.fixture
+def spans() -> Iterator[Any]:
+    """The spans finished during the test (OpenTelemetry SDK, in memory)."""
+    global _SPAN_EXPORTER
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    if _SPAN_EXPORTER is None:
+        provider = trace.get_tracer_provider()
+        if not isinstance(provider, TracerProvider):
+            provider = TracerProvider()
+            trace.set_tracer_provider(provider)
+        _SPAN_EXPORTER = InMemorySpanExporter()
+        provider.add_span_processor(SimpleSpanProcessor(_SPAN_EXPORTER))
+    _SPAN_EXPORTER.clear()
+    yield _SPAN_EXPORTER
+    _SPAN_EXPORTER.clear()
