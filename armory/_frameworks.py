@@ -90,7 +90,7 @@ def crewai_tools(kit: Kit) -> list[Any]:
             {
                 "__module__": __name__,
                 "__annotations__": {"name": str, "description": str, "args_schema": type},
-                "name": tool.name,
+                "name": tool.function_name,
                 "description": tool.description or tool.name,
                 "args_schema": schema,
                 "_run": run,

@@ -47,9 +47,14 @@ class KitTool:
     capability: str
     allowed: bool
 
+    @property
+    def function_name(self) -> str:
+        """The name models see: model APIs allow only letters, digits, ``_`` and ``-``."""
+        return re.sub(r"[^A-Za-z0-9_-]", "_", self.name)
+
     def mcp_tool(self) -> mcp_types.Tool:
         return mcp_types.Tool(
-            name=self.name, description=self.description, inputSchema=self.input_schema
+            name=self.function_name, description=self.description, inputSchema=self.input_schema
         )
 
 
@@ -164,7 +169,10 @@ class Kit:
     ) -> mcp_types.CallToolResult:
         """Call a tool by its exposed name: checked against the grant, traced, recorded."""
         args = dict(arguments or {})
-        tool = self._tools.get(name)
+        tool = self._tools.get(name) or next(
+            (t for t in self._tools.values() if t.function_name == name), None
+        )
+        name = tool.name if tool is not None else name
         if tool is None or not tool.allowed:
             reason = (
                 f"no tool {name!r} in this kit"

@@ -168,7 +168,7 @@ async def test_langgraph_gets_working_tools(tmp_path: Path) -> None:
 
     async with armory.open([pack()], grant=["t.safe"]) as kit:
         tools = {t.name: t for t in kit.tools("langgraph")}
-        call = {"name": "t.echo", "args": {"text": "from langgraph"}, "id": "c1"}
+        call = {"name": "t_echo", "args": {"text": "from langgraph"}, "id": "c1"}
         model = FakeMessagesListChatModel(responses=[AIMessage(content="", tool_calls=[call])])
         asked = await model.ainvoke("go")
         [c] = asked.tool_calls
@@ -187,7 +187,7 @@ async def test_autogen_gets_working_tools() -> None:
     asked = CreateResult(
         finish_reason="function_calls",
         content=[
-            FunctionCall(id="c1", name="t.echo", arguments=json.dumps({"text": "from autogen"}))
+            FunctionCall(id="c1", name="t_echo", arguments=json.dumps({"text": "from autogen"}))
         ],
         usage=RequestUsage(prompt_tokens=1, completion_tokens=1),
         cached=False,
@@ -224,7 +224,7 @@ async def test_crewai_gets_working_tools(tmp_path: Path, monkeypatch: pytest.Mon
 
     async with armory.open([pack()], grant=["t.safe"]) as kit:
         tools = kit.tools("crewai")
-        script = ['Thought: echo\nAction: t.echo\nAction Input: {"text": "from crewai"}',
+        script = ['Thought: echo\nAction: t_echo\nAction Input: {"text": "from crewai"}',
                   "Thought: done\nFinal Answer: echoed"]  # fmt: skip
         agent = crewai.Agent(role="r", goal="g", backstory="b", verbose=False, tools=tools,
                              llm=ScriptedLLM(script))  # fmt: skip

@@ -81,3 +81,34 @@ async def test_hello_fleet_is_deterministic_for_a_seed(
         other = (await run_hello_fleet(c, spec=spec)).run.outputs["write"]["artifact"]
     assert drafts[0] == drafts[1]
     assert other != drafts[0]
+
+
+async def test_hello_fleet_with_a_real_model_provider(
+    tmp_path: Path, workspace: Path, spans: InMemorySpanExporter
+) -> None:
+    """`--model`: every agent talks to an OpenAI-compatible server (here a loopback fake)."""
+    from fleetforge.demo.hello_fleet import RealModel
+
+    from .fake_openai import DRAFT, fake_openai
+
+    with fake_openai() as base_url:
+        model = RealModel.from_env("fake-model", {"OPENAI_BASE_URL": base_url})
+        url = f"sqlite:///{tmp_path / 'real.db'}"
+        async with FleetClient.local(url, artifacts=tmp_path / "artifacts") as client:
+            result = await run_hello_fleet(client, model=model)
+            events = await client.run_events(result.run.run_id, limit=10_000)
+    run = result.run
+    assert str(run.status) == "completed", run.error
+    assert run.outputs["plan"]["sections"] == ["alpha", "beta", "gamma"]
+    assert run.outputs["write"]["draft"] == DRAFT
+    assert (workspace / "draft.md").read_text() == DRAFT
+    assert run.usage.total_tokens > 0  # the provider's usage reached the receipts
+    assert sum(e.type == "receipt_accepted" for e in events) == 4
+
+
+def test_a_real_model_needs_a_key_or_a_base_url() -> None:
+    from fleetforge.demo.hello_fleet import RealModel
+    from fleetforge.errors import UsageError
+
+    with pytest.raises(UsageError, match="OPENAI_API_KEY"):
+        RealModel.from_env("gpt-4o-mini", {})

@@ -44,12 +44,21 @@ def demo(
         int | None, typer.Option(help="Seed of the run (default: the spec's, 42).")
     ] = None,
     topic: Annotated[str | None, typer.Option(help="Topic of the article.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Use a real OpenAI-compatible model instead of the scripted ones (needs "
+            "OPENAI_API_KEY, or OPENAI_BASE_URL for a server speaking the OpenAI API)."
+        ),
+    ] = None,
 ) -> None:
     """Run Hello Fleet: planner (LangGraph), researcher (AutoGen), writer (CrewAI), reviewer."""
     from fleetforge.client import FleetClient
-    from fleetforge.demo.hello_fleet import load_spec, run_hello_fleet
+    from fleetforge.demo.hello_fleet import RealModel, load_spec, run_hello_fleet
 
     g = globals_of(ctx)
+    with reporting(out, err):
+        real = RealModel.from_env(model) if model else None
     for noisy in ("autogen_core", "autogen_ext", "autogen_agentchat", "crewai"):  # fake models
         logging.getLogger(noisy).setLevel(logging.ERROR)
     os.environ.setdefault("FLEETFORGE_WORKSPACE", str(g.artifacts_root.parent / "workspace"))
@@ -66,8 +75,9 @@ def demo(
 
     async def main() -> Any:
         async with FleetClient.local(g.store_url, artifacts=g.artifacts_root) as client:
-            err.print(f"Hello Fleet on {g.store_url} (offline, seed {spec['seed']})")
-            result = await run_hello_fleet(client, spec=spec, on_change=progress)
+            how = f"model {real.name}" if real else "offline"
+            err.print(f"Hello Fleet on {g.store_url} ({how}, seed {spec['seed']})")
+            result = await run_hello_fleet(client, spec=spec, on_change=progress, model=real)
             events = await client.run_events(result.run.run_id, limit=10_000)
             return result, events
 

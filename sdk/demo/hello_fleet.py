@@ -16,10 +16,12 @@ their words from (seed, step), so a seed always gives the same run.
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +30,10 @@ import anyio
 from fleetforge import armory
 from fleetforge.client import FleetClient
 from fleetforge.contracts import FleetArtifactRef, Run
+from fleetforge.errors import ContractError, UsageError
 from fleetforge.worker import TaskRun, Worker
 
-__all__ = ["SPEC_PATH", "DemoResult", "load_spec", "run_hello_fleet"]
+__all__ = ["SPEC_PATH", "DemoResult", "RealModel", "load_spec", "run_hello_fleet", "team"]
 
 SPEC_PATH = Path(__file__).with_name("hello_fleet.json")
 _ANGLES = [
@@ -41,6 +44,43 @@ _ANGLES = [
     "replaying to debug",
     "scaling from SQLite to PostgreSQL",
 ]
+
+
+@dataclass(frozen=True)
+class RealModel:
+    """An OpenAI-compatible chat model for every agent instead of the scripted ones: OpenAI
+    itself (``OPENAI_API_KEY``), or any server that speaks its API (``OPENAI_BASE_URL``, e.g.
+    a local Ollama or vLLM)."""
+
+    name: str
+    base_url: str | None = None
+    api_key: str = "not-needed"
+
+    @classmethod
+    def from_env(cls, name: str, environ: Mapping[str, str] | None = None) -> RealModel:
+        env = os.environ if environ is None else environ
+        key, base = env.get("OPENAI_API_KEY"), env.get("OPENAI_BASE_URL")
+        if not key and not base:
+            raise UsageError(
+                f"--model {name} needs OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL (a server "
+                "speaking the OpenAI API, e.g. http://127.0.0.1:11434/v1 for Ollama)"
+            )
+        return cls(name=name, base_url=base, api_key=key or "not-needed")
+
+    def openai(self) -> Any:
+        from openai import AsyncOpenAI
+
+        return AsyncOpenAI(api_key=self.api_key, base_url=self.base_url)
+
+
+def _loose_json(text: str, fallback: Any) -> Any:
+    """The JSON object in a model's reply (fenced or not), else ``fallback``."""
+    start, end = text.find("{"), text.rfind("}")
+    try:
+        value = json.loads(text[start : end + 1]) if start >= 0 < end else None
+    except json.JSONDecodeError:
+        value = None
+    return value if isinstance(value, dict) else fallback
 
 
 def load_spec() -> dict[str, Any]:
@@ -61,7 +101,7 @@ async def _workspace(task: TaskRun) -> Any:
 # ── planner: LangGraph ──────────────────────────────────────────────────────────────────────
 
 
-async def planner(task: TaskRun) -> Any:
+async def planner(task: TaskRun, model: RealModel | None = None) -> Any:
     from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
     from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
     from langgraph.checkpoint.memory import InMemorySaver
@@ -71,18 +111,32 @@ async def planner(task: TaskRun) -> Any:
 
     topic = str(task.inputs["topic"])
     sections = _rng(task).sample(_ANGLES, 3)
+    if model is not None:
+        async with model.openai() as openai_client:
+            reply = await openai_client.chat.completions.create(
+                model=model.name,
+                response_format={"type": "json_object"},
+                messages=[
+                    {"role": "system", "content": 'Answer only JSON: {"sections": [three short '
+                     'section titles]} for a short article.'},
+                    {"role": "user", "content": f"Topic: {topic}"},
+                ],
+            )  # fmt: skip
+        chosen = _loose_json(reply.choices[0].message.content or "", {}).get("sections")
+        if isinstance(chosen, list) and len(chosen) >= 3:
+            sections = [str(s) for s in chosen[:3]]
     outline = f"# {topic.capitalize()}\n" + "".join(f"\n## {s}" for s in sections)
     plan = {"outline": outline, "sections": sections}
-    save = {"name": "workspace.write", "args": {"path": "outline.md", "content": outline},
+    save = {"name": "workspace_write", "args": {"path": "outline.md", "content": outline},
             "id": "call_outline"}  # fmt: skip
-    model = FakeMessagesListChatModel(
+    brain = FakeMessagesListChatModel(  # the graph's model turns, around the plan above
         responses=[AIMessage(content="", tool_calls=[save]), AIMessage(content=json.dumps(plan))]
     )
     async with await _workspace(task) as kit:
         tools = {t.name: t for t in kit.tools("langgraph")}
 
         async def think(state: Any) -> dict[str, Any]:
-            return {"messages": [await model.ainvoke(state["messages"])]}
+            return {"messages": [await brain.ainvoke(state["messages"])]}
 
         async def act(state: Any) -> dict[str, Any]:
             calls = getattr(state["messages"][-1], "tool_calls", None) or []
@@ -113,7 +167,7 @@ async def planner(task: TaskRun) -> Any:
 # ── researcher: AutoGen ─────────────────────────────────────────────────────────────────────
 
 
-async def researcher(task: TaskRun) -> Any:
+async def researcher(task: TaskRun, model: RealModel | None = None) -> Any:
     from autogen_agentchat.agents import AssistantAgent
     from autogen_core import FunctionCall
     from autogen_core.models import CreateResult, RequestUsage
@@ -128,7 +182,7 @@ async def researcher(task: TaskRun) -> Any:
         finish_reason="function_calls",
         content=[
             FunctionCall(
-                id="call_read", name="workspace.read", arguments=json.dumps({"path": "outline.md"})
+                id="call_read", name="workspace_read", arguments=json.dumps({"path": "outline.md"})
             )
         ],
         usage=RequestUsage(prompt_tokens=40, completion_tokens=12),
@@ -136,23 +190,41 @@ async def researcher(task: TaskRun) -> Any:
     )
     info = {"vision": False, "function_calling": True, "json_output": False,
             "family": "unknown", "structured_output": False}  # fmt: skip
-    client = ReplayChatCompletionClient([read, json.dumps({"facts": facts})], model_info=info)  # type: ignore[arg-type]
+    client: Any = ReplayChatCompletionClient([read, json.dumps({"facts": facts})], model_info=info)  # type: ignore[arg-type]
+    if model is not None:
+        from autogen_ext.models.openai import OpenAIChatCompletionClient
+
+        where = {"base_url": model.base_url} if model.base_url else {}
+        client = OpenAIChatCompletionClient(
+            model=model.name,
+            api_key=model.api_key,
+            model_info=info,  # type: ignore[arg-type]
+            **where,  # type: ignore[arg-type]
+        )
     async with await _workspace(task) as kit:
         agent = AssistantAgent(
-            "researcher", model_client=client, tools=kit.tools("autogen"), reflect_on_tool_use=True
-        )
+            "researcher", model_client=client, tools=kit.tools("autogen"), reflect_on_tool_use=True,
+            system_message='Read outline.md with workspace_read, then answer only JSON: '
+            '{"facts": {"<section>": ["fact", "fact"]}}.',
+        )  # fmt: skip
         adapter = AutoGenAdapter(
             agent,
             task=lambda i: f"Collect facts about {i['topic']} for: {', '.join(i['sections'])}",
-            output=lambda result: json.loads(result.messages[-1].content),
+            output=lambda result: _loose_json(
+                str(result.messages[-1].content),
+                {"facts": {"notes": str(result.messages[-1].content)}},
+            ),
         )
-        return await adapter.run(task.adapter, task.inputs)
+        try:
+            return await adapter.run(task.adapter, task.inputs)
+        finally:
+            await client.close()
 
 
 # ── writer: CrewAI ──────────────────────────────────────────────────────────────────────────
 
 
-async def writer(task: TaskRun) -> Any:
+async def writer(task: TaskRun, model: RealModel | None = None) -> Any:
     from fleetforge.adapters.crewai import CrewAIAdapter, import_crewai
 
     crewai = import_crewai()
@@ -180,18 +252,29 @@ async def writer(task: TaskRun) -> Any:
 
     action = json.dumps({"path": "draft.md", "content": draft})
     llm = ScriptedLLM([
-        f"Thought: save the draft\nAction: workspace.write\nAction Input: {action}",
+        f"Thought: save the draft\nAction: workspace_write\nAction Input: {action}",
         "Thought: saved\nFinal Answer: draft.md",
     ])  # fmt: skip
+    if model is not None:
+        llm = crewai.LLM(model=f"openai/{model.name}", api_key=model.api_key,
+                         base_url=model.base_url)  # fmt: skip
     async with await _workspace(task) as kit:
         agent = crewai.Agent(role="writer", goal="write the article", backstory="concise",
                              llm=llm, tools=kit.tools("crewai"), verbose=False)  # fmt: skip
-        job = crewai.Task(description="Write the article about {topic}.",
-                          expected_output="the path of the draft", agent=agent)  # fmt: skip
+        job = crewai.Task(
+            description="Write a short markdown article from this outline and notes, keeping "
+            "its '# ' title and '## ' sections, save it with workspace_write as draft.md and "
+            f"answer draft.md.\n\nOutline:\n{outline}\n\nNotes:\n{json.dumps(facts)}",
+            expected_output="the path of the draft", agent=agent,
+        )  # fmt: skip
         crew = crewai.Crew(agents=[agent], tasks=[job], verbose=False)
         crew_adapter = CrewAIAdapter(crew, inputs=lambda i: {"topic": i.get("style", "")})
         path = await crew_adapter.run(task.adapter, complete=False)
-        written = await kit.call_text("workspace.read", {"path": str(path).strip()})
+        try:
+            written = await kit.call_text("workspace.read", {"path": "draft.md"})
+        except ContractError:  # a real model may answer the draft instead of saving it
+            written = str(path) if "# " in str(path) else draft
+            await kit.call_text("workspace.write", {"path": "draft.md", "content": written})
     stored = await task.client.put_artifact(
         written.encode(), media_type="text/markdown", name="draft.md", kind="report",
         run_id=task.task.run_id, step_id=task.task.step_id, task_id=task.task.task_id,
@@ -209,17 +292,20 @@ def reviewer(task: TaskRun) -> Any:
     task.adapter.emit(
         "message", {"role": "reviewer", "content": f"checked {len(headings)} sections"}
     )
-    return {"approved": len(headings) == 3, "sections": headings}
+    return {"approved": len(headings) >= 3, "sections": headings}
 
 
 # ── running the team ────────────────────────────────────────────────────────────────────────
 
-ROLES: dict[str, Callable[[TaskRun], Any | Awaitable[Any]]] = {
-    "planner": planner,
-    "researcher": researcher,
-    "writer": writer,
-    "reviewer": reviewer,
-}
+
+def team(model: RealModel | None = None) -> dict[str, Callable[[TaskRun], Any | Awaitable[Any]]]:
+    """The four handlers by role; with ``model``, the agents use it instead of scripts."""
+    return {
+        "planner": partial(planner, model=model),
+        "researcher": partial(researcher, model=model),
+        "writer": partial(writer, model=model),
+        "reviewer": reviewer,
+    }
 
 
 @dataclass
@@ -237,6 +323,7 @@ async def run_hello_fleet(
     spec: dict[str, Any] | None = None,
     on_change: Callable[[Run], None] | None = None,
     timeout_s: float = 120.0,
+    model: RealModel | None = None,
 ) -> DemoResult:
     """Submit Hello Fleet and run its four workers until the run is final."""
     started = time.monotonic()
@@ -256,7 +343,7 @@ async def run_hello_fleet(
             adapter_name=FRAMEWORKS_BY_ROLE[role],
             poll_seconds=0.2,
         )
-        for role, handler in ROLES.items()
+        for role, handler in team(model).items()
     ]
     last: dict[str, str] = {}
     async with anyio.create_task_group() as tg:
