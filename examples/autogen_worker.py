@@ -20,10 +20,8 @@ from autogen_ext.models.replay import ReplayChatCompletionClient
 
 from fleetforge.adapters.autogen import AutoGenAdapter
 from fleetforge.client import FleetClient
+from fleetforge.testing.fake_models import REPLAY_MODEL_INFO
 from fleetforge.worker import Worker
-
-MODEL_INFO = {"vision": False, "function_calling": True, "json_output": False,
-              "family": "unknown", "structured_output": False}  # fmt: skip
 
 
 def search(q: str) -> str:
@@ -40,12 +38,14 @@ def build_team(topic: str) -> Any:
     )
     researcher = AssistantAgent(
         "researcher",
-        model_client=ReplayChatCompletionClient([asked], model_info=MODEL_INFO),  # type: ignore[arg-type]
+        model_client=ReplayChatCompletionClient([asked], model_info=REPLAY_MODEL_INFO),  # type: ignore[arg-type]
         tools=[search],
     )
     writer = AssistantAgent(
         "writer",
-        model_client=ReplayChatCompletionClient([f"draft about {topic}"], model_info=MODEL_INFO),  # type: ignore[arg-type]
+        model_client=ReplayChatCompletionClient(
+            [f"draft about {topic}"], model_info=REPLAY_MODEL_INFO
+        ),  # type: ignore[arg-type]
     )
     return RoundRobinGroupChat([researcher, writer], termination_condition=MaxMessageTermination(3),
                                emit_team_events=True)  # fmt: skip

@@ -13,24 +13,11 @@ import anyio
 
 from fleetforge.adapters.crewai import CrewAIAdapter, import_crewai
 from fleetforge.client import FleetClient
+from fleetforge.testing.fake_models import scripted_crewai_llm
 from fleetforge.worker import Worker
 
 crewai = import_crewai()  # telemetry off unless you set CREWAI_DISABLE_TELEMETRY yourself
 from crewai.tools import BaseTool  # noqa: E402
-
-
-class ScriptedLLM(crewai.BaseLLM):  # type: ignore[misc, name-defined]
-    """An offline model: replies from a script, in CrewAI's ReAct text format."""
-
-    def __init__(self, replies: list[str]) -> None:
-        super().__init__(model="scripted")
-        self._replies = list(replies)
-
-    def call(self, messages: Any, *args: Any, **kwargs: Any) -> str:
-        return self._replies.pop(0)
-
-    def get_context_window_size(self) -> int:
-        return 8192
 
 
 class Search(BaseTool):  # type: ignore[misc]
@@ -44,12 +31,14 @@ class Search(BaseTool):  # type: ignore[misc]
 def build_crew(topic: str) -> Any:
     researcher = crewai.Agent(
         role="researcher", goal="find facts", backstory="careful", verbose=False, tools=[Search()],
-        llm=ScriptedLLM([f'Thought: search\nAction: search\nAction Input: {{"q": "{topic}"}}',
-                         f"Thought: done\nFinal Answer: results for {topic}"]),
+        llm=scripted_crewai_llm([
+            f'Thought: search\nAction: search\nAction Input: {{"q": "{topic}"}}',
+            f"Thought: done\nFinal Answer: results for {topic}",
+        ]),
     )  # fmt: skip
     final = f"Thought: done\nFinal Answer: draft about {topic}"
     writer = crewai.Agent(role="writer", goal="write", backstory="clear", verbose=False,
-                          llm=ScriptedLLM([final]))  # fmt: skip
+                          llm=scripted_crewai_llm([final]))  # fmt: skip
     tasks = [
         crewai.Task(description="research {topic}", expected_output="notes", agent=researcher),
         crewai.Task(description="write about {topic}", expected_output="a draft", agent=writer),

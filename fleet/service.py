@@ -563,9 +563,7 @@ class SyncFleetService:
         """Record a failed attempt; retry per the retry policy or fail the step. True = retry."""
         run = self._run(unit, task.run_id)
         spec = self._spec(unit, task.run_id)
-        policy = FleetTaskSpec.model_validate(
-            task.spec
-        ).retry  # resolved when the task was compiled
+        policy = self._task_spec(task).retry  # resolved when the task was compiled
         retry = kind in policy.retry_on and task.attempt < policy.max_attempts
         retry = retry and run.status in {"running", "paused"}
         unit.append(

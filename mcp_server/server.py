@@ -250,9 +250,7 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
 
     @mcp.tool(
         title="Submit a run",
-        annotations=ToolAnnotations(
-            readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False
-        ),
+        annotations=_writes(),
     )
     async def fleet_submit_run(
         ctx: Ctx,
@@ -316,9 +314,7 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
 
     @mcp.tool(
         title="Cancel a run",
-        annotations=ToolAnnotations(
-            readOnlyHint=False, destructiveHint=True, idempotentHint=False, openWorldHint=False
-        ),
+        annotations=_writes(destructive=True),
     )
     async def fleet_cancel_run(
         ctx: Ctx,
@@ -332,9 +328,7 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
 
     @mcp.tool(
         title="Resume a paused run",
-        annotations=ToolAnnotations(
-            readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False
-        ),
+        annotations=_writes(),
     )
     async def fleet_resume_run(ctx: Ctx, run_id: RunId) -> Run:
         """Resume a run paused at a breakpoint: the step it paused before becomes ready.
@@ -344,9 +338,7 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
 
     @mcp.tool(
         title="Approve a human step",
-        annotations=ToolAnnotations(
-            readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False
-        ),
+        annotations=_writes(),
     )
     async def fleet_approve_step(
         ctx: Ctx,
@@ -383,9 +375,7 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
 
     @mcp.tool(
         title="Register a worker",
-        annotations=ToolAnnotations(
-            readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=False
-        ),
+        annotations=_writes(idempotent=True),
     )
     async def fleet_register_worker(
         ctx: Ctx,
@@ -428,9 +418,7 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
 
     @mcp.tool(
         title="Lease tasks",
-        annotations=ToolAnnotations(
-            readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False
-        ),
+        annotations=_writes(),
     )
     async def fleet_lease_task(
         ctx: Ctx,
@@ -473,9 +461,7 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
 
     @mcp.tool(
         title="Heartbeat a lease",
-        annotations=ToolAnnotations(
-            readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=False
-        ),
+        annotations=_writes(idempotent=True),
     )
     async def fleet_heartbeat(
         ctx: Ctx,
@@ -493,9 +479,7 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
 
     @mcp.tool(
         title="Post an agent event",
-        annotations=ToolAnnotations(
-            readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False
-        ),
+        annotations=_writes(),
     )
     async def fleet_post_event(
         ctx: Ctx,
@@ -517,9 +501,7 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
 
     @mcp.tool(
         title="Post a receipt",
-        annotations=ToolAnnotations(
-            readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=False
-        ),
+        annotations=_writes(idempotent=True),
     )
     async def fleet_post_receipt(
         ctx: Ctx,
@@ -557,9 +539,7 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
 
     @mcp.tool(
         title="Fail a task",
-        annotations=ToolAnnotations(
-            readOnlyHint=False, destructiveHint=True, idempotentHint=False, openWorldHint=False
-        ),
+        annotations=_writes(destructive=True),
     )
     async def fleet_fail_task(
         ctx: Ctx,
@@ -582,9 +562,7 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
 
     @mcp.tool(
         title="Release a task",
-        annotations=ToolAnnotations(
-            readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False
-        ),
+        annotations=_writes(),
     )
     async def fleet_release_task(
         ctx: Ctx,
@@ -602,9 +580,7 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
 
     @mcp.tool(
         title="Store an artifact",
-        annotations=ToolAnnotations(
-            readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=False
-        ),
+        annotations=_writes(idempotent=True),
     )
     async def fleet_put_artifact(
         ctx: Ctx,
@@ -750,6 +726,12 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
             tool.fn_metadata.output_schema = output_schema(full)
             tool.__dict__.pop("output_schema", None)  # Tool caches it (functools.cached_property)
     return mcp
+
+
+def _writes(*, destructive: bool = False, idempotent: bool = False) -> ToolAnnotations:
+    """Annotations of a tool that changes the fleet (never the outside world)."""
+    return ToolAnnotations(readOnlyHint=False, destructiveHint=destructive,
+                           idempotentHint=idempotent, openWorldHint=False)  # fmt: skip
 
 
 def _seq_cursor(cursor: str | None) -> int:

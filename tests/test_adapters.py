@@ -23,6 +23,7 @@ from fleetforge.testing.adapter_conformance import (
     assert_error_path,
     search,
 )
+from fleetforge.testing.fake_models import REPLAY_MODEL_INFO, scripted_crewai_llm
 from fleetforge.worker import Worker
 
 from .test_mcp_transports import fleet_env, http_server
@@ -82,8 +83,7 @@ def autogen_scenario(*, fail: bool = False) -> FrameworkAdapter:
 
     from fleetforge.adapters.autogen import AutoGenAdapter
 
-    info = {"vision": False, "function_calling": True, "json_output": False,
-            "family": "unknown", "structured_output": False}  # fmt: skip
+    info = REPLAY_MODEL_INFO
     asked = CreateResult(
         finish_reason="function_calls",
         content=[FunctionCall(id="call_1", name="search", arguments=json.dumps({"q": TOPIC}))],
@@ -110,21 +110,6 @@ def crewai_scenario(*, fail: bool = False) -> FrameworkAdapter:
     crewai = import_crewai()
     from crewai.tools import BaseTool
 
-    class ScriptedLLM(crewai.BaseLLM):  # type: ignore[misc, name-defined]
-        """CrewAI's offline model: answers from a script (ReAct text, no function calling)."""
-
-        def __init__(self, replies: list[str]) -> None:
-            super().__init__(model="scripted")
-            self._replies = list(replies)
-
-        def call(self, messages: Any, *args: Any, **kwargs: Any) -> str:
-            if not self._replies:
-                raise RuntimeError("the scripted model has no more replies")
-            return self._replies.pop(0)
-
-        def get_context_window_size(self) -> int:
-            return 8192
-
     class Search(BaseTool):  # type: ignore[misc]
         name: str = "search"
         description: str = "Search the knowledge base."
@@ -134,7 +119,7 @@ def crewai_scenario(*, fail: bool = False) -> FrameworkAdapter:
 
     researcher = crewai.Agent(
         role="researcher", goal="find facts", backstory="careful", verbose=False,
-        llm=ScriptedLLM([
+        llm=scripted_crewai_llm([
             f'Thought: I should search\nAction: search\nAction Input: {{"q": "{TOPIC}"}}',
             f"Thought: I know enough\nFinal Answer: results for {TOPIC}",
         ]),
@@ -142,7 +127,7 @@ def crewai_scenario(*, fail: bool = False) -> FrameworkAdapter:
     )  # fmt: skip
     writer = crewai.Agent(
         role="writer", goal="write", backstory="clear", verbose=False,
-        llm=ScriptedLLM([] if fail else [f"Thought: done\nFinal Answer: {OUTPUT}"]),
+        llm=scripted_crewai_llm([] if fail else [f"Thought: done\nFinal Answer: {OUTPUT}"]),
     )  # fmt: skip
     tasks = [
         crewai.Task(description="research {topic}", expected_output="notes", agent=researcher),

@@ -15,6 +15,7 @@ import pytest
 from fleetforge import armory
 from fleetforge.adapter import AgentRunAdapter, AgentRunContext, MemorySink
 from fleetforge.errors import ContractError, FleetForgeError, ForbiddenError
+from fleetforge.testing.fake_models import REPLAY_MODEL_INFO, scripted_crewai_llm
 
 pytestmark = pytest.mark.anyio
 
@@ -182,8 +183,7 @@ async def test_autogen_gets_working_tools() -> None:
     from autogen_core.models import CreateResult, RequestUsage
     from autogen_ext.models.replay import ReplayChatCompletionClient
 
-    info = {"vision": False, "function_calling": True, "json_output": False,
-            "family": "unknown", "structured_output": False}  # fmt: skip
+    info = REPLAY_MODEL_INFO
     asked = CreateResult(
         finish_reason="function_calls",
         content=[
@@ -211,23 +211,12 @@ async def test_crewai_gets_working_tools(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("CREWAI_STORAGE_DIR", str(tmp_path))
     crewai = import_crewai()
 
-    class ScriptedLLM(crewai.BaseLLM):  # type: ignore[misc, name-defined]
-        def __init__(self, replies: list[str]) -> None:
-            super().__init__(model="scripted")
-            self._replies = list(replies)
-
-        def call(self, messages: Any, *args: Any, **kwargs: Any) -> str:
-            return self._replies.pop(0)
-
-        def get_context_window_size(self) -> int:
-            return 8192
-
     async with armory.open([pack()], grant=["t.safe"]) as kit:
         tools = kit.tools("crewai")
         script = ['Thought: echo\nAction: t_echo\nAction Input: {"text": "from crewai"}',
                   "Thought: done\nFinal Answer: echoed"]  # fmt: skip
         agent = crewai.Agent(role="r", goal="g", backstory="b", verbose=False, tools=tools,
-                             llm=ScriptedLLM(script))  # fmt: skip
+                             llm=scripted_crewai_llm(script))  # fmt: skip
         job = crewai.Task(description="echo", expected_output="x", agent=agent)
         crew = crewai.Crew(agents=[agent], tasks=[job], verbose=False)
         calls: list[Any] = []

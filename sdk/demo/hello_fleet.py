@@ -31,6 +31,7 @@ from fleetforge import armory
 from fleetforge.client import FleetClient
 from fleetforge.contracts import FleetArtifactRef, Run
 from fleetforge.errors import ContractError, UsageError
+from fleetforge.testing.fake_models import REPLAY_MODEL_INFO, scripted_crewai_llm
 from fleetforge.worker import TaskRun, Worker
 
 __all__ = ["SPEC_PATH", "DemoResult", "RealModel", "load_spec", "run_hello_fleet", "team"]
@@ -188,8 +189,7 @@ async def researcher(task: TaskRun, model: RealModel | None = None) -> Any:
         usage=RequestUsage(prompt_tokens=40, completion_tokens=12),
         cached=False,
     )
-    info = {"vision": False, "function_calling": True, "json_output": False,
-            "family": "unknown", "structured_output": False}  # fmt: skip
+    info = REPLAY_MODEL_INFO
     client: Any = ReplayChatCompletionClient([read, json.dumps({"facts": facts})], model_info=info)  # type: ignore[arg-type]
     if model is not None:
         from autogen_ext.models.openai import OpenAIChatCompletionClient
@@ -239,19 +239,8 @@ async def writer(task: TaskRun, model: RealModel | None = None) -> Any:
             body.extend(f"- {fact}" for fact in facts.get(line[3:], []))
     draft = "\n".join(body) + "\n"
 
-    class ScriptedLLM(crewai.BaseLLM):  # type: ignore[misc, name-defined]
-        def __init__(self, replies: list[str]) -> None:
-            super().__init__(model="scripted-writer")
-            self._replies = list(replies)
-
-        def call(self, messages: Any, *args: Any, **kwargs: Any) -> str:
-            return self._replies.pop(0)
-
-        def get_context_window_size(self) -> int:
-            return 8192
-
     action = json.dumps({"path": "draft.md", "content": draft})
-    llm = ScriptedLLM([
+    llm = scripted_crewai_llm([
         f"Thought: save the draft\nAction: workspace_write\nAction Input: {action}",
         "Thought: saved\nFinal Answer: draft.md",
     ])  # fmt: skip

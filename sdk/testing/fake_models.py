@@ -1,0 +1,51 @@
+"""Offline models for the frameworks that have none of their own fit for scripts.
+
+- :data:`REPLAY_MODEL_INFO`: the ``model_info`` AutoGen's ``ReplayChatCompletionClient`` (and
+  ``OpenAIChatCompletionClient`` for an unknown model) needs so agents may call tools;
+- :func:`scripted_crewai_llm`: a CrewAI ``BaseLLM`` answering from a list of replies, in CrewAI's
+  ReAct text form (``Thought: ...\\nAction: tool\\nAction Input: {...}`` / ``Final Answer: ...``).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+__all__ = ["REPLAY_MODEL_INFO", "scripted_crewai_llm"]
+
+REPLAY_MODEL_INFO: dict[str, Any] = {
+    "vision": False,
+    "function_calling": True,
+    "json_output": False,
+    "family": "unknown",
+    "structured_output": False,
+}
+
+
+@cache
+def _scripted_class() -> type:
+    from fleetforge.adapters.crewai import import_crewai
+
+    crewai = import_crewai()
+
+    class ScriptedLLM(crewai.BaseLLM):  # type: ignore[misc, name-defined]
+        """Answers each call with the next scripted reply."""
+
+        def __init__(self, replies: list[str], model: str = "scripted") -> None:
+            super().__init__(model=model)
+            self._replies = list(replies)
+
+        def call(self, messages: Any, *args: Any, **kwargs: Any) -> str:
+            if not self._replies:
+                raise RuntimeError("the scripted model has no more replies")
+            return self._replies.pop(0)
+
+        def get_context_window_size(self) -> int:  # the default estimate warns on every call
+            return 8192
+
+    return ScriptedLLM
+
+
+def scripted_crewai_llm(replies: list[str], *, model: str = "scripted") -> Any:
+    """A CrewAI LLM that answers with ``replies`` in order (importing CrewAI quietly)."""
+    return _scripted_class()(replies, model=model)
