@@ -177,10 +177,21 @@ class SyncFleetService:
         return spec
 
     def _run(self, unit: Unit, run_id: str) -> RunHead:
-        run = load_run_head(unit.tx, run_id)
+        """The run's status, read once per unit until a run_* event changes it."""
+        key = ("run", run_id)
+        run: RunHead | None = unit.memo.get(key)
         if run is None:
-            raise NotFoundError(f"no run '{run_id}'", run_id=run_id)
+            run = load_run_head(unit.tx, run_id)
+            if run is None:
+                raise NotFoundError(f"no run '{run_id}'", run_id=run_id)
+            unit.memo[key] = run
         return run
+
+    def _append(self, unit: Unit, events: Sequence[RunEvent]) -> None:
+        for event in events:
+            if event.type.startswith("run_"):
+                unit.memo.pop(("run", event.run_id), None)
+        unit.append(events)
 
     # ── runs ─────────────────────────────────────────────────────────────────────────────────
 
@@ -210,7 +221,7 @@ class SyncFleetService:
                     return self._get_run(unit, run_id)
             run_id = new_id("run")
             dumped = model.model_dump(mode="json")
-            unit.append(
+            self._append(unit, 
                 [
                     self._event(
                         "run_submitted",
@@ -306,7 +317,7 @@ class SyncFleetService:
                 raise AlreadyCompletedError(
                     f"run '{run_id}' is already {run.status}", run_id=run_id
                 )
-            unit.append([self._event("run_cancelled", run_id, now, by=by, reason=reason)])
+            self._append(unit, [self._event("run_cancelled", run_id, now, by=by, reason=reason)])
             return self._get_run(unit, run_id)
 
     def resume_run(self, run_id: str, *, by: str | None = None) -> Run:
@@ -316,7 +327,7 @@ class SyncFleetService:
             run = self._run(unit, run_id)
             if run.status != "paused":
                 raise ConflictError(f"run '{run_id}' is {run.status}, not paused", run_id=run_id)
-            unit.append([self._event("run_resumed", run_id, now, by=by)])
+            self._append(unit, [self._event("run_resumed", run_id, now, by=by)])
             spec = self._spec(unit, run_id)
             statuses = load_statuses(unit.tx, run_id)
             outputs = load_outputs(unit.tx, run_id)
@@ -346,7 +357,7 @@ class SyncFleetService:
                     f"step '{step_id}' is {state_status} in a {run.status} run: nothing to approve"
                 )
             output = {"approved": True, "by": by, "comment": comment}
-            unit.append(
+            self._append(unit, 
                 [
                     self._event(
                         "step_approved", run_id, now, step_id=step_id, by=by, comment=comment
@@ -385,7 +396,7 @@ class SyncFleetService:
             if run.status == "failed":
                 events.append(self._event("run_resumed", run_id, now, by=by,
                                           reason=f"retry of {step_id}"))  # fmt: skip
-            unit.append(events)
+            self._append(unit, events)
             self._advance(unit, run_id, now)
             return self._get_run(unit, run_id)
 
@@ -414,7 +425,7 @@ class SyncFleetService:
                     skipped = self._event(
                         "step_skipped", run_id, now, step_id=step.id, reason=reason
                     )
-                    unit.append([skipped])
+                    self._append(unit, [skipped])
                     progressed = True
                     continue
                 if not all(s == "completed" for s in deps):
@@ -424,7 +435,7 @@ class SyncFleetService:
                     paused = self._event(
                         "run_paused", run_id, now, reason="breakpoint", step_id=step.id
                     )
-                    unit.append([hit, paused])
+                    self._append(unit, [hit, paused])
                     return
                 if outputs is None:
                     outputs = load_outputs(unit.tx, run_id)
@@ -434,7 +445,7 @@ class SyncFleetService:
                 break
         if all(st in _FINAL_STEP for st in statuses.values()):
             outputs = load_outputs(unit.tx, run_id)
-            unit.append([self._event("run_completed", run_id, now, outputs=outputs)])
+            self._append(unit, [self._event("run_completed", run_id, now, outputs=outputs)])
 
     def _make_ready(
         self,
@@ -447,7 +458,7 @@ class SyncFleetService:
     ) -> None:
         ready = self._event("step_ready", run_id, now, step_id=step.id)
         if isinstance(step, HumanStep):
-            unit.append([ready])
+            self._append(unit, [ready])
             return
         try:
             inputs = resolve_inputs(step.inputs, spec.inputs, outputs)
@@ -457,7 +468,7 @@ class SyncFleetService:
                 if not isinstance(items, list):
                     raise LookupError(f"'over' must name a list, got {type(items).__name__}")
         except LookupError as exc:
-            unit.append([ready])
+            self._append(unit, [ready])
             self._fail_step(
                 unit,
                 run_id,
@@ -470,16 +481,16 @@ class SyncFleetService:
         if items is None:
             trace = self._trace(unit, run_id)
             task = compile_task(spec, run_id, step, step_id=step.id, inputs=inputs, trace=trace)
-            unit.append(
+            self._append(unit, 
                 [ready, self._enqueue_event(task, self._next_attempt(unit, task), now, now)]
             )
             return
         if not items:
-            unit.append(
+            self._append(unit, 
                 [ready, self._event("step_completed", run_id, now, step_id=step.id, output=[])]
             )
             return
-        unit.append([ready])
+        self._append(unit, [ready])
         width = step.max_parallel or len(items)
         for index in range(min(width, len(items))):
             self._enqueue_item(unit, spec, run_id, step, items, index, outputs, now)
@@ -503,7 +514,7 @@ class SyncFleetService:
         }
         task = compile_task(spec, run_id, step, step_id=step.id, inputs=inputs, map_index=index,
                             trace=self._trace(unit, run_id))  # fmt: skip
-        unit.append([self._enqueue_event(task, self._next_attempt(unit, task), now, now)])
+        self._append(unit, [self._enqueue_event(task, self._next_attempt(unit, task), now, now)])
 
     def _next_attempt(self, unit: Unit, task: FleetTaskSpec) -> int:
         """1 for a new task; after a reset (retry_step) the attempts go on counting."""
@@ -533,13 +544,13 @@ class SyncFleetService:
         now: datetime,
     ) -> None:
         step = self._spec(unit, run_id).step(step_id)
-        unit.append(
+        self._append(unit, 
             [self._event("step_failed", run_id, now, step_id=step_id, kind=kind, message=message)]
         )
         if step.optional:
             self._advance(unit, run_id, now)
         else:
-            unit.append(
+            self._append(unit, 
                 [
                     self._event(
                         "run_failed",
@@ -566,7 +577,7 @@ class SyncFleetService:
         policy = self._task_spec(task).retry  # resolved when the task was compiled
         retry = kind in policy.retry_on and task.attempt < policy.max_attempts
         retry = retry and run.status in {"running", "paused"}
-        unit.append(
+        self._append(unit, 
             [
                 self._event(
                     "task_failed",
@@ -586,7 +597,7 @@ class SyncFleetService:
             delay = backoff_seconds(policy, spec.seed, key, task.attempt)
             available = now + timedelta(seconds=delay)
             spec_model = self._task_spec(task)
-            unit.append(
+            self._append(unit, 
                 [
                     self._event(
                         "task_retry_scheduled",
@@ -611,7 +622,7 @@ class SyncFleetService:
         spec = self._spec(unit, task.run_id)
         step = spec.step(task.step_id)
         if not isinstance(step, MapStep):
-            unit.append(
+            self._append(unit, 
                 [self._event("step_completed", task.run_id, now, step_id=step.id, output=output)]
             )
             self._advance(unit, task.run_id, now)
@@ -626,7 +637,7 @@ class SyncFleetService:
         if completed == len(items):
             rows = unit.tx.fetchall(Q["map_outputs"], key)
             gathered = [unit.tx.load_json(r[1]) for r in rows]
-            unit.append(
+            self._append(unit, 
                 [self._event("step_completed", task.run_id, now, step_id=step.id, output=gathered)]
             )
             self._advance(unit, task.run_id, now)
@@ -641,7 +652,7 @@ class SyncFleetService:
         """Register (or re-register) a worker with what it can do."""
         worker = spec if isinstance(spec, FleetWorkerSpec) else FleetWorkerSpec.model_validate(spec)
         with self.store.transaction() as unit:
-            unit.append([self._event("worker_registered", None, self.clock.now(), worker=worker)])
+            self._append(unit, [self._event("worker_registered", None, self.clock.now(), worker=worker)])
         return worker
 
     def worker_heartbeat(self, worker_id: str, *, status: str = "idle") -> None:
@@ -649,7 +660,7 @@ class SyncFleetService:
         now = self.clock.now()
         with self.store.transaction() as unit:
             self._worker(unit, worker_id)
-            unit.append([self._event("worker_heartbeat", None, now, worker_id=worker_id,
+            self._append(unit, [self._event("worker_heartbeat", None, now, worker_id=worker_id,
                                      status=status)])  # fmt: skip
 
     def list_workers(self) -> list[WorkerInfo]:
@@ -670,7 +681,7 @@ class SyncFleetService:
         ]
         if quiet:
             with self.store.transaction() as unit:
-                unit.append([self._event("worker_offline", None, now, worker_id=worker_id,
+                self._append(unit, [self._event("worker_offline", None, now, worker_id=worker_id,
                                          reason=f"not seen for over {after_seconds:g}s")
                              for worker_id in quiet])  # fmt: skip
         return quiet
@@ -765,7 +776,7 @@ class SyncFleetService:
                             )
                         )
                     started.add(key)
-            unit.append(events)
+            self._append(unit, events)
             return [
                 FleetInboxEntry(
                     entry_id=task.entry_id,
@@ -811,7 +822,7 @@ class SyncFleetService:
                 if task.lease_expires_at >= now:
                     continue
                 count += 1
-                unit.append(
+                self._append(unit, 
                     [
                         self._event(
                             "task_lease_expired",
@@ -829,7 +840,7 @@ class SyncFleetService:
                     self._fail_step(unit, task.run_id, task.step_id, "timeout", message, now)
                     continue
                 spec = self._task_spec(task)
-                unit.append([self._enqueue_event(spec, task.attempt + 1, now, now)])
+                self._append(unit, [self._enqueue_event(spec, task.attempt + 1, now, now)])
         return count
 
     def _held(self, unit: Unit, task_id: str, fencing_token: int) -> TaskState:
@@ -881,7 +892,7 @@ class SyncFleetService:
             budget = self._task_spec(task).budget
             elapsed = (now - task.leased_at).total_seconds() if task.leased_at else 0.0
             if budget and budget.max_wall_s is not None and elapsed > budget.max_wall_s:
-                unit.append(
+                self._append(unit, 
                     [
                         self._event(
                             "budget_exceeded",
@@ -900,7 +911,7 @@ class SyncFleetService:
                 lost = LeaseLostError(f"lease lost: {message}", task_id=task_id)
             else:
                 expires = now + timedelta(seconds=lease_seconds)
-                unit.append(
+                self._append(unit, 
                     [
                         self._event(
                             "task_heartbeat",
@@ -930,7 +941,7 @@ class SyncFleetService:
         now = self.clock.now()
         with self.store.transaction() as unit:
             task = self._held(unit, task_id, fencing_token)
-            unit.append(
+            self._append(unit, 
                 [
                     self._event(
                         "task_released",
@@ -1023,7 +1034,8 @@ class SyncFleetService:
                         artifact=envelope.artifact,
                     )
                 )
-            return unit.append(events)[0]
+            self._append(unit, events)
+            return events[0]  # its seq is set when the unit commits
 
     def fail_task(
         self,
@@ -1069,10 +1081,10 @@ class SyncFleetService:
         posted = receipt.model_copy(
             update={"prev_hash": prev, "hash": _digest(body), "posted_at": now}
         )
-        unit.append([self._event("receipt_posted", task.run_id, now, receipt=posted)])
+        self._append(unit, [self._event("receipt_posted", task.run_id, now, receipt=posted)])
         verdict, failure, extra = self._judge(posted, task, now)
         accepted = verdict.passed and failure is None
-        unit.append(
+        self._append(unit, 
             [
                 *extra,
                 self._event(

@@ -92,9 +92,16 @@ class EventStore:
 
     @contextmanager
     def transaction(self) -> Iterator[Unit]:
-        """One write transaction: read projection state, then append events, atomically."""
+        """One write transaction: read projection state, then append events, atomically.
+
+        Projections are applied as events are appended (later reads in the unit see them); the
+        event rows themselves are inserted together when the unit ends, in one statement, so
+        on PostgreSQL the append lock is held only for that insert and the commit.
+        """
         with self.backend.write() as tx:
-            yield Unit(self, tx)
+            unit = Unit(self, tx)
+            yield unit
+            unit.flush()
 
     def append_rows(self, rows: Sequence[EventRow]) -> None:
         """Insert rows (their ``seq`` is set) and apply projections, in one transaction."""
@@ -277,23 +284,32 @@ class EventStore:
 
 
 class Unit:
-    """An open write transaction of a store: reads see the events appended so far."""
+    """An open write transaction of a store: reads see the projections of the events appended
+    so far. ``memo`` is the caller's scratch space for the length of the unit."""
 
     def __init__(self, store: EventStore, tx: Tx) -> None:
         self.store = store
         self.tx = tx
+        self.memo: dict[Any, Any] = {}
+        self._pending: list[tuple[RunEvent, EventRow]] = []
 
     def append(self, events: Sequence[RunEvent]) -> list[RunEvent]:
-        """Insert events and apply their projections inside this transaction; the events get
-        their ``seq`` (set on the given models, which are returned)."""
-        rows = [_row(event) for event in events]
-        if rows:
-            self.store.backend.insert_events(self.tx, rows)
-            for row in rows:
-                self.store.project(self.tx, row)
-        for event, row in zip(events, rows, strict=True):
-            event.seq = row.seq
+        """Apply the events' projections now and insert the events when the unit ends (one
+        statement for all); each event's ``seq`` is set on the given model at that point."""
+        for event in events:
+            row = _row(event)
+            self.store.project(self.tx, row)
+            self._pending.append((event, row))
         return list(events)
+
+    def flush(self) -> None:
+        """Insert the appended events (in append order) and set their ``seq``."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        self.store.backend.insert_events(self.tx, [row for _, row in pending])
+        for event, row in pending:
+            event.seq = row.seq
 
 
 def _row(event: RunEvent) -> EventRow:
