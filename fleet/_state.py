@@ -164,8 +164,10 @@ def task_from_row(tx: Tx, r: tuple[Any, ...]) -> TaskState:
     )
 
 
-def load_task(tx: Tx, task_id: str) -> TaskState | None:
-    row = tx.fetchone(Q["task"], {"task_id": task_id})
+def load_task(tx: Tx, task_id: str, *, lock: bool = False) -> TaskState | None:
+    """The task; ``lock`` holds its row to the end of the transaction."""
+    sql = tx.for_update(Q["task"]) if lock else Q["task"]
+    row = tx.fetchone(sql, {"task_id": task_id})
     return None if row is None else task_from_row(tx, row)
 
 
@@ -178,8 +180,10 @@ class RunHead:
     seed: int
 
 
-def load_run_head(tx: Tx, run_id: str) -> RunHead | None:
-    row = tx.fetchone(Q["run_head"], {"run_id": run_id})
+def load_run_head(tx: Tx, run_id: str, *, lock: bool = False) -> RunHead | None:
+    """The run's head; ``lock`` holds its row to the end of the transaction."""
+    sql = tx.for_update(Q["run_head"]) if lock else Q["run_head"]
+    row = tx.fetchone(sql, {"run_id": run_id})
     return None if row is None else RunHead(row[0], row[1], int(row[2]))
 
 

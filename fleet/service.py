@@ -10,14 +10,16 @@ runs in a worker thread, so an event loop never blocks on the database).
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 from itertools import islice
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import anyio.to_thread
 from pydantic import ValidationError
@@ -62,6 +64,7 @@ from fleetforge.errors import (
     LeaseLostError,
     NotFoundError,
     RunCancelledError,
+    StoreError,
     UsageError,
 )
 from fleetforge.fleet._sql import named_queries
@@ -98,6 +101,28 @@ Q = named_queries("service.sql")
 _FINAL_STEP = {"completed", "failed", "skipped", "cancelled"}
 _TOOL_EVENTS = {"tool_called", "tool_refused"}
 _EXPIRY_SCAN_EVERY = timedelta(milliseconds=100)
+_TRANSIENT_ATTEMPTS = 5
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _retrying(method: Callable[P, R]) -> Callable[P, R]:
+    """Run a write again when the store rolled it back for a transient reason (PostgreSQL
+    breaking a deadlock between two writers); each run is one whole transaction."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        for attempt in range(1, _TRANSIENT_ATTEMPTS + 1):
+            try:
+                return method(*args, **kwargs)
+            except StoreError as exc:
+                if not exc.context.get("transient") or attempt == _TRANSIENT_ATTEMPTS:
+                    raise
+                time.sleep(random.uniform(0, 0.005 * 2**attempt))
+        raise AssertionError("unreachable")
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -176,15 +201,23 @@ class SyncFleetService:
             spec = self._parsed_tasks[task.entry_id] = FleetTaskSpec.model_validate(task.spec)
         return spec
 
-    def _run(self, unit: Unit, run_id: str) -> RunHead:
-        """The run's status, read once per unit until a run_* event changes it."""
+    def _run(self, unit: Unit, run_id: str, *, lock: bool = False) -> RunHead:
+        """The run's status, read once per unit until a run_* event changes it.
+
+        ``lock`` holds the run's row to the end of the unit: what changes a run's steps, its
+        receipt chain or its status takes it first (then task rows), so such writers of one
+        run take turns (on PostgreSQL; SQLite's writers always do).
+        """
         key = ("run", run_id)
         run: RunHead | None = unit.memo.get(key)
-        if run is None:
+        if lock and ("locked", run_id) not in unit.memo:
+            run = load_run_head(unit.tx, run_id, lock=True)
+            unit.memo[("locked", run_id)] = True
+        elif run is None:
             run = load_run_head(unit.tx, run_id)
-            if run is None:
-                raise NotFoundError(f"no run '{run_id}'", run_id=run_id)
-            unit.memo[key] = run
+        if run is None:
+            raise NotFoundError(f"no run '{run_id}'", run_id=run_id)
+        unit.memo[key] = run
         return run
 
     def _append(self, unit: Unit, events: Sequence[RunEvent]) -> None:
@@ -195,6 +228,7 @@ class SyncFleetService:
 
     # ── runs ─────────────────────────────────────────────────────────────────────────────────
 
+    @_retrying
     def submit_run(
         self,
         spec: Mapping[str, Any] | RunSpec,
@@ -215,13 +249,15 @@ class SyncFleetService:
         now = self.clock.now()
         with self.store.transaction() as unit:
             if idempotency_key is not None:
+                unit.tx.lock(f"idempotency:{idempotency_key}")
                 row = unit.tx.fetchone(Q["run_by_idempotency_key"], {"key": idempotency_key})
                 if row is not None:
                     run_id = str(row[0])
                     return self._get_run(unit, run_id)
             run_id = new_id("run")
             dumped = model.model_dump(mode="json")
-            self._append(unit, 
+            self._append(
+                unit,
                 [
                     self._event(
                         "run_submitted",
@@ -233,7 +269,7 @@ class SyncFleetService:
                         trace=context,
                     ),
                     self._event("run_started", run_id, now, by="scheduler"),
-                ]
+                ],
             )
             self._specs[run_id] = model
             self._traces[run_id] = context
@@ -307,12 +343,13 @@ class SyncFleetService:
                 if len(rows) < limit * 2:
                     return RunPage(found, None)
 
+    @_retrying
     def cancel_run(self, run_id: str, *, reason: str = "", by: str | None = None) -> Run:
         """Cancel a run: queued tasks are withdrawn; workers holding its tasks are told on
         their next heartbeat or receipt (``RunCancelledError``)."""
         now = self.clock.now()
         with self.store.transaction() as unit:
-            run = self._run(unit, run_id)
+            run = self._run(unit, run_id, lock=True)
             if FleetRunStatus(run.status).is_final:
                 raise AlreadyCompletedError(
                     f"run '{run_id}' is already {run.status}", run_id=run_id
@@ -320,11 +357,12 @@ class SyncFleetService:
             self._append(unit, [self._event("run_cancelled", run_id, now, by=by, reason=reason)])
             return self._get_run(unit, run_id)
 
+    @_retrying
     def resume_run(self, run_id: str, *, by: str | None = None) -> Run:
         """Resume a run paused at a breakpoint: the step it paused before becomes ready."""
         now = self.clock.now()
         with self.store.transaction() as unit:
-            run = self._run(unit, run_id)
+            run = self._run(unit, run_id, lock=True)
             if run.status != "paused":
                 raise ConflictError(f"run '{run_id}' is {run.status}, not paused", run_id=run_id)
             self._append(unit, [self._event("run_resumed", run_id, now, by=by)])
@@ -337,13 +375,14 @@ class SyncFleetService:
             self._advance(unit, run_id, now)
             return self._get_run(unit, run_id)
 
+    @_retrying
     def approve_step(
         self, run_id: str, step_id: str, *, by: str | None = None, comment: str | None = None
     ) -> Run:
         """Approve a human step that is waiting; its output is ``{approved, by, comment}``."""
         now = self.clock.now()
         with self.store.transaction() as unit:
-            run = self._run(unit, run_id)
+            run = self._run(unit, run_id, lock=True)
             spec = self._spec(unit, run_id)
             try:
                 step = spec.step(step_id)
@@ -357,17 +396,19 @@ class SyncFleetService:
                     f"step '{step_id}' is {state_status} in a {run.status} run: nothing to approve"
                 )
             output = {"approved": True, "by": by, "comment": comment}
-            self._append(unit, 
+            self._append(
+                unit,
                 [
                     self._event(
                         "step_approved", run_id, now, step_id=step_id, by=by, comment=comment
                     ),
                     self._event("step_completed", run_id, now, step_id=step_id, output=output),
-                ]
+                ],
             )
             self._advance(unit, run_id, now)
             return self._get_run(unit, run_id)
 
+    @_retrying
     def retry_step(self, run_id: str, step_id: str, *, by: str | None = None) -> Run:
         """Run a failed (or skipped) step again, and the steps after it that did not complete.
 
@@ -375,7 +416,7 @@ class SyncFleetService:
         """
         now = self.clock.now()
         with self.store.transaction() as unit:
-            run = self._run(unit, run_id)
+            run = self._run(unit, run_id, lock=True)
             spec = self._spec(unit, run_id)
             steps = load_steps(unit.tx, run_id)
             if step_id not in steps:
@@ -481,13 +522,14 @@ class SyncFleetService:
         if items is None:
             trace = self._trace(unit, run_id)
             task = compile_task(spec, run_id, step, step_id=step.id, inputs=inputs, trace=trace)
-            self._append(unit, 
-                [ready, self._enqueue_event(task, self._next_attempt(unit, task), now, now)]
+            self._append(
+                unit, [ready, self._enqueue_event(task, self._next_attempt(unit, task), now, now)]
             )
             return
         if not items:
-            self._append(unit, 
-                [ready, self._event("step_completed", run_id, now, step_id=step.id, output=[])]
+            self._append(
+                unit,
+                [ready, self._event("step_completed", run_id, now, step_id=step.id, output=[])],
             )
             return
         self._append(unit, [ready])
@@ -544,13 +586,15 @@ class SyncFleetService:
         now: datetime,
     ) -> None:
         step = self._spec(unit, run_id).step(step_id)
-        self._append(unit, 
-            [self._event("step_failed", run_id, now, step_id=step_id, kind=kind, message=message)]
+        self._append(
+            unit,
+            [self._event("step_failed", run_id, now, step_id=step_id, kind=kind, message=message)],
         )
         if step.optional:
             self._advance(unit, run_id, now)
         else:
-            self._append(unit, 
+            self._append(
+                unit,
                 [
                     self._event(
                         "run_failed",
@@ -560,7 +604,7 @@ class SyncFleetService:
                         kind=kind,
                         reason=f"step '{step_id}' failed: {message}",
                     )
-                ]
+                ],
             )
 
     def _task_failed(
@@ -577,7 +621,8 @@ class SyncFleetService:
         policy = self._task_spec(task).retry  # resolved when the task was compiled
         retry = kind in policy.retry_on and task.attempt < policy.max_attempts
         retry = retry and run.status in {"running", "paused"}
-        self._append(unit, 
+        self._append(
+            unit,
             [
                 self._event(
                     "task_failed",
@@ -590,14 +635,15 @@ class SyncFleetService:
                     message=message,
                     retryable=retry,
                 )
-            ]
+            ],
         )
         if retry:
             key = task.step_id if task.map_index is None else f"{task.step_id}.{task.map_index}"
             delay = backoff_seconds(policy, spec.seed, key, task.attempt)
             available = now + timedelta(seconds=delay)
             spec_model = self._task_spec(task)
-            self._append(unit, 
+            self._append(
+                unit,
                 [
                     self._event(
                         "task_retry_scheduled",
@@ -610,7 +656,7 @@ class SyncFleetService:
                         available_at=available,
                     ),
                     self._enqueue_event(spec_model, task.attempt + 1, now, available),
-                ]
+                ],
             )
         elif run.status == "running":
             self._fail_step(unit, task.run_id, task.step_id, kind, message, now)
@@ -622,8 +668,9 @@ class SyncFleetService:
         spec = self._spec(unit, task.run_id)
         step = spec.step(task.step_id)
         if not isinstance(step, MapStep):
-            self._append(unit, 
-                [self._event("step_completed", task.run_id, now, step_id=step.id, output=output)]
+            self._append(
+                unit,
+                [self._event("step_completed", task.run_id, now, step_id=step.id, output=output)],
             )
             self._advance(unit, task.run_id, now)
             return
@@ -637,8 +684,9 @@ class SyncFleetService:
         if completed == len(items):
             rows = unit.tx.fetchall(Q["map_outputs"], key)
             gathered = [unit.tx.load_json(r[1]) for r in rows]
-            self._append(unit, 
-                [self._event("step_completed", task.run_id, now, step_id=step.id, output=gathered)]
+            self._append(
+                unit,
+                [self._event("step_completed", task.run_id, now, step_id=step.id, output=gathered)],
             )
             self._advance(unit, task.run_id, now)
             return
@@ -648,13 +696,17 @@ class SyncFleetService:
 
     # ── workers and leases ───────────────────────────────────────────────────────────────────
 
+    @_retrying
     def register_worker(self, spec: FleetWorkerSpec | Mapping[str, Any]) -> FleetWorkerSpec:
         """Register (or re-register) a worker with what it can do."""
         worker = spec if isinstance(spec, FleetWorkerSpec) else FleetWorkerSpec.model_validate(spec)
         with self.store.transaction() as unit:
-            self._append(unit, [self._event("worker_registered", None, self.clock.now(), worker=worker)])
+            self._append(
+                unit, [self._event("worker_registered", None, self.clock.now(), worker=worker)]
+            )
         return worker
 
+    @_retrying
     def worker_heartbeat(self, worker_id: str, *, status: str = "idle") -> None:
         """A worker says it is alive (workers holding leases are seen through their heartbeats)."""
         now = self.clock.now()
@@ -671,6 +723,7 @@ class SyncFleetService:
                 for r in tx.fetchall(Q["workers"])
             ]
 
+    @_retrying
     def mark_offline_workers(self, *, after_seconds: float = 60.0) -> list[str]:
         """Record ``worker_offline`` for workers not seen for ``after_seconds``; return them."""
         now = self.clock.now()
@@ -724,14 +777,18 @@ class SyncFleetService:
             self.store.backend.wait_for_events(min(remaining, pause))
             pause = min(pause * 2, 0.5)
 
+    @_retrying
     def _lease_once(
         self, worker_id: str, lease_seconds: float, max_tasks: int
     ) -> list[FleetInboxEntry]:
         now = self.clock.now()
         with self.store.transaction() as unit:
             worker = self._worker(unit, worker_id)
+            # Candidates are locked as they are read, and ones other leases hold are passed
+            # over (PostgreSQL's SKIP LOCKED): concurrent workers spread over the inbox.
+            unit.tx.prefer_index_order()
             rows = unit.tx.fetchall(
-                Q["lease_candidates"],
+                unit.tx.for_update(Q["lease_candidates"], skip_locked=True),
                 {
                     "now": _ts(now),
                     "role": worker.role,
@@ -744,6 +801,12 @@ class SyncFleetService:
                         if _matches(t.spec, worker))  # fmt: skip
             chosen = list(islice(matching, max_tasks))
             expires = now + timedelta(seconds=lease_seconds)
+            # their steps' rows, locked in one order so that two leases never wait on each other
+            steps: dict[tuple[str, str], tuple[str, int]] = {}
+            for run_id, step_id in sorted({(t.run_id, t.step_id) for t in chosen}):
+                key_params = {"run_id": run_id, "step_id": step_id}
+                row = unit.tx.fetchone(unit.tx.for_update(Q["step_status"]), key_params)
+                steps[run_id, step_id] = (row[0], int(row[1])) if row else ("", 0)
             events: list[RunEvent] = []
             started: set[tuple[str, str]] = set()
             for task in chosen:
@@ -762,8 +825,7 @@ class SyncFleetService:
                 )
                 key = (task.run_id, task.step_id)
                 if key not in started:
-                    key_params = {"run_id": task.run_id, "step_id": task.step_id}
-                    status, attempt = unit.tx.fetchone(Q["step_status"], key_params) or ("", 0)
+                    status, attempt = steps[key]
                     if status != "running" or attempt < task.attempt:
                         events.append(
                             self._event(
@@ -795,6 +857,7 @@ class SyncFleetService:
                 for task in chosen
             ]
 
+    @_retrying
     def expire_leases(self, *, limit: int = 100, force: bool = False) -> int:
         """Return tasks whose lease lapsed to the inbox (attempt + 1); after
         ``max_lease_expiries`` lapses the step fails with ``timeout``. Returns how many.
@@ -815,14 +878,16 @@ class SyncFleetService:
             return 0
         count = 0
         with self.store.transaction() as unit:
-            for task_id in due:
-                task = load_task(unit.tx, task_id)
+            for task_id in sorted(due):  # by run: runs are locked in one order
+                self._run(unit, _run_of(task_id), lock=True)
+                task = load_task(unit.tx, task_id, lock=True)
                 if task is None or task.status != "leased" or not task.lease_expires_at:
                     continue
                 if task.lease_expires_at >= now:
                     continue
                 count += 1
-                self._append(unit, 
+                self._append(
+                    unit,
                     [
                         self._event(
                             "task_lease_expired",
@@ -833,7 +898,7 @@ class SyncFleetService:
                             fencing_token=task.fencing_token,
                             reason="no heartbeat before the lease expired",
                         )
-                    ]
+                    ],
                 )
                 if task.expiries + 1 >= self.max_lease_expiries:
                     message = f"the lease expired {task.expiries + 1} times"
@@ -843,9 +908,17 @@ class SyncFleetService:
                 self._append(unit, [self._enqueue_event(spec, task.attempt + 1, now, now)])
         return count
 
-    def _held(self, unit: Unit, task_id: str, fencing_token: int) -> TaskState:
-        """The task, if this fencing token still holds an unexpired lease; raise otherwise."""
-        task = load_task(unit.tx, task_id)
+    def _held(
+        self, unit: Unit, task_id: str, fencing_token: int, *, lock_run: bool = True
+    ) -> TaskState:
+        """The task, if this fencing token still holds an unexpired lease; raise otherwise.
+
+        The task's row is locked, and first its run's unless ``lock_run`` is false (what
+        changes only the task: heartbeats, events, a release).
+        """
+        if lock_run:
+            self._lock_run_of(unit, task_id)
+        task = load_task(unit.tx, task_id, lock=True)
         if task is None:
             raise NotFoundError(f"no task '{task_id}'", task_id=task_id)
         run = self._run(unit, task.run_id)
@@ -879,6 +952,14 @@ class SyncFleetService:
             )
         return task
 
+    def _lock_run_of(self, unit: Unit, task_id: str) -> None:
+        """Lock the run of a task (see :meth:`_run`); NotFoundError names the task."""
+        try:
+            self._run(unit, _run_of(task_id), lock=True)
+        except NotFoundError:
+            raise NotFoundError(f"no task '{task_id}'", task_id=task_id) from None
+
+    @_retrying
     def heartbeat(
         self, task_id: str, fencing_token: int, *, lease_seconds: float = 30.0
     ) -> FleetLease:
@@ -888,11 +969,12 @@ class SyncFleetService:
         now = self.clock.now()
         lost: LeaseLostError | None = None
         with self.store.transaction() as unit:
-            task = self._held(unit, task_id, fencing_token)
+            task = self._held(unit, task_id, fencing_token, lock_run=False)
             budget = self._task_spec(task).budget
             elapsed = (now - task.leased_at).total_seconds() if task.leased_at else 0.0
             if budget and budget.max_wall_s is not None and elapsed > budget.max_wall_s:
-                self._append(unit, 
+                self._append(
+                    unit,
                     [
                         self._event(
                             "budget_exceeded",
@@ -904,14 +986,16 @@ class SyncFleetService:
                             step_id=task.step_id,
                             task_id=task_id,
                         )
-                    ]
+                    ],
                 )
                 message = f"wall time {elapsed:.1f}s exceeds the budget of {budget.max_wall_s}s"
+                self._run(unit, task.run_id, lock=True)  # failing the task may change the run
                 self._task_failed(unit, task, FleetTaskFailureKind.BUDGET_EXCEEDED, message, now)
                 lost = LeaseLostError(f"lease lost: {message}", task_id=task_id)
             else:
                 expires = now + timedelta(seconds=lease_seconds)
-                self._append(unit, 
+                self._append(
+                    unit,
                     [
                         self._event(
                             "task_heartbeat",
@@ -922,7 +1006,7 @@ class SyncFleetService:
                             fencing_token=fencing_token,
                             expires_at=expires,
                         )
-                    ]
+                    ],
                 )
                 lease = FleetLease.model_validate(
                     {
@@ -936,12 +1020,14 @@ class SyncFleetService:
             raise lost
         return lease
 
+    @_retrying
     def release_task(self, task_id: str, fencing_token: int, *, reason: str = "") -> None:
         """Give a leased task back unfinished (graceful shutdown): the same attempt is requeued."""
         now = self.clock.now()
         with self.store.transaction() as unit:
-            task = self._held(unit, task_id, fencing_token)
-            self._append(unit, 
+            task = self._held(unit, task_id, fencing_token, lock_run=False)
+            self._append(
+                unit,
                 [
                     self._event(
                         "task_released",
@@ -953,11 +1039,12 @@ class SyncFleetService:
                         reason=reason,
                     ),
                     self._enqueue_event(self._task_spec(task), task.attempt, now, now),
-                ]
+                ],
             )
 
     # ── artifacts ────────────────────────────────────────────────────────────────────────────
 
+    @_retrying
     def put_artifact(self, content: bytes, **metadata: Any) -> Artifact:
         """Store bytes in the content-addressed store and record their metadata."""
         artifact = self._artifact_store().put(content, **metadata)
@@ -983,6 +1070,7 @@ class SyncFleetService:
 
     # ── work results ─────────────────────────────────────────────────────────────────────────
 
+    @_retrying
     def post_event(
         self, task_id: str, fencing_token: int, envelope: AgentRunEnvelope | Mapping[str, Any]
     ) -> RunEvent:
@@ -995,7 +1083,7 @@ class SyncFleetService:
         self.expire_leases()
         now = self.clock.now()
         with self.store.transaction() as unit:
-            task = self._held(unit, task_id, fencing_token)
+            task = self._held(unit, task_id, fencing_token, lock_run=False)
             mismatched = [
                 ErrorDetail(f"/{field}", f"is {getattr(envelope, field)!r}, the task's is {want!r}")
                 for field, want in (
@@ -1037,6 +1125,7 @@ class SyncFleetService:
             self._append(unit, events)
             return events[0]  # its seq is set when the unit commits
 
+    @_retrying
     def fail_task(
         self,
         task_id: str,
@@ -1052,6 +1141,7 @@ class SyncFleetService:
             task = self._held(unit, task_id, fencing_token)
             return self._task_failed(unit, task, failure, message, now)
 
+    @_retrying
     def post_receipt(self, receipt: FleetReceipt | Mapping[str, Any]) -> FleetReceipt:
         """Post a worker's receipt; the fleet scores it, chains it and schedules what follows.
 
@@ -1064,6 +1154,7 @@ class SyncFleetService:
             receipt = FleetReceipt.model_validate(dict(receipt))
         self.expire_leases()
         with self.store.transaction() as unit:
+            self._lock_run_of(unit, receipt.task_id)  # then a repeat waits for the first verdict
             known = unit.tx.fetchone(Q["receipt"], {"receipt_id": receipt.receipt_id})
             if known is not None:
                 return _same_receipt(unit, known, receipt)
@@ -1084,7 +1175,8 @@ class SyncFleetService:
         self._append(unit, [self._event("receipt_posted", task.run_id, now, receipt=posted)])
         verdict, failure, extra = self._judge(posted, task, now)
         accepted = verdict.passed and failure is None
-        self._append(unit, 
+        self._append(
+            unit,
             [
                 *extra,
                 self._event(
@@ -1096,7 +1188,7 @@ class SyncFleetService:
                     score=verdict,
                     hash=posted.hash,
                 ),
-            ]
+            ],
         )
         if accepted:
             self._task_succeeded(unit, task, getattr(posted.result, "output", None), now)
@@ -1106,6 +1198,7 @@ class SyncFleetService:
         status = FleetReceiptStatus.ACCEPTED if accepted else FleetReceiptStatus.REJECTED
         return posted.model_copy(update={"status": status, "score": verdict})
 
+    @_retrying
     def complete_task(
         self,
         task_id: str,
@@ -1131,6 +1224,7 @@ class SyncFleetService:
                 for a in artifacts]  # fmt: skip
         self.expire_leases()
         with self.store.transaction() as unit:
+            self._lock_run_of(unit, task_id)  # then a repeat waits for the first verdict
             known = unit.tx.fetchone(Q["receipt"], {"receipt_id": rid})
             if known is not None:
                 stored = FleetReceipt.model_validate(unit.tx.load_json(known[1]))
@@ -1182,6 +1276,11 @@ class SyncFleetService:
 
 def _ts(value: datetime) -> str:
     return iso(value)
+
+
+def _run_of(task_id: str) -> str:
+    """The run a task id belongs to (``<run>.<step>[.<index>]``, see ``task_id_for``)."""
+    return task_id.split(".", 1)[0]
 
 
 def _downstream(spec: RunSpec, step_id: str) -> list[str]:

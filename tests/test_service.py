@@ -16,6 +16,7 @@ from fleetforge.errors import (
     LeaseLostError,
     NotFoundError,
     RunCancelledError,
+    StoreError,
 )
 from fleetforge.fleet.clock import ManualClock
 from fleetforge.fleet.replay import verify
@@ -472,3 +473,32 @@ def test_lease_long_poll_returns_when_a_task_arrives(fleet: SyncFleetService) ->
     assert [e.task.step_id for e in results[0]] == ["late"]
     assert time.monotonic() - started < 5  # woke on the new task, not at the 10 s deadline
     assert fleet.lease_task("w1", wait_seconds=0.2) == []
+
+
+def test_a_write_rolled_back_for_a_transient_reason_runs_again(
+    fleet: SyncFleetService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = fleet.store.transaction
+    calls: list[int] = []
+
+    def flaky() -> Any:
+        calls.append(1)
+        if len(calls) < 3:  # what PostgreSQL does to one side of a deadlock
+            raise StoreError("deadlock detected", transient=True)
+        return real()
+
+    monkeypatch.setattr(fleet.store, "transaction", flaky)
+    fleet.register_worker({"worker_id": "w"})
+    assert len(calls) == 3
+    assert "w" in {w.spec.worker_id for w in fleet.list_workers()}
+
+    calls.clear()
+
+    def broken() -> Any:
+        calls.append(1)
+        raise StoreError("disk full")
+
+    monkeypatch.setattr(fleet.store, "transaction", broken)
+    with pytest.raises(StoreError, match="disk full"):
+        fleet.register_worker({"worker_id": "w2"})
+    assert len(calls) == 1  # not transient: not repeated

@@ -114,6 +114,12 @@ def _check_exactly_once(store: EventStore, run_id: str) -> None:
     assert set(leases.values()) == {1}  # no task was ever leased twice
     assert set(accepted.values()) == {1}
     assert len(accepted) == 1000
+    # concurrent receipts still form one hash chain, in the log's order
+    posted = store.query(run_id=run_id, types=["receipt_posted"], limit=10_000)
+    previous = None
+    for event in posted:
+        assert event.data.receipt.prev_hash == previous
+        previous = event.data.receipt.hash
 
 
 @pytest.mark.slow
@@ -157,6 +163,7 @@ def test_eight_worker_processes_complete_each_task_exactly_once(store: EventStor
     assert final.status == "completed"
     assert final.outputs["each"] == list(range(1000))
     _check_exactly_once(store, run_id)
+    assert verify(store) == []  # replay rebuilds what the concurrent writers projected
 
 
 @pytest.mark.slow

@@ -75,6 +75,21 @@ class Tx(Protocol):
         """Decode a JSON column as read from this backend."""
         ...
 
+    def for_update(self, sql: str, *, skip_locked: bool = False) -> str:
+        """``sql`` (a SELECT) locking the rows it returns until the transaction ends; with
+        ``skip_locked``, rows another transaction holds are passed over. SQLite needs neither:
+        its writers are serialized."""
+        ...
+
+    def lock(self, name: str) -> None:
+        """Hold a named lock until the transaction ends (a no-op where writers are serialized)."""
+        ...
+
+    def prefer_index_order(self) -> None:
+        """For the rest of the transaction, walk ordered indexes rather than collect and sort
+        (a queue scan's only good plan, whatever the table statistics say)."""
+        ...
+
 
 class Backend(Protocol):
     """What :class:`~fleetforge.fleet.store.EventStore` needs from a database."""
@@ -85,8 +100,10 @@ class Backend(Protocol):
     url: str
     """The store URL, with any password masked."""
 
-    def write(self) -> AbstractContextManager[Tx]:
-        """A write transaction; on PostgreSQL it also serializes appends (see postgres.py)."""
+    def write(self, *, exclusive: bool = False) -> AbstractContextManager[Tx]:
+        """A write transaction. Appends are serialized when events are inserted (see
+        postgres.py); ``exclusive`` serializes the whole transaction with every other writer
+        (rebuilding projections)."""
         ...
 
     def read(self) -> AbstractContextManager[Tx]:

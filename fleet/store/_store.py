@@ -247,7 +247,7 @@ class EventStore:
     def rebuild(self, *, batch: int = 5000) -> int:
         """Rebuild every projection from the events alone, in one transaction; return the count."""
         done = 0
-        with self.backend.write() as tx:
+        with self.backend.write(exclusive=True) as tx:
             for projection in self.projections:
                 for table in projection.tables:
                     tx.execute(f"DELETE FROM {table}")

@@ -5,8 +5,14 @@ Many servers and workers share one database. Two things make the log safe to fol
 - **Commit order = sequence order.** A sequence hands out numbers at insert time, not commit
   time, so two concurrent appends can commit out of order and a reader that has seen ``seq`` 8
   could later find a newly committed 7. Every append therefore takes a transaction-scoped
-  advisory lock before it inserts: appends are serialized, so ``seq`` order is commit order and
-  "events after N" never skips one. (This is how eventsourcing and Marten keep global order.)
+  advisory lock just before it inserts: appends are serialized, so ``seq`` order is commit order
+  and "events after N" never skips one. (This is how eventsourcing and Marten keep global
+  order.) The lock is taken at the end of a unit of work — its events are inserted together
+  when it ends — so writers do their reads and projection updates concurrently and queue only
+  for the insert and the commit. What they share they lock as rows (``for_update``, the inbox
+  with ``SKIP LOCKED``) or by name (``lock``); a writer holding a row lock commits, and so
+  inserts its events, before the next holder can touch that row, so replay applies events to
+  each row in the order the live writers did.
 - **Followers wake on NOTIFY.** Each append sends ``NOTIFY fleetforge_events`` (delivered at
   commit); :meth:`PostgresBackend.wait_for_events` waits for it on a dedicated connection, so
   followers need not poll fast.
@@ -76,6 +82,19 @@ class _PgTx:
     def load_json(self, value: Any) -> Any:
         return value  # jsonb arrives decoded
 
+    def for_update(self, sql: str, *, skip_locked: bool = False) -> str:
+        return sql.rstrip().rstrip(";") + (
+            " FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE"
+        )
+
+    def lock(self, name: str) -> None:
+        self._conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (name,))
+
+    def prefer_index_order(self) -> None:
+        # A young inbox has no statistics yet, and PostgreSQL's guess then is a bitmap scan
+        # that reads every queued task and sorts them; the ordered index walk stops at LIMIT.
+        self._conn.execute("SELECT set_config('enable_bitmapscan', 'off', true)")
+
     @property
     def connection(self) -> psycopg.Connection[Any]:
         return self._conn
@@ -136,18 +155,22 @@ class PostgresBackend:
     # ── transactions ─────────────────────────────────────────────────────────────────────────
 
     @contextmanager
-    def write(self) -> Iterator[_PgTx]:
-        # Pipeline mode: statements whose results nobody reads (projection updates, NOTIFY) go
-        # out without waiting for the server; a read waits only for what it needs.
-        with (
-            _translated(self.url),
-            self._pool.connection() as conn,
-            conn.pipeline(),
-            conn.transaction(),
-        ):
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_APPEND_LOCK,))
+    def write(self, *, exclusive: bool = False) -> Iterator[_PgTx]:
+        with _translated(self.url), self._pool.connection() as conn, conn.transaction():
+            if exclusive:
+                # writers update projection rows before they take the append lock: hold every
+                # table so none of their updates lands on a row this transaction replaces
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_APPEND_LOCK,))
+                tables = [
+                    pgsql.Identifier(r[0])
+                    for r in conn.execute(
+                        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                        "AND tablename <> 'fleetforge_migrations' ORDER BY tablename"
+                    ).fetchall()
+                ]
+                lock = pgsql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE")
+                conn.execute(lock.format(pgsql.SQL(", ").join(tables)))
             yield _PgTx(conn)
-            conn.execute(f"NOTIFY {_CHANNEL}")
 
     @contextmanager
     def read(self) -> Iterator[_PgTx]:
@@ -158,6 +181,10 @@ class PostgresBackend:
 
     def insert_events(self, tx: Any, rows: Sequence[EventRow]) -> None:
         conn: psycopg.Connection[Any] = tx.connection
+        # the append lock, held to commit; the notification is delivered at commit
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(%s), pg_notify(%s, '')", (_APPEND_LOCK, _CHANNEL)
+        )
         cursor = conn.execute(
             "INSERT INTO events (run_id, event_id, type, at, data) "
             "SELECT r, e, t, a, d FROM unnest("
@@ -253,5 +280,9 @@ def _translated(url: str) -> Iterator[None]:
         yield
     except psycopg.errors.UniqueViolation as exc:
         raise ConflictError(f"store {url}: {exc.diag.message_primary or exc}") from exc
+    except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+        # two writers waited on each other: the database rolled one back; running it again
+        # succeeds (the service does, see fleet.service)
+        raise StoreError(f"store {url}: {exc}", transient=True) from exc
     except psycopg.Error as exc:
         raise StoreError(f"store {url}: {exc}") from exc

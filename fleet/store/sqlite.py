@@ -47,6 +47,15 @@ class _SqliteTx:
     def load_json(self, value: Any) -> Any:
         return json.loads(value) if isinstance(value, str) else value
 
+    def for_update(self, sql: str, *, skip_locked: bool = False) -> str:
+        return sql  # writers hold the database lock (BEGIN IMMEDIATE)
+
+    def lock(self, name: str) -> None:
+        pass
+
+    def prefer_index_order(self) -> None:
+        pass
+
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         self._conn.executemany(sql, rows)
 
@@ -121,7 +130,7 @@ class SqliteBackend:
     # ── transactions ─────────────────────────────────────────────────────────────────────────
 
     @contextmanager
-    def write(self) -> Iterator[_SqliteTx]:
+    def write(self, *, exclusive: bool = False) -> Iterator[_SqliteTx]:
         with self._lock, _translated(self.url):
             self._conn.execute("BEGIN IMMEDIATE")
             try:
