@@ -447,8 +447,22 @@ class SyncFleetService:
 
     # ── scheduling ───────────────────────────────────────────────────────────────────────────
 
-    def _advance(self, unit: Unit, run_id: str, now: datetime) -> None:
-        """Make every step whose dependencies completed ready; finish the run when all are."""
+    def _advance(
+        self, unit: Unit, run_id: str, now: datetime, *, completed: str | None = None
+    ) -> None:
+        """Make every step whose dependencies completed ready; finish the run when all are.
+
+        ``completed``: the one step that changed; when no step depends on it, only the run's
+        end is left to check (most steps of a wide run are such leaves).
+        """
+        if completed is not None and self._run(unit, run_id).status == "running":
+            spec = self._spec(unit, run_id)
+            if not any(completed in step.depends_on for step in spec.steps):
+                row = unit.tx.fetchone(Q["unfinished_steps"], {"run_id": run_id})
+                if row is not None and int(row[0]) == 0:
+                    outputs = load_outputs(unit.tx, run_id)
+                    self._append(unit, [self._event("run_completed", run_id, now, outputs=outputs)])
+                return
         while True:
             if self._run(unit, run_id).status != "running":
                 return
@@ -672,7 +686,7 @@ class SyncFleetService:
                 unit,
                 [self._event("step_completed", task.run_id, now, step_id=step.id, output=output)],
             )
-            self._advance(unit, task.run_id, now)
+            self._advance(unit, task.run_id, now, completed=step.id)
             return
         key = {"run_id": task.run_id, "step_id": step.id}
         row = unit.tx.fetchone(Q["map_progress"], key)
@@ -688,7 +702,7 @@ class SyncFleetService:
                 unit,
                 [self._event("step_completed", task.run_id, now, step_id=step.id, output=gathered)],
             )
-            self._advance(unit, task.run_id, now)
+            self._advance(unit, task.run_id, now, completed=step.id)
             return
         following = 0 if highest is None else int(highest) + 1
         if enqueued < len(items) and following < len(items):

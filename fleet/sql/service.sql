@@ -81,6 +81,10 @@ SELECT spec, trace FROM runs WHERE run_id = :run_id;
 -- name: step_status
 SELECT status, attempt FROM steps WHERE run_id = :run_id AND step_id = :step_id;
 
+-- name: unfinished_steps
+SELECT COUNT(*) FROM steps
+WHERE run_id = :run_id AND status NOT IN ('completed', 'failed', 'skipped', 'cancelled');
+
 -- name: step_statuses
 SELECT step_id, status, attempt FROM steps WHERE run_id = :run_id ORDER BY position;
 
