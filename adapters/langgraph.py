@@ -87,9 +87,13 @@ class LangGraphAdapter(FrameworkAdapter):
         configurable = {**self.config.get("configurable", {}), "thread_id": adapter.context.task_id}
         config = {**self.config, "configurable": configurable}
         graph_input: Any = self.inputs(inputs)
-        if getattr(self.graph, "checkpointer", None):
+        context = adapter.context
+        # a task leased before (a retry, or released by a worker that stopped) continues from
+        # its last checkpoint; a first lease has none to look up
+        resumable = context.attempt > 1 or context.fencing_token > 1
+        if resumable and getattr(self.graph, "checkpointer", None):
             snapshot = await self.graph.aget_state(config)
-            if snapshot.next:  # a retried task: continue from its last checkpoint
+            if snapshot.next:
                 graph_input = None
                 checkpoint = snapshot.config["configurable"].get("checkpoint_id")
                 adapter.emit("custom", {"resumed_from": checkpoint, "next": list(snapshot.next)})

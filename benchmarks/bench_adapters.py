@@ -11,6 +11,7 @@ starts. Goal: overhead <= 5 % of the run.
 
 from __future__ import annotations
 
+import gc
 import os
 import statistics
 import sys
@@ -25,7 +26,7 @@ import anyio.to_thread
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))
 QUICK = os.environ.get("FLEETFORGE_BENCH_QUICK") == "1"
-RUNS = 20 if QUICK else 60
+RUNS = 20 if QUICK else 100
 
 GOALS: dict[str, tuple[str, float]] = {
     f"{name}_overhead_pct": ("<=", 5.0) for name in ("langgraph", "autogen", "crewai")
@@ -64,19 +65,38 @@ async def _measure(name: str, validation: str = "strict") -> dict[str, float]:
         await warm.run(AgentRunAdapter(ctx, sink))
     sink.drain()
 
-    # interleaved (native, adapted) pairs, medians: the machine drifts too much for two blocks
+    # Interleaved pairs, medians: the machine drifts too much for two blocks. The order within
+    # a pair alternates (whichever runs first in a pair pays for what the other left behind),
+    # and the collector runs between runs, not inside them, as timeit does.
     native_ms: list[float] = []
     adapted_ms: list[float] = []
     envelopes = 0
-    for n, (plain, framework) in enumerate(zip(native, adapted, strict=True)):
+
+    async def timed_native(plain: Any) -> None:
+        gc.collect()
         start = time.perf_counter()
         await _native(name, plain)
         native_ms.append((time.perf_counter() - start) * 1000)
+
+    async def timed_adapted(framework: Any, n: int) -> None:
         ctx = AgentRunContext(**{**vars(CONTEXT), "task_id": f"t{n}"})
+        gc.collect()
         start = time.perf_counter()
         await framework.run(AgentRunAdapter(ctx, sink, validation=validation))  # type: ignore[arg-type]
         adapted_ms.append((time.perf_counter() - start) * 1000)
-        envelopes += len(sink.drain())
+
+    gc.disable()
+    try:
+        for n, (plain, framework) in enumerate(zip(native, adapted, strict=True)):
+            if n % 2:
+                await timed_adapted(framework, n)
+                await timed_native(plain)
+            else:
+                await timed_native(plain)
+                await timed_adapted(framework, n)
+            envelopes += len(sink.drain())
+    finally:
+        gc.enable()
     base, with_adapter = statistics.median(native_ms), statistics.median(adapted_ms)
     per_run = envelopes / len(adapted)
     extra_ms = with_adapter - base

@@ -10,7 +10,8 @@ seed, labels, trace context). It must be used in order::
 
 Each call builds an :class:`~fleetforge.contracts.AgentRunEnvelope` (sequence number from 0,
 timestamp, adapter name and version), validates it (``validation="strict"`` checks it against
-``agent_run.json``; ``"warn"`` logs a warning instead; ``"off"`` skips) and hands it to a
+the envelope models ``agent_run.json`` is generated from, and the first envelope of each kind
+against the schema file too; ``"warn"`` logs a warning instead; ``"off"`` skips) and hands it to a
 :class:`EnvelopeSink`: the fleet (the Worker posts them as ``task_event``), a list in memory, or a
 JSON-lines file. Calls out of order raise :class:`~fleetforge.errors.AdapterStateError`.
 
@@ -288,6 +289,7 @@ class AgentRunAdapter:
         self._agent_span: Span | None = None
         self._tool_spans: dict[str, Span] = {}
         self._checker = stream_validator("agent_run")
+        self._schema_checked: set[str] = set()
         self._wire_base = {
             "protocol_version": FLEET_PROTOCOL_VERSION,
             "run_id": context.run_id,
@@ -403,15 +405,14 @@ class AgentRunAdapter:
 
     def _send(self, cls: type[AgentRunEnvelope], fields: dict[str, Any]) -> AgentRunEnvelope:
         data = {**self._common(), "seq": self._seq, **fields}
-        if self.validation != "off":
-            # validate the wire form against agent_run.json; the stream validator re-checks only
-            # what changed since this adapter's last valid envelope of the same kind
-            wire = {
-                **self._wire_base,
-                "kind": cls.model_fields["kind"].default,
-                "seq": self._seq,
-                "at": data["at"].isoformat(),
-            }
+        kind: str = cls.model_fields["kind"].default
+        if self.validation != "off" and kind not in self._schema_checked:
+            # The envelope models are what agent_run.json is generated from (tests/
+            # test_schemas.py holds the file to them), so validating the model below checks
+            # every envelope against the contract. The first envelope of each kind is also
+            # checked in its wire form against the schema file itself, with jsonschema: the
+            # two cannot have drifted apart unnoticed.
+            wire = {**self._wire_base, "kind": kind, "seq": self._seq, "at": data["at"].isoformat()}
             for key, value in fields.items():
                 if value is not None:
                     wire[key] = _wire(value)
@@ -421,13 +422,18 @@ class AgentRunAdapter:
                 if self.validation == "strict":
                     raise
                 log.warning("envelope #%d does not validate against agent_run: %s", self._seq, exc)
+            else:
+                self._schema_checked.add(kind)
         try:
             envelope = cls.model_validate(data)  # faster than model_construct, and checked
         except ValidationError as exc:
             error = ContractError("invalid agent_run envelope", details=pydantic_details(exc))
             if self.validation == "strict":
                 raise error from None
-            log.warning("envelope #%d does not validate against agent_run: %s", self._seq, error)
+            if self.validation == "warn":
+                log.warning(
+                    "envelope #%d does not validate against agent_run: %s", self._seq, error
+                )
             envelope = cls.model_construct(**data)
         self.sink.write(envelope)
         self._seq += 1
