@@ -460,8 +460,8 @@ class SyncFleetService:
             if not any(completed in step.depends_on for step in spec.steps):
                 row = unit.tx.fetchone(Q["unfinished_steps"], {"run_id": run_id})
                 if row is not None and int(row[0]) == 0:
-                    outputs = load_outputs(unit.tx, run_id)
-                    self._append(unit, [self._event("run_completed", run_id, now, outputs=outputs)])
+                    final = load_outputs(unit.tx, run_id)
+                    self._append(unit, [self._event("run_completed", run_id, now, outputs=final)])
                 return
         while True:
             if self._run(unit, run_id).status != "running":
