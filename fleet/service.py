@@ -460,8 +460,7 @@ class SyncFleetService:
             if not any(completed in step.depends_on for step in spec.steps):
                 row = unit.tx.fetchone(Q["unfinished_steps"], {"run_id": run_id})
                 if row is not None and int(row[0]) == 0:
-                    final = load_outputs(unit.tx, run_id)
-                    self._append(unit, [self._event("run_completed", run_id, now, outputs=final)])
+                    self._complete_run(unit, run_id, now)
                 return
         while True:
             if self._run(unit, run_id).status != "running":
@@ -499,8 +498,11 @@ class SyncFleetService:
             if not progressed:  # nothing was appended: `statuses` is still current
                 break
         if all(st in _FINAL_STEP for st in statuses.values()):
-            outputs = load_outputs(unit.tx, run_id)
-            self._append(unit, [self._event("run_completed", run_id, now, outputs=outputs)])
+            self._complete_run(unit, run_id, now)
+
+    def _complete_run(self, unit: Unit, run_id: str, now: datetime) -> None:
+        outputs = load_outputs(unit.tx, run_id)
+        self._append(unit, [self._event("run_completed", run_id, now, outputs=outputs)])
 
     def _make_ready(
         self,
@@ -893,7 +895,7 @@ class SyncFleetService:
         count = 0
         with self.store.transaction() as unit:
             for task_id in sorted(due):  # by run: runs are locked in one order
-                self._run(unit, _run_of(task_id), lock=True)
+                self._lock_run_of(unit, task_id)
                 task = load_task(unit.tx, task_id, lock=True)
                 if task is None or task.status != "leased" or not task.lease_expires_at:
                     continue

@@ -82,6 +82,7 @@ SELECT spec, trace FROM runs WHERE run_id = :run_id;
 SELECT status, attempt FROM steps WHERE run_id = :run_id AND step_id = :step_id;
 
 -- name: unfinished_steps
+-- the final statuses are the service's _FINAL_STEP
 SELECT COUNT(*) FROM steps
 WHERE run_id = :run_id AND status NOT IN ('completed', 'failed', 'skipped', 'cancelled');
 
