@@ -11,9 +11,10 @@ seed, labels, trace context). It must be used in order::
 Each call builds an :class:`~fleetforge.contracts.AgentRunEnvelope` (sequence number from 0,
 timestamp, adapter name and version), validates it (``validation="strict"`` checks it against
 the envelope models ``agent_run.json`` is generated from, and the first envelope of each kind
-against the schema file too; ``"warn"`` logs a warning instead; ``"off"`` skips) and hands it to a
-:class:`EnvelopeSink`: the fleet (the Worker posts them as ``task_event``), a list in memory, or a
-JSON-lines file. Calls out of order raise :class:`~fleetforge.errors.AdapterStateError`.
+in the process against the schema file too; ``"warn"`` logs a warning instead; ``"off"``
+skips) and hands it to a :class:`EnvelopeSink`: the fleet (the Worker posts them as
+``task_event``), a list in memory, or a JSON-lines file. Calls out of order raise
+:class:`~fleetforge.errors.AdapterStateError`.
 
 Payloads are made JSON-safe by :func:`to_jsonable`: pydantic models, dataclasses, datetimes,
 dates, enums, UUIDs, paths, sets and bytes are converted; anything else becomes its ``repr``.
@@ -78,6 +79,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("fleetforge.adapter")
+
+# Envelope kinds whose wire form this process has checked against agent_run.json (see _send).
+_SCHEMA_CHECKED: set[str] = set()
 
 ValidationMode = Literal["strict", "warn", "off"]
 INLINE_LIMIT = 64 * 1024
@@ -204,18 +208,28 @@ class QueueSink:
 # ── JSON-safe payloads ──────────────────────────────────────────────────────────────────────
 
 
-def to_jsonable(value: Any) -> Any:
-    """``value`` as plain JSON data (dict, list, str, int, float, bool, None)."""
+def to_jsonable(value: Any, dumped: dict[int, tuple[BaseModel, Any]] | None = None) -> Any:
+    """``value`` as plain JSON data (dict, list, str, int, float, bool, None).
+
+    ``dumped`` (optional) remembers each pydantic model's dump by identity, for callers that
+    convert the same objects again and again (a graph's state at every checkpoint holds every
+    message so far). The dump is shared, so it must not be changed afterwards.
+    """
     if value is None or isinstance(value, str | bool | int | float):
         return value
     if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
+        return {str(k): to_jsonable(v, dumped) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [to_jsonable(v) for v in value]
+        return [to_jsonable(v, dumped) for v in value]
     if isinstance(value, set | frozenset):
-        return sorted((to_jsonable(v) for v in value), key=repr)
+        return sorted((to_jsonable(v, dumped) for v in value), key=repr)
     if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
+        if dumped is None:
+            return value.model_dump(mode="json")
+        seen = dumped.get(id(value))
+        if seen is None or seen[0] is not value:
+            seen = dumped[id(value)] = (value, value.model_dump(mode="json"))
+        return seen[1]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return to_jsonable(dataclasses.asdict(value))
     if isinstance(value, enum.Enum):
@@ -289,7 +303,7 @@ class AgentRunAdapter:
         self._agent_span: Span | None = None
         self._tool_spans: dict[str, Span] = {}
         self._checker = stream_validator("agent_run")
-        self._schema_checked: set[str] = set()
+        self._dumped: dict[int, tuple[BaseModel, Any]] = {}
         self._wire_base = {
             "protocol_version": FLEET_PROTOCOL_VERSION,
             "run_id": context.run_id,
@@ -406,12 +420,12 @@ class AgentRunAdapter:
     def _send(self, cls: type[AgentRunEnvelope], fields: dict[str, Any]) -> AgentRunEnvelope:
         data = {**self._common(), "seq": self._seq, **fields}
         kind: str = cls.model_fields["kind"].default
-        if self.validation != "off" and kind not in self._schema_checked:
+        if self.validation != "off" and kind not in _SCHEMA_CHECKED:
             # The envelope models are what agent_run.json is generated from (tests/
             # test_schemas.py holds the file to them), so validating the model below checks
-            # every envelope against the contract. The first envelope of each kind is also
-            # checked in its wire form against the schema file itself, with jsonschema: the
-            # two cannot have drifted apart unnoticed.
+            # every envelope against the contract. The first envelope of each kind in this
+            # process is also checked in its wire form against the schema file itself, with
+            # jsonschema: the two cannot have drifted apart unnoticed.
             wire = {**self._wire_base, "kind": kind, "seq": self._seq, "at": data["at"].isoformat()}
             for key, value in fields.items():
                 if value is not None:
@@ -423,7 +437,7 @@ class AgentRunAdapter:
                     raise
                 log.warning("envelope #%d does not validate against agent_run: %s", self._seq, exc)
             else:
-                self._schema_checked.add(kind)
+                _SCHEMA_CHECKED.add(kind)
         try:
             envelope = cls.model_validate(data)  # faster than model_construct, and checked
         except ValidationError as exc:
@@ -483,7 +497,7 @@ class AgentRunAdapter:
         """The agent saved ``state`` as ``checkpoint_id`` (large state goes to the CAS)."""
         with self._lock:
             self._require("started", "checkpoint()")
-            data = to_jsonable(state)
+            data = to_jsonable(state, self._dumped)
             raw = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
             digest = "sha256:" + hashlib.sha256(raw).hexdigest()
             fields: dict[str, Any] = {"checkpoint_id": checkpoint_id, "state_digest": digest}

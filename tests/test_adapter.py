@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 import io
 import json
 import logging
@@ -183,6 +184,33 @@ def test_payloads_are_made_json_safe() -> None:
     a.start({"when": when})
     a.emit("custom", {"point": Point(2, when)})
     assert sink.envelopes[1].payload == {"point": {"x": 2, "at": "2026-11-23T01:02:03+00:00"}}  # type: ignore[attr-defined]
+
+
+def test_checkpoints_of_a_growing_state_convert_each_model_once() -> None:
+    # A graph's state at every checkpoint holds every message so far: the adapter dumps each
+    # model once per attempt, and every checkpoint still carries the whole state.
+    dumps = 0
+
+    class Message(BaseModel):
+        text: str
+
+        def model_dump(self, **kw: Any) -> dict[str, Any]:
+            nonlocal dumps
+            dumps += 1
+            return super().model_dump(**kw)
+
+    first, second = Message(text="a"), Message(text="b")
+    a, sink = adapter()
+    a.start()
+    a.checkpoint({"messages": [first]}, "c1")
+    a.checkpoint({"messages": [first, second]}, "c2")
+    one, two = sink.envelopes[1:]
+    assert one.state == {"messages": [{"text": "a"}]}  # type: ignore[attr-defined]
+    assert two.state == {"messages": [{"text": "a"}, {"text": "b"}]}  # type: ignore[attr-defined]
+    assert dumps == 2
+    expected = json.dumps(two.state, sort_keys=True, separators=(",", ":")).encode()  # type: ignore[attr-defined]
+    assert two.state_digest == "sha256:" + hashlib.sha256(expected).hexdigest()  # type: ignore[attr-defined]
+    assert to_jsonable({"m": first}, {}) == to_jsonable({"m": first}) == {"m": {"text": "a"}}
 
 
 def test_large_checkpoints_go_to_the_artifact_store() -> None:
