@@ -12,14 +12,21 @@ for containers). Scopes (DESIGN "MCP tool arguments and errors"):
 
 A token may name the worker it acts as (``worker_id``); then worker tools use that identity and
 refuse another.
+
+A running server notices changes to its token file (checked at most once a second, on the next
+request): a token created or revoked with ``fleetforge token`` takes effect without a restart.
+A file that no longer parses is ignored, with a warning, until it does; a deleted file means no
+token is accepted.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import secrets
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,6 +48,8 @@ __all__ = [
     "hash_token",
     "tokens_path",
 ]
+
+log = logging.getLogger("fleetforge.mcp_server.auth")
 
 Scope = Literal["read", "submit", "work", "admin"]
 SCOPES: tuple[Scope, ...] = get_args(Scope)
@@ -87,6 +96,7 @@ class TokenRegistry:
     """The known tokens, by digest."""
 
     records: list[TokenRecord] = field(default_factory=list)
+    source: Path | None = None  # the token file it was loaded from (None: inline JSON)
 
     # ── loading and saving ───────────────────────────────────────────────────────────────────
 
@@ -142,8 +152,10 @@ class TokenRegistry:
     def load(cls, path: Path) -> TokenRegistry:
         """The registry in ``path``; empty when the file does not exist."""
         if not path.exists():
-            return cls()
-        return cls.from_json(path.read_text(encoding="utf-8"), source=str(path))
+            return cls(source=path)
+        loaded = cls.from_json(path.read_text(encoding="utf-8"), source=str(path))
+        loaded.source = path
+        return loaded
 
     @classmethod
     def configured(
@@ -208,13 +220,46 @@ class FleetAccessToken(AccessToken):
     worker_id: str | None = None
 
 
-class FleetTokenVerifier(TokenVerifier):
-    """The MCP SDK's bearer-token hook, answered from a :class:`TokenRegistry`."""
+def _file_state(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
-    def __init__(self, registry: TokenRegistry) -> None:
+
+class FleetTokenVerifier(TokenVerifier):
+    """The MCP SDK's bearer-token hook, answered from a :class:`TokenRegistry`.
+
+    When the registry came from a file, the file is looked at again (at most every
+    ``recheck_seconds``) and reloaded when it changed, so revoking a token needs no restart.
+    """
+
+    def __init__(self, registry: TokenRegistry, *, recheck_seconds: float = 1.0) -> None:
         self.registry = registry
+        self.recheck_seconds = recheck_seconds
+        self._checked = time.monotonic()
+        self._seen = _file_state(registry.source) if registry.source else None
+
+    def _refresh(self) -> None:
+        path = self.registry.source
+        now = time.monotonic()
+        if path is None or now - self._checked < self.recheck_seconds:
+            return
+        self._checked = now
+        try:
+            state = _file_state(path)
+            if state == self._seen:
+                return
+            registry = TokenRegistry.load(path)
+        except (ContractError, OSError, ValueError) as exc:
+            log.warning("token file %s not reloaded (the tokens before stay): %s", path, exc)
+            return
+        self.registry, self._seen = registry, state
+        log.info("token file %s reloaded: %d tokens", path, len(registry.records))
 
     async def verify_token(self, token: str) -> AccessToken | None:
+        self._refresh()
         record = self.registry.lookup(token)
         if record is None:
             return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -224,6 +225,62 @@ async def test_http_auth_and_scopes(tmp_path: Path, tokens: tuple[str, dict[str,
             assert done["status"] == "cancelled"
             events = await call(submitter, "fleet_run_events", run_id=cancelled["run_id"])
             assert events["events"][-1]["data"]["by"] == "token:submitter"
+
+
+async def test_http_tokens_created_and_revoked_without_a_restart(tmp_path: Path) -> None:
+    env = fleet_env(tmp_path, f"sqlite:///{tmp_path / 'fleet.db'}")
+    home = Path(env["FLEETFORGE_HOME"])
+    registry = TokenRegistry()
+    first, _ = registry.create("first", ["read"])
+    registry.save(home / "tokens.json")
+
+    def cli(*args: str) -> str:
+        done = subprocess.run([FLEETFORGE, "token", *args], env=env, capture_output=True,
+                              text=True, check=True)  # fmt: skip
+        return done.stdout
+
+    async def status(client: httpx.AsyncClient, url: str, token: str) -> int:
+        init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                           "clientInfo": {"name": "t", "version": "1"}}}  # fmt: skip
+        headers = {"Accept": "application/json, text/event-stream",
+                   "Authorization": f"Bearer {token}"}  # fmt: skip
+        return (await client.post(f"{url}/mcp", json=init, headers=headers)).status_code
+
+    async def until(client: httpx.AsyncClient, url: str, token: str, wanted: int) -> None:
+        deadline = time.monotonic() + 10
+        while (code := await status(client, url, token)) != wanted:
+            assert time.monotonic() < deadline, f"still {code}, wanted {wanted}"
+            await anyio.sleep(0.2)
+
+    with http_server(env) as url:
+        async with httpx.AsyncClient(timeout=10) as client:
+            assert await status(client, url, first) == 200
+            second = re.search(r"ffk_[A-Za-z0-9_-]+", cli("create", "second", "--scope", "read"))
+            assert second is not None
+            await until(client, url, second.group(0), 200)  # accepted without a restart
+            cli("revoke", "first")
+            await until(client, url, first, 401)  # refused without a restart
+            assert await status(client, url, second.group(0)) == 200
+
+
+async def test_a_broken_token_file_keeps_the_tokens_before_and_a_deleted_one_none(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from fleetforge.mcp_server.auth import FleetTokenVerifier
+
+    path = tmp_path / "tokens.json"
+    registry = TokenRegistry()
+    token, _ = registry.create("one", ["read"])
+    registry.save(path)
+    verifier = FleetTokenVerifier(TokenRegistry.load(path), recheck_seconds=0)
+    assert await verifier.verify_token(token) is not None
+    path.write_text('{"tokens": [')  # half-written by hand
+    with caplog.at_level("WARNING", logger="fleetforge.mcp_server.auth"):
+        assert await verifier.verify_token(token) is not None
+    assert "not reloaded" in caplog.text
+    path.unlink()
+    assert await verifier.verify_token(token) is None
 
 
 async def test_http_stateless_without_auth_on_loopback(tmp_path: Path) -> None:
