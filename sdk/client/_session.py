@@ -151,8 +151,8 @@ class FleetClientSession(ClientSession):
             try:
                 fast(result.structuredContent)
                 return
-            except fastjsonschema.JsonSchemaValueException:
-                pass  # jsonschema decides, and says what is wrong
+            except Exception:  # refused, or could not tell: jsonschema decides
+                pass
         error = jsonschema_exceptions.best_match(validator.iter_errors(result.structuredContent))
         if error is not None:
             where = "/" + "/".join(
