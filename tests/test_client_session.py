@@ -68,26 +68,27 @@ def test_the_fast_path_leaves_the_result_as_it_came() -> None:
     assert result == {}
 
 
-def _mutations(value: Any) -> list[tuple[tuple[Any, ...], Any]]:
-    """Every (path, node) in a JSON document."""
-    found: list[tuple[tuple[Any, ...], Any]] = [((), value)]
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found += [((key, *p), n) for p, n in _mutations(item)]
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found += [((index, *p), n) for p, n in _mutations(item)]
+def _paths(value: Any) -> list[tuple[Any, ...]]:
+    """The path of every node in a JSON document, the root's ``()`` first."""
+    found: list[tuple[Any, ...]] = [()]
+    if isinstance(value, dict | list):
+        for step, item in value.items() if isinstance(value, dict) else enumerate(value):
+            found += [(step, *p) for p in _paths(item)]
     return found
 
 
-def _replace(document: Any, path: tuple[Any, ...], new: Any) -> Any:
+def _edited(document: Any, path: tuple[Any, ...], new: Any, *, drop: bool) -> Any:
+    """A copy of ``document`` with the node at ``path`` replaced by ``new`` (or removed)."""
     if not path:
         return new
     copied = copy.deepcopy(document)
-    node = copied
+    parent = copied
     for step in path[:-1]:
-        node = node[step]
-    node[path[-1]] = new
+        parent = parent[step]
+    if drop:
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = new
     return copied
 
 
@@ -115,16 +116,8 @@ def test_what_the_fast_path_accepts_jsonschema_accepts(where: int, new: Any, dro
     schema = OUTPUT_SCHEMAS["fleet_lease_task"]
     check = _fast_check(schema)
     assert check is not None
-    paths = _mutations(LEASE_RESULT)
-    path, _ = paths[where % len(paths)]
-    if drop and path:
-        document = copy.deepcopy(LEASE_RESULT)
-        parent = document
-        for step in path[:-1]:
-            parent = parent[step]
-        del parent[path[-1]]
-    else:
-        document = _replace(LEASE_RESULT, path, new)
+    paths = _paths(LEASE_RESULT)
+    document = _edited(LEASE_RESULT, paths[where % len(paths)], new, drop=drop)
     try:
         check(copy.deepcopy(document))
     except Exception:  # refused: jsonschema decides
