@@ -226,8 +226,8 @@ def to_jsonable(value: Any, dumped: dict[int, tuple[BaseModel, Any]] | None = No
     if isinstance(value, BaseModel):
         if dumped is None:
             return value.model_dump(mode="json")
-        seen = dumped.get(id(value))
-        if seen is None or seen[0] is not value:
+        seen = dumped.get(id(value))  # the entry keeps the model alive: its id stays its own
+        if seen is None:
             seen = dumped[id(value)] = (value, value.model_dump(mode="json"))
         return seen[1]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
