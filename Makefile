@@ -20,7 +20,7 @@ $(BIN)/python:
 
 # Dependencies come from the lock; the project is installed editable in strict mode so that
 # type checkers see the package-dir mapping. New modules need a re-install: the stamp tracks them.
-$(STAMP): $(BIN)/python pyproject.toml requirements-dev.lock $(shell find $(PKGS) -name '*.py' -o -name '*.json' -o -name '*.toml' 2>/dev/null)
+$(STAMP): $(BIN)/python pyproject.toml requirements-dev.lock $(shell find $(PKGS) -name '*.py' -o -name '*.json' -o -name '*.toml' -o -name '*.sql' 2>/dev/null)
 	$(BIN)/python -m pip install --quiet -c requirements-dev.lock --group dev \
 		--config-settings editable_mode=strict -e ".[all]"
 	@touch $@
