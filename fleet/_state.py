@@ -19,6 +19,7 @@ __all__ = [
     "load_run",
     "load_run_head",
     "load_statuses",
+    "load_step_tasks",
     "load_steps",
     "load_task",
     "task_from_row",
@@ -96,6 +97,7 @@ class TaskState:
     output: Any
     enqueued_at: datetime
     available_at: datetime
+    resume: dict[str, Any] | None = None  # {"value": ...} once resume_run gave it a value
 
 
 def load_run(tx: Tx, run_id: str) -> RunState | None:
@@ -161,6 +163,7 @@ def task_from_row(tx: Tx, r: tuple[Any, ...]) -> TaskState:
         output,
         at(r[14]),
         at(r[15]),
+        None if r[16] is None else j(r[16]),
     )
 
 
@@ -169,6 +172,12 @@ def load_task(tx: Tx, task_id: str, *, lock: bool = False) -> TaskState | None:
     sql = tx.for_update(Q["task"]) if lock else Q["task"]
     row = tx.fetchone(sql, {"task_id": task_id})
     return None if row is None else task_from_row(tx, row)
+
+
+def load_step_tasks(tx: Tx, run_id: str, step_id: str) -> list[TaskState]:
+    """The tasks of one step (one, or a map step's items in order)."""
+    rows = tx.fetchall(Q["step_tasks"], {"run_id": run_id, "step_id": step_id})
+    return [task_from_row(tx, r) for r in rows]
 
 
 @dataclass(frozen=True)

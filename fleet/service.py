@@ -32,6 +32,7 @@ from fleetforge.contracts import (
     FleetLease,
     FleetReceipt,
     FleetReceiptStatus,
+    FleetResume,
     FleetRun,
     FleetRunStatus,
     FleetScore,
@@ -76,6 +77,7 @@ from fleetforge.fleet._state import (
     load_run,
     load_run_head,
     load_statuses,
+    load_step_tasks,
     load_steps,
     load_task,
     task_from_row,
@@ -358,19 +360,36 @@ class SyncFleetService:
             return self._get_run(unit, run_id)
 
     @_retrying
-    def resume_run(self, run_id: str, *, by: str | None = None) -> Run:
-        """Resume a run paused at a breakpoint: the step it paused before becomes ready."""
+    def resume_run(self, run_id: str, *, by: str | None = None, value: Any = None) -> Run:
+        """Resume a paused run. A step it paused before (breakpoint) becomes ready; a task that
+        paused for input (``pause_task``) goes back to the inbox carrying ``value``."""
         now = self.clock.now()
         with self.store.transaction() as unit:
             run = self._run(unit, run_id, lock=True)
             if run.status != "paused":
                 raise ConflictError(f"run '{run_id}' is {run.status}, not paused", run_id=run_id)
+            try:
+                canonical_json(value)
+            except (TypeError, ValueError) as exc:
+                raise UsageError(f"the resume value must be JSON data: {exc}") from None
             self._append(unit, [self._event("run_resumed", run_id, now, by=by)])
             spec = self._spec(unit, run_id)
             statuses = load_statuses(unit.tx, run_id)
-            outputs = load_outputs(unit.tx, run_id)
+            outputs: dict[str, Any] | None = None
             for step in spec.steps:
-                if statuses[step.id][0] == "waiting":
+                if statuses[step.id][0] != "waiting":
+                    continue
+                paused = [t for t in load_step_tasks(unit.tx, run_id, step.id)
+                          if t.status == "paused"]  # fmt: skip
+                for task in paused:
+                    resume = {"value": value}
+                    enqueue = self._enqueue_event(
+                        self._task_spec(task), task.attempt, now, now, resume
+                    )
+                    self._append(unit, [enqueue])
+                if not paused:
+                    if outputs is None:
+                        outputs = load_outputs(unit.tx, run_id)
                     self._make_ready(unit, run_id, spec, step, outputs, now)
             self._advance(unit, run_id, now)
             return self._get_run(unit, run_id)
@@ -580,8 +599,15 @@ class SyncFleetService:
         return 1 if previous is None else previous.attempt + 1
 
     def _enqueue_event(
-        self, task: FleetTaskSpec, attempt: int, now: datetime, available: datetime
+        self,
+        task: FleetTaskSpec,
+        attempt: int,
+        now: datetime,
+        available: datetime,
+        resume: Mapping[str, Any] | None = None,
     ) -> RunEvent:
+        """``resume``: the ``{"value": ...}`` a task that paused for input continues with; it
+        stays with the task through expiries, releases and retries until the task ends."""
         return self._event(
             "task_enqueued",
             task.run_id,
@@ -590,6 +616,7 @@ class SyncFleetService:
             attempt=attempt,
             available_at=available,
             task=task,
+            resume=resume,
         )
 
     def _fail_step(
@@ -671,15 +698,16 @@ class SyncFleetService:
                         backoff_s=delay,
                         available_at=available,
                     ),
-                    self._enqueue_event(spec_model, task.attempt + 1, now, available),
+                    self._enqueue_event(spec_model, task.attempt + 1, now, available, task.resume),
                 ],
             )
-        elif run.status == "running":
+        elif run.status in {"running", "paused"}:
             self._fail_step(unit, task.run_id, task.step_id, kind, message, now)
         return retry
 
     def _task_succeeded(self, unit: Unit, task: TaskState, output: Any, now: datetime) -> None:
-        if self._run(unit, task.run_id).status != "running":
+        # a paused run still records what its leased tasks finish; _advance waits for resume
+        if self._run(unit, task.run_id).status not in {"running", "paused"}:
             return
         spec = self._spec(unit, task.run_id)
         step = spec.step(task.step_id)
@@ -869,6 +897,7 @@ class SyncFleetService:
                         leased_at=now,
                         expires_at=expires,
                     ),
+                    resume=None if task.resume is None else FleetResume(**task.resume),
                 )
                 for task in chosen
             ]
@@ -921,7 +950,8 @@ class SyncFleetService:
                     self._fail_step(unit, task.run_id, task.step_id, "timeout", message, now)
                     continue
                 spec = self._task_spec(task)
-                self._append(unit, [self._enqueue_event(spec, task.attempt + 1, now, now)])
+                enqueue = self._enqueue_event(spec, task.attempt + 1, now, now, task.resume)
+                self._append(unit, [enqueue])
         return count
 
     def _held(
@@ -1054,9 +1084,48 @@ class SyncFleetService:
                         fencing_token=fencing_token,
                         reason=reason,
                     ),
-                    self._enqueue_event(self._task_spec(task), task.attempt, now, now),
+                    self._enqueue_event(self._task_spec(task), task.attempt, now, now, task.resume),
                 ],
             )
+
+    @_retrying
+    def pause_task(
+        self,
+        task_id: str,
+        fencing_token: int,
+        *,
+        reason: str = "",
+        waiting_for: Sequence[Any] = (),
+    ) -> Run:
+        """Stop a leased task to wait for input (a LangGraph ``interrupt()``, a question for a
+        person): the lease ends, the step waits and the run pauses until ``resume_run``, whose
+        value the task's next lease carries (``FleetInboxEntry.resume``)."""
+        now = self.clock.now()
+        with self.store.transaction() as unit:
+            task = self._held(unit, task_id, fencing_token)
+            run = self._run(unit, task.run_id)
+            events = [
+                self._event(
+                    "task_paused",
+                    task.run_id,
+                    now,
+                    task_id=task_id,
+                    step_id=task.step_id,
+                    attempt=task.attempt,
+                    worker_id=task.worker_id,
+                    fencing_token=fencing_token,
+                    reason=reason,
+                    waiting_for=list(waiting_for),
+                )
+            ]
+            if run.status == "running":
+                events.append(
+                    self._event(
+                        "run_paused", task.run_id, now, reason="interrupt", step_id=task.step_id
+                    )
+                )
+            self._append(unit, events)
+            return self._get_run(unit, task.run_id)
 
     # ── artifacts ────────────────────────────────────────────────────────────────────────────
 
@@ -1414,6 +1483,9 @@ class FleetService:
 
     async def heartbeat(self, task_id: str, fencing_token: int, **kw: Any) -> FleetLease:
         return await self._call("heartbeat", task_id, fencing_token, **kw)  # type: ignore[no-any-return]
+
+    async def pause_task(self, task_id: str, fencing_token: int, **kw: Any) -> Run:
+        return await self._call("pause_task", task_id, fencing_token, **kw)  # type: ignore[no-any-return]
 
     async def release_task(self, task_id: str, fencing_token: int, **kw: Any) -> None:
         await self._call("release_task", task_id, fencing_token, **kw)

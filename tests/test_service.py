@@ -17,6 +17,7 @@ from fleetforge.errors import (
     NotFoundError,
     RunCancelledError,
     StoreError,
+    UsageError,
 )
 from fleetforge.fleet.clock import ManualClock
 from fleetforge.fleet.replay import verify
@@ -164,6 +165,81 @@ def test_breakpoints_pause_until_resume(fleet: SyncFleetService) -> None:
     assert fleet.get_run(run.run_id).status == "completed"
     with pytest.raises(ConflictError, match="not paused"):
         fleet.resume_run(run.run_id)
+
+
+def test_a_task_finishing_while_the_run_is_paused_still_counts(fleet: SyncFleetService) -> None:
+    run = fleet.submit_run(spec(agent("a"), agent("b"), agent("c", "a"), breakpoints=["c"]))
+    a, b = fleet.lease_task("w1", max_tasks=2)
+    fleet.post_receipt(receipt(a, 1))
+    assert fleet.get_run(run.run_id).status == "paused"
+    fleet.post_receipt(receipt(b, 2))  # b was leased before the pause
+    assert fleet.get_run(run.run_id).steps[1].status == "completed"
+    fleet.resume_run(run.run_id)
+    assert drain(fleet, lambda e: 3) == ["c"]
+    assert fleet.get_run(run.run_id).status == "completed"
+
+
+def test_a_task_paused_for_input_resumes_with_the_value(
+    fleet: SyncFleetService, clock: ManualClock
+) -> None:
+    run = fleet.submit_run(spec(agent("ask"), agent("other"), agent("after", "ask")))
+    first, other = fleet.lease_task("w1", max_tasks=2)
+    assert first.task.step_id == "ask"
+    assert first.resume is None
+    assert first.lease is not None
+    token = first.lease.fencing_token
+    paused = fleet.pause_task(
+        first.task.task_id, token, reason="needs a person", waiting_for=[{"question": "ship?"}]
+    )
+    assert paused.status == "paused"
+    assert paused.steps[0].status == "waiting"
+    with pytest.raises(LeaseLostError, match="the task is paused"):
+        fleet.heartbeat(first.task.task_id, token)
+    with pytest.raises(LeaseLostError):
+        fleet.pause_task(first.task.task_id, token)
+    assert other.lease is not None  # the other step's lease holds; it completes, nothing follows
+    fleet.post_receipt(receipt(other, "done"))
+    clock.advance(60)
+    assert fleet.lease_task("w1", max_tasks=5) == []  # nothing leasable while paused
+    with pytest.raises(UsageError, match="must be JSON"):
+        fleet.resume_run(run.run_id, value={1, 2})
+    assert fleet.get_run(run.run_id).status == "paused"  # the refused resume wrote nothing
+    resumed = fleet.resume_run(run.run_id, value={"answer": "yes"})
+    assert resumed.status == "running"
+    [again] = fleet.lease_task("w1", lease_seconds=5)
+    assert again.task.task_id == first.task.task_id
+    assert again.attempt == first.attempt  # a continuation, not a retry
+    assert again.resume is not None
+    assert again.resume.value == {"answer": "yes"}
+    assert again.lease is not None
+    assert again.lease.fencing_token == token + 1
+    clock.advance(6)  # the resumed lease lapses: the next attempt still carries the value
+    [third] = fleet.lease_task("w1")
+    assert third.attempt == again.attempt + 1
+    assert third.resume is not None
+    assert third.resume.value == {"answer": "yes"}
+    fleet.post_receipt(receipt(third, "shipped"))
+    assert drain(fleet, lambda e: e.resume) == ["after"]  # other tasks carry no value
+    final = fleet.get_run(run.run_id)
+    assert final.status == "completed"
+    assert final.outputs == {"ask": "shipped", "other": "done", "after": None}
+    types = [e.type for e in fleet.run_events(run.run_id, limit=1000)]
+    assert types.count("task_paused") == 1
+    assert types.count("run_paused") == 1
+    assert verify(fleet.store) == []
+
+
+def test_a_paused_task_of_a_cancelled_run_is_withdrawn(fleet: SyncFleetService) -> None:
+    run = fleet.submit_run(spec(agent("a")))
+    [entry] = fleet.lease_task("w1")
+    assert entry.lease is not None
+    fleet.pause_task(entry.task.task_id, entry.lease.fencing_token, reason="question")
+    fleet.cancel_run(run.run_id)
+    with pytest.raises(ConflictError, match="not paused"):
+        fleet.resume_run(run.run_id, value=1)
+    assert fleet.lease_task("w1") == []
+    assert fleet.get_run(run.run_id).status == "cancelled"
+    assert verify(fleet.store) == []
 
 
 # ── leases ───────────────────────────────────────────────────────────────────────────────────

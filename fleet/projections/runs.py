@@ -140,6 +140,7 @@ class RunsProjection:
         "run_cancelled": _finished,
         "step_ready": _step_status("ready"),
         "breakpoint_hit": _step_status("waiting"),
+        "task_paused": _step_status("waiting"),
         "step_started": _step_started,
         "step_completed": _step_finished,
         "step_failed": _step_finished,

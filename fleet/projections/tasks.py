@@ -35,6 +35,7 @@ def _enqueued(tx: Tx, e: EventRow) -> None:
             "priority": 0,
             "at": e.at,
             "available_at": iso(e.data["available_at"]),
+            "resume": None if e.data.get("resume") is None else canonical_json(e.data["resume"]),
         },
     )
 
@@ -95,6 +96,7 @@ class TasksProjection:
         "task_heartbeat": _heartbeat,
         "task_lease_expired": _lease_ended("expired", 1),
         "task_released": _lease_ended("released", 0),
+        "task_paused": _lease_ended("paused", 0),
         "task_failed": _failed,
         "receipt_posted": _receipt_posted,
         "receipt_accepted": _accepted,

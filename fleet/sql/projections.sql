@@ -70,17 +70,18 @@ UPDATE runs SET usage = :usage WHERE run_id = :run_id;
 INSERT INTO tasks (run_id, task_id, step_id, map_index, entry_id, attempt, status, held, spec,
                    role, min_trust, priority, enqueued_at, available_at, worker_id,
                    fencing_token, leased_at, lease_expires_at, expiries, output, failure_kind,
-                   error)
+                   error, resume)
 VALUES (:run_id, :task_id, :step_id, :map_index, :entry_id, :attempt, 'queued',
         (SELECT CASE WHEN status = 'paused' THEN 1 ELSE 0 END FROM runs WHERE run_id = :run_id),
         :spec, :role, :min_trust, :priority, :at, :available_at, NULL, 0, NULL, NULL, 0, NULL,
-        NULL, NULL)
+        NULL, NULL, :resume)
 ON CONFLICT (run_id, task_id) DO UPDATE SET
     entry_id = excluded.entry_id, attempt = excluded.attempt, status = 'queued',
     held = excluded.held,
     spec = excluded.spec, enqueued_at = excluded.enqueued_at,
     available_at = excluded.available_at, worker_id = NULL, leased_at = NULL,
-    lease_expires_at = NULL, output = NULL, failure_kind = NULL, error = NULL;
+    lease_expires_at = NULL, output = NULL, failure_kind = NULL, error = NULL,
+    resume = excluded.resume;
 
 -- name: task_leased
 UPDATE tasks SET status = 'leased', worker_id = :worker_id, fencing_token = :fencing_token,
@@ -110,7 +111,7 @@ UPDATE tasks SET held = :held WHERE run_id = :run_id;
 
 -- name: tasks_cancel_run
 UPDATE tasks SET status = 'cancelled', lease_expires_at = NULL
-WHERE run_id = :run_id AND status IN ('queued', 'leased');
+WHERE run_id = :run_id AND status IN ('queued', 'leased', 'paused');
 
 -- name: worker_register
 INSERT INTO workers (worker_id, spec, status, registered_at, last_seen_at)

@@ -16,12 +16,14 @@ FROM steps WHERE run_id = :run_id ORDER BY position;
 
 -- name: task
 SELECT run_id, task_id, step_id, map_index, entry_id, attempt, status, spec, worker_id,
-       fencing_token, leased_at, lease_expires_at, expiries, output, enqueued_at, available_at
+       fencing_token, leased_at, lease_expires_at, expiries, output, enqueued_at, available_at,
+       resume
 FROM tasks WHERE task_id = :task_id;
 
 -- name: step_tasks
 SELECT run_id, task_id, step_id, map_index, entry_id, attempt, status, spec, worker_id,
-       fencing_token, leased_at, lease_expires_at, expiries, output, enqueued_at, available_at
+       fencing_token, leased_at, lease_expires_at, expiries, output, enqueued_at, available_at,
+       resume
 FROM tasks WHERE run_id = :run_id AND step_id = :step_id ORDER BY map_index;
 
 -- name: lease_candidates
@@ -29,7 +31,7 @@ FROM tasks WHERE run_id = :run_id AND step_id = :step_id ORDER BY map_index;
 -- tasks of paused runs are held, and cancelled or failed runs withdrew theirs.
 SELECT t.run_id, t.task_id, t.step_id, t.map_index, t.entry_id, t.attempt, t.status, t.spec,
        t.worker_id, t.fencing_token, t.leased_at, t.lease_expires_at, t.expiries, t.output,
-       t.enqueued_at, t.available_at
+       t.enqueued_at, t.available_at, t.resume
 FROM tasks t
 WHERE t.status = 'queued' AND t.available_at <= :now AND t.held = 0
   AND (t.role IS NULL OR t.role = :role) AND t.min_trust <= :rank

@@ -17,6 +17,7 @@ from fleetforge.contracts.envelope import AnyAgentRunEnvelope
 from fleetforge.contracts.protocol import (
     FleetArtifactRef,
     FleetReceipt,
+    FleetResume,
     FleetScore,
     FleetTaskFailureKind,
     FleetTaskSpec,
@@ -50,8 +51,12 @@ class RunTransitionData(ProtocolModel):
 class RunPausedData(ProtocolModel):
     """A run paused."""
 
-    reason: Literal["breakpoint", "manual", "approval"] = Field(description="Why it paused.")
-    step_id: Identifier | None = Field(None, description="Step it paused before, if any.")
+    reason: Literal["breakpoint", "manual", "approval", "interrupt"] = Field(
+        description="Why it paused (`interrupt`: a task paused to wait for input)."
+    )
+    step_id: Identifier | None = Field(
+        None, description="Step it paused before (breakpoint) or in (interrupt), if any."
+    )
 
 
 class RunCompletedData(ProtocolModel):
@@ -126,6 +131,9 @@ class TaskEnqueuedData(ProtocolModel):
     attempt: int = Field(ge=1, description="Attempt number.")
     available_at: Timestamp = Field(description="Not leased before this time.")
     task: FleetTaskSpec = Field(description="The task.")
+    resume: FleetResume | None = Field(
+        None, description="The value a paused task continues with (given to `resume_run`)."
+    )
 
 
 class TaskLeasedData(ProtocolModel):
@@ -155,6 +163,20 @@ class TaskLeaseEndedData(ProtocolModel):
     worker_id: Identifier = Field(description="The worker that held it.")
     fencing_token: int = Field(ge=1, description="The lease's fencing token.")
     reason: str = Field("", description="Why, for people.")
+
+
+class TaskPausedData(ProtocolModel):
+    """A worker stopped a task to wait for input (e.g. a LangGraph ``interrupt()``)."""
+
+    task_id: Identifier = Field(description="The task.")
+    step_id: Identifier = Field(description="Its step.")
+    attempt: int = Field(ge=1, description="Attempt number.")
+    worker_id: Identifier = Field(description="The worker that held it.")
+    fencing_token: int = Field(ge=1, description="The lease's fencing token.")
+    reason: str = Field("", description="Why, for people.")
+    waiting_for: list[Any] = Field(
+        default_factory=list, description="What the task waits for, e.g. the interrupt values."
+    )
 
 
 class TaskFailedData(ProtocolModel):
@@ -360,6 +382,10 @@ class TaskReleased(RunEvent):
     """A worker gave a task back unfinished."""
     type: Literal["task_released"] = Field("task_released", description="Event type.")
     data: TaskLeaseEndedData = Field(description="Event data.")
+class TaskPaused(RunEvent):
+    """A worker stopped a task to wait for input; the run pauses until resume_run."""
+    type: Literal["task_paused"] = Field("task_paused", description="Event type.")
+    data: TaskPausedData = Field(description="Event data.")
 class TaskFailed(RunEvent):
     """A task attempt failed."""
     type: Literal["task_failed"] = Field("task_failed", description="Event type.")
@@ -442,6 +468,7 @@ AnyRunEvent = Annotated[
     | TaskHeartbeat
     | TaskLeaseExpired
     | TaskReleased
+    | TaskPaused
     | TaskFailed
     | TaskRetryScheduled
     | TaskEvent
@@ -509,6 +536,7 @@ __all__ = [
     "TaskHeartbeat",
     "TaskLeaseExpired",
     "TaskLeased",
+    "TaskPaused",
     "TaskReleased",
     "TaskRetryScheduled",
     "ToolCalled",

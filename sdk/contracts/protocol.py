@@ -871,6 +871,12 @@ class FleetTaskSpec(ProtocolModel):
     }
 
 
+class FleetResume(ProtocolModel):
+    """What a paused task continues with: the value `resume_run` was given (may be null)."""
+
+    value: Any = Field(None, description="The value, e.g. a person's answer to an interrupt.")
+
+
 class FleetLease(ProtocolModel):
     """Who holds an inbox entry and until when."""
 
@@ -891,6 +897,11 @@ class FleetInboxEntry(ProtocolModel):
     enqueued_at: Timestamp = Field(description="When the entry was created.")
     available_at: Timestamp = Field(description="Not leased before this time (retry backoff).")
     lease: FleetLease | None = Field(None, description="The current lease, when leased.")
+    resume: FleetResume | None = Field(
+        None,
+        description="Set when the task paused for input and `resume_run` gave it: the agent "
+        "continues from where it paused with `resume.value`.",
+    )
 
     model_config = ProtocolModel.model_config | {
         "json_schema_extra": {

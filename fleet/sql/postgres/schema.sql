@@ -100,6 +100,7 @@ CREATE TABLE tasks (
     output jsonb,
     failure_kind text,
     error text,
+    resume jsonb,
     PRIMARY KEY (run_id, task_id)
 );
 CREATE INDEX tasks_by_id ON tasks (task_id);

@@ -98,6 +98,7 @@ CREATE TABLE tasks (
     output TEXT,
     failure_kind TEXT,
     error TEXT,
+    resume TEXT,
     PRIMARY KEY (run_id, task_id)
 );
 CREATE INDEX tasks_by_id ON tasks (task_id);
