@@ -17,13 +17,15 @@ The graph is streamed with ``stream_mode=["updates", "messages", "custom", "chec
 | ``messages``: AI ``tool_calls`` / ``ToolMessage`` | ``emit tool_call`` / ``tool_result`` |
 | ``custom`` (``get_stream_writer()``) | ``emit custom`` |
 | ``checkpoints`` (checkpointer ids) | ``checkpoint`` (state values, checkpoint id) |
-| ``updates`` with ``__interrupt__`` | ``emit paused``; the attempt ends as ``cancelled`` |
+| ``updates`` with ``__interrupt__`` | ``emit paused``; the task pauses (``GraphInterrupted``) |
 | end of the stream | ``complete`` (output mapper over the final state; usage from
   ``usage_metadata``) |
 | exception | ``error`` (re-raised) |
 
 The thread id is the task id: with a persistent checkpointer, a retried task resumes from its
-last checkpoint instead of starting over.
+last checkpoint instead of starting over. An ``interrupt()`` pauses the task and its run (the
+Worker calls ``pause_task``); ``resume_run(run_id, value=...)`` sends the task back, and the
+graph continues with ``Command(resume=value)``: ``interrupt()`` returns the value.
 """
 
 from __future__ import annotations
@@ -33,22 +35,21 @@ from typing import Any
 
 from fleetforge.adapter import AgentRunAdapter, to_jsonable
 from fleetforge.adapters._base import FrameworkAdapter, add_usage, require
-from fleetforge.contracts import FleetTaskFailureKind, FleetUsage
-from fleetforge.worker import TaskError
+from fleetforge.contracts import FleetUsage
+from fleetforge.worker import TaskPaused
 
 __all__ = ["GraphInterrupted", "LangGraphAdapter"]
 
 STREAM_MODES = ["updates", "messages", "custom", "checkpoints", "tasks", "values"]
 
 
-class GraphInterrupted(TaskError):
-    """The graph stopped at an ``interrupt()``: it waits for input to resume."""
+class GraphInterrupted(TaskPaused):
+    """The graph stopped at an ``interrupt()``: the task pauses until its run is resumed with
+    a value (the Worker calls ``pause_task`` with the interrupt values)."""
 
     def __init__(self, interrupts: list[Any]) -> None:
-        super().__init__(
-            f"graph interrupted, waiting for input: {interrupts!r}"[:500],
-            kind=FleetTaskFailureKind.CANCELLED,
-        )
+        message = f"graph interrupted, waiting for input: {interrupts!r}"[:500]
+        super().__init__(message, waiting_for=interrupts)
         self.interrupts = interrupts
 
 
@@ -96,7 +97,13 @@ class LangGraphAdapter(FrameworkAdapter):
             if snapshot.next:
                 graph_input = None
                 checkpoint = snapshot.config["configurable"].get("checkpoint_id")
-                adapter.emit("custom", {"resumed_from": checkpoint, "next": list(snapshot.next)})
+                resumed = {"resumed_from": checkpoint, "next": list(snapshot.next)}
+                if context.resume is not None and snapshot.interrupts:
+                    from langgraph.types import Command  # the graph waits at an interrupt()
+
+                    graph_input = Command(resume=context.resume.value)
+                    resumed["resume"] = to_jsonable(context.resume.value)
+                adapter.emit("custom", resumed)
         usage = FleetUsage()
         seen: set[str] = set()
         interrupts: list[Any] = []

@@ -79,6 +79,7 @@ TOOL_NAMES = (
     "fleet_post_receipt",
     "fleet_fail_task",
     "fleet_release_task",
+    "fleet_pause_task",
     "fleet_run_events",
     "fleet_put_artifact",
     "fleet_get_artifact",
@@ -330,11 +331,22 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
         title="Resume a paused run",
         annotations=_writes(),
     )
-    async def fleet_resume_run(ctx: Ctx, run_id: RunId) -> Run:
-        """Resume a run paused at a breakpoint: the step it paused before becomes ready.
+    async def fleet_resume_run(
+        ctx: Ctx,
+        run_id: RunId,
+        value: Annotated[
+            Any,
+            Field(
+                description="For a run paused because a task waits for input (reason "
+                "`interrupt`): the answer, any JSON value, which that task continues with."
+            ),
+        ] = None,
+    ) -> Run:
+        """Resume a paused run. At a breakpoint, the step it paused before becomes ready; when
+        a task paused for input (fleet_pause_task), it goes back to the inbox with `value`.
         ConflictError if the run is not paused."""
         gate.check(ctx, "submit", "fleet_resume_run")
-        return await fleet.resume_run(run_id, by=gate.by(ctx))
+        return await fleet.resume_run(run_id, by=gate.by(ctx), value=value)
 
     @mcp.tool(
         title="Approve a human step",
@@ -575,6 +587,29 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
         gate.check(ctx, "work", "fleet_release_task")
         await fleet.release_task(task_id, fencing_token, reason=reason)
         return FailResult(task_id=task_id, will_retry=True)
+
+    @mcp.tool(
+        title="Pause a task to wait for input",
+        annotations=_writes(),
+    )
+    async def fleet_pause_task(
+        ctx: Ctx,
+        task_id: TaskId,
+        fencing_token: FencingToken,
+        reason: Annotated[str, Field(description="What the task needs, for people.")] = "",
+        waiting_for: Annotated[
+            list[Any] | None,
+            Field(description="What it waits for as JSON, e.g. the questions it asks."),
+        ] = None,
+    ) -> Run:
+        """Stop working on a leased task because it needs input (a question for a person, an
+        agent framework's interrupt). Your lease ends and the run pauses; when someone calls
+        fleet_resume_run with a value, the task goes back to the inbox and its next lease
+        carries `resume.value`. Returns the paused run."""
+        gate.check(ctx, "work", "fleet_pause_task")
+        return await fleet.pause_task(
+            task_id, fencing_token, reason=reason, waiting_for=waiting_for or []
+        )
 
     # ── artifacts ──
 

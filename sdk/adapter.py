@@ -45,6 +45,7 @@ from fleetforge import __version__
 from fleetforge.contracts import (
     FleetArtifactRef,
     FleetInboxEntry,
+    FleetResume,
     FleetTaskFailureKind,
     FleetUsage,
     TraceContext,
@@ -105,6 +106,7 @@ class AgentRunContext:
     inputs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     agent: str | None = None
     model: str | None = None
+    resume: FleetResume | None = None  # set when the task paused for input and was resumed
 
     @classmethod
     def from_entry(cls, entry: FleetInboxEntry) -> AgentRunContext:
@@ -124,6 +126,7 @@ class AgentRunContext:
             inputs=dict(task.inputs),
             agent=task.agent or task.tool or task.step_id,
             model=task.model,
+            resume=entry.resume,
         )
 
 

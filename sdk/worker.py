@@ -31,7 +31,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,7 +66,7 @@ from fleetforge.errors import (
 )
 from fleetforge.telemetry import context_from, tracer
 
-__all__ = ["Handler", "TaskError", "TaskRun", "Worker", "WorkerStats"]
+__all__ = ["Handler", "TaskError", "TaskPaused", "TaskRun", "Worker", "WorkerStats"]
 
 log = logging.getLogger("fleetforge.worker")
 _LOST = (LeaseLostError, RunCancelledError, AlreadyCompletedError, NotFoundError)
@@ -80,6 +80,17 @@ class TaskError(Exception):
     ) -> None:
         super().__init__(message)
         self.kind = FleetTaskFailureKind(kind)
+
+
+class TaskPaused(TaskError):
+    """Raise from a handler when the task needs input (a person's answer, a framework's
+    interrupt): the Worker ends the attempt's envelopes with ``error`` (kind ``cancelled``) and
+    calls ``pause_task`` instead of ``fail_task``. The run pauses; ``resume_run(value=...)``
+    sends the task back, and its next lease carries the value (``task.context.resume``)."""
+
+    def __init__(self, message: str, waiting_for: Sequence[Any] = ()) -> None:
+        super().__init__(message, kind=FleetTaskFailureKind.CANCELLED)
+        self.waiting_for = list(waiting_for)
 
 
 @dataclass
@@ -118,10 +129,12 @@ class WorkerStats:
     failed: int = 0
     lost: int = 0
     released: int = 0
+    paused: int = 0
 
     @property
     def handled(self) -> int:
-        return self.completed + self.rejected + self.failed + self.lost + self.released
+        done = self.completed + self.rejected + self.failed
+        return done + self.lost + self.released + self.paused
 
 
 class _Lost(Exception):
@@ -375,6 +388,12 @@ class Worker:
                 if run.adapter.started and not run.adapter.finished:
                     run.adapter.error(error)
                 await flush()
+                if isinstance(error, TaskPaused):
+                    await self.client.pause_task(
+                        task_id, token, reason=str(error), waiting_for=error.waiting_for
+                    )
+                    self.stats.paused += 1
+                    return "paused"
                 kind, message = run.adapter.failure or (failure_kind_of(error), str(error))
                 await self.client.fail_task(task_id, token, kind, message)
                 self.stats.failed += 1

@@ -323,3 +323,80 @@ async def test_a_retried_langgraph_task_resumes_from_its_last_checkpoint() -> No
     assert calls == ["research", "write", "write"]  # research was not run again
     resumed = [e for e in second.envelopes if getattr(e, "event", None) == "custom"]
     assert resumed[0].payload["next"] == ["write"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("transport", ["local", "http"])
+async def test_an_interrupted_langgraph_task_pauses_the_run_until_resumed_with_a_value(
+    transport: str, tmp_path: Path
+) -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.graph import END, START, StateGraph
+    from langgraph.types import interrupt
+    from typing_extensions import TypedDict
+
+    from fleetforge.adapters.langgraph import LangGraphAdapter
+
+    class State(TypedDict, total=False):
+        topic: str
+        draft: str
+        verdict: str
+
+    def write(state: State) -> State:
+        return {"draft": f"draft about {state['topic']}"}
+
+    def review(state: State) -> State:
+        answer = interrupt({"question": f"publish '{state['draft']}'?"})
+        return {"verdict": f"{state['draft']}: {answer}"}
+
+    graph = StateGraph(State)
+    graph.add_node("write", write)
+    graph.add_node("review", review)
+    graph.add_edge(START, "write")
+    graph.add_edge("write", "review")
+    graph.add_edge("review", END)
+    agent = LangGraphAdapter(graph.compile(checkpointer=InMemorySaver()),
+                             output=lambda state: state["verdict"])  # fmt: skip
+    spec = {"name": "reviewed", "seed": 4, "inputs": {"topic": TOPIC},
+            "steps": [{"id": "draft", "type": "agent", "agent": "langgraph",
+                       "inputs": {"topic": {"from": "inputs.topic"}}},
+                      {"id": "after", "type": "agent", "agent": "langgraph",
+                       "depends_on": ["draft"]}]}  # fmt: skip
+
+    async def handler(task: Any) -> Any:
+        if task.task.step_id == "after":
+            return "next step ran"
+        return await agent.as_handler()(task)
+
+    async with fleet(transport, tmp_path) as client:
+        run = await client.submit_run(spec)
+        first = await Worker(client, handler, worker_id="w").run(stop_when_idle=True)
+        paused = await client.get_run(run.run_id)
+        second_idle = await Worker(client, handler, worker_id="w").run(stop_when_idle=True)
+        resumed = await client.resume_run(run.run_id, value="yes")
+        second = await Worker(client, handler, worker_id="w").run(stop_when_idle=True)
+        done = await client.get_run(run.run_id)
+        events = await client.run_events(run.run_id, limit=1000)
+    assert (first.paused, first.failed, first.completed) == (1, 0, 0)
+    assert paused.status == "paused"
+    assert paused.steps[0].status == "waiting"
+    assert second_idle.handled == 0  # nothing to lease while the run waits
+    assert resumed.status == "running"
+    assert second.completed == 2
+    assert done.status == "completed"
+    assert done.outputs == {"draft": f"draft about {TOPIC}: yes", "after": "next step ran"}
+    [pause] = [e for e in events if e.type == "task_paused"]
+    question = {"question": f"publish 'draft about {TOPIC}'?"}
+    assert pause.data.waiting_for == [question]  # type: ignore[attr-defined]
+    kinds = [
+        (e.data.envelope.kind, getattr(e.data.envelope, "event", None))  # type: ignore[attr-defined]
+        for e in events
+        if e.type == "task_event"
+    ]
+    assert ("emit", "paused") in kinds
+    resumes = [
+        e.data.envelope.payload  # type: ignore[attr-defined]
+        for e in events
+        if e.type == "task_event" and getattr(e.data.envelope, "event", None) == "custom"  # type: ignore[attr-defined]
+    ]
+    assert resumes[0]["resume"] == "yes"
+    assert resumes[0]["next"] == ["review"]

@@ -109,6 +109,30 @@ def test_cancel_resume_approve(store_url: str, tmp_path: Path) -> None:
     assert cli(store_url, tmp_path, "show", "run_missing").exit_code == 3
 
 
+def test_resume_hands_a_paused_task_its_value(store_url: str, tmp_path: Path) -> None:
+    from fleetforge.fleet.service import SyncFleetService
+    from fleetforge.fleet.store import open_store
+
+    spec = {"name": "ask", "seed": 2, "steps": [{"id": "a", "type": "agent", "agent": "x"}]}
+    run_id = submit(store_url, tmp_path, spec)
+    with open_store(store_url) as store:
+        fleet = SyncFleetService(store)
+        fleet.register_worker({"worker_id": "w"})
+        [entry] = fleet.lease_task("w")
+        assert entry.lease is not None
+        fleet.pause_task(entry.task.task_id, entry.lease.fencing_token, reason="ship it?")
+    bad = cli(store_url, tmp_path, "resume", run_id, "--value", "yes")
+    assert bad.exit_code == 2
+    assert "--value is not JSON" in bad.stderr
+    resumed = cli(store_url, tmp_path, "resume", run_id, "--value", '{"ship": true}', "--json")
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.stdout)["status"] == "running"
+    with open_store(store_url) as store:
+        [again] = SyncFleetService(store).lease_task("w")
+    assert again.resume is not None
+    assert again.resume.value == {"ship": True}
+
+
 def test_submit_wait_follows_the_run(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'fleet.db'}"
     path = tmp_path / "spec.json"

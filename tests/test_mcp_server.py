@@ -352,6 +352,35 @@ async def test_invalid_spec_names_every_problem_and_writes_nothing(
     assert "/seed: a positive integer seed is required" in text
 
 
+async def test_a_task_pauses_for_input_and_resumes_with_a_value(
+    store: EventStore, tmp_path: Path
+) -> None:
+    async with connect(store, tmp_path) as (client, _fleet):
+        run_id = (await client.call("fleet_submit_run", spec=spec()))["run_id"]
+        await client.call("fleet_register_worker", worker_id="w1", tools=["*"])
+        entry = await lease_one(client)
+        assert entry["resume"] is None
+        task_id, token = entry["task"]["task_id"], entry["lease"]["fencing_token"]
+        await client.fail("fleet_resume_run", "ConflictError", run_id=run_id, value=1)
+        paused = await client.call(
+            "fleet_pause_task",
+            task_id=task_id,
+            fencing_token=token,
+            reason="which tone?",
+            waiting_for=[{"question": "formal or casual?"}],
+        )
+        assert paused["status"] == "paused"
+        await client.fail(
+            "fleet_pause_task", "LeaseLostError", task_id=task_id, fencing_token=token
+        )
+        assert (await client.call("fleet_lease_task", worker_id="w1"))["tasks"] == []
+        resumed = await client.call("fleet_resume_run", run_id=run_id, value={"tone": "casual"})
+        assert resumed["status"] == "running"
+        again = await lease_one(client)
+        assert again["task"]["task_id"] == task_id
+        assert again["resume"] == {"value": {"tone": "casual"}}
+
+
 async def test_lease_errors_are_tool_errors(store: EventStore, tmp_path: Path) -> None:
     async with connect(store, tmp_path) as (client, _fleet):
         await client.call("fleet_submit_run", spec=spec())

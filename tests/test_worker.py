@@ -17,7 +17,7 @@ import pytest
 from fleetforge.client import FleetClient, SyncFleetClient
 from fleetforge.contracts import FleetTaskFailureKind
 from fleetforge.errors import ContractError, LeaseLostError, NotFoundError
-from fleetforge.worker import TaskError, TaskRun, Worker
+from fleetforge.worker import TaskError, TaskPaused, TaskRun, Worker
 
 from .test_mcp_transports import FLEETFORGE, fleet_env, http_server
 
@@ -93,6 +93,31 @@ async def test_worker_runs_a_dag_on_every_transport(transport: str, tmp_path: Pa
     seqs = [e.seq for e in envelopes if e.step_id == "a"]
     assert seqs == list(range(5))
     assert sum(1 for e in events if e.type == "checkpoint_saved") == 3
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_handler_pauses_for_input_and_gets_the_resume_value(
+    transport: str, tmp_path: Path
+) -> None:
+    async def handler(task: TaskRun) -> Any:
+        if task.context.resume is None:
+            raise TaskPaused("needs a name", waiting_for=[{"ask": "name?"}])
+        return {"hello": task.entry.resume.value if task.entry.resume else None}
+
+    async with client_for(transport, tmp_path) as client:
+        run = await client.submit_run(spec())
+        paused = await Worker(client, handler, worker_id="w").run(stop_when_idle=True)
+        assert (paused.paused, paused.failed) == (1, 0)
+        assert (await client.get_run(run.run_id)).status == "paused"
+        await client.resume_run(run.run_id, value="ada")
+        done = await Worker(client, handler, worker_id="w").run(stop_when_idle=True)
+        assert done.completed == 1
+        final = await client.get_run(run.run_id)
+        events = await client.run_events(run.run_id, limit=1000)
+    assert final.outputs == {"a": {"hello": "ada"}}
+    [pause] = [e for e in events if e.type == "task_paused"]
+    assert pause.data.waiting_for == [{"ask": "name?"}]  # type: ignore[attr-defined]
+    assert pause.data.reason == "needs a name"  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

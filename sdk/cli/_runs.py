@@ -182,11 +182,27 @@ def cancel(
 def resume(
     ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(help="The paused run.")],
+    value: Annotated[
+        str | None,
+        typer.Option(
+            help="JSON value for a task that paused for input (e.g. '\"yes\"' or "
+            "'{\"approved\": true}'); it continues with it."
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Resume a run paused at a breakpoint."""
-    with reporting(out, err, as_json=as_json), open_service(ctx) as fleet:
-        run = fleet.resume_run(run_id, by="cli")
+    """Resume a paused run: at a breakpoint, or where a task waits for input (--value)."""
+    with reporting(out, err, as_json=as_json):
+        answer = None
+        if value is not None:
+            try:
+                answer = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise UsageError(
+                    f"--value is not JSON: {exc} (quote a string: '\"yes\"')"
+                ) from None
+        with open_service(ctx) as fleet:
+            run = fleet.resume_run(run_id, by="cli", value=answer)
     _print_run(run, as_json)
 
 

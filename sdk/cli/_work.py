@@ -194,7 +194,8 @@ def _serve(
                 tg.cancel_scope.cancel()
             err.print(
                 f"worker {runner.worker_id}: {stats.completed} completed, {stats.rejected} "
-                f"rejected, {stats.failed} failed, {stats.lost} lost, {stats.released} released"
+                f"rejected, {stats.failed} failed, {stats.lost} lost, {stats.released} released, "
+                f"{stats.paused} paused"
             )
 
     anyio.run(main)

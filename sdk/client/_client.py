@@ -280,10 +280,12 @@ class FleetClient:
         body = await self._tool("fleet_cancel_run", {"run_id": run_id, "reason": reason})
         return Run.model_validate(body)
 
-    async def resume_run(self, run_id: str) -> Run:
+    async def resume_run(self, run_id: str, *, value: Any = None) -> Run:
+        """Resume a paused run; ``value`` goes to a task that paused for input."""
         if self._local:
-            return await self._service.resume_run(run_id)  # type: ignore[no-any-return]
-        return Run.model_validate(await self._tool("fleet_resume_run", {"run_id": run_id}))
+            return await self._service.resume_run(run_id, value=value)  # type: ignore[no-any-return]
+        body = await self._tool("fleet_resume_run", {"run_id": run_id, "value": value})
+        return Run.model_validate(body)
 
     async def approve_step(self, run_id: str, step_id: str, *, comment: str | None = None) -> Run:
         if self._local:
@@ -370,6 +372,31 @@ class FleetClient:
             "fleet_release_task",
             {"task_id": task_id, "fencing_token": fencing_token, "reason": reason},
         )
+
+    async def pause_task(
+        self,
+        task_id: str,
+        fencing_token: int,
+        *,
+        reason: str = "",
+        waiting_for: Sequence[Any] = (),
+    ) -> Run:
+        """Stop a leased task to wait for input: the run pauses until ``resume_run(value=...)``,
+        and the task's next lease carries the value (``entry.resume``)."""
+        if self._local:
+            return await self._service.pause_task(  # type: ignore[no-any-return]
+                task_id, fencing_token, reason=reason, waiting_for=list(waiting_for)
+            )
+        body = await self._tool(
+            "fleet_pause_task",
+            {
+                "task_id": task_id,
+                "fencing_token": fencing_token,
+                "reason": reason,
+                "waiting_for": list(waiting_for),
+            },
+        )
+        return Run.model_validate(body)
 
     async def post_event(
         self, task_id: str, fencing_token: int, envelope: AgentRunEnvelope | Mapping[str, Any]
