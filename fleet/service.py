@@ -464,6 +464,13 @@ class SyncFleetService:
         """A run's events after the cursor ``after``."""
         return self.store.query(run_id=run_id, after=after, limit=limit)
 
+    def waiting_for_input(self, run_id: str) -> list[RunEvent]:
+        """The ``task_paused`` events of a run that no ``resume_run`` has answered yet."""
+        self.get_run(run_id)  # NotFoundError for an unknown run
+        events = self.store.query(run_id=run_id, types=["task_paused", "run_resumed"], limit=10_000)
+        last_resume = max((i for i, e in enumerate(events) if e.type == "run_resumed"), default=-1)
+        return events[last_resume + 1 :]
+
     # ── scheduling ───────────────────────────────────────────────────────────────────────────
 
     def _advance(

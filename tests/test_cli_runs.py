@@ -120,7 +120,16 @@ def test_resume_hands_a_paused_task_its_value(store_url: str, tmp_path: Path) ->
         fleet.register_worker({"worker_id": "w"})
         [entry] = fleet.lease_task("w")
         assert entry.lease is not None
-        fleet.pause_task(entry.task.task_id, entry.lease.fencing_token, reason="ship it?")
+        fleet.pause_task(
+            entry.task.task_id,
+            entry.lease.fencing_token,
+            reason="ship it?",
+            waiting_for=[{"question": "ship?"}],
+        )
+    shown = cli(store_url, tmp_path, "show", run_id).stdout
+    assert "step a waits for input: ship it?" in shown
+    assert 'waiting for: [{"question": "ship?"}]' in shown
+    assert f"answer with: fleetforge resume {run_id} --value JSON" in shown
     bad = cli(store_url, tmp_path, "resume", run_id, "--value", "yes")
     assert bad.exit_code == 2
     assert "--value is not JSON" in bad.stderr
@@ -131,6 +140,7 @@ def test_resume_hands_a_paused_task_its_value(store_url: str, tmp_path: Path) ->
         [again] = SyncFleetService(store).lease_task("w")
     assert again.resume is not None
     assert again.resume.value == {"ship": True}
+    assert "waits for input" not in cli(store_url, tmp_path, "show", run_id).stdout
 
 
 def test_submit_wait_follows_the_run(tmp_path: Path) -> None:

@@ -193,6 +193,8 @@ def test_a_task_paused_for_input_resumes_with_the_value(
     )
     assert paused.status == "paused"
     assert paused.steps[0].status == "waiting"
+    [asking] = fleet.waiting_for_input(run.run_id)
+    assert asking.data.waiting_for == [{"question": "ship?"}]
     with pytest.raises(LeaseLostError, match="the task is paused"):
         fleet.heartbeat(first.task.task_id, token)
     with pytest.raises(LeaseLostError):
@@ -206,6 +208,7 @@ def test_a_task_paused_for_input_resumes_with_the_value(
     assert fleet.get_run(run.run_id).status == "paused"  # the refused resume wrote nothing
     resumed = fleet.resume_run(run.run_id, value={"answer": "yes"})
     assert resumed.status == "running"
+    assert fleet.waiting_for_input(run.run_id) == []
     [again] = fleet.lease_task("w1", lease_seconds=5)
     assert again.task.task_id == first.task.task_id
     assert again.attempt == first.attempt  # a continuation, not a retry

@@ -132,6 +132,7 @@ def show(
     """A run's status, its steps as a table, and its DAG as a tree with each step's state."""
     with reporting(out, err, as_json=as_json), open_service(ctx) as fleet:
         run = fleet.get_run(run_id)
+        asking = fleet.waiting_for_input(run_id) if run.status == "paused" else []
     if as_json:
         out.print_json(run.model_dump_json())
         return
@@ -147,6 +148,13 @@ def show(
     out.print(dag_tree(run.spec, {s.step_id: s.status for s in run.steps}))
     if run.usage.total_tokens or run.usage.cost_usd:
         out.print(f"usage: {run.usage.total_tokens} tokens, ${run.usage.cost_usd or 0:.4f}")
+    for paused in asking:
+        data = paused.data
+        out.print(f"step {data.step_id} waits for input: {data.reason}", markup=False)
+        if data.waiting_for:
+            out.print(f"  waiting for: {json.dumps(data.waiting_for)}", markup=False)
+    if asking:
+        out.print(f"answer with: fleetforge resume {run.run_id} --value JSON", markup=False)
 
 
 def output(
