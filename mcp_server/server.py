@@ -744,6 +744,9 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
    status: "accepted", or "rejected" with score.reason (the fleet retries or fails the step).
    If you cannot do the task, call fleet_fail_task(task_id, fencing_token, kind, message) with
    kind "transient" for problems worth retrying, else "agent_error" or "tool_error".
+   If the task needs an answer from a person first, call fleet_pause_task(task_id,
+   fencing_token, reason, waiting_for=[your question]); the run pauses, and when someone
+   answers (fleet_resume_run with a value) you will lease it again with entry.resume.value.
 6. If any call returns LeaseLostError or RunCancelledError, drop that task: do not post a
    receipt for it. Then go back to step 2."""
             ),
