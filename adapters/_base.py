@@ -10,9 +10,11 @@ kind). :meth:`FrameworkAdapter.as_handler` gives a handler for :class:`~fleetfor
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from types import ModuleType
@@ -26,7 +28,7 @@ from fleetforge.contracts import FleetUsage
 from fleetforge.contracts.envelope import AdapterInfo
 from fleetforge.errors import UsageError
 
-__all__ = ["FrameworkAdapter", "require"]
+__all__ = ["FrameworkAdapter", "PerTask", "require"]
 
 
 def require(module: str, extra: str) -> ModuleType:
@@ -67,6 +69,48 @@ def add_usage(total: FleetUsage, **counts: Any) -> FleetUsage:
             values["total_tokens"], values["input_tokens"] + values["output_tokens"]
         )
     return FleetUsage.model_validate(values)
+
+
+class PerTask:
+    """What a framework adapter runs for each task: one object, or a factory of them.
+
+    Framework objects carry state from run to run (an AgentChat agent keeps its conversation, a
+    Crew its task outputs) and cannot run twice at once. Given a factory (a function of no
+    arguments, sync or async), each task gets its own object, and tasks run concurrently. Given
+    an object, tasks take turns on it, and before every task after its first here ``reset``
+    (when given) clears what the previous task left, so tasks never see each other's data.
+    """
+
+    def __init__(
+        self,
+        subject: Any,
+        *,
+        is_object: Callable[[Any], bool],
+        reset: Callable[[Any], Awaitable[None]] | None = None,
+        what: str,
+    ) -> None:
+        if not is_object(subject) and not callable(subject):
+            raise UsageError(f"expected {what}, or a function that builds one; got {subject!r}")
+        self.subject = subject
+        self._factory = None if is_object(subject) else subject
+        self._reset = reset
+        self._used = False
+        self._turn: anyio.Lock | None = None
+
+    @asynccontextmanager
+    async def use(self) -> AsyncIterator[Any]:
+        """The object for one task: a new one from the factory, or the one object, reset."""
+        if self._factory is not None:
+            built = self._factory()
+            yield (await built) if inspect.isawaitable(built) else built
+            return
+        if self._turn is None:
+            self._turn = anyio.Lock()
+        async with self._turn:
+            if self._used and self._reset is not None:
+                await self._reset(self.subject)
+            self._used = True
+            yield self.subject
 
 
 @cache

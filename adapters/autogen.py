@@ -4,9 +4,11 @@
 
     from fleetforge.adapters.autogen import AutoGenAdapter
 
-    team = RoundRobinGroupChat([researcher, writer], termination_condition=...,
-                               emit_team_events=True)
-    await Worker(client, AutoGenAdapter(team).as_handler()).run()
+    def build_team() -> RoundRobinGroupChat:  # a new team (and its agents) for each task
+        return RoundRobinGroupChat([researcher(), writer()], termination_condition=...,
+                                   emit_team_events=True)
+
+    await Worker(client, AutoGenAdapter(build_team).as_handler(), concurrency=4).run()
 
 | AgentChat (``run_stream`` items) | envelope |
 |---|---|
@@ -22,6 +24,11 @@
 
 The task text is ``inputs["task"]`` (or ``["prompt"]``), else the inputs as JSON; pass ``task=``
 to build it yourself, and ``output=`` to turn the ``TaskResult`` into the output.
+
+AgentChat agents and teams remember their conversation from run to run. Pass a function that
+builds the agent or team (``build_team`` above) and every task gets its own, concurrently; pass
+an agent or team object and tasks take turns on it, each after a reset (``team.reset()``,
+``agent.on_reset()``) of what the task before left.
 """
 
 from __future__ import annotations
@@ -31,7 +38,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from fleetforge.adapter import AgentRunAdapter, to_jsonable
-from fleetforge.adapters._base import FrameworkAdapter, add_usage, require, tool_arguments
+from fleetforge.adapters._base import (
+    FrameworkAdapter,
+    PerTask,
+    add_usage,
+    require,
+    tool_arguments,
+)
 from fleetforge.contracts import FleetUsage
 
 __all__ = ["AutoGenAdapter"]
@@ -53,6 +66,16 @@ def _default_output(result: Any) -> Any:
     return None
 
 
+async def _reset(agent: Any) -> None:
+    """Clear what a previous run left: a team's ``reset()``, an agent's ``on_reset()``."""
+    if hasattr(agent, "reset"):
+        await agent.reset()
+    else:
+        from autogen_core import CancellationToken
+
+        await agent.on_reset(CancellationToken())
+
+
 class AutoGenAdapter(FrameworkAdapter):
     """Runs an AgentChat agent or team (anything with ``run_stream``) for each task."""
 
@@ -69,6 +92,12 @@ class AutoGenAdapter(FrameworkAdapter):
     ) -> None:
         require("autogen_agentchat", self.extra)
         self.agent = agent
+        self._agents = PerTask(
+            agent,
+            is_object=lambda a: hasattr(a, "run_stream"),
+            reset=_reset,
+            what="an AgentChat agent or team (anything with run_stream)",
+        )
         self.task = task
         self.output = output
         self.save_state = save_state
@@ -76,10 +105,16 @@ class AutoGenAdapter(FrameworkAdapter):
     async def _drive(
         self, adapter: AgentRunAdapter, inputs: Mapping[str, Any]
     ) -> tuple[Any, FleetUsage]:
+        async with self._agents.use() as agent:
+            return await self._run(adapter, agent, inputs)
+
+    async def _run(
+        self, adapter: AgentRunAdapter, agent: Any, inputs: Mapping[str, Any]
+    ) -> tuple[Any, FleetUsage]:
         usage = FleetUsage()
         speaker: str | None = None
         result: Any = None
-        async for item in self.agent.run_stream(task=self.task(inputs)):
+        async for item in agent.run_stream(task=self.task(inputs)):
             kind = type(item).__name__
             if kind == "TaskResult":
                 result = item
@@ -98,7 +133,7 @@ class AutoGenAdapter(FrameworkAdapter):
         if speaker is not None:
             adapter.emit("step_finished", {"agent": speaker})
         if self.save_state:
-            state = await self.agent.save_state()
+            state = await agent.save_state()
             adapter.checkpoint(state, f"{adapter.context.task_id}:{adapter.context.attempt}")
         return self.output(result), usage
 

@@ -6,6 +6,10 @@
 
     await Worker(client, CrewAIAdapter(crew).as_handler()).run()
 
+A Crew keeps its tasks' outputs and cannot kick off twice at once: tasks take turns on one
+``crew``. Pass a function that builds the Crew instead (``CrewAIAdapter(build_crew)``) and each
+task gets its own, so a Worker with ``concurrency`` above 1 runs them side by side.
+
 Listeners are registered on CrewAI's event bus for the kickoff and removed after it; they keep
 only events of this crew (its own id, its tasks' and agents' ids), so concurrent kickoffs of
 other crews in other threads do not cross. CrewAI delivers events on a thread pool in no fixed
@@ -38,7 +42,13 @@ from typing import Any
 import anyio.to_thread
 
 from fleetforge.adapter import AgentRunAdapter, to_jsonable
-from fleetforge.adapters._base import FrameworkAdapter, add_usage, require, tool_arguments
+from fleetforge.adapters._base import (
+    FrameworkAdapter,
+    PerTask,
+    add_usage,
+    require,
+    tool_arguments,
+)
 from fleetforge.contracts import FleetUsage
 
 __all__ = ["CrewAIAdapter"]
@@ -93,15 +103,21 @@ class CrewAIAdapter(FrameworkAdapter):
     ) -> None:
         import_crewai()
         self.crew = crew
+        self._crews = PerTask(crew, is_object=lambda c: hasattr(c, "kickoff"), what="a crewai.Crew")
         self.inputs = inputs or (lambda given: dict(given))
         self.output = output
 
     async def _drive(
         self, adapter: AgentRunAdapter, inputs: Mapping[str, Any]
     ) -> tuple[Any, FleetUsage]:
+        async with self._crews.use() as crew:
+            return await self._kickoff(adapter, crew, inputs)
+
+    async def _kickoff(
+        self, adapter: AgentRunAdapter, crew: Any, inputs: Mapping[str, Any]
+    ) -> tuple[Any, FleetUsage]:
         events_module = require("crewai.events", self.extra)
         bus = events_module.crewai_event_bus
-        crew = self.crew
         ids = {str(crew.id)} | {str(t.id) for t in crew.tasks} | {str(a.id) for a in crew.agents}
         caught: list[Any] = []
         lock = threading.Lock()

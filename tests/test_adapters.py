@@ -266,6 +266,68 @@ async def test_concurrent_crewai_kickoffs_do_not_cross_events() -> None:
         assert_conforms(sink.envelopes)  # exactly one tool call and two steps each
 
 
+async def test_tasks_on_one_autogen_agent_do_not_see_each_other() -> None:
+    import anyio
+    from autogen_agentchat.agents import AssistantAgent
+    from autogen_ext.models.replay import ReplayChatCompletionClient
+
+    from fleetforge.adapters.autogen import AutoGenAdapter
+
+    replies = ReplayChatCompletionClient(["one", "two", "three"], model_info=REPLAY_MODEL_INFO)  # type: ignore[arg-type]
+    agent = AssistantAgent("a", model_client=replies)
+    adapter = AutoGenAdapter(agent, task=lambda i: i["q"])
+    outputs: list[str] = []
+
+    async def ask(n: int) -> None:
+        context = AgentRunContext(run_id="r", step_id="s", task_id=f"r.s{n}", seed=4,
+                                  inputs={"q": f"question {n}"})  # fmt: skip
+        outputs.append(await adapter.run(AgentRunAdapter(context, MemorySink())))
+
+    await ask(0)
+    async with anyio.create_task_group() as tg:  # at once: they take turns on the one agent
+        tg.start_soon(ask, 1)
+        tg.start_soon(ask, 2)
+    assert sorted(outputs) == ["one", "three", "two"]
+    seen = [m.content for m in await agent.model_context.get_messages()]
+    assert len(seen) == 2  # the last task's question and answer, nothing of the others
+    assert seen[0] in {"question 1", "question 2"}
+
+
+async def test_adapters_given_a_factory_build_one_framework_object_per_task() -> None:
+    import anyio
+
+    from fleetforge.adapters.autogen import AutoGenAdapter
+    from fleetforge.adapters.crewai import CrewAIAdapter
+
+    async def autogen_team() -> Any:  # an async factory
+        return autogen_scenario().agent  # type: ignore[attr-defined]
+
+    adapters = {
+        "autogen": AutoGenAdapter(autogen_team, task=lambda i: f"write about {i['topic']}"),
+        "crewai": CrewAIAdapter(lambda: crewai_scenario().crew),  # type: ignore[attr-defined]
+    }
+    sinks = {(name, n): MemorySink() for name in adapters for n in range(3)}
+
+    async def one(name: str, n: int) -> None:
+        context = AgentRunContext(run_id=f"run_{n}", step_id="draft", task_id=f"run_{n}.draft",
+                                  seed=4, inputs={"topic": TOPIC})  # fmt: skip
+        assert await adapters[name].run(AgentRunAdapter(context, sinks[name, n])) == OUTPUT
+
+    async with anyio.create_task_group() as tg:
+        for name, n in sinks:
+            tg.start_soon(one, name, n)
+    for sink in sinks.values():
+        assert_conforms(sink.envelopes)
+
+
+def test_an_adapter_refuses_what_it_cannot_run() -> None:
+    from fleetforge.adapters.autogen import AutoGenAdapter
+    from fleetforge.errors import UsageError
+
+    with pytest.raises(UsageError, match="AgentChat agent or team"):
+        AutoGenAdapter(42)
+
+
 @pytest.mark.parametrize("name", ["langgraph_worker", "autogen_worker", "crewai_worker"])
 async def test_examples_complete_a_task_offline(name: str, tmp_path: Path) -> None:
     import importlib.util
