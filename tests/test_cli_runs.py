@@ -143,6 +143,52 @@ def test_resume_hands_a_paused_task_its_value(store_url: str, tmp_path: Path) ->
     assert "waits for input" not in cli(store_url, tmp_path, "show", run_id).stdout
 
 
+def test_submit_wait_says_what_a_paused_task_asks(tmp_path: Path) -> None:
+    from fleetforge.fleet.service import SyncFleetService
+    from fleetforge.fleet.store import open_store
+
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    path = tmp_path / "spec.json"
+    step = {"id": "a", "type": "agent", "agent": "x"}
+    path.write_text(json.dumps({"name": "ask", "seed": 2, "steps": [step]}))
+    base = [sys.executable, "-m", "fleetforge", "--store", url]
+    waiting = subprocess.Popen(
+        [*base, "submit", str(path), "--wait", "--timeout", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with open_store(url) as store:
+            fleet = SyncFleetService(store)
+            fleet.register_worker({"worker_id": "w"})
+            [entry] = fleet.lease_task("w", wait_seconds=30)
+            assert entry.lease is not None
+            fleet.pause_task(
+                entry.task.task_id,
+                entry.lease.fencing_token,
+                reason="tone?",
+                waiting_for=["formal?"],
+            )
+            assert waiting.stderr is not None
+            lines = [waiting.stderr.readline() for _ in range(3)]  # --wait says what it asks
+            fleet.resume_run(entry.task.run_id, value="yes")
+            [again] = fleet.lease_task("w", wait_seconds=30)
+            assert again.lease is not None
+            fleet.complete_task(again.task.task_id, again.lease.fencing_token, "done")
+    except BaseException:
+        waiting.kill()
+        waiting.communicate()
+        raise
+    stdout, stderr = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0, (stdout, stderr)
+    assert stdout.strip().endswith("completed")
+    assert lines[0].strip() == "step a waits for input: tone?", lines
+    assert lines[1].strip() == 'waiting for: ["formal?"]'
+    assert lines[2].startswith(f"answer with: fleetforge resume {entry.task.run_id}")
+    assert "waits for input" not in stderr  # said once
+
+
 def test_submit_wait_follows_the_run(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'fleet.db'}"
     path = tmp_path / "spec.json"

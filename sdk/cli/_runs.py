@@ -7,6 +7,7 @@ import time
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -15,7 +16,7 @@ from fleetforge.cli._context import open_service
 from fleetforge.cli._errors import reporting
 from fleetforge.cli._files import read_json
 from fleetforge.cli._validate import dag_tree
-from fleetforge.contracts import FleetRunStatus, Run
+from fleetforge.contracts import FleetRunStatus, Run, RunEvent
 from fleetforge.errors import NotFoundError, UsageError
 from fleetforge.fleet.service import SyncFleetService
 
@@ -70,11 +71,16 @@ def _wait(fleet: SyncFleetService, run: Run, timeout: float, *, quiet: bool) -> 
         TextColumn("steps"),
         TimeElapsedColumn(),
     )
+    told: set[int] = set()  # task_paused events already shown
     with Progress(*columns, console=err, transient=True, disable=quiet) as progress:
         bar = progress.add_task(run.name, total=len(run.steps))
         while run.status not in _FINAL:
             done = sum(s.status in {"completed", "skipped", "failed"} for s in run.steps)
             progress.update(bar, completed=done, description=f"{run.name} ({run.status})")
+            if run.status == "paused" and not quiet:
+                asking = [e for e in fleet.waiting_for_input(run.run_id) if e.seq not in told]
+                _print_questions(run.run_id, asking, progress.console)
+                told.update(e.seq for e in asking if e.seq is not None)
             if deadline is not None and time.monotonic() > deadline:
                 raise UsageError(f"run {run.run_id} is still {run.status} after {timeout:g}s")
             time.sleep(0.2)
@@ -148,13 +154,18 @@ def show(
     out.print(dag_tree(run.spec, {s.step_id: s.status for s in run.steps}))
     if run.usage.total_tokens or run.usage.cost_usd:
         out.print(f"usage: {run.usage.total_tokens} tokens, ${run.usage.cost_usd or 0:.4f}")
+    _print_questions(run.run_id, asking, out)
+
+
+def _print_questions(run_id: str, asking: list[RunEvent], console: Console) -> None:
+    """What the tasks of a run paused for input ask, and how to answer."""
     for paused in asking:
         data = paused.data
-        out.print(f"step {data.step_id} waits for input: {data.reason}", markup=False)
+        console.print(f"step {data.step_id} waits for input: {data.reason}", markup=False)
         if data.waiting_for:
-            out.print(f"  waiting for: {json.dumps(data.waiting_for)}", markup=False)
+            console.print(f"  waiting for: {json.dumps(data.waiting_for)}", markup=False)
     if asking:
-        out.print(f"answer with: fleetforge resume {run.run_id} --value JSON", markup=False)
+        console.print(f"answer with: fleetforge resume {run_id} --value JSON", markup=False)
 
 
 def output(
