@@ -41,6 +41,7 @@ from fleetforge.contracts import (
     FleetTrustLevel,
     FleetUsage,
     FleetWorkerSpec,
+    InputRequest,
     Run,
     RunEvent,
     RunSpec,
@@ -304,7 +305,17 @@ class SyncFleetService:
             idempotency_key=run.idempotency_key,
             started_at=run.started_at,
             finished_at=run.finished_at,
+            waiting_for_input=self._waiting(unit, run_id) if run.status == "paused" else [],
         )
+
+    @staticmethod
+    def _waiting(unit: Unit, run_id: str) -> list[InputRequest]:
+        rows = unit.tx.fetchall(Q["tasks_waiting"], {"run_id": run_id})
+        return [
+            InputRequest(task_id=r[0], step_id=r[1], **unit.tx.load_json(r[2]))
+            for r in rows
+            if r[2] is not None
+        ]
 
     def list_runs(
         self,
@@ -463,13 +474,6 @@ class SyncFleetService:
     def run_events(self, run_id: str, *, after: int = 0, limit: int = 100) -> list[RunEvent]:
         """A run's events after the cursor ``after``."""
         return self.store.query(run_id=run_id, after=after, limit=limit)
-
-    def waiting_for_input(self, run_id: str) -> list[RunEvent]:
-        """The ``task_paused`` events of a run that no ``resume_run`` has answered yet."""
-        self.get_run(run_id)  # NotFoundError for an unknown run
-        events = self.store.query(run_id=run_id, types=["task_paused", "run_resumed"], limit=10_000)
-        last_resume = max((i for i, e in enumerate(events) if e.type == "run_resumed"), default=-1)
-        return events[last_resume + 1 :]
 
     # ── scheduling ───────────────────────────────────────────────────────────────────────────
 

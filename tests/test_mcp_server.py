@@ -370,6 +370,10 @@ async def test_a_task_pauses_for_input_and_resumes_with_a_value(
             waiting_for=[{"question": "formal or casual?"}],
         )
         assert paused["status"] == "paused"
+        [asking] = paused["waiting_for_input"]
+        assert asking["waiting_for"] == [{"question": "formal or casual?"}]
+        got = await client.call("fleet_get_run", run_id=run_id)
+        assert got["waiting_for_input"] == [asking]
         await client.fail(
             "fleet_pause_task", "LeaseLostError", task_id=task_id, fencing_token=token
         )

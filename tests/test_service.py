@@ -193,8 +193,12 @@ def test_a_task_paused_for_input_resumes_with_the_value(
     )
     assert paused.status == "paused"
     assert paused.steps[0].status == "waiting"
-    [asking] = fleet.waiting_for_input(run.run_id)
-    assert asking.data.waiting_for == [{"question": "ship?"}]
+    [asking] = paused.waiting_for_input
+    assert asking.task_id == first.task.task_id
+    assert asking.step_id == "ask"
+    assert asking.reason == "needs a person"
+    assert asking.waiting_for == [{"question": "ship?"}]
+    assert fleet.get_run(run.run_id).waiting_for_input == [asking]
     with pytest.raises(LeaseLostError, match="the task is paused"):
         fleet.heartbeat(first.task.task_id, token)
     with pytest.raises(LeaseLostError):
@@ -208,7 +212,7 @@ def test_a_task_paused_for_input_resumes_with_the_value(
     assert fleet.get_run(run.run_id).status == "paused"  # the refused resume wrote nothing
     resumed = fleet.resume_run(run.run_id, value={"answer": "yes"})
     assert resumed.status == "running"
-    assert fleet.waiting_for_input(run.run_id) == []
+    assert resumed.waiting_for_input == []
     [again] = fleet.lease_task("w1", lease_seconds=5)
     assert again.task.task_id == first.task.task_id
     assert again.attempt == first.attempt  # a continuation, not a retry

@@ -58,6 +58,16 @@ def _lease_ended(status: str, expired: int) -> Callable[[Tx, EventRow], None]:
     return apply
 
 
+def _paused(tx: Tx, e: EventRow) -> None:
+    d = e.data
+    waiting = {
+        "reason": d.get("reason", ""),
+        "waiting_for": d.get("waiting_for", []),
+        "since": e.at,
+    }
+    tx.execute(Q["task_paused"], {**_key(e), "waiting": canonical_json(waiting)})
+
+
 def _failed(tx: Tx, e: EventRow) -> None:
     tx.execute(Q["task_failed"], {**_key(e), "kind": e.data["kind"], "message": e.data["message"]})
 
@@ -96,7 +106,7 @@ class TasksProjection:
         "task_heartbeat": _heartbeat,
         "task_lease_expired": _lease_ended("expired", 1),
         "task_released": _lease_ended("released", 0),
-        "task_paused": _lease_ended("paused", 0),
+        "task_paused": _paused,
         "task_failed": _failed,
         "receipt_posted": _receipt_posted,
         "receipt_accepted": _accepted,

@@ -70,18 +70,18 @@ UPDATE runs SET usage = :usage WHERE run_id = :run_id;
 INSERT INTO tasks (run_id, task_id, step_id, map_index, entry_id, attempt, status, held, spec,
                    role, min_trust, priority, enqueued_at, available_at, worker_id,
                    fencing_token, leased_at, lease_expires_at, expiries, output, failure_kind,
-                   error, resume)
+                   error, waiting, resume)
 VALUES (:run_id, :task_id, :step_id, :map_index, :entry_id, :attempt, 'queued',
         (SELECT CASE WHEN status = 'paused' THEN 1 ELSE 0 END FROM runs WHERE run_id = :run_id),
         :spec, :role, :min_trust, :priority, :at, :available_at, NULL, 0, NULL, NULL, 0, NULL,
-        NULL, NULL, :resume)
+        NULL, NULL, NULL, :resume)
 ON CONFLICT (run_id, task_id) DO UPDATE SET
     entry_id = excluded.entry_id, attempt = excluded.attempt, status = 'queued',
     held = excluded.held,
     spec = excluded.spec, enqueued_at = excluded.enqueued_at,
     available_at = excluded.available_at, worker_id = NULL, leased_at = NULL,
     lease_expires_at = NULL, output = NULL, failure_kind = NULL, error = NULL,
-    resume = excluded.resume;
+    waiting = NULL, resume = excluded.resume;
 
 -- name: task_leased
 UPDATE tasks SET status = 'leased', worker_id = :worker_id, fencing_token = :fencing_token,
@@ -93,6 +93,10 @@ UPDATE tasks SET lease_expires_at = :expires_at WHERE run_id = :run_id AND task_
 
 -- name: task_lease_ended
 UPDATE tasks SET status = :status, expiries = expiries + :expired, lease_expires_at = NULL
+WHERE run_id = :run_id AND task_id = :task_id;
+
+-- name: task_paused
+UPDATE tasks SET status = 'paused', lease_expires_at = NULL, waiting = :waiting
 WHERE run_id = :run_id AND task_id = :task_id;
 
 -- name: task_failed

@@ -26,6 +26,10 @@ SELECT run_id, task_id, step_id, map_index, entry_id, attempt, status, spec, wor
        resume
 FROM tasks WHERE run_id = :run_id AND step_id = :step_id ORDER BY map_index;
 
+-- name: tasks_waiting
+SELECT task_id, step_id, waiting FROM tasks
+WHERE run_id = :run_id AND status = 'paused' ORDER BY task_id;
+
 -- name: lease_candidates
 -- Walks the inbox index (status, available_at, task_id) in order and stops at :limit;
 -- tasks of paused runs are held, and cancelled or failed runs withdrew theirs.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -16,7 +17,7 @@ from fleetforge.cli._context import open_service
 from fleetforge.cli._errors import reporting
 from fleetforge.cli._files import read_json
 from fleetforge.cli._validate import dag_tree
-from fleetforge.contracts import FleetRunStatus, Run, RunEvent
+from fleetforge.contracts import FleetRunStatus, InputRequest, Run
 from fleetforge.errors import NotFoundError, UsageError
 from fleetforge.fleet.service import SyncFleetService
 
@@ -71,16 +72,16 @@ def _wait(fleet: SyncFleetService, run: Run, timeout: float, *, quiet: bool) -> 
         TextColumn("steps"),
         TimeElapsedColumn(),
     )
-    told: set[int] = set()  # task_paused events already shown
+    told: set[tuple[str, datetime]] = set()  # pauses already shown
     with Progress(*columns, console=err, transient=True, disable=quiet) as progress:
         bar = progress.add_task(run.name, total=len(run.steps))
         while run.status not in _FINAL:
             done = sum(s.status in {"completed", "skipped", "failed"} for s in run.steps)
             progress.update(bar, completed=done, description=f"{run.name} ({run.status})")
-            if run.status == "paused" and not quiet:
-                asking = [e for e in fleet.waiting_for_input(run.run_id) if e.seq not in told]
+            if not quiet:
+                asking = [w for w in run.waiting_for_input if (w.task_id, w.since) not in told]
                 _print_questions(run.run_id, asking, progress.console)
-                told.update(e.seq for e in asking if e.seq is not None)
+                told.update((w.task_id, w.since) for w in asking)
             if deadline is not None and time.monotonic() > deadline:
                 raise UsageError(f"run {run.run_id} is still {run.status} after {timeout:g}s")
             time.sleep(0.2)
@@ -138,7 +139,6 @@ def show(
     """A run's status, its steps as a table, and its DAG as a tree with each step's state."""
     with reporting(out, err, as_json=as_json), open_service(ctx) as fleet:
         run = fleet.get_run(run_id)
-        asking = fleet.waiting_for_input(run_id) if run.status == "paused" else []
     if as_json:
         out.print_json(run.model_dump_json())
         return
@@ -154,16 +154,15 @@ def show(
     out.print(dag_tree(run.spec, {s.step_id: s.status for s in run.steps}))
     if run.usage.total_tokens or run.usage.cost_usd:
         out.print(f"usage: {run.usage.total_tokens} tokens, ${run.usage.cost_usd or 0:.4f}")
-    _print_questions(run.run_id, asking, out)
+    _print_questions(run.run_id, run.waiting_for_input, out)
 
 
-def _print_questions(run_id: str, asking: list[RunEvent], console: Console) -> None:
+def _print_questions(run_id: str, asking: list[InputRequest], console: Console) -> None:
     """What the tasks of a run paused for input ask, and how to answer."""
-    for paused in asking:
-        data = paused.data
-        console.print(f"step {data.step_id} waits for input: {data.reason}", markup=False)
-        if data.waiting_for:
-            console.print(f"  waiting for: {json.dumps(data.waiting_for)}", markup=False)
+    for request in asking:
+        console.print(f"step {request.step_id} waits for input: {request.reason}", markup=False)
+        if request.waiting_for:
+            console.print(f"  waiting for: {json.dumps(request.waiting_for)}", markup=False)
     if asking:
         console.print(f"answer with: fleetforge resume {run_id} --value JSON", markup=False)
 

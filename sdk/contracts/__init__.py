@@ -61,7 +61,7 @@ from fleetforge.contracts.protocol import (
     FleetWorkspaceRequirements,
     TraceContext,
 )
-from fleetforge.contracts.run import Run, StepRecord, StepStatus
+from fleetforge.contracts.run import InputRequest, Run, StepRecord, StepStatus
 from fleetforge.contracts.spec import (
     AgentStep,
     HumanStep,
@@ -125,6 +125,7 @@ __all__ = [
     "FleetWorkspaceRequirements",
     "HumanStep",
     "InputRef",
+    "InputRequest",
     "LlmStep",
     "MapStep",
     "ProtocolModel",

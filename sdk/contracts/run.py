@@ -11,7 +11,7 @@ from fleetforge.contracts._base import Identifier, ProtocolModel, Timestamp
 from fleetforge.contracts.protocol import FleetRun, FleetTaskFailureKind, FleetUsage
 from fleetforge.contracts.spec import RunSpec
 
-__all__ = ["Run", "StepRecord", "StepStatus"]
+__all__ = ["InputRequest", "Run", "StepRecord", "StepStatus"]
 
 
 class StepStatus(StrEnum):
@@ -44,6 +44,18 @@ class StepRecord(ProtocolModel):
     finished_at: Timestamp | None = Field(None, description="When it reached a final status.")
 
 
+class InputRequest(ProtocolModel):
+    """A task that paused for input: what it asks. ``resume_run``'s value answers it."""
+
+    task_id: Identifier = Field(description="The paused task.")
+    step_id: Identifier = Field(description="Its step.")
+    reason: str = Field("", description="What it needs, for people.")
+    waiting_for: list[Any] = Field(
+        default_factory=list, description="What it asks, as JSON (e.g. interrupt values)."
+    )
+    since: Timestamp = Field(description="When it paused.")
+
+
 class Run(FleetRun):
     """A run as stored and served: the handle, the spec, each step's state and the outputs."""
 
@@ -59,6 +71,10 @@ class Run(FleetRun):
     idempotency_key: str | None = Field(None, description="Key given at submit, if any.")
     started_at: Timestamp | None = Field(None, description="When the first step started.")
     finished_at: Timestamp | None = Field(None, description="When the run reached a final status.")
+    waiting_for_input: list[InputRequest] = Field(
+        default_factory=list,
+        description="Tasks paused for input (the run is paused); resume_run's value answers them.",
+    )
 
     model_config = FleetRun.model_config | {
         "json_schema_extra": {

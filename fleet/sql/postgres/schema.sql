@@ -100,6 +100,7 @@ CREATE TABLE tasks (
     output jsonb,
     failure_kind text,
     error text,
+    waiting jsonb,
     resume jsonb,
     PRIMARY KEY (run_id, task_id)
 );

@@ -98,6 +98,7 @@ CREATE TABLE tasks (
     output TEXT,
     failure_kind TEXT,
     error TEXT,
+    waiting TEXT,
     resume TEXT,
     PRIMARY KEY (run_id, task_id)
 );

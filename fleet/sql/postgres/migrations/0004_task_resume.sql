@@ -1,4 +1,5 @@
--- 0004: the value a task that paused for input continues with (resume_run's value),
--- as {"value": ...}; NULL when it was never paused and resumed.
+-- 0004: tasks that pause for input. `waiting`: what a paused task asks
+-- ({reason, waiting_for, since}); `resume`: the value resume_run gave it ({value}).
 
+ALTER TABLE tasks ADD COLUMN waiting jsonb;
 ALTER TABLE tasks ADD COLUMN resume jsonb;
