@@ -371,18 +371,31 @@ class SyncFleetService:
             return self._get_run(unit, run_id)
 
     @_retrying
-    def resume_run(self, run_id: str, *, by: str | None = None, value: Any = None) -> Run:
+    def resume_run(
+        self,
+        run_id: str,
+        *,
+        by: str | None = None,
+        value: Any = None,
+        values: Mapping[str, Any] | None = None,
+    ) -> Run:
         """Resume a paused run. A step it paused before (breakpoint) becomes ready; a task that
-        paused for input (``pause_task``) goes back to the inbox carrying ``value``."""
+        paused for input (``pause_task``) goes back to the inbox carrying ``value``.
+
+        ``values`` answers waiting tasks one by one: each key is a task id, or a step id for
+        every waiting task of that step; the tasks it does not name get ``value``.
+        """
         now = self.clock.now()
+        answers = dict(values or {})
         with self.store.transaction() as unit:
             run = self._run(unit, run_id, lock=True)
             if run.status != "paused":
                 raise ConflictError(f"run '{run_id}' is {run.status}, not paused", run_id=run_id)
             try:
-                canonical_json(value)
+                canonical_json([value, answers])
             except (TypeError, ValueError) as exc:
                 raise UsageError(f"the resume value must be JSON data: {exc}") from None
+            answered: set[str] = set()
             self._append(unit, [self._event("run_resumed", run_id, now, by=by)])
             spec = self._spec(unit, run_id)
             statuses = load_statuses(unit.tx, run_id)
@@ -393,7 +406,9 @@ class SyncFleetService:
                 paused = [t for t in load_step_tasks(unit.tx, run_id, step.id)
                           if t.status == "paused"]  # fmt: skip
                 for task in paused:
-                    resume = {"value": value}
+                    key = next((k for k in (task.task_id, task.step_id) if k in answers), None)
+                    answered.add(key or "")
+                    resume = {"value": value if key is None else answers[key]}
                     enqueue = self._enqueue_event(
                         self._task_spec(task), task.attempt, now, now, resume
                     )
@@ -402,6 +417,15 @@ class SyncFleetService:
                     if outputs is None:
                         outputs = load_outputs(unit.tx, run_id)
                     self._make_ready(unit, run_id, spec, step, outputs, now)
+            unknown = sorted(set(answers) - answered)
+            if unknown:  # raised before the unit commits: nothing is written
+                raise ContractError(
+                    f"run '{run_id}' has no task waiting for input as {', '.join(unknown)}",
+                    details=[
+                        ErrorDetail(f"/values/{k}", "no waiting task or step has this id")
+                        for k in unknown
+                    ],
+                )
             self._advance(unit, run_id, now)
             return self._get_run(unit, run_id)
 

@@ -341,12 +341,19 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
                 "`interrupt`): the answer, any JSON value, which that task continues with."
             ),
         ] = None,
+        values: Annotated[
+            dict[str, Any] | None,
+            Field(
+                description="Different answers for different waiting tasks: task id (or step "
+                "id) -> value, as listed in the run's waiting_for_input; others get `value`."
+            ),
+        ] = None,
     ) -> Run:
         """Resume a paused run. At a breakpoint, the step it paused before becomes ready; when
         a task paused for input (fleet_pause_task), it goes back to the inbox with `value`.
         ConflictError if the run is not paused."""
         gate.check(ctx, "submit", "fleet_resume_run")
-        return await fleet.resume_run(run_id, by=gate.by(ctx), value=value)
+        return await fleet.resume_run(run_id, by=gate.by(ctx), value=value, values=values)
 
     @mcp.tool(
         title="Approve a human step",

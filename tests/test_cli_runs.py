@@ -133,7 +133,11 @@ def test_resume_hands_a_paused_task_its_value(store_url: str, tmp_path: Path) ->
     bad = cli(store_url, tmp_path, "resume", run_id, "--value", "yes")
     assert bad.exit_code == 2
     assert "--value is not JSON" in bad.stderr
-    resumed = cli(store_url, tmp_path, "resume", run_id, "--value", '{"ship": true}', "--json")
+    assert cli(store_url, tmp_path, "resume", run_id, "--answer", "a").exit_code == 2
+    unknown = cli(store_url, tmp_path, "resume", run_id, "--answer", "zz=1")
+    assert unknown.exit_code == 1
+    assert "no task waiting for input as zz" in unknown.stderr
+    resumed = cli(store_url, tmp_path, "resume", run_id, "--answer", 'a={"ship": true}', "--json")
     assert resumed.exit_code == 0, resumed.output
     assert json.loads(resumed.stdout)["status"] == "running"
     with open_store(store_url) as store:

@@ -378,7 +378,15 @@ async def test_a_task_pauses_for_input_and_resumes_with_a_value(
             "fleet_pause_task", "LeaseLostError", task_id=task_id, fencing_token=token
         )
         assert (await client.call("fleet_lease_task", worker_id="w1"))["tasks"] == []
-        resumed = await client.call("fleet_resume_run", run_id=run_id, value={"tone": "casual"})
+        error, _ = await client.fail(
+            "fleet_resume_run", "ContractError", run_id=run_id, values={"b": 1}
+        )
+        assert error["details"] == [
+            {"pointer": "/values/b", "message": "no waiting task or step has this id"}
+        ]
+        resumed = await client.call(
+            "fleet_resume_run", run_id=run_id, value="unused", values={"a": {"tone": "casual"}}
+        )
         assert resumed["status"] == "running"
         again = await lease_one(client)
         assert again["task"]["task_id"] == task_id

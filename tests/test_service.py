@@ -236,6 +236,26 @@ def test_a_task_paused_for_input_resumes_with_the_value(
     assert verify(fleet.store) == []
 
 
+def test_tasks_waiting_at_once_get_their_own_answers(fleet: SyncFleetService) -> None:
+    run = fleet.submit_run(spec(agent("x"), agent("y"), agent("z")))
+    leased = {e.task.step_id: e for e in fleet.lease_task("w1", max_tasks=3)}
+    for entry in leased.values():
+        assert entry.lease is not None
+        fleet.pause_task(entry.task.task_id, entry.lease.fencing_token, reason="which?")
+    paused = fleet.get_run(run.run_id)
+    assert [w.step_id for w in paused.waiting_for_input] == ["x", "y", "z"]
+    with pytest.raises(ContractError, match="no task waiting for input as nope") as refused:
+        fleet.resume_run(run.run_id, values={"x": 1, "nope": 2})
+    assert [d.pointer for d in refused.value.details] == ["/values/nope"]
+    assert fleet.get_run(run.run_id).status == "paused"  # refused: nothing written
+    y_task = leased["y"].task.task_id
+    fleet.resume_run(run.run_id, value="default", values={"x": 1, y_task: 2})
+    answers = {e.task.step_id: e.resume.value for e in fleet.lease_task("w1", max_tasks=3)
+               if e.resume is not None}  # fmt: skip
+    assert answers == {"x": 1, "y": 2, "z": "default"}
+    assert verify(fleet.store) == []
+
+
 def test_a_paused_task_of_a_cancelled_run_is_withdrawn(fleet: SyncFleetService) -> None:
     run = fleet.submit_run(spec(agent("a")))
     [entry] = fleet.lease_task("w1")

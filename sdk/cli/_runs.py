@@ -207,21 +207,35 @@ def resume(
             "'{\"approved\": true}'); it continues with it."
         ),
     ] = None,
+    answer: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--answer",
+            help="STEP=JSON (or TASK_ID=JSON): a value for the tasks of one step (repeatable); "
+            "the others get --value.",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Resume a paused run: at a breakpoint, or where a task waits for input (--value)."""
+    """Resume a paused run: at a breakpoint, or where tasks wait for input (--value, --answer)."""
     with reporting(out, err, as_json=as_json):
-        answer = None
-        if value is not None:
-            try:
-                answer = json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise UsageError(
-                    f"--value is not JSON: {exc} (quote a string: '\"yes\"')"
-                ) from None
+        given = None if value is None else _json_option("--value", value)
+        answers = {}
+        for item in answer or []:
+            key, equals, raw = item.partition("=")
+            if not key or not equals:
+                raise UsageError(f"--answer wants STEP=JSON or TASK_ID=JSON, got {item!r}")
+            answers[key] = _json_option(f"--answer {key}", raw)
         with open_service(ctx) as fleet:
-            run = fleet.resume_run(run_id, by="cli", value=answer)
+            run = fleet.resume_run(run_id, by="cli", value=given, values=answers)
     _print_run(run, as_json)
+
+
+def _json_option(name: str, raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{name} is not JSON: {exc} (quote a string: '\"yes\"')") from None
 
 
 def approve(

@@ -280,12 +280,15 @@ class FleetClient:
         body = await self._tool("fleet_cancel_run", {"run_id": run_id, "reason": reason})
         return Run.model_validate(body)
 
-    async def resume_run(self, run_id: str, *, value: Any = None) -> Run:
-        """Resume a paused run; ``value`` goes to a task that paused for input."""
+    async def resume_run(
+        self, run_id: str, *, value: Any = None, values: Mapping[str, Any] | None = None
+    ) -> Run:
+        """Resume a paused run; ``value`` goes to the tasks that paused for input, ``values``
+        answers them one by one (keys: task ids, or step ids)."""
         if self._local:
-            return await self._service.resume_run(run_id, value=value)  # type: ignore[no-any-return]
-        body = await self._tool("fleet_resume_run", {"run_id": run_id, "value": value})
-        return Run.model_validate(body)
+            return await self._service.resume_run(run_id, value=value, values=values)  # type: ignore[no-any-return]
+        arguments = {"run_id": run_id, "value": value, "values": dict(values or {})}
+        return Run.model_validate(await self._tool("fleet_resume_run", arguments))
 
     async def approve_step(self, run_id: str, step_id: str, *, comment: str | None = None) -> Run:
         if self._local:
