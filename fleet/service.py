@@ -405,6 +405,8 @@ class SyncFleetService:
                     continue
                 paused = [t for t in load_step_tasks(unit.tx, run_id, step.id)
                           if t.status == "paused"]  # fmt: skip
+                if paused:  # the step is ready again: its tasks are back in the inbox
+                    self._append(unit, [self._event("step_ready", run_id, now, step_id=step.id)])
                 for task in paused:
                     key = next((k for k in (task.task_id, task.step_id) if k in answers), None)
                     answered.add(key or "")

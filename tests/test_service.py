@@ -256,6 +256,23 @@ def test_tasks_waiting_at_once_get_their_own_answers(fleet: SyncFleetService) ->
     assert verify(fleet.store) == []
 
 
+def test_a_resumed_task_keeps_its_answer_when_another_task_pauses(
+    fleet: SyncFleetService,
+) -> None:
+    run = fleet.submit_run(spec(agent("x"), agent("y")))
+    x, y = fleet.lease_task("w1", max_tasks=2)
+    assert x.lease is not None
+    assert y.lease is not None
+    fleet.pause_task(x.task.task_id, x.lease.fencing_token)
+    fleet.resume_run(run.run_id, value="for x")  # x is queued again, not yet leased
+    fleet.pause_task(y.task.task_id, y.lease.fencing_token)
+    fleet.resume_run(run.run_id, value="for y")  # must not rebuild x's task as a new attempt
+    got = {e.task.step_id: (e.attempt, e.resume and e.resume.value)
+           for e in fleet.lease_task("w1", max_tasks=2)}  # fmt: skip
+    assert got == {"x": (1, "for x"), "y": (1, "for y")}
+    assert verify(fleet.store) == []
+
+
 def test_a_paused_task_of_a_cancelled_run_is_withdrawn(fleet: SyncFleetService) -> None:
     run = fleet.submit_run(spec(agent("a")))
     [entry] = fleet.lease_task("w1")

@@ -195,3 +195,76 @@ def test_a_killed_worker_loses_its_task_to_the_next(store: EventStore) -> None:
     assert len(accepted) == 1
     assert later.get_run(run.run_id).status == "completed"
     assert verify(store) == []
+
+
+_NO_ANSWER = object()
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    width=st.integers(1, 4),
+    actions=st.lists(
+        st.tuples(
+            st.sampled_from(["lease", "pause", "complete", "expire", "resume"]), st.integers(0, 99)
+        ),
+        max_size=30,
+    ),
+)
+def test_pauses_resumes_and_expiries_in_any_order_keep_the_run_consistent(
+    store: EventStore, width: int, actions: list[tuple[str, int]]
+) -> None:
+    clock = ManualClock()
+    fleet = SyncFleetService(store, clock=clock)
+    fleet.register_worker({"worker_id": "w"})
+    steps = [{"id": f"s{i}", "type": "agent", "agent": "a"} for i in range(width)]
+    run_id = fleet.submit_run({"name": "pauses", "seed": 5, "steps": steps}).run_id
+    held: dict[str, FleetInboxEntry] = {}  # task id -> its current lease
+    answers: dict[str, Any] = {}  # task id -> the value its next lease must carry
+    paused: set[str] = set()
+    expiries: Counter[str] = Counter()
+    for action, n in actions:
+        if action == "lease":
+            for entry in fleet.lease_task("w", lease_seconds=10, max_tasks=2):
+                task_id = entry.task.task_id
+                assert task_id not in held, "leased twice at once"
+                assert task_id not in paused, "a paused task was leased"
+                got = entry.resume.value if entry.resume else _NO_ANSWER
+                assert got == answers.get(task_id, _NO_ANSWER)
+                held[task_id] = entry
+        elif action in ("pause", "complete") and held:
+            task_id = sorted(held)[n % len(held)]
+            entry = held.pop(task_id)
+            assert entry.lease is not None
+            if action == "pause":
+                fleet.pause_task(task_id, entry.lease.fencing_token, waiting_for=[n])
+                paused.add(task_id)
+            else:
+                fleet.post_receipt(_receipt(entry, n))
+        elif action == "expire":
+            clock.advance(11)
+            fleet.expire_leases(force=True)
+            expiries.update(held.keys())
+            held.clear()
+        elif action == "resume" and paused:
+            values = {task_id: n + i for i, task_id in enumerate(sorted(paused))}
+            fleet.resume_run(run_id, values=values)
+            answers |= values
+            paused.clear()
+        run = fleet.get_run(run_id)
+        if max(expiries.values(), default=0) >= fleet.max_lease_expiries:
+            assert run.status == "failed"  # a task that keeps losing its lease fails the run
+            return
+        assert {w.task_id for w in run.waiting_for_input} == paused
+        assert run.status == "paused" if paused else run.status in {"running", "completed"}
+    if paused:
+        fleet.resume_run(run_id)
+        answers |= dict.fromkeys(paused)
+    for entry in held.values():
+        fleet.post_receipt(_receipt(entry, 0))
+    while leased := fleet.lease_task("w", max_tasks=5):
+        for entry in leased:
+            got = entry.resume.value if entry.resume else _NO_ANSWER
+            assert got == answers.get(entry.task.task_id, _NO_ANSWER)
+            fleet.post_receipt(_receipt(entry, 0))
+    assert fleet.get_run(run_id).status == "completed"
+    assert verify(store) == []
