@@ -409,7 +409,8 @@ class SyncFleetService:
                     self._append(unit, [self._event("step_ready", run_id, now, step_id=step.id)])
                 for task in paused:
                     key = next((k for k in (task.task_id, task.step_id) if k in answers), None)
-                    answered.add(key or "")
+                    if key is not None:
+                        answered.add(key)
                     resume = {"value": value if key is None else answers[key]}
                     enqueue = self._enqueue_event(
                         self._task_spec(task), task.attempt, now, now, resume

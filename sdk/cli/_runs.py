@@ -124,10 +124,10 @@ def runs(
         err.print(f"more: --cursor {page.next_cursor}")
 
 
-def _pair(item: str) -> tuple[str, str]:
+def _pair(item: str, option: str = "--label", shape: str = "KEY=VALUE") -> tuple[str, str]:
     key, sep, value = item.partition("=")
     if not sep or not key:
-        raise UsageError(f"--label wants KEY=VALUE, got {item!r}")
+        raise UsageError(f"{option} wants {shape}, got {item!r}")
     return key, value
 
 
@@ -222,9 +222,7 @@ def resume(
         given = None if value is None else _json_option("--value", value)
         answers = {}
         for item in answer or []:
-            key, equals, raw = item.partition("=")
-            if not key or not equals:
-                raise UsageError(f"--answer wants STEP=JSON or TASK_ID=JSON, got {item!r}")
+            key, raw = _pair(item, "--answer", "STEP=JSON or TASK_ID=JSON")
             answers[key] = _json_option(f"--answer {key}", raw)
         with open_service(ctx) as fleet:
             run = fleet.resume_run(run_id, by="cli", value=given, values=answers)
