@@ -11,6 +11,9 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from fleetforge.cli import app
+from fleetforge.contracts import FleetInboxEntry
+from fleetforge.fleet.service import SyncFleetService
+from fleetforge.fleet.store import open_store
 
 runner = CliRunner()
 ECHO = (
@@ -38,6 +41,8 @@ SPEC = {
         },
     ],
 }
+
+ASK = {"name": "ask", "seed": 2, "steps": [{"id": "a", "type": "agent", "agent": "x"}]}
 
 
 def cli(url: str, tmp_path: Path, *args: str) -> Result:
@@ -69,6 +74,30 @@ def test_submit_work_show_output(store_url: str, tmp_path: Path) -> None:
     listed = json.loads(cli(store_url, tmp_path, "runs", "--json", "--label", "via=cli").stdout)
     assert [r["run_id"] for r in listed["runs"]] == [run_id]
     assert cli(store_url, tmp_path, "output", run_id, "nope").exit_code == 3
+
+
+def submit_and_wait(url: str, path: Path) -> subprocess.Popen[str]:
+    """``fleetforge submit PATH --wait`` running in a child process."""
+    base = [sys.executable, "-m", "fleetforge", "--store", url]
+    return subprocess.Popen(
+        [*base, "submit", str(path), "--wait", "--timeout", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def lease_and_pause(
+    fleet: SyncFleetService, reason: str, waiting_for: list[object], wait_seconds: float = 0.0
+) -> FleetInboxEntry:
+    """What a worker whose task needs input does: lease it, then pause it."""
+    fleet.register_worker({"worker_id": "w"})
+    [entry] = fleet.lease_task("w", wait_seconds=wait_seconds)
+    assert entry.lease is not None
+    fleet.pause_task(
+        entry.task.task_id, entry.lease.fencing_token, reason=reason, waiting_for=waiting_for
+    )
+    return entry
 
 
 def test_a_failing_command_fails_the_step(store_url: str, tmp_path: Path) -> None:
@@ -110,22 +139,9 @@ def test_cancel_resume_approve(store_url: str, tmp_path: Path) -> None:
 
 
 def test_resume_hands_a_paused_task_its_value(store_url: str, tmp_path: Path) -> None:
-    from fleetforge.fleet.service import SyncFleetService
-    from fleetforge.fleet.store import open_store
-
-    spec = {"name": "ask", "seed": 2, "steps": [{"id": "a", "type": "agent", "agent": "x"}]}
-    run_id = submit(store_url, tmp_path, spec)
+    run_id = submit(store_url, tmp_path, ASK)
     with open_store(store_url) as store:
-        fleet = SyncFleetService(store)
-        fleet.register_worker({"worker_id": "w"})
-        [entry] = fleet.lease_task("w")
-        assert entry.lease is not None
-        fleet.pause_task(
-            entry.task.task_id,
-            entry.lease.fencing_token,
-            reason="ship it?",
-            waiting_for=[{"question": "ship?"}],
-        )
+        lease_and_pause(SyncFleetService(store), "ship it?", [{"question": "ship?"}])
     shown = cli(store_url, tmp_path, "show", run_id).stdout
     assert "step a waits for input: ship it?" in shown
     assert 'waiting for: [{"question": "ship?"}]' in shown
@@ -148,32 +164,14 @@ def test_resume_hands_a_paused_task_its_value(store_url: str, tmp_path: Path) ->
 
 
 def test_submit_wait_says_what_a_paused_task_asks(tmp_path: Path) -> None:
-    from fleetforge.fleet.service import SyncFleetService
-    from fleetforge.fleet.store import open_store
-
     url = f"sqlite:///{tmp_path / 'fleet.db'}"
     path = tmp_path / "spec.json"
-    step = {"id": "a", "type": "agent", "agent": "x"}
-    path.write_text(json.dumps({"name": "ask", "seed": 2, "steps": [step]}))
-    base = [sys.executable, "-m", "fleetforge", "--store", url]
-    waiting = subprocess.Popen(
-        [*base, "submit", str(path), "--wait", "--timeout", "60"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    path.write_text(json.dumps(ASK))
+    waiting = submit_and_wait(url, path)
     try:
         with open_store(url) as store:
             fleet = SyncFleetService(store)
-            fleet.register_worker({"worker_id": "w"})
-            [entry] = fleet.lease_task("w", wait_seconds=30)
-            assert entry.lease is not None
-            fleet.pause_task(
-                entry.task.task_id,
-                entry.lease.fencing_token,
-                reason="tone?",
-                waiting_for=["formal?"],
-            )
+            entry = lease_and_pause(fleet, "tone?", ["formal?"], wait_seconds=30)
             assert waiting.stderr is not None
             lines = [waiting.stderr.readline() for _ in range(3)]  # --wait says what it asks
             fleet.resume_run(entry.task.run_id, value="yes")
@@ -198,12 +196,7 @@ def test_submit_wait_follows_the_run(tmp_path: Path) -> None:
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(SPEC))
     base = [sys.executable, "-m", "fleetforge", "--store", url]
-    waiting = subprocess.Popen(
-        [*base, "submit", str(path), "--wait", "--timeout", "60"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    waiting = submit_and_wait(url, path)
     worker = subprocess.run(
         [*base, "work", "--exec", ECHO, "--poll-seconds", "0.2", "--exit-when-idle"],
         capture_output=True,
