@@ -86,6 +86,14 @@ def _resolve(
     return out
 
 
+def _inherited(environ: Mapping[str, str], names: Iterable[str]) -> dict[str, str]:
+    """What a pack server inherits: the MCP SDK's allow-list and the names it declares."""
+    from mcp.client.stdio import DEFAULT_INHERITED_ENV_VARS
+
+    wanted = [*DEFAULT_INHERITED_ENV_VARS, *names]
+    return {name: environ[name] for name in wanted if name in environ}
+
+
 def _redact(text: str, secrets: Iterable[str]) -> str:
     for secret in secrets:
         if secret:
@@ -248,7 +256,8 @@ async def _start_server(
         if isinstance(server, StdioServer):
             from mcp.client.stdio import stdio_client
 
-            env = {**os.environ, **_resolve(server.env, environ, secrets)}
+            # a minimal environment: the SDK's allow-list, what the pack names, its secrets
+            env = {**_inherited(environ, server.pass_env), **_resolve(server.env, environ, secrets)}
             params = StdioServerParameters(
                 command=_command(server.command),
                 args=[_expand(a, environ) for a in server.args],

@@ -98,6 +98,7 @@ class TaskState:
     enqueued_at: datetime
     available_at: datetime
     resume: dict[str, Any] | None = None  # {"value": ...} once resume_run gave it a value
+    lease_credential: str | None = None  # the unbound token that took the lease, if one did
 
 
 def load_run(tx: Tx, run_id: str) -> RunState | None:
@@ -164,6 +165,7 @@ def task_from_row(tx: Tx, r: tuple[Any, ...]) -> TaskState:
         at(r[14]),
         at(r[15]),
         None if r[16] is None else j(r[16]),
+        r[17],
     )
 
 

@@ -62,6 +62,7 @@ from fleetforge.errors import (
     ConflictError,
     ContractError,
     ErrorDetail,
+    FleetForgeError,
     ForbiddenError,
     LeaseLostError,
     NotFoundError,
@@ -84,6 +85,7 @@ from fleetforge.fleet._state import (
     task_from_row,
     to_dt,
 )
+from fleetforge.fleet.access import Caller, DenialLimiter, Refusal, refusal
 from fleetforge.fleet.artifacts import ArtifactStore, record_artifact
 from fleetforge.fleet.clock import Clock, clock_for
 from fleetforge.fleet.scheduler import (
@@ -96,10 +98,12 @@ from fleetforge.fleet.scoring import score
 from fleetforge.fleet.store import EventStore, Unit
 from fleetforge.fleet.store._base import canonical_json, iso
 from fleetforge.ids import new_id
+from fleetforge.redaction import get_logger
 from fleetforge.validation import pydantic_details, validate_run_spec
 
 __all__ = ["FleetService", "RunPage", "SyncFleetService", "WorkerInfo"]
 
+log = get_logger("fleetforge.fleet")
 Q = named_queries("service.sql")
 _FINAL_STEP = {"completed", "failed", "skipped", "cancelled"}
 _TOOL_EVENTS = {"tool_called", "tool_refused"}
@@ -112,13 +116,25 @@ R = TypeVar("R")
 
 def _retrying(method: Callable[P, R]) -> Callable[P, R]:
     """Run a write again when the store rolled it back for a transient reason (PostgreSQL
-    breaking a deadlock between two writers); each run is one whole transaction."""
+    breaking a deadlock between two writers); each run is one whole transaction.
+
+    A caller refused inside the transaction (:class:`~fleetforge.fleet.access.Refusal`) gets
+    ForbiddenError once the transaction is rolled back, and the refusal is recorded."""
 
     @functools.wraps(method)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         for attempt in range(1, _TRANSIENT_ATTEMPTS + 1):
             try:
                 return method(*args, **kwargs)
+            except Refusal as refused:
+                service = args[0]
+                assert isinstance(service, SyncFleetService)
+                service._record_refusal(refused)
+                raise ForbiddenError(
+                    f"forbidden: {refused.reason}",
+                    task_id=refused.task_id,
+                    operation=refused.what,
+                ) from None
             except StoreError as exc:
                 if not exc.context.get("transient") or attempt == _TRANSIENT_ATTEMPTS:
                     raise
@@ -168,6 +184,7 @@ class SyncFleetService:
         self._traces: dict[str, TraceContext | None] = {}
         self._parsed_tasks: dict[str, FleetTaskSpec] = {}
         self._expiry_checked: datetime | None = None
+        self._denials = DenialLimiter()
 
     # ── helpers ──────────────────────────────────────────────────────────────────────────────
 
@@ -228,6 +245,48 @@ class SyncFleetService:
             if event.type.startswith("run_"):
                 unit.memo.pop(("run", event.run_id), None)
         unit.append(events)
+
+    # ── who may act ──────────────────────────────────────────────────────────────────────────
+
+    @staticmethod
+    def _authorize(task: TaskState, caller: Caller | None, what: str) -> None:
+        """Refuse ``caller`` unless it holds ``task``'s lease (see :mod:`.access`)."""
+        if caller is None:
+            return
+        reason = refusal(caller, task)
+        if reason is not None:
+            raise Refusal(caller, what, reason, task_id=task.task_id, run_id=task.run_id)
+
+    def _record_refusal(self, refused: Refusal) -> None:
+        """An ``access_denied`` event and a log line, at most once a minute per (caller,
+        operation, task); never raises (the caller gets its ForbiddenError regardless)."""
+        who = refused.caller.label
+        repeats = self._denials.admit((who, refused.what, refused.task_id))
+        if repeats is None:
+            return
+        log.warning(
+            "access denied: %s %s %s: %s%s",
+            who,
+            refused.what,
+            refused.task_id or "-",
+            refused.reason,
+            f" ({repeats} more since the last report)" if repeats else "",
+        )
+        event = self._event(
+            "access_denied",
+            refused.run_id,
+            self.clock.now(),
+            who=who,
+            what=refused.what,
+            task_id=refused.task_id,
+            reason=refused.reason,
+            repeats=repeats,
+        )
+        try:
+            with self.store.transaction() as unit:
+                self._append(unit, [event])
+        except FleetForgeError as exc:
+            log.error("access denied by %s not recorded: %s", who, exc)
 
     # ── runs ─────────────────────────────────────────────────────────────────────────────────
 
@@ -837,11 +896,18 @@ class SyncFleetService:
         lease_seconds: float = 30.0,
         wait_seconds: float = 0.0,
         max_tasks: int = 1,
+        caller: Caller | None = None,
     ) -> list[FleetInboxEntry]:
         """Lease up to ``max_tasks`` tasks this worker can do, each with a fencing token.
 
         Waits up to ``wait_seconds`` for one to appear (long poll). Returns [] when none came.
+        The leases belong to ``caller`` (its worker, and its token when that names no worker):
+        only it may act on them.
         """
+        if caller is not None and caller.worker_id not in (None, worker_id):
+            raise ForbiddenError(
+                f"forbidden: {caller.label} acts as worker '{caller.worker_id}', not '{worker_id}'"
+            )
         if lease_seconds <= 0:
             raise UsageError(f"lease_seconds must be positive, got {lease_seconds}")
         if not 1 <= max_tasks <= 100:
@@ -852,7 +918,7 @@ class SyncFleetService:
         )
         while True:
             self.expire_leases()
-            leased = self._lease_once(worker_id, lease_seconds, max_tasks)
+            leased = self._lease_once(worker_id, lease_seconds, max_tasks, caller)
             remaining = deadline - time.monotonic()
             if leased or remaining <= 0:
                 return leased
@@ -861,7 +927,7 @@ class SyncFleetService:
 
     @_retrying
     def _lease_once(
-        self, worker_id: str, lease_seconds: float, max_tasks: int
+        self, worker_id: str, lease_seconds: float, max_tasks: int, caller: Caller | None
     ) -> list[FleetInboxEntry]:
         now = self.clock.now()
         with self.store.transaction() as unit:
@@ -903,6 +969,7 @@ class SyncFleetService:
                         worker_id=worker_id,
                         fencing_token=task.fencing_token + 1,
                         expires_at=expires,
+                        credential=None if caller is None else caller.credential,
                     )
                 )
                 key = (task.run_id, task.step_id)
@@ -993,9 +1060,18 @@ class SyncFleetService:
         return count
 
     def _held(
-        self, unit: Unit, task_id: str, fencing_token: int, *, lock_run: bool = True
+        self,
+        unit: Unit,
+        task_id: str,
+        fencing_token: int,
+        *,
+        caller: Caller | None,
+        what: str,
+        lock_run: bool = True,
     ) -> TaskState:
-        """The task, if this fencing token still holds an unexpired lease; raise otherwise.
+        """The task, if this fencing token still holds an unexpired lease and ``caller`` holds
+        it (see :mod:`.access`); raise otherwise. A stale token is LeaseLostError whoever
+        calls, so an honest worker that lost its lease is told so, not refused.
 
         The task's row is locked, and first its run's unless ``lock_run`` is false (what
         changes only the task: heartbeats, events, a release).
@@ -1034,6 +1110,7 @@ class SyncFleetService:
                 f"{task.fencing_token})",
                 task_id=task_id,
             )
+        self._authorize(task, caller, what)
         return task
 
     def _lock_run_of(self, unit: Unit, task_id: str) -> None:
@@ -1045,7 +1122,12 @@ class SyncFleetService:
 
     @_retrying
     def heartbeat(
-        self, task_id: str, fencing_token: int, *, lease_seconds: float = 30.0
+        self,
+        task_id: str,
+        fencing_token: int,
+        *,
+        lease_seconds: float = 30.0,
+        caller: Caller | None = None,
     ) -> FleetLease:
         """Extend a lease. Raises LeaseLostError (stale token, or the wall-time budget is
         spent) or RunCancelledError."""
@@ -1053,7 +1135,9 @@ class SyncFleetService:
         now = self.clock.now()
         lost: LeaseLostError | None = None
         with self.store.transaction() as unit:
-            task = self._held(unit, task_id, fencing_token, lock_run=False)
+            task = self._held(
+                unit, task_id, fencing_token, caller=caller, what="heartbeat", lock_run=False
+            )
             budget = self._task_spec(task).budget
             elapsed = (now - task.leased_at).total_seconds() if task.leased_at else 0.0
             if budget and budget.max_wall_s is not None and elapsed > budget.max_wall_s:
@@ -1105,11 +1189,31 @@ class SyncFleetService:
         return lease
 
     @_retrying
-    def release_task(self, task_id: str, fencing_token: int, *, reason: str = "") -> None:
-        """Give a leased task back unfinished (graceful shutdown): the same attempt is requeued."""
+    def release_task(
+        self,
+        task_id: str,
+        fencing_token: int,
+        *,
+        reason: str = "",
+        caller: Caller | None = None,
+    ) -> None:
+        """Give a leased task back unfinished (graceful shutdown): the same attempt is requeued.
+
+        An ``admin`` caller may release any lease; the event records who did."""
         now = self.clock.now()
+        admin = caller is not None and caller.admin
         with self.store.transaction() as unit:
-            task = self._held(unit, task_id, fencing_token, lock_run=False)
+            task = self._held(
+                unit,
+                task_id,
+                fencing_token,
+                caller=None if admin else caller,
+                what="release",
+                lock_run=False,
+            )
+            by = None
+            if admin and caller is not None and refusal(caller, task) is not None:
+                by = caller.label
             self._append(
                 unit,
                 [
@@ -1121,6 +1225,7 @@ class SyncFleetService:
                         worker_id=task.worker_id,
                         fencing_token=fencing_token,
                         reason=reason,
+                        by=by,
                     ),
                     self._enqueue_event(self._task_spec(task), task.attempt, now, now, task.resume),
                 ],
@@ -1134,13 +1239,14 @@ class SyncFleetService:
         *,
         reason: str = "",
         waiting_for: Sequence[Any] = (),
+        caller: Caller | None = None,
     ) -> Run:
         """Stop a leased task to wait for input (a LangGraph ``interrupt()``, a question for a
         person): the lease ends, the step waits and the run pauses until ``resume_run``, whose
         value the task's next lease carries (``FleetInboxEntry.resume``)."""
         now = self.clock.now()
         with self.store.transaction() as unit:
-            task = self._held(unit, task_id, fencing_token)
+            task = self._held(unit, task_id, fencing_token, caller=caller, what="pause")
             run = self._run(unit, task.run_id)
             events = [
                 self._event(
@@ -1168,11 +1274,41 @@ class SyncFleetService:
     # ── artifacts ────────────────────────────────────────────────────────────────────────────
 
     @_retrying
-    def put_artifact(self, content: bytes, **metadata: Any) -> Artifact:
-        """Store bytes in the content-addressed store and record their metadata."""
+    def put_artifact(
+        self, content: bytes, *, caller: Caller | None = None, **metadata: Any
+    ) -> Artifact:
+        """Store bytes in the content-addressed store and record their metadata.
+
+        An artifact of a task needs ``caller`` to hold that task's lease; one of a run needs a
+        lease in the run, or the ``submit`` scope."""
+        if caller is not None:
+            self._check_artifact_owner(caller, metadata.get("run_id"), metadata.get("task_id"))
         artifact = self._artifact_store().put(content, **metadata)
         record_artifact(self.store, artifact)
         return artifact
+
+    def _check_artifact_owner(self, caller: Caller, run_id: Any, task_id: Any) -> None:
+        if task_id is None and (run_id is None or caller.allows("submit")):
+            return
+        with self.store.backend.read() as tx:
+            if task_id is not None:
+                task = load_task(tx, str(task_id))
+                if task is None:
+                    raise NotFoundError(f"no task '{task_id}'", task_id=task_id)
+                if run_id is not None and run_id != task.run_id:
+                    raise ContractError(
+                        f"task '{task_id}' belongs to run '{task.run_id}', not '{run_id}'",
+                        details=[ErrorDetail("/run_id", f"must be {task.run_id!r}")],
+                    )
+                candidates = [task] if task.status == "leased" else []
+                run_id = task.run_id
+            else:
+                rows = tx.fetchall(Q["run_leases"], {"run_id": run_id})
+                candidates = [task_from_row(tx, r) for r in rows]
+        if not any(refusal(caller, t) is None for t in candidates):
+            where = f"task '{task_id}'" if task_id is not None else f"run '{run_id}'"
+            reason = f"{caller.label} holds no lease in {where}"
+            raise Refusal(caller, "put_artifact", reason, task_id=task_id, run_id=str(run_id))
 
     def get_artifact(self, digest: str) -> tuple[Artifact, bytes]:
         """An artifact's recorded metadata and its bytes (verified against the digest)."""
@@ -1195,7 +1331,12 @@ class SyncFleetService:
 
     @_retrying
     def post_event(
-        self, task_id: str, fencing_token: int, envelope: AgentRunEnvelope | Mapping[str, Any]
+        self,
+        task_id: str,
+        fencing_token: int,
+        envelope: AgentRunEnvelope | Mapping[str, Any],
+        *,
+        caller: Caller | None = None,
     ) -> RunEvent:
         """Record an adapter envelope for a leased task (checkpoints also as checkpoint_saved)."""
         if not isinstance(envelope, AgentRunEnvelope):
@@ -1206,7 +1347,9 @@ class SyncFleetService:
         self.expire_leases()
         now = self.clock.now()
         with self.store.transaction() as unit:
-            task = self._held(unit, task_id, fencing_token, lock_run=False)
+            task = self._held(
+                unit, task_id, fencing_token, caller=caller, what="post_event", lock_run=False
+            )
             mismatched = [
                 ErrorDetail(f"/{field}", f"is {getattr(envelope, field)!r}, the task's is {want!r}")
                 for field, want in (
@@ -1255,20 +1398,25 @@ class SyncFleetService:
         fencing_token: int,
         kind: FleetTaskFailureKind | str,
         message: str,
+        *,
+        caller: Caller | None = None,
     ) -> bool:
         """Report that an attempt failed. Returns True when another attempt will follow."""
         failure = FleetTaskFailureKind(kind)
         self.expire_leases()
         now = self.clock.now()
         with self.store.transaction() as unit:
-            task = self._held(unit, task_id, fencing_token)
+            task = self._held(unit, task_id, fencing_token, caller=caller, what="fail")
             return self._task_failed(unit, task, failure, message, now)
 
     @_retrying
-    def post_receipt(self, receipt: FleetReceipt | Mapping[str, Any]) -> FleetReceipt:
+    def post_receipt(
+        self, receipt: FleetReceipt | Mapping[str, Any], *, caller: Caller | None = None
+    ) -> FleetReceipt:
         """Post a worker's receipt; the fleet scores it, chains it and schedules what follows.
 
-        Posting the same receipt again returns the first verdict and changes nothing.
+        Posting the same receipt again returns the first verdict and changes nothing. Receipt
+        ids are unique within their task: another task's receipts never collide with them.
         """
         if not isinstance(receipt, FleetReceipt):
             from fleetforge import schemas
@@ -1278,11 +1426,31 @@ class SyncFleetService:
         self.expire_leases()
         with self.store.transaction() as unit:
             self._lock_run_of(unit, receipt.task_id)  # then a repeat waits for the first verdict
-            known = unit.tx.fetchone(Q["receipt"], {"receipt_id": receipt.receipt_id})
+            known = self._known_receipt(unit, receipt.task_id, receipt.receipt_id, caller)
             if known is not None:
                 return _same_receipt(unit, known, receipt)
-            task = self._held(unit, receipt.task_id, receipt.fencing_token)
+            task = self._held(
+                unit, receipt.task_id, receipt.fencing_token, caller=caller, what="post_receipt"
+            )
             return self._post_receipt(unit, receipt, task)
+
+    def _known_receipt(
+        self, unit: Unit, task_id: str, receipt_id: str, caller: Caller | None
+    ) -> tuple[Any, ...] | None:
+        """The stored receipt ``receipt_id`` of ``task_id``, if posted; a caller that is not
+        the worker which posted it (or holds the task's lease) is refused."""
+        key = {"run_id": _run_of(task_id), "task_id": task_id, "receipt_id": receipt_id}
+        known = unit.tx.fetchone(Q["receipt"], key)
+        if known is None or caller is None:
+            return known
+        task = load_task(unit.tx, task_id)
+        posted_by = unit.tx.load_json(known[1]).get("worker_id")
+        if task is not None and (
+            caller.worker_id not in (None, posted_by) or refusal(caller, task) is not None
+        ):
+            reason = f"{caller.label} did not post receipt '{receipt_id}' of '{task_id}'"
+            raise Refusal(caller, "post_receipt", reason, task_id=task_id, run_id=task.run_id)
+        return known
 
     def _post_receipt(self, unit: Unit, receipt: FleetReceipt, task: TaskState) -> FleetReceipt:
         """Score, chain and record a receipt for ``task`` (held by it), inside ``unit``."""
@@ -1331,11 +1499,13 @@ class SyncFleetService:
         usage: FleetUsage | Mapping[str, Any] | None = None,
         artifacts: Sequence[FleetArtifactRef | Mapping[str, Any]] = (),
         receipt_id: str | None = None,
+        caller: Caller | None = None,
     ) -> FleetReceipt:
         """Post a success receipt for a leased task, built from the task itself.
 
         The receipt id defaults to one derived from the task and its fencing token, so
         repeating the call (a client retrying after a lost reply) returns the first verdict.
+        A caller-chosen id is unique within the task only.
         """
         rid = (
             receipt_id
@@ -1348,13 +1518,13 @@ class SyncFleetService:
         self.expire_leases()
         with self.store.transaction() as unit:
             self._lock_run_of(unit, task_id)  # then a repeat waits for the first verdict
-            known = unit.tx.fetchone(Q["receipt"], {"receipt_id": rid})
+            known = self._known_receipt(unit, task_id, rid, caller)
             if known is not None:
                 stored = FleetReceipt.model_validate(unit.tx.load_json(known[1]))
                 again = stored.model_copy(update={"fencing_token": fencing_token, "result": result,
                                                   "usage": used, "artifacts": refs})  # fmt: skip
                 return _same_receipt(unit, known, again)
-            task = self._held(unit, task_id, fencing_token)
+            task = self._held(unit, task_id, fencing_token, caller=caller, what="post_receipt")
             receipt = FleetReceipt(
                 receipt_id=rid,
                 run_id=task.run_id,
@@ -1529,17 +1699,28 @@ class FleetService:
         await self._call("release_task", task_id, fencing_token, **kw)
 
     async def post_event(
-        self, task_id: str, fencing_token: int, envelope: AgentRunEnvelope | Mapping[str, Any]
+        self,
+        task_id: str,
+        fencing_token: int,
+        envelope: AgentRunEnvelope | Mapping[str, Any],
+        **kw: Any,
     ) -> RunEvent:
-        return await self._call("post_event", task_id, fencing_token, envelope)  # type: ignore[no-any-return]
+        return await self._call("post_event", task_id, fencing_token, envelope, **kw)  # type: ignore[no-any-return]
 
     async def fail_task(
-        self, task_id: str, fencing_token: int, kind: FleetTaskFailureKind | str, message: str
+        self,
+        task_id: str,
+        fencing_token: int,
+        kind: FleetTaskFailureKind | str,
+        message: str,
+        **kw: Any,
     ) -> bool:
-        return await self._call("fail_task", task_id, fencing_token, kind, message)  # type: ignore[no-any-return]
+        return await self._call("fail_task", task_id, fencing_token, kind, message, **kw)  # type: ignore[no-any-return]
 
-    async def post_receipt(self, receipt: FleetReceipt | Mapping[str, Any]) -> FleetReceipt:
-        return await self._call("post_receipt", receipt)  # type: ignore[no-any-return]
+    async def post_receipt(
+        self, receipt: FleetReceipt | Mapping[str, Any], **kw: Any
+    ) -> FleetReceipt:
+        return await self._call("post_receipt", receipt, **kw)  # type: ignore[no-any-return]
 
     async def complete_task(
         self, task_id: str, fencing_token: int, output: Any, **kw: Any
@@ -1552,8 +1733,10 @@ class FleetService:
     async def retry_step(self, run_id: str, step_id: str, **kw: Any) -> Run:
         return await self._call("retry_step", run_id, step_id, **kw)  # type: ignore[no-any-return]
 
-    async def put_artifact(self, content: bytes, **metadata: Any) -> Artifact:
-        return await self._call("put_artifact", content, **metadata)  # type: ignore[no-any-return]
+    async def put_artifact(
+        self, content: bytes, *, caller: Caller | None = None, **metadata: Any
+    ) -> Artifact:
+        return await self._call("put_artifact", content, caller=caller, **metadata)  # type: ignore[no-any-return]
 
     async def get_artifact(self, digest: str) -> tuple[Artifact, bytes]:
         return await self._call("get_artifact", digest)  # type: ignore[no-any-return]

@@ -9,18 +9,18 @@ result is built here. Unexpected exceptions are logged with an id and answered w
 from __future__ import annotations
 
 import json
-import logging
 
 from mcp.types import CallToolResult, TextContent
 from pydantic import ValidationError
 
 from fleetforge.errors import ContractError, FleetForgeError, InternalError, NotFoundError
 from fleetforge.ids import new_id
+from fleetforge.redaction import get_logger
 from fleetforge.validation import pydantic_details
 
 __all__ = ["as_fleet_error", "error_result"]
 
-log = logging.getLogger("fleetforge.mcp")
+log = get_logger("fleetforge.mcp")
 
 
 def as_fleet_error(exc: BaseException, *, tool: str) -> FleetForgeError:

@@ -1,8 +1,9 @@
 """``fleetforge serve``: the MCP server over streamable HTTP at ``/mcp``, plus ``/healthz``.
 
-Bearer tokens (see :mod:`.auth`) protect ``/mcp`` through the MCP SDK's own token-verifier hook:
-no or unknown token -> 401; a token lacking a tool's scope -> a "forbidden" tool error. With auth
-disabled the server only listens on loopback. The SDK's DNS-rebinding protection stays on.
+Bearer tokens from the store (see :mod:`.auth`) protect ``/mcp`` through the MCP SDK's own
+token-verifier hook: no or unknown token -> 401; a token lacking a tool's scope -> a "forbidden"
+tool error. With auth disabled the server only listens on loopback. The SDK's DNS-rebinding
+protection stays on.
 ``stateless`` + ``json_response`` serve each POST on its own (no session affinity), so several
 processes behind a load balancer, on one PostgreSQL store, act as one fleet.
 """
@@ -34,7 +35,7 @@ def http_app(fleet: FleetService, options: ServerOptions) -> Starlette:
         body: dict[str, Any] = {
             "status": "ok",
             "version": __version__,
-            "auth": options.tokens is not None,
+            "auth": options.auth,
             "stateless": options.stateless,
         }
         try:
@@ -54,7 +55,7 @@ async def serve_http(
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve until interrupted (SIGINT/SIGTERM stop it gracefully)."""
-    check_listen(options.host, options.tokens is not None)
+    check_listen(options.host, options.auth)
     app = http_app(fleet, options)
     config = uvicorn.Config(
         app,

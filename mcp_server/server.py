@@ -36,7 +36,9 @@ from fleetforge.contracts import (
     Run,
     TraceContext,
 )
+from fleetforge.contracts.events import TokenScope as Scope
 from fleetforge.errors import ContractError, ErrorDetail, ForbiddenError, UsageError
+from fleetforge.fleet.access import Caller
 from fleetforge.fleet.service import FleetService
 from fleetforge.mcp_server._errors import as_fleet_error, error_result, ok_result, unknown_tool
 from fleetforge.mcp_server._models import (
@@ -49,7 +51,7 @@ from fleetforge.mcp_server._models import (
     RunList,
 )
 from fleetforge.mcp_server._schema import inline_refs, output_schema
-from fleetforge.mcp_server.auth import FleetAccessToken, FleetTokenVerifier, Scope, TokenRegistry
+from fleetforge.mcp_server.auth import FleetAccessToken, FleetTokenVerifier
 
 __all__ = ["TOOL_NAMES", "ServerOptions", "build_server"]
 
@@ -89,10 +91,11 @@ INSTRUCTIONS = """\
 FleetForge fleet control plane. Submit runs (DAGs of steps) with fleet_submit_run and follow them
 with fleet_get_run / fleet_run_events. To work as a worker: fleet_register_worker once, then loop
 fleet_lease_task -> do the task -> fleet_heartbeat while working (before the lease expires) ->
-fleet_post_receipt with the output (or fleet_fail_task). Every work call after the lease passes
-the task_id and fencing_token from the lease. Errors come back as tool errors whose structured
-content is {"error": {"code", "message", "details"}}; LeaseLostError or RunCancelledError mean:
-stop working on that task."""
+fleet_post_receipt with the output (or fleet_fail_task). Every work call after the lease passes the
+task_id and fencing_token from the lease, and (unless your token names your worker) the same
+worker_id you leased as: only the worker holding a lease may act on it. Errors come back as tool
+errors whose structured content is {"error": {"code", "message", "details"}}; LeaseLostError or
+RunCancelledError mean: stop working on that task."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ class ServerOptions:
     # HTTP only
     host: str = "127.0.0.1"
     port: int = 8765
-    tokens: TokenRegistry | None = None  # None = no auth (loopback only)
+    auth: bool = False  # bearer tokens from the store; False = no auth (loopback only)
     public_url: str | None = None
     stateless: bool = False
     json_response: bool = False
@@ -168,23 +171,37 @@ class _Gate:
             )
         return token
 
-    def worker(self, ctx: Ctx, given: str | None, what: str) -> str:
-        """The worker a work call acts as: the token's worker over HTTP, else the argument."""
-        token = self.check(ctx, "work", what)
-        bound = token.worker_id if token is not None else None
-        if bound is not None:
-            if given not in (None, bound) and "admin" not in (token.scopes if token else []):
-                raise ForbiddenError(
-                    f"forbidden: token '{token.client_id if token else ''}' acts as worker "
-                    f"'{bound}', not '{given}'"
+    def caller(self, ctx: Ctx, given: str | None, what: str, *, scope: Scope = "work") -> Caller:
+        """Who a work call comes from: over HTTP the token (its worker when it names one),
+        else the trusted transport's ``worker_id`` argument, which is then required."""
+        token = self.check(ctx, scope, what)
+        if token is None:
+            if not given:
+                raise ContractError(
+                    f"{what} needs worker_id (this transport has no token to name the worker)",
+                    details=[ErrorDetail("/worker_id", "is required")],
                 )
-            return given or bound
-        if not given:
+            return Caller.as_worker(given)
+        bound = token.worker_id
+        if bound is not None and given not in (None, bound):
+            if "admin" not in token.scopes:
+                raise ForbiddenError(
+                    f"forbidden: token '{token.client_id}' acts as worker '{bound}', not '{given}'"
+                )
+            bound = None  # an admin token may act as another worker, holding what it takes
+        return Caller.token(
+            token.token_id, token.client_id, token.scopes, worker_id=bound, acting_as=given
+        )
+
+    def worker(self, ctx: Ctx, given: str | None, what: str) -> tuple[str, Caller]:
+        """The worker a call registers or leases as, and the caller."""
+        caller = self.caller(ctx, given, what)
+        if caller.worker_id is None:
             raise ContractError(
-                f"{what} needs worker_id (this token or transport names no worker)",
+                f"{what} needs worker_id (this token names no worker)",
                 details=[ErrorDetail("/worker_id", "is required")],
             )
-        return given
+        return caller.worker_id, caller
 
     @staticmethod
     def by(ctx: Ctx) -> str:
@@ -218,12 +235,12 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
     """A FastMCP server exposing ``fleet`` as MCP tools, resources and a prompt."""
     opts = options or ServerOptions()
     auth_kwargs: dict[str, Any] = {}
-    if opts.tokens is not None:
+    if opts.auth:
         from mcp.server.auth.settings import AuthSettings
 
         base = (opts.public_url or f"http://{_url_host(opts.host)}:{opts.port}").rstrip("/")
         auth_kwargs = {
-            "token_verifier": FleetTokenVerifier(opts.tokens),
+            "token_verifier": FleetTokenVerifier(fleet.sync.store),
             "auth": AuthSettings(
                 issuer_url=base,  # type: ignore[arg-type]
                 resource_server_url=f"{base}/mcp",  # type: ignore[arg-type]
@@ -244,7 +261,7 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
         **auth_kwargs,
     )
     mcp._mcp_server.version = __version__
-    gate = _Gate(auth_required=opts.tokens is not None)
+    gate = _Gate(auth_required=opts.auth)
     read_only = ToolAnnotations(readOnlyHint=True, openWorldHint=False)
 
     # ── runs ──
@@ -416,7 +433,7 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
     ) -> FleetWorkerSpec:
         """Register (or re-register) a worker and what it can do. Call once before leasing;
         tasks are matched on role, tools, trust level and labels."""
-        worker = gate.worker(ctx, worker_id, "fleet_register_worker")
+        worker, _ = gate.worker(ctx, worker_id, "fleet_register_worker")
         client = ctx.session.client_params.clientInfo if ctx.session.client_params else None
         spec: dict[str, Any] = {
             "worker_id": worker,
@@ -463,13 +480,17 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
         type, scorer, budget), the attempt and the lease (fencing_token, expires_at). Work on
         it, call fleet_heartbeat before expires_at, then fleet_post_receipt or fleet_fail_task.
         Returns an empty list when nothing came within wait_seconds."""
-        worker = gate.worker(ctx, worker_id, "fleet_lease_task")
+        worker, caller = gate.worker(ctx, worker_id, "fleet_lease_task")
         deadline = time.monotonic() + wait_seconds
         while True:
             remaining = max(deadline - time.monotonic(), 0.0)
             slice_s = min(remaining, _LEASE_SLICE_S)
             entries = await fleet.lease_task(
-                worker, lease_seconds=lease_seconds, wait_seconds=slice_s, max_tasks=max_tasks
+                worker,
+                lease_seconds=lease_seconds,
+                wait_seconds=slice_s,
+                max_tasks=max_tasks,
+                caller=caller,
             )
             if entries or remaining <= slice_s:
                 return LeasedTasks(tasks=entries)
@@ -486,6 +507,7 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
         ctx: Ctx,
         task_id: TaskId,
         fencing_token: FencingToken,
+        worker_id: WorkerId = None,
         lease_seconds: Annotated[
             float, Field(gt=0, le=3600, description="New lease length from now.")
         ] = 30.0,
@@ -493,8 +515,10 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
         """Extend your lease on a task; returns the lease with its new expires_at.
         LeaseLostError (stale token, expired, or wall-time budget spent) or RunCancelledError
         mean: stop working on this task and do not post a receipt."""
-        gate.check(ctx, "work", "fleet_heartbeat")
-        return await fleet.heartbeat(task_id, fencing_token, lease_seconds=lease_seconds)
+        caller = gate.caller(ctx, worker_id, "fleet_heartbeat")
+        return await fleet.heartbeat(
+            task_id, fencing_token, lease_seconds=lease_seconds, caller=caller
+        )
 
     @mcp.tool(
         title="Post an agent event",
@@ -511,11 +535,12 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
                 "start|emit|checkpoint|complete|error, seq, run/step/task ids, adapter, ..."
             ),
         ],
+        worker_id: WorkerId = None,
     ) -> PostedEvent:
         """Record progress of a leased task as an agent-run envelope (messages, tool calls,
         checkpoints). ContractError lists envelope problems as JSON pointers."""
-        gate.check(ctx, "work", "fleet_post_event")
-        event = await fleet.post_event(task_id, fencing_token, envelope)
+        caller = gate.caller(ctx, worker_id, "fleet_post_event")
+        event = await fleet.post_event(task_id, fencing_token, envelope, caller=caller)
         return PostedEvent(seq=event.seq or 0, event_id=event.event_id)
 
     @mcp.tool(
@@ -538,15 +563,16 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
             str | None,
             Field(
                 description="Your receipt id; by default one is derived from the task and "
-                "fencing token, so repeating the call has one effect."
+                "fencing token, so repeating the call has one effect. Unique within its task."
             ),
         ] = None,
+        worker_id: WorkerId = None,
     ) -> FleetReceipt:
         """Report the output of a leased task. The fleet scores it with the step's scorer:
         status 'accepted' completes the step and schedules what follows; 'rejected' comes with
         score.reason and the attempt is retried or failed. Posting again returns the first
         verdict. LeaseLostError: your lease is gone; the output was not recorded."""
-        gate.check(ctx, "work", "fleet_post_receipt")
+        caller = gate.caller(ctx, worker_id, "fleet_post_receipt")
         return await fleet.complete_task(
             task_id,
             fencing_token,
@@ -554,6 +580,7 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
             usage=usage,
             artifacts=artifacts or [],
             receipt_id=receipt_id,
+            caller=caller,
         )
 
     @mcp.tool(
@@ -572,11 +599,12 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
             ),
         ],
         message: Annotated[str, Field(description="What went wrong, for people.")],
+        worker_id: WorkerId = None,
     ) -> FailResult:
         """Report that your attempt at a leased task failed. will_retry tells whether another
         attempt was scheduled (retry policy with backoff) or the step failed for good."""
-        gate.check(ctx, "work", "fleet_fail_task")
-        retry = await fleet.fail_task(task_id, fencing_token, kind, message)
+        caller = gate.caller(ctx, worker_id, "fleet_fail_task")
+        retry = await fleet.fail_task(task_id, fencing_token, kind, message, caller=caller)
         return FailResult(task_id=task_id, will_retry=retry)
 
     @mcp.tool(
@@ -587,12 +615,13 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
         ctx: Ctx,
         task_id: TaskId,
         fencing_token: FencingToken,
+        worker_id: WorkerId = None,
         reason: Annotated[str, Field(description="Why, for people (e.g. shutting down).")] = "",
     ) -> FailResult:
         """Give a leased task back unfinished, e.g. when shutting down: the same attempt goes
         back to the inbox for another worker and does not count as a failure."""
-        gate.check(ctx, "work", "fleet_release_task")
-        await fleet.release_task(task_id, fencing_token, reason=reason)
+        caller = gate.caller(ctx, worker_id, "fleet_release_task")
+        await fleet.release_task(task_id, fencing_token, reason=reason, caller=caller)
         return FailResult(task_id=task_id, will_retry=True)
 
     @mcp.tool(
@@ -603,6 +632,7 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
         ctx: Ctx,
         task_id: TaskId,
         fencing_token: FencingToken,
+        worker_id: WorkerId = None,
         reason: Annotated[str, Field(description="What the task needs, for people.")] = "",
         waiting_for: Annotated[
             list[Any] | None,
@@ -613,9 +643,9 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
         agent framework's interrupt). Your lease ends and the run pauses; when someone calls
         fleet_resume_run with a value, the task goes back to the inbox and its next lease
         carries `resume.value`. Returns the paused run."""
-        gate.check(ctx, "work", "fleet_pause_task")
+        caller = gate.caller(ctx, worker_id, "fleet_pause_task")
         return await fleet.pause_task(
-            task_id, fencing_token, reason=reason, waiting_for=waiting_for or []
+            task_id, fencing_token, reason=reason, waiting_for=waiting_for or [], caller=caller
         )
 
     # ── artifacts ──
@@ -643,10 +673,16 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
         run_id: Annotated[str | None, Field(description="Run that produced it.")] = None,
         step_id: Annotated[str | None, Field(description="Step that produced it.")] = None,
         task_id: Annotated[str | None, Field(description="Task that produced it.")] = None,
+        worker_id: WorkerId = None,
     ) -> Artifact:
         """Store bytes in the content-addressed artifact store; returns the digest to cite in
-        a receipt's artifacts. Storing the same bytes again returns the same digest."""
-        gate.check(ctx, "work", "fleet_put_artifact")
+        a receipt's artifacts. Storing the same bytes again returns the same digest. An
+        artifact of a task needs your lease on it; one of a run needs a lease in the run (or
+        the submit scope)."""
+        token = gate.check(ctx, "work", "fleet_put_artifact")
+        caller = None
+        if token is not None or task_id is not None:
+            caller = gate.caller(ctx, worker_id, "fleet_put_artifact")
         if len(content) > (opts.max_artifact_bytes + 2) // 3 * 4:
             raise ContractError(
                 f"artifact is larger than the {opts.max_artifact_bytes:,}-byte limit",
@@ -667,6 +703,7 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
             run_id=run_id,
             step_id=step_id,
             task_id=task_id,
+            caller=caller,
         )
 
     @mcp.tool(title="Read an artifact", annotations=read_only)
@@ -744,7 +781,8 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
 2. Call fleet_lease_task(worker_id="{worker_id}", max_tasks={max_tasks}, wait_seconds=30).
    An empty `tasks` list means nothing is ready: lease again.
 3. For each leased entry read entry.task (type, agent/tool/prompt, inputs, scorer) and keep
-   entry.task.task_id and entry.lease.fencing_token: every later call needs both.
+   entry.task.task_id and entry.lease.fencing_token: every later call needs both, plus
+   worker_id="{worker_id}" (only the worker holding a lease may act on it).
 4. Do the work. If it takes a while, call fleet_heartbeat(task_id, fencing_token) well before
    entry.lease.expires_at. You may record progress with fleet_post_event.
 5. Finish with fleet_post_receipt(task_id, fencing_token, output=...). Check the result's

@@ -29,7 +29,6 @@ import dataclasses
 import enum
 import hashlib
 import json
-import logging
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -62,6 +61,7 @@ from fleetforge.contracts.envelope import (
     StartEnvelope,
 )
 from fleetforge.errors import AdapterStateError, ContractError, UsageError
+from fleetforge.redaction import get_logger
 from fleetforge.schemas import stream_validator
 from fleetforge.telemetry import context_from, tracer
 from fleetforge.validation import pydantic_details
@@ -79,7 +79,7 @@ __all__ = [
     "to_jsonable",
 ]
 
-log = logging.getLogger("fleetforge.adapter")
+log = get_logger("fleetforge.adapter")
 
 # Envelope kinds whose wire form this process has checked against agent_run.json (see _send).
 _SCHEMA_CHECKED: set[str] = set()

@@ -20,7 +20,9 @@ stable ``code`` (its class name, used on the MCP wire so a client rebuilds the s
     └── InternalError               a bug; the message carries an error id   exit 5
 
 Problems with a location in the input are :class:`ErrorDetail` entries (a JSON pointer and a
-message), so one error can report every problem at once.
+message), so one error can report every problem at once. Messages never carry a secret: known
+secret values and token-shaped strings are masked as the error is built
+(:mod:`fleetforge.redaction`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
+
+from fleetforge.redaction import redact
 
 __all__ = [
     "AdapterStateError",
@@ -75,10 +79,15 @@ class FleetForgeError(Exception):
         details: Iterable[ErrorDetail] = (),
         **context: Any,
     ) -> None:
+        message = redact(message)
         super().__init__(message)
         self.message = message
-        self.details: tuple[ErrorDetail, ...] = tuple(details)
-        self.context: dict[str, Any] = context
+        self.details: tuple[ErrorDetail, ...] = tuple(
+            ErrorDetail(d.pointer, redact(d.message)) for d in details
+        )
+        self.context: dict[str, Any] = {
+            k: redact(v) if isinstance(v, str) else v for k, v in context.items()
+        }
 
     @property
     def code(self) -> str:

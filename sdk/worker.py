@@ -26,7 +26,6 @@ are cancelled and released back to the inbox.
 from __future__ import annotations
 
 import inspect
-import logging
 import os
 import socket
 import threading
@@ -64,11 +63,12 @@ from fleetforge.errors import (
     RunCancelledError,
     UsageError,
 )
+from fleetforge.redaction import get_logger
 from fleetforge.telemetry import context_from, tracer
 
 __all__ = ["Handler", "TaskError", "TaskPaused", "TaskRun", "Worker", "WorkerStats"]
 
-log = logging.getLogger("fleetforge.worker")
+log = get_logger("fleetforge.worker")
 _LOST = (LeaseLostError, RunCancelledError, AlreadyCompletedError, NotFoundError)
 
 
@@ -292,6 +292,7 @@ class Worker:
         self, run_id: str, step_id: str, task_id: str
     ) -> Callable[[bytes, str], FleetArtifactRef]:
         client = self.client
+        worker_id = self.worker_id
 
         def store(content: bytes, media_type: str) -> FleetArtifactRef:
             # called from the handler's thread (sync handlers); raises RuntimeError in the
@@ -299,7 +300,7 @@ class Worker:
             artifact = anyio.from_thread.run(
                 lambda: client.put_artifact(
                     content, media_type=media_type, kind="checkpoint", run_id=run_id,
-                    step_id=step_id, task_id=task_id,
+                    step_id=step_id, task_id=task_id, worker_id=worker_id,
                 )
             )  # fmt: skip
             return FleetArtifactRef.model_validate(artifact.model_dump(mode="json"))
@@ -308,6 +309,7 @@ class Worker:
 
     async def _attempt(self, run: TaskRun, token: int, sink: QueueSink) -> str:
         task_id = run.task.task_id
+        me = self.worker_id  # every call on the lease names the worker holding it
         lost: list[str] = []
         handler_scope = anyio.CancelScope()
 
@@ -320,7 +322,7 @@ class Worker:
         async def flush() -> None:
             for envelope in sink.drain():
                 try:
-                    await self.client.post_event(task_id, token, envelope)
+                    await self.client.post_event(task_id, token, envelope, worker_id=me)
                 except _LOST as exc:
                     lose(str(exc))
                     return
@@ -335,7 +337,7 @@ class Worker:
                 if time.monotonic() >= next_beat:
                     try:
                         await self.client.heartbeat(
-                            task_id, token, lease_seconds=self.lease_seconds
+                            task_id, token, lease_seconds=self.lease_seconds, worker_id=me
                         )
                     except _LOST as exc:
                         lose(str(exc))
@@ -373,7 +375,9 @@ class Worker:
         if lost and lost[0] == "released":
             await flush()
             try:
-                await self.client.release_task(task_id, token, reason="worker shutting down")
+                await self.client.release_task(
+                    task_id, token, reason="worker shutting down", worker_id=me
+                )
                 self.stats.released += 1
                 return "released"
             except _LOST:
@@ -390,12 +394,16 @@ class Worker:
                 await flush()
                 if isinstance(error, TaskPaused):
                     await self.client.pause_task(
-                        task_id, token, reason=str(error), waiting_for=error.waiting_for
+                        task_id,
+                        token,
+                        reason=str(error),
+                        waiting_for=error.waiting_for,
+                        worker_id=me,
                     )
                     self.stats.paused += 1
                     return "paused"
                 kind, message = run.adapter.failure or (failure_kind_of(error), str(error))
-                await self.client.fail_task(task_id, token, kind, message)
+                await self.client.fail_task(task_id, token, kind, message, worker_id=me)
                 self.stats.failed += 1
                 return "failed"
             if not run.adapter.finished:
@@ -403,7 +411,7 @@ class Worker:
             await flush()
             if run.adapter.failure is not None:
                 kind, message = run.adapter.failure
-                await self.client.fail_task(task_id, token, kind, message)
+                await self.client.fail_task(task_id, token, kind, message, worker_id=me)
                 self.stats.failed += 1
                 return "failed"
             receipt = await self.client.complete_task(
@@ -412,6 +420,7 @@ class Worker:
                 run.adapter.output,
                 usage=run.adapter.usage,
                 artifacts=run.artifacts,
+                worker_id=me,
             )
         except _LOST as exc:
             log.warning("task %s: %s; the result was not recorded", task_id, exc)

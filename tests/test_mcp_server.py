@@ -179,6 +179,7 @@ async def test_lease_heartbeat_event_receipt_cycle(store: EventStore, tmp_path: 
             task_id=task["task_id"],
             fencing_token=lease["fencing_token"],
             lease_seconds=60,
+            worker_id="w1",
         )
         assert renewed["expires_at"] > lease["expires_at"]
         envelope = {
@@ -198,6 +199,7 @@ async def test_lease_heartbeat_event_receipt_cycle(store: EventStore, tmp_path: 
             task_id=task["task_id"],
             fencing_token=lease["fencing_token"],
             envelope=envelope,
+            worker_id="w1",
         )
         assert posted["seq"] > 0
         receipt = await client.call(
@@ -206,6 +208,7 @@ async def test_lease_heartbeat_event_receipt_cycle(store: EventStore, tmp_path: 
             fencing_token=lease["fencing_token"],
             output={"echo": 1},
             usage={"input_tokens": 3, "output_tokens": 4, "total_tokens": 7},
+            worker_id="w1",
         )
         assert receipt["status"] == "accepted"
         assert receipt["hash"].startswith("sha256:")
@@ -216,6 +219,7 @@ async def test_lease_heartbeat_event_receipt_cycle(store: EventStore, tmp_path: 
             fencing_token=lease["fencing_token"],
             output={"echo": 1},
             usage={"input_tokens": 3, "output_tokens": 4, "total_tokens": 7},
+            worker_id="w1",
         )
         assert again["receipt_id"] == receipt["receipt_id"]
         assert again["status"] == "accepted"
@@ -226,6 +230,7 @@ async def test_lease_heartbeat_event_receipt_cycle(store: EventStore, tmp_path: 
             task_id=child["task"]["task_id"],
             fencing_token=child["lease"]["fencing_token"],
             output="done",
+            worker_id="w1",
         )
         final = await client.call("fleet_get_run", run_id=run_id)
         assert final["status"] == "completed"
@@ -263,6 +268,7 @@ async def test_fail_task_retries_then_fails(store: EventStore, tmp_path: Path) -
                 fencing_token=entry["lease"]["fencing_token"],
                 kind="transient",
                 message="flaky",
+                worker_id="w1",
             )
             assert result["will_retry"] is will_retry
         run = await client.call("fleet_get_run", run_id=run_id)
@@ -368,6 +374,7 @@ async def test_a_task_pauses_for_input_and_resumes_with_a_value(
             fencing_token=token,
             reason="which tone?",
             waiting_for=[{"question": "formal or casual?"}],
+            worker_id="w1",
         )
         assert paused["status"] == "paused"
         [asking] = paused["waiting_for_input"]
@@ -375,7 +382,11 @@ async def test_a_task_pauses_for_input_and_resumes_with_a_value(
         got = await client.call("fleet_get_run", run_id=run_id)
         assert got["waiting_for_input"] == [asking]
         await client.fail(
-            "fleet_pause_task", "LeaseLostError", task_id=task_id, fencing_token=token
+            "fleet_pause_task",
+            "LeaseLostError",
+            task_id=task_id,
+            fencing_token=token,
+            worker_id="w1",
         )
         assert (await client.call("fleet_lease_task", worker_id="w1"))["tasks"] == []
         error, _ = await client.fail(
@@ -407,12 +418,23 @@ async def test_lease_errors_are_tool_errors(store: EventStore, tmp_path: Path) -
         entry = await lease_one(client)
         task_id, token = entry["task"]["task_id"], entry["lease"]["fencing_token"]
         _, text = await client.fail(
-            "fleet_heartbeat", "LeaseLostError", task_id=task_id, fencing_token=token + 1
+            "fleet_heartbeat",
+            "LeaseLostError",
+            task_id=task_id,
+            fencing_token=token + 1,
+            worker_id="w1",
         )
         assert "lease lost: stale fencing token" in text
-        await client.fail("fleet_heartbeat", "NotFoundError", task_id="nope", fencing_token=1)
+        await client.fail(
+            "fleet_heartbeat", "NotFoundError", task_id="nope", fencing_token=1, worker_id="w1"
+        )
         error, _ = await client.fail(
-            "fleet_post_event", "ContractError", task_id=task_id, fencing_token=token, envelope={}
+            "fleet_post_event",
+            "ContractError",
+            task_id=task_id,
+            fencing_token=token,
+            envelope={},
+            worker_id="w1",
         )
         assert error["details"]
         await client.call("fleet_cancel_run", run_id=entry["task"]["run_id"])
@@ -422,6 +444,7 @@ async def test_lease_errors_are_tool_errors(store: EventStore, tmp_path: Path) -
             task_id=task_id,
             fencing_token=token,
             output=1,
+            worker_id="w1",
         )
         assert "run cancelled" in text
         await client.fail("fleet_get_run", "NotFoundError", run_id="run_missing")

@@ -26,7 +26,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from fleetforge.fleet.service import SyncFleetService
 from fleetforge.fleet.store import open_store
-from fleetforge.mcp_server.auth import TokenRegistry
+from fleetforge.fleet.tokens import TokenStore, hash_token
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -112,6 +112,7 @@ async def cycle(session: ClientSession, worker: str | None) -> str:
     await call(session, "fleet_register_worker", **args)
     [entry] = (await call(session, "fleet_lease_task", **args))["tasks"]
     ids = {"task_id": entry["task"]["task_id"], "fencing_token": entry["lease"]["fencing_token"]}
+    ids |= args  # every call on the lease names the worker holding it (unless the token does)
     await call(session, "fleet_heartbeat", **ids)
     receipt = await call(session, "fleet_post_receipt", **ids, output={"ok": True})
     assert receipt["status"] == "accepted"
@@ -147,23 +148,21 @@ async def test_stdio_full_cycle(tmp_path: Path) -> None:
 # ── HTTP ────────────────────────────────────────────────────────────────────────────────────
 
 
-@pytest.fixture
-def tokens() -> tuple[str, dict[str, str]]:
-    """A registry as FLEETFORGE_TOKENS JSON and the clear tokens by name."""
-    registry = TokenRegistry()
-    clear = {
-        "reader": registry.create("reader", ["read"])[0],
-        "submitter": registry.create("submitter", ["submit", "read"])[0],
-        "worker": registry.create("worker", ["work", "submit", "read"], worker_id="w-http")[0],
-        "admin": registry.create("admin", ["admin"])[0],
-    }
-    doc = json.dumps({"tokens": [r.to_dict() for r in registry.records]})
-    return doc, clear
+def make_tokens(store_url: str) -> dict[str, str]:
+    """The usual tokens, created in the store; the clear tokens by name."""
+    with open_store(store_url) as store:
+        tokens = TokenStore(store)
+        return {
+            "reader": tokens.create("reader", ["read"])[0],
+            "submitter": tokens.create("submitter", ["submit", "read"])[0],
+            "worker": tokens.create("worker", ["work", "submit", "read"], worker_id="w-http")[0],
+            "admin": tokens.create("admin", ["admin"])[0],
+        }
 
 
-async def test_http_auth_and_scopes(tmp_path: Path, tokens: tuple[str, dict[str, str]]) -> None:
-    doc, clear = tokens
-    env = fleet_env(tmp_path, f"sqlite:///{tmp_path / 'fleet.db'}", FLEETFORGE_TOKENS=doc)
+async def test_http_auth_and_scopes(tmp_path: Path) -> None:
+    env = fleet_env(tmp_path, f"sqlite:///{tmp_path / 'fleet.db'}")
+    clear = make_tokens(env["FLEETFORGE_STORE"])
     with http_server(env) as url:
         init = {
             "jsonrpc": "2.0",
@@ -184,8 +183,11 @@ async def test_http_auth_and_scopes(tmp_path: Path, tokens: tuple[str, dict[str,
                 f"{url}/mcp", json=init, headers=accept | {"Authorization": "Bearer ffk_wrong"}
             )
             assert wrong.status_code == 401
-            # a token never appears in clear in the server's memory of the file
-            assert clear["reader"] not in doc
+            # a token never appears in clear in the store: only its hash
+            with open_store(env["FLEETFORGE_STORE"]) as store:
+                rows = repr(store.table_rows("tokens")) + repr(store.query_rows())
+            assert clear["reader"] not in rows
+            assert hash_token(clear["reader"]) in rows
             health = await raw.get(f"{url}/healthz")
             assert health.json() | {"version": "x"} == {
                 "status": "ok",
@@ -227,12 +229,20 @@ async def test_http_auth_and_scopes(tmp_path: Path, tokens: tuple[str, dict[str,
             assert events["events"][-1]["data"]["by"] == "token:submitter"
 
 
+def legacy_tokens_file(path: Path, name: str, scopes: list[str]) -> str:
+    """A tokens.json as FleetForge 0.1 wrote it, holding one token; the clear token."""
+    token = "ffk_" + "x" * 20 + name
+    record = {"name": name, "sha256": hash_token(token), "scopes": scopes, "worker_id": None,
+              "created_at": "2026-11-01T00:00:00Z"}  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"tokens": [record]}))
+    return token
+
+
 async def test_http_tokens_created_and_revoked_without_a_restart(tmp_path: Path) -> None:
     env = fleet_env(tmp_path, f"sqlite:///{tmp_path / 'fleet.db'}")
     home = Path(env["FLEETFORGE_HOME"])
-    registry = TokenRegistry()
-    first, _ = registry.create("first", ["read"])
-    registry.save(home / "tokens.json")
+    first = legacy_tokens_file(home / "tokens.json", "first", ["read"])  # imported at start
 
     def cli(*args: str) -> str:
         done = subprocess.run([FLEETFORGE, "token", *args], env=env, capture_output=True,
@@ -254,6 +264,8 @@ async def test_http_tokens_created_and_revoked_without_a_restart(tmp_path: Path)
             await anyio.sleep(0.2)
 
     with http_server(env) as url:
+        assert not (home / "tokens.json").exists()
+        assert (home / "tokens.json.imported").exists()
         async with httpx.AsyncClient(timeout=10) as client:
             assert await status(client, url, first) == 200
             second = re.search(r"ffk_[A-Za-z0-9_-]+", cli("create", "second", "--scope", "read"))
@@ -262,25 +274,11 @@ async def test_http_tokens_created_and_revoked_without_a_restart(tmp_path: Path)
             cli("revoke", "first")
             await until(client, url, first, 401)  # refused without a restart
             assert await status(client, url, second.group(0)) == 200
-
-
-async def test_a_broken_token_file_keeps_the_tokens_before_and_a_deleted_one_none(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    from fleetforge.mcp_server.auth import FleetTokenVerifier
-
-    path = tmp_path / "tokens.json"
-    registry = TokenRegistry()
-    token, _ = registry.create("one", ["read"])
-    registry.save(path)
-    verifier = FleetTokenVerifier(TokenRegistry.load(path), recheck_seconds=0)
-    assert await verifier.verify_token(token) is not None
-    path.write_text('{"tokens": [')  # half-written by hand
-    with caplog.at_level("WARNING", logger="fleetforge.mcp_server.auth"):
-        assert await verifier.verify_token(token) is not None
-    assert "not reloaded" in caplog.text
-    path.unlink()
-    assert await verifier.verify_token(token) is None
+    listed = json.loads(cli("list", "--json", "--revoked"))
+    assert [(t["name"], t["revoked_at"] is not None) for t in listed] == [
+        ("first", True),
+        ("second", False),
+    ]
 
 
 async def test_http_stateless_without_auth_on_loopback(tmp_path: Path) -> None:
@@ -317,10 +315,10 @@ def test_serve_without_tokens_explains(tmp_path: Path) -> None:
 
 
 async def test_two_servers_on_one_postgres_never_double_lease(
-    tmp_path: Path, pg_url: str, tokens: tuple[str, dict[str, str]]
+    tmp_path: Path, pg_url: str
 ) -> None:
-    doc, clear = tokens
-    env = fleet_env(tmp_path, pg_url, FLEETFORGE_TOKENS=doc)
+    env = fleet_env(tmp_path, pg_url)
+    clear = make_tokens(pg_url)
     tasks = 120
     with open_store(pg_url) as store:
         fleet = SyncFleetService(store)
@@ -341,7 +339,7 @@ async def test_two_servers_on_one_postgres_never_double_lease(
                         "task_id": entry["task"]["task_id"],
                         "fencing_token": entry["lease"]["fencing_token"],
                     }
-                    await call(session, "fleet_post_receipt", **ids, output=name)
+                    await call(session, "fleet_post_receipt", **ids, output=name, worker_id=name)
                     done[name] += 1
 
     with http_server(env, "--stateless") as one, http_server(env, "--stateless") as two:

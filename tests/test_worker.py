@@ -172,8 +172,12 @@ async def test_errors_are_the_same_classes_on_every_transport(
         [entry] = await client.lease_task("w")
         assert entry.lease is not None
         with pytest.raises(LeaseLostError, match="stale fencing token"):
-            await client.heartbeat(entry.task.task_id, entry.lease.fencing_token + 1)
-        receipt = await client.complete_task(entry.task.task_id, entry.lease.fencing_token, 5)
+            await client.heartbeat(
+                entry.task.task_id, entry.lease.fencing_token + 1, worker_id="w"
+            )
+        receipt = await client.complete_task(
+            entry.task.task_id, entry.lease.fencing_token, 5, worker_id="w"
+        )
         assert receipt.status == "accepted"
         page = await client.list_runs(limit=1)
         assert [r.run_id for r in page] == [run.run_id]

@@ -5,7 +5,8 @@ A projection declares the event types it handles and the tables it owns; the sto
 from the events alone. Projections must be deterministic: they read only the event (its ``at``,
 never the clock) and the projection's own tables.
 
-:data:`DEFAULT_PROJECTIONS`: runs and steps, artifacts, tasks (the inbox), workers, receipts.
+:data:`DEFAULT_PROJECTIONS`: runs and steps, artifacts, tasks (the inbox), workers, receipts,
+tokens.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from fleetforge.fleet.projections.artifacts import ArtifactsProjection
 from fleetforge.fleet.projections.receipts import ReceiptsProjection
 from fleetforge.fleet.projections.runs import RunsProjection
 from fleetforge.fleet.projections.tasks import TasksProjection
+from fleetforge.fleet.projections.tokens import TokensProjection
 from fleetforge.fleet.projections.workers import WorkersProjection
 from fleetforge.fleet.store._base import EventRow, Tx
 
@@ -27,6 +29,7 @@ __all__ = [
     "ReceiptsProjection",
     "RunsProjection",
     "TasksProjection",
+    "TokensProjection",
     "WorkersProjection",
 ]
 
@@ -58,4 +61,5 @@ DEFAULT_PROJECTIONS: tuple[Projection, ...] = (
     TasksProjection(),
     WorkersProjection(),
     ReceiptsProjection(),
+    TokensProjection(),
 )

@@ -14,7 +14,7 @@ class ReceiptsProjection:
     """Rows of ``receipts``."""
 
     name = "receipts"
-    tables = {"receipts": ("run_id", "receipt_id")}
+    tables = {"receipts": ("run_id", "task_id", "receipt_id")}
     handles = frozenset({"receipt_posted", "receipt_accepted", "receipt_rejected"})
 
     def apply(self, tx: Tx, event: EventRow) -> None:
@@ -41,6 +41,7 @@ class ReceiptsProjection:
                 {
                     "run_id": event.run_id,
                     "receipt_id": event.data["receipt_id"],
+                    "task_id": event.data["task_id"],
                     "status": "accepted" if event.type == "receipt_accepted" else "rejected",
                     "score": canonical_json(event.data["score"]),
                 },

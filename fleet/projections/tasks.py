@@ -42,7 +42,11 @@ def _enqueued(tx: Tx, e: EventRow) -> None:
 
 def _leased(tx: Tx, e: EventRow) -> None:
     d = e.data
-    params = {"worker_id": d["worker_id"], "fencing_token": d["fencing_token"]}
+    params = {
+        "worker_id": d["worker_id"],
+        "fencing_token": d["fencing_token"],
+        "credential": d.get("credential"),
+    }
     expires = iso(d["expires_at"])
     tx.execute(Q["task_leased"], {**_key(e), **params, "at": e.at, "expires_at": expires})
 

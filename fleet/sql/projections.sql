@@ -70,22 +70,22 @@ UPDATE runs SET usage = :usage WHERE run_id = :run_id;
 INSERT INTO tasks (run_id, task_id, step_id, map_index, entry_id, attempt, status, held, spec,
                    role, min_trust, priority, enqueued_at, available_at, worker_id,
                    fencing_token, leased_at, lease_expires_at, expiries, output, failure_kind,
-                   error, waiting, resume)
+                   error, waiting, resume, lease_credential)
 VALUES (:run_id, :task_id, :step_id, :map_index, :entry_id, :attempt, 'queued',
         (SELECT CASE WHEN status = 'paused' THEN 1 ELSE 0 END FROM runs WHERE run_id = :run_id),
         :spec, :role, :min_trust, :priority, :at, :available_at, NULL, 0, NULL, NULL, 0, NULL,
-        NULL, NULL, NULL, :resume)
+        NULL, NULL, NULL, :resume, NULL)
 ON CONFLICT (run_id, task_id) DO UPDATE SET
     entry_id = excluded.entry_id, attempt = excluded.attempt, status = 'queued',
     held = excluded.held,
     spec = excluded.spec, enqueued_at = excluded.enqueued_at,
     available_at = excluded.available_at, worker_id = NULL, leased_at = NULL,
     lease_expires_at = NULL, output = NULL, failure_kind = NULL, error = NULL,
-    waiting = NULL, resume = excluded.resume;
+    waiting = NULL, resume = excluded.resume, lease_credential = NULL;
 
 -- name: task_leased
 UPDATE tasks SET status = 'leased', worker_id = :worker_id, fencing_token = :fencing_token,
-                 leased_at = :at, lease_expires_at = :expires_at
+                 leased_at = :at, lease_expires_at = :expires_at, lease_credential = :credential
 WHERE run_id = :run_id AND task_id = :task_id;
 
 -- name: task_heartbeat
@@ -135,4 +135,11 @@ FROM receipts WHERE run_id = :run_id;
 
 -- name: receipt_verdict
 UPDATE receipts SET status = :status, score = :score
-WHERE run_id = :run_id AND receipt_id = :receipt_id;
+WHERE run_id = :run_id AND task_id = :task_id AND receipt_id = :receipt_id;
+
+-- name: token_insert
+INSERT INTO tokens (token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at)
+VALUES (:token_id, :name, :sha256, :scopes, :worker_id, :at, :by, NULL);
+
+-- name: token_revoke
+UPDATE tokens SET revoked_at = :at WHERE token_id = :token_id;

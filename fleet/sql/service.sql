@@ -17,13 +17,13 @@ FROM steps WHERE run_id = :run_id ORDER BY position;
 -- name: task
 SELECT run_id, task_id, step_id, map_index, entry_id, attempt, status, spec, worker_id,
        fencing_token, leased_at, lease_expires_at, expiries, output, enqueued_at, available_at,
-       resume
+       resume, lease_credential
 FROM tasks WHERE task_id = :task_id;
 
 -- name: step_tasks
 SELECT run_id, task_id, step_id, map_index, entry_id, attempt, status, spec, worker_id,
        fencing_token, leased_at, lease_expires_at, expiries, output, enqueued_at, available_at,
-       resume
+       resume, lease_credential
 FROM tasks WHERE run_id = :run_id AND step_id = :step_id ORDER BY map_index;
 
 -- name: tasks_waiting
@@ -35,7 +35,7 @@ WHERE run_id = :run_id AND status = 'paused' ORDER BY task_id;
 -- tasks of paused runs are held, and cancelled or failed runs withdrew theirs.
 SELECT t.run_id, t.task_id, t.step_id, t.map_index, t.entry_id, t.attempt, t.status, t.spec,
        t.worker_id, t.fencing_token, t.leased_at, t.lease_expires_at, t.expiries, t.output,
-       t.enqueued_at, t.available_at, t.resume
+       t.enqueued_at, t.available_at, t.resume, t.lease_credential
 FROM tasks t
 WHERE t.status = 'queued' AND t.available_at <= :now AND t.held = 0
   AND (t.role IS NULL OR t.role = :role) AND t.min_trust <= :rank
@@ -54,7 +54,8 @@ WHERE worker_id = :worker_id;
 SELECT worker_id, spec, status, registered_at, last_seen_at FROM workers ORDER BY worker_id;
 
 -- name: receipt
-SELECT run_id, receipt, status, score FROM receipts WHERE receipt_id = :receipt_id;
+SELECT run_id, receipt, status, score FROM receipts
+WHERE run_id = :run_id AND task_id = :task_id AND receipt_id = :receipt_id;
 
 -- name: last_receipt_hash
 SELECT hash FROM receipts WHERE run_id = :run_id ORDER BY position DESC LIMIT 1;
@@ -97,3 +98,25 @@ SELECT step_id, status, attempt FROM steps WHERE run_id = :run_id ORDER BY posit
 
 -- name: step_outputs
 SELECT step_id, output FROM steps WHERE run_id = :run_id AND status = 'completed';
+
+-- name: tokens
+SELECT token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at
+FROM tokens ORDER BY created_at, token_id;
+
+-- name: token_by_hash
+SELECT token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at
+FROM tokens WHERE sha256 = :sha256;
+
+-- name: token_by_name
+SELECT token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at
+FROM tokens WHERE name = :name AND revoked_at IS NULL;
+
+-- name: token_by_id
+SELECT token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at
+FROM tokens WHERE token_id = :token_id;
+
+-- name: run_leases
+SELECT run_id, task_id, step_id, map_index, entry_id, attempt, status, spec, worker_id,
+       fencing_token, leased_at, lease_expires_at, expiries, output, enqueued_at, available_at,
+       resume, lease_credential
+FROM tasks WHERE run_id = :run_id AND status = 'leased';

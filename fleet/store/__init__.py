@@ -19,6 +19,7 @@ from fleetforge.fleet.projections import Projection
 from fleetforge.fleet.settings import parse_store_url
 from fleetforge.fleet.store._base import Backend, EventRow, Tx
 from fleetforge.fleet.store._store import EventStore, StoreInfo, Unit
+from fleetforge.redaction import register_url
 
 __all__ = [
     "Backend",
@@ -33,7 +34,9 @@ __all__ = [
 
 
 def open_backend(url: str) -> Backend:
-    """Open (and migrate) the database a store URL names."""
+    """Open (and migrate) the database a store URL names. Its password is a secret of this
+    process from now on (masked in events, errors and logs)."""
+    register_url(url)
     parsed = parse_store_url(url)
     if parsed.backend == "sqlite":
         from fleetforge.fleet.store.sqlite import SqliteBackend

@@ -41,6 +41,13 @@ class EventRow:
     type: str
     at: str
     data: dict[str, Any]
+    text: str | None = None  # ``data`` as compact JSON, when the writer already made it
+
+    def data_json(self) -> str:
+        """``data`` as compact JSON text (what the backends store)."""
+        if self.text is None:
+            self.text = json.dumps(self.data, separators=(",", ":"), ensure_ascii=False)
+        return self.text
 
     def to_json(self) -> dict[str, Any]:
         """The event in its ``run_event`` JSON form."""

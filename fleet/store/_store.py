@@ -13,6 +13,7 @@ from fleetforge.contracts.events import RunEvent, parse_event
 from fleetforge.errors import UsageError
 from fleetforge.fleet.projections import DEFAULT_PROJECTIONS, Projection
 from fleetforge.fleet.store._base import Backend, EventRow, Tx, iso
+from fleetforge.redaction import scrub_json
 
 __all__ = ["EventStore", "StoreInfo", "Unit"]
 
@@ -313,5 +314,7 @@ class Unit:
 
 
 def _row(event: RunEvent) -> EventRow:
-    data = event.model_dump(mode="json", include={"data"})["data"]
-    return EventRow(0, event.event_id, event.run_id, event.type, iso(event.at), data)
+    """The stored form of an event: its data as JSON, with secrets masked (one regex pass over
+    the text; see :mod:`fleetforge.redaction`) before any projection or the log sees it."""
+    data, text = scrub_json(event.model_dump(mode="json", include={"data"})["data"])
+    return EventRow(0, event.event_id, event.run_id, event.type, iso(event.at), data, text)

@@ -31,11 +31,11 @@ from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from functools import cache
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from fleetforge.errors import ConflictError, StoreError, UsageError
 from fleetforge.fleet.store._base import EventRow, iso
 from fleetforge.fleet.store.migrations import check_version
+from fleetforge.redaction import mask_url
 
 try:
     import psycopg
@@ -101,12 +101,9 @@ class _PgTx:
         return self._conn
 
 
-def _masked(dsn: str) -> str:
-    parts = urlsplit(dsn)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return dsn
+def _as_is(text: str) -> str:
+    """Jsonb's ``dumps`` for data already dumped (EventRow.data_json)."""
+    return text
 
 
 class PostgresBackend:
@@ -126,7 +123,7 @@ class PostgresBackend:
         self.schema = options.pop("schema", schema)
         # the rest are libpq parameters (sslmode, connect_timeout, host for a socket dir, ...)
         self.dsn = dsn.split("?", 1)[0]
-        self.url = _masked(dsn)
+        self.url = mask_url(dsn)
         kwargs: dict[str, Any] = dict(options)
         if self.schema:
             if not re.fullmatch(r"[a-z_][a-z0-9_]*", self.schema):
@@ -203,7 +200,7 @@ class PostgresBackend:
                 "event_ids": [row.event_id for row in rows],
                 "types": [row.type for row in rows],
                 "ats": [row.at for row in rows],
-                "datas": [Jsonb(row.data) for row in rows],
+                "datas": [Jsonb(row.data_json(), dumps=_as_is) for row in rows],
             },
         )
         seqs = [int(r[0]) for r in cursor.fetchall()]

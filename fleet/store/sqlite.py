@@ -162,7 +162,7 @@ class SqliteBackend:
                     row.event_id,
                     row.type,
                     row.at,
-                    json.dumps(row.data, separators=(",", ":"), ensure_ascii=False),
+                    row.data_json(),
                 )
                 for row in rows
             ],

@@ -15,6 +15,7 @@ from fleetforge.cli._console import err, out
 from fleetforge.cli._context import globals_of
 from fleetforge.cli._errors import reporting
 from fleetforge.contracts.artifact import artifact_path
+from fleetforge.redaction import mask_url
 
 __all__ = ["demo"]
 
@@ -76,7 +77,7 @@ def demo(
     async def main() -> Any:
         async with FleetClient.local(g.store_url, artifacts=g.artifacts_root) as client:
             how = f"model {real.name}" if real else "offline"
-            err.print(f"Hello Fleet on {g.store_url} ({how}, seed {spec['seed']})")
+            err.print(f"Hello Fleet on {mask_url(g.store_url)} ({how}, seed {spec['seed']})")
             result = await run_hello_fleet(client, spec=spec, on_change=progress, model=real)
             events = await client.run_events(result.run.run_id, limit=10_000)
             return result, events

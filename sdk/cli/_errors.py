@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,10 +12,11 @@ from rich.console import Console
 from rich.table import Table
 
 from fleetforge.errors import FleetForgeError, InternalError
+from fleetforge.redaction import get_logger
 
 __all__ = ["problem_table", "reporting"]
 
-log = logging.getLogger("fleetforge.cli")
+log = get_logger("fleetforge.cli")
 
 
 def problem_table(error: FleetForgeError) -> Table:

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import getpass
 import json
-from typing import Annotated, Literal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import anyio
 import typer
+from rich.text import Text
 
 from fleetforge.cli._console import err, out
 from fleetforge.cli._context import globals_of
 from fleetforge.cli._errors import reporting
 from fleetforge.errors import UsageError
+
+if TYPE_CHECKING:
+    from fleetforge.fleet.store import EventStore
+    from fleetforge.fleet.tokens import TokenStore
 
 __all__ = ["mcp", "serve", "token_app"]
 
@@ -51,13 +59,6 @@ def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
-    tokens: Annotated[
-        str | None,
-        typer.Option(
-            help="Token file. Default: $FLEETFORGE_TOKENS (inline JSON), "
-            "$FLEETFORGE_TOKENS_FILE, else $FLEETFORGE_HOME/tokens.json."
-        ),
-    ] = None,
     no_auth: Annotated[
         bool, typer.Option("--no-auth", help="Serve without tokens (loopback only).")
     ] = False,
@@ -86,7 +87,6 @@ def serve(
     from fleetforge.fleet.artifacts import ArtifactStore
     from fleetforge.fleet.service import FleetService
     from fleetforge.fleet.store import open_store
-    from fleetforge.mcp_server.auth import TokenRegistry, tokens_path
     from fleetforge.mcp_server.http import serve_http
     from fleetforge.mcp_server.server import ServerOptions, check_listen
     from fleetforge.telemetry import configure
@@ -94,20 +94,11 @@ def serve(
     configure("fleetforge-serve")
     g = globals_of(ctx)
     with reporting(out, err):
-        registry = None
-        if not no_auth:
-            registry = TokenRegistry.configured(tokens)
-            if not registry.records:
-                raise UsageError(
-                    f"no tokens configured (looked in {tokens_path(tokens)}): create one with "
-                    "'fleetforge token create NAME --scope work', or pass --no-auth to serve "
-                    "on loopback without auth"
-                )
-        check_listen(host, registry is not None)
+        check_listen(host, not no_auth)
         options = ServerOptions(
             host=host,
             port=port,
-            tokens=registry,
+            auth=not no_auth,
             public_url=public_url,
             stateless=stateless,
             json_response=stateless,
@@ -117,20 +108,56 @@ def serve(
             log_level=_level(log_level),
         )
         with open_store(g.store_url) as store:
+            if options.auth and not _tokens(store).list():
+                raise UsageError(
+                    f"no tokens in the store {store.url}: create one with 'fleetforge token "
+                    "create NAME --scope work', or pass --no-auth to serve on loopback without "
+                    "auth"
+                )
             fleet = FleetService(store, artifacts=ArtifactStore(g.artifacts_root))
 
             def ready(url: str) -> None:
-                auth = "bearer tokens" if registry else "no auth (loopback)"
-                err.print(f"fleetforge MCP server at {url} ({auth}); store {store.url}")
+                auth = "bearer tokens" if options.auth else "no auth (loopback)"
+                err.print(
+                    f"fleetforge MCP server at {url} ({auth}); store {store.url}", markup=False
+                )
 
             anyio.run(lambda: serve_http(fleet, options, on_ready=ready))
 
 
-token_app = typer.Typer(help="Bearer tokens for fleetforge serve (stored hashed).")
+def _tokens(store: EventStore) -> TokenStore:
+    """The store's tokens, after importing a tokens file an earlier version left (once)."""
+    from fleetforge.fleet.tokens import TokenStore, legacy_tokens_path
+
+    tokens = TokenStore(store)
+    legacy = legacy_tokens_path()
+    added = tokens.import_file(legacy, by=_who())
+    if added:
+        err.print(f"imported {added} tokens from {legacy} (renamed {legacy.name}.imported)")
+    return tokens
+
+
+@contextmanager
+def _token_store(ctx: typer.Context) -> Iterator[TokenStore]:
+    from fleetforge.fleet.store import open_store
+
+    with open_store(globals_of(ctx).store_url) as store:
+        yield _tokens(store)
+
+
+def _who() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no user name in a bare container
+        return "cli"
+
+
+token_app = typer.Typer(help="Bearer tokens for fleetforge serve (kept in the store, hashed).")
 
 
 @token_app.command("create")
 def token_create(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Name of the token (shown in logs and events).")],
     scope: Annotated[
         list[str], typer.Option("--scope", help="read, submit, work or admin (repeatable).")
@@ -138,52 +165,49 @@ def token_create(
     worker_id: Annotated[
         str | None, typer.Option(help="Worker this token acts as (worker tools).")
     ] = None,
-    tokens: Annotated[str | None, typer.Option(help="Token file.")] = None,
 ) -> None:
     """Create a token; it is printed once, only its hash is stored."""
-    from fleetforge.mcp_server.auth import TokenRegistry, tokens_path
-
-    with reporting(out, err):
-        path = tokens_path(tokens)
-        registry = TokenRegistry.load(path)
-        secret, record = registry.create(name, scope, worker_id=worker_id)
-        registry.save(path)
-        err.print(f"token {record.name!r} ({', '.join(record.scopes)}) added to {path}")
-        out.print(secret, highlight=False)
+    with reporting(out, err), _token_store(ctx) as tokens:
+        secret, record = tokens.create(name, scope, worker_id=worker_id, by=_who())
+        err.print(
+            f"token {record.name!r} ({', '.join(record.scopes)}) added to {tokens.store.url}",
+            markup=False,
+        )
+        out.print(secret, highlight=False, markup=False)
 
 
 @token_app.command("list")
 def token_list(
-    tokens: Annotated[str | None, typer.Option(help="Token file.")] = None,
+    ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    revoked: Annotated[bool, typer.Option("--revoked", help="Include revoked tokens.")] = False,
 ) -> None:
     """List tokens (names, scopes, workers; never the tokens)."""
     from rich.table import Table
 
-    from fleetforge.mcp_server.auth import TokenRegistry, tokens_path
-
-    with reporting(out, err, as_json=as_json):
-        registry = TokenRegistry.load(tokens_path(tokens))
+    with reporting(out, err, as_json=as_json), _token_store(ctx) as tokens:
+        records = tokens.list(include_revoked=revoked)
         if as_json:
-            out.print_json(json.dumps([r.to_dict() for r in registry.records]))
+            out.print_json(json.dumps([r.to_dict() for r in records]))
             return
-        table = Table("Name", "Scopes", "Worker", "Created", box=None)
-        for r in registry.records:
-            table.add_row(r.name, ", ".join(r.scopes), r.worker_id or "-", r.created_at)
+        table = Table("Name", "Scopes", "Worker", "Created", "Revoked", box=None)
+        for r in records:
+            table.add_row(
+                Text(r.name),
+                ", ".join(r.scopes),
+                Text(r.worker_id or "-"),
+                r.created_at.isoformat(timespec="seconds"),
+                "-" if r.revoked_at is None else r.revoked_at.isoformat(timespec="seconds"),
+            )
         out.print(table)
 
 
 @token_app.command("revoke")
 def token_revoke(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Name of the token.")],
-    tokens: Annotated[str | None, typer.Option(help="Token file.")] = None,
 ) -> None:
-    """Revoke a token (servers read the file at start: restart them)."""
-    from fleetforge.mcp_server.auth import TokenRegistry, tokens_path
-
-    with reporting(out, err):
-        path = tokens_path(tokens)
-        registry = TokenRegistry.load(path)
-        registry.revoke(name)
-        registry.save(path)
-        err.print(f"token {name!r} revoked in {path}")
+    """Revoke a token; running servers refuse it within a second."""
+    with reporting(out, err), _token_store(ctx) as tokens:
+        tokens.revoke(name, by=_who())
+        err.print(f"token {name!r} revoked in {tokens.store.url}", markup=False)

@@ -36,6 +36,7 @@ from fleetforge.cli._context import globals_of
 from fleetforge.cli._errors import reporting
 from fleetforge.contracts import FleetTrustLevel, FleetUsage
 from fleetforge.errors import UsageError
+from fleetforge.redaction import mask_url
 
 __all__ = ["work", "worker"]
 
@@ -176,8 +177,8 @@ def _serve(
                 shutdown_grace=shutdown_grace,
                 adapter_name=adapter,
             )
-            where = url or g.store_url
-            err.print(f"worker {runner.worker_id} waiting for tasks on {where}")
+            where = mask_url(url or g.store_url)
+            err.print(f"worker {runner.worker_id} waiting for tasks on {where}", markup=False)
             async with anyio.create_task_group() as tg:
 
                 async def on_signal() -> None:

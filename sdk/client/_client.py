@@ -41,6 +41,7 @@ from fleetforge.contracts import (
 )
 from fleetforge.contracts.envelope import AgentRunEnvelope
 from fleetforge.errors import AuthError, FleetForgeError, InternalError, UsageError, error_from_dict
+from fleetforge.redaction import register as register_secret
 
 __all__ = ["FleetClient", "RunList", "Transport"]
 
@@ -132,6 +133,8 @@ class FleetClient:
     @classmethod
     def connect(cls, url: str, *, token: str | None = None, timeout: float = 60.0) -> FleetClient:
         """Over MCP streamable HTTP (``fleetforge serve``), with a bearer token."""
+
+        register_secret(token)
 
         async def open_http(stack: AsyncExitStack) -> tuple[None, Any]:
             import httpx
@@ -341,6 +344,7 @@ class FleetClient:
                 lease_seconds=lease_seconds,
                 wait_seconds=wait_seconds,
                 max_tasks=max_tasks,
+                caller=_as(worker_id),
             )
         body = await self._tool(
             "fleet_lease_task",
@@ -354,26 +358,47 @@ class FleetClient:
         return [FleetInboxEntry.model_validate(t) for t in body["tasks"]]
 
     async def heartbeat(
-        self, task_id: str, fencing_token: int, *, lease_seconds: float = 30.0
+        self,
+        task_id: str,
+        fencing_token: int,
+        *,
+        lease_seconds: float = 30.0,
+        worker_id: str | None = None,
     ) -> FleetLease:
+        """Extend a lease. ``worker_id``: the worker holding it (every task call names it
+        unless the client's token names the worker; only the holder may act on a lease)."""
         if self._local:
             return await self._service.heartbeat(  # type: ignore[no-any-return]
-                task_id, fencing_token, lease_seconds=lease_seconds
+                task_id, fencing_token, lease_seconds=lease_seconds, caller=_as(worker_id)
             )
         body = await self._tool(
             "fleet_heartbeat",
-            {"task_id": task_id, "fencing_token": fencing_token, "lease_seconds": lease_seconds},
+            {
+                "task_id": task_id,
+                "fencing_token": fencing_token,
+                "lease_seconds": lease_seconds,
+                "worker_id": worker_id,
+            },
         )
         return FleetLease.model_validate(body)
 
-    async def release_task(self, task_id: str, fencing_token: int, *, reason: str = "") -> None:
+    async def release_task(
+        self, task_id: str, fencing_token: int, *, reason: str = "", worker_id: str | None = None
+    ) -> None:
         """Give a leased task back unfinished (the same attempt is requeued)."""
         if self._local:
-            await self._service.release_task(task_id, fencing_token, reason=reason)
+            await self._service.release_task(
+                task_id, fencing_token, reason=reason, caller=_as(worker_id)
+            )
             return
         await self._tool(
             "fleet_release_task",
-            {"task_id": task_id, "fencing_token": fencing_token, "reason": reason},
+            {
+                "task_id": task_id,
+                "fencing_token": fencing_token,
+                "reason": reason,
+                "worker_id": worker_id,
+            },
         )
 
     async def pause_task(
@@ -383,12 +408,17 @@ class FleetClient:
         *,
         reason: str = "",
         waiting_for: Sequence[Any] = (),
+        worker_id: str | None = None,
     ) -> Run:
         """Stop a leased task to wait for input: the run pauses until ``resume_run(value=...)``,
         and the task's next lease carries the value (``entry.resume``)."""
         if self._local:
             return await self._service.pause_task(  # type: ignore[no-any-return]
-                task_id, fencing_token, reason=reason, waiting_for=list(waiting_for)
+                task_id,
+                fencing_token,
+                reason=reason,
+                waiting_for=list(waiting_for),
+                caller=_as(worker_id),
             )
         body = await self._tool(
             "fleet_pause_task",
@@ -397,16 +427,24 @@ class FleetClient:
                 "fencing_token": fencing_token,
                 "reason": reason,
                 "waiting_for": list(waiting_for),
+                "worker_id": worker_id,
             },
         )
         return Run.model_validate(body)
 
     async def post_event(
-        self, task_id: str, fencing_token: int, envelope: AgentRunEnvelope | Mapping[str, Any]
+        self,
+        task_id: str,
+        fencing_token: int,
+        envelope: AgentRunEnvelope | Mapping[str, Any],
+        *,
+        worker_id: str | None = None,
     ) -> int:
         """Record an agent-run envelope for a leased task; returns the event's ``seq``."""
         if self._local:
-            event = await self._service.post_event(task_id, fencing_token, envelope)
+            event = await self._service.post_event(
+                task_id, fencing_token, envelope, caller=_as(worker_id)
+            )
             return int(event.seq or 0)
         body = (
             envelope.model_dump(mode="json", exclude_none=True)
@@ -415,7 +453,12 @@ class FleetClient:
         )
         posted = await self._tool(
             "fleet_post_event",
-            {"task_id": task_id, "fencing_token": fencing_token, "envelope": body},
+            {
+                "task_id": task_id,
+                "fencing_token": fencing_token,
+                "envelope": body,
+                "worker_id": worker_id,
+            },
         )
         return int(posted["seq"])
 
@@ -428,6 +471,7 @@ class FleetClient:
         usage: FleetUsage | Mapping[str, Any] | None = None,
         artifacts: Sequence[FleetArtifactRef | Mapping[str, Any]] = (),
         receipt_id: str | None = None,
+        worker_id: str | None = None,
     ) -> FleetReceipt:
         """Post the output of a leased task; returns the scored receipt."""
         if self._local:
@@ -438,6 +482,7 @@ class FleetClient:
                 usage=usage,
                 artifacts=artifacts,
                 receipt_id=receipt_id,
+                caller=_as(worker_id),
             )
         used = usage.model_dump(mode="json") if isinstance(usage, FleetUsage) else usage
         refs = [
@@ -453,16 +498,25 @@ class FleetClient:
                 "usage": used,
                 "artifacts": refs,
                 "receipt_id": receipt_id,
+                "worker_id": worker_id,
             },
         )
         return FleetReceipt.model_validate(body)
 
     async def fail_task(
-        self, task_id: str, fencing_token: int, kind: FleetTaskFailureKind | str, message: str
+        self,
+        task_id: str,
+        fencing_token: int,
+        kind: FleetTaskFailureKind | str,
+        message: str,
+        *,
+        worker_id: str | None = None,
     ) -> bool:
         """Report a failed attempt; True when another attempt will follow."""
         if self._local:
-            return await self._service.fail_task(task_id, fencing_token, kind, message)  # type: ignore[no-any-return]
+            return await self._service.fail_task(  # type: ignore[no-any-return]
+                task_id, fencing_token, kind, message, caller=_as(worker_id)
+            )
         body = await self._tool(
             "fleet_fail_task",
             {
@@ -470,18 +524,24 @@ class FleetClient:
                 "fencing_token": fencing_token,
                 "kind": str(FleetTaskFailureKind(kind)),
                 "message": message,
+                "worker_id": worker_id,
             },
         )
         return bool(body["will_retry"])
 
     # ── artifacts ───────────────────────────────────────────────────────────────────────────
 
-    async def put_artifact(self, content: bytes, **metadata: Any) -> Artifact:
+    async def put_artifact(
+        self, content: bytes, *, worker_id: str | None = None, **metadata: Any
+    ) -> Artifact:
         """Store bytes (``media_type``, ``name``, ``kind``, ``run_id``, ``step_id``,
-        ``task_id``); returns the artifact with its digest."""
+        ``task_id``); returns the artifact with its digest. An artifact of a task needs the
+        worker holding its lease (``worker_id``)."""
         if self._local:
-            return await self._service.put_artifact(content, **metadata)  # type: ignore[no-any-return]
-        args = {"content": base64.b64encode(content).decode(), **metadata}
+            return await self._service.put_artifact(  # type: ignore[no-any-return]
+                content, caller=_as(worker_id), **metadata
+            )
+        args = {"content": base64.b64encode(content).decode(), "worker_id": worker_id, **metadata}
         if "kind" in args:
             args["kind"] = str(args["kind"])
         return Artifact.model_validate(await self._tool("fleet_put_artifact", args))
@@ -491,6 +551,15 @@ class FleetClient:
             return await self._service.get_artifact(digest)  # type: ignore[no-any-return]
         body = await self._tool("fleet_get_artifact", {"digest": digest})
         return Artifact.model_validate(body["artifact"]), base64.b64decode(body["content"])
+
+
+def _as(worker_id: str | None) -> Any:
+    """The in-process caller a task call names (None: trusted, unchecked)."""
+    if worker_id is None:
+        return None
+    from fleetforge.fleet.access import Caller
+
+    return Caller.as_worker(worker_id)
 
 
 def _http_status(exc: BaseException) -> int | None:

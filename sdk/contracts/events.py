@@ -145,6 +145,11 @@ class TaskLeasedData(ProtocolModel):
     worker_id: Identifier = Field(description="The worker.")
     fencing_token: int = Field(ge=1, description="New fencing token (monotonic per task).")
     expires_at: Timestamp = Field(description="When the lease lapses without a heartbeat.")
+    credential: str | None = Field(
+        None,
+        description="Id of the bearer token that took the lease when that token names no "
+        "worker: only calls with the same token may act on the lease.",
+    )
 
 
 class TaskHeartbeatData(ProtocolModel):
@@ -163,6 +168,14 @@ class TaskLeaseEndedData(ProtocolModel):
     worker_id: Identifier = Field(description="The worker that held it.")
     fencing_token: int = Field(ge=1, description="The lease's fencing token.")
     reason: str = Field("", description="Why, for people.")
+
+
+class TaskReleasedData(TaskLeaseEndedData):
+    """A lease was given back unfinished: by its worker, or by an admin."""
+
+    by: str | None = Field(
+        None, description="Who released it when not the worker holding it (an admin)."
+    )
 
 
 class TaskPausedData(ProtocolModel):
@@ -289,6 +302,44 @@ class ToolRefusedData(ProtocolModel):
     reason: str = Field(description="Why it was refused.")
 
 
+TokenScope = Literal["read", "submit", "work", "admin"]
+"""What a bearer token may do (docs/security.md): read, submit (and steer) runs, work tasks, or
+everything."""
+
+
+class TokenCreatedData(ProtocolModel):
+    """A bearer token was created (only its SHA-256 is kept)."""
+
+    token_id: Identifier = Field(description="Stable id of the token.")
+    name: str = Field(min_length=1, description="Its name, unique among active tokens.")
+    sha256: Digest = Field(description="SHA-256 of the token; the token itself is never kept.")
+    scopes: list[TokenScope] = Field(min_length=1, description="What it may do.")
+    worker_id: Identifier | None = Field(None, description="The worker it acts as, if bound.")
+    by: str | None = Field(None, description="Who created it.")
+    imported_from: str | None = Field(
+        None, description="The token file it came from, when imported from one."
+    )
+
+
+class TokenRevokedData(ProtocolModel):
+    """A bearer token was revoked; servers refuse it from their next check on."""
+
+    token_id: Identifier = Field(description="The token.")
+    name: str = Field(description="Its name.")
+    by: str | None = Field(None, description="Who revoked it.")
+
+
+class AccessDeniedData(ProtocolModel):
+    """A call was refused because the caller does not hold what it acts on (rate-limited:
+    repeats of the same refusal within a minute are counted, not recorded)."""
+
+    who: str = Field(description="The caller: `token:NAME`, `worker:ID` or `local`.")
+    what: str = Field(description="The operation refused, e.g. `heartbeat`.")
+    task_id: Identifier | None = Field(None, description="The task it aimed at, if any.")
+    reason: str = Field(description="Why it was refused.")
+    repeats: int = Field(0, ge=0, description="Same refusals since the last one recorded.")
+
+
 # ── events ───────────────────────────────────────────────────────────────────────────────────
 
 
@@ -381,7 +432,7 @@ class TaskLeaseExpired(RunEvent):
 class TaskReleased(RunEvent):
     """A worker gave a task back unfinished."""
     type: Literal["task_released"] = Field("task_released", description="Event type.")
-    data: TaskLeaseEndedData = Field(description="Event data.")
+    data: TaskReleasedData = Field(description="Event data.")
 class TaskPaused(RunEvent):
     """A worker stopped a task to wait for input; the run pauses until resume_run."""
     type: Literal["task_paused"] = Field("task_paused", description="Event type.")
@@ -446,6 +497,18 @@ class ToolRefused(RunEvent):
     """A tool call was refused."""
     type: Literal["tool_refused"] = Field("tool_refused", description="Event type.")
     data: ToolRefusedData = Field(description="Event data.")
+class TokenCreated(RunEvent):
+    """A bearer token was created."""
+    type: Literal["token_created"] = Field("token_created", description="Event type.")
+    data: TokenCreatedData = Field(description="Event data.")
+class TokenRevoked(RunEvent):
+    """A bearer token was revoked."""
+    type: Literal["token_revoked"] = Field("token_revoked", description="Event type.")
+    data: TokenRevokedData = Field(description="Event data.")
+class AccessDenied(RunEvent):
+    """A call was refused: the caller does not hold what it acts on."""
+    type: Literal["access_denied"] = Field("access_denied", description="Event type.")
+    data: AccessDeniedData = Field(description="Event data.")
 # fmt: on
 
 AnyRunEvent = Annotated[
@@ -483,7 +546,10 @@ AnyRunEvent = Annotated[
     | WorkerHeartbeat
     | WorkerOffline
     | ToolCalled
-    | ToolRefused,
+    | ToolRefused
+    | TokenCreated
+    | TokenRevoked
+    | AccessDenied,
     Field(discriminator="type"),
 ]
 """Any run event, selected by `type`."""
@@ -507,6 +573,7 @@ def parse_event(data: Any) -> RunEvent:
 
 __all__ = [
     "EVENT_TYPES",
+    "AccessDenied",
     "AnyRunEvent",
     "ArtifactStored",
     "BreakpointHit",
@@ -539,6 +606,9 @@ __all__ = [
     "TaskPaused",
     "TaskReleased",
     "TaskRetryScheduled",
+    "TokenCreated",
+    "TokenRevoked",
+    "TokenScope",
     "ToolCalled",
     "ToolRefused",
     "WorkerHeartbeat",

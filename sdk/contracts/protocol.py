@@ -24,6 +24,7 @@ from fleetforge.contracts._base import (
     Timestamp,
 )
 from fleetforge.errors import ContractError, UsageError
+from fleetforge.redaction import register as register_secret
 
 __all__ = [
     "FleetAlertChannel",
@@ -211,19 +212,24 @@ class FleetSecretRef(ProtocolModel):
         return f"FleetSecretRef({self.ref!r})"
 
     def resolve(self, environ: dict[str, str] | None = None) -> SecretStr:
-        """Read the secret. The value comes back wrapped: ``repr``, ``str`` and JSON show stars."""
+        """Read the secret. The value comes back wrapped: ``repr``, ``str`` and JSON show stars;
+        and from now on this process masks it wherever text reaches an event, a log line or an
+        error (:mod:`fleetforge.redaction`)."""
         scheme, _, rest = self.ref.partition("://")
         if scheme == "env":
             env = os.environ if environ is None else environ
             if rest not in env:
                 raise ContractError(f"secret {self.ref} is not set")
-            return SecretStr(env[rest])
-        if scheme == "file":
+            value = env[rest]
+        elif scheme == "file":
             try:
-                return SecretStr(Path(rest).read_text(encoding="utf-8").rstrip("\n"))
+                value = Path(rest).read_text(encoding="utf-8").rstrip("\n")
             except OSError as exc:
                 raise ContractError(f"secret {self.ref} cannot be read: {exc.strerror}") from exc
-        raise UsageError(f"secret scheme '{scheme}://' is not supported yet")
+        else:
+            raise UsageError(f"secret scheme '{scheme}://' is not supported yet")
+        register_secret(value)
+        return SecretStr(value)
 
 
 # ── budgets, retries, scoring ────────────────────────────────────────────────────────────────

@@ -12,6 +12,7 @@ A pack is a TOML file::
     command = "python"
     args = ["-m", "fleetforge.armory.workspace", "--root", "."]
     env = { TOKEN = "env://WORKSPACE_TOKEN" }  # secret refs, resolved only at start
+    pass_env = ["LANG"]                        # passed on when set; nothing else is
 
     [tools]
     include = ["*"]
@@ -46,6 +47,12 @@ class StdioServer(ContractModel):
     command: str = Field(min_length=1, description="Program to run (`python` = this Python).")
     args: list[str] = Field(default_factory=list, description="Its arguments.")
     env: dict[str, SecretOrValue] = Field(default_factory=dict, description="Extra environment.")
+    pass_env: list[str] = Field(
+        default_factory=list,
+        description="Variables of the worker's environment passed on when set. Nothing else "
+        "is: the server starts with the MCP SDK's short allow-list (HOME, LOGNAME, PATH, "
+        "SHELL, TERM, USER), these, and `env`.",
+    )
     cwd: str | None = Field(None, description="Working directory; none = the current one.")
 
 

@@ -102,6 +102,7 @@ CREATE TABLE tasks (
     error text,
     waiting jsonb,
     resume jsonb,
+    lease_credential text,
     PRIMARY KEY (run_id, task_id)
 );
 CREATE INDEX tasks_by_id ON tasks (task_id);
@@ -130,6 +131,18 @@ CREATE TABLE receipts (
     hash text NOT NULL,
     prev_hash text,
     posted_at timestamptz NOT NULL,
-    PRIMARY KEY (run_id, receipt_id)
+    PRIMARY KEY (run_id, task_id, receipt_id)
 );
-CREATE INDEX receipts_by_id ON receipts (receipt_id);
+CREATE INDEX receipts_by_position ON receipts (run_id, position);
+
+CREATE TABLE tokens (
+    token_id text PRIMARY KEY,
+    name text NOT NULL,
+    sha256 text NOT NULL UNIQUE,
+    scopes jsonb NOT NULL,
+    worker_id text,
+    created_at timestamptz NOT NULL,
+    created_by text,
+    revoked_at timestamptz
+);
+CREATE UNIQUE INDEX tokens_active_name ON tokens (name) WHERE revoked_at IS NULL;

@@ -100,6 +100,7 @@ CREATE TABLE tasks (
     error TEXT,
     waiting TEXT,
     resume TEXT,
+    lease_credential TEXT,
     PRIMARY KEY (run_id, task_id)
 );
 CREATE INDEX tasks_by_id ON tasks (task_id);
@@ -128,6 +129,18 @@ CREATE TABLE receipts (
     hash TEXT NOT NULL,
     prev_hash TEXT,
     posted_at TEXT NOT NULL,
-    PRIMARY KEY (run_id, receipt_id)
+    PRIMARY KEY (run_id, task_id, receipt_id)
 );
-CREATE INDEX receipts_by_id ON receipts (receipt_id);
+CREATE INDEX receipts_by_position ON receipts (run_id, position);
+
+CREATE TABLE tokens (
+    token_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    sha256 TEXT NOT NULL UNIQUE,
+    scopes TEXT NOT NULL,
+    worker_id TEXT,
+    created_at TEXT NOT NULL,
+    created_by TEXT,
+    revoked_at TEXT
+);
+CREATE UNIQUE INDEX tokens_active_name ON tokens (name) WHERE revoked_at IS NULL;
