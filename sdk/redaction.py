@@ -123,19 +123,19 @@ def mask_url(url: str) -> str:
     """A URL fit to print: the password (user part or ``?password=``) shown as ``***``."""
     try:
         parts = urlsplit(url)
-        netloc = parts.netloc
+        netloc, query = parts.netloc, parts.query
         if parts.password is not None:
             user, _, host = netloc.rpartition("@")
             netloc = f"{user.partition(':')[0]}:{MASK}@{host}"
-        query = parts.query
-        if query:
-            pairs = parse_qsl(query, keep_blank_values=True)
-            if any(k.lower() in _SECRET_QUERY_KEYS for k, _ in pairs):
-                masked = [(k, MASK if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs]
-                query = urlencode(masked, safe="*")
-        return redact(urlunsplit(parts._replace(netloc=netloc, query=query)))
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() in _SECRET_QUERY_KEYS for k, _ in pairs):
+            masked = [(k, MASK if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs]
+            query = urlencode(masked, safe="*")
+        if (netloc, query) != (parts.netloc, parts.query):
+            url = urlunsplit(parts._replace(netloc=netloc, query=query))
     except ValueError:
-        return redact(url)
+        pass
+    return redact(url)
 
 
 class _RedactingFilter(logging.Filter):

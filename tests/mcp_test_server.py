@@ -1,6 +1,7 @@
 """A tiny MCP server for armory tests: `echo`, `secret_length` (reads $TOOL_SECRET), `fail`.
 
-python tests/mcp_test_server.py [--crash]   (--crash: print to stderr and exit 3 at start)
+python tests/mcp_test_server.py [--crash | --print-env]   (print to stderr and exit 3 at start;
+--print-env prints the whole environment it was given)
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ def fail(reason: str = "boom") -> str:
 
 
 if __name__ == "__main__":
+    if "--print-env" in sys.argv:
+        for key, value in sorted(os.environ.items()):
+            print(f"{key}={value}", file=sys.stderr)
+        sys.exit(3)
     if "--crash" in sys.argv:
         print(
             f"cannot start: missing config (secret={os.environ.get('TOOL_SECRET')})",

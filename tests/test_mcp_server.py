@@ -454,6 +454,46 @@ async def test_lease_errors_are_tool_errors(store: EventStore, tmp_path: Path) -
         assert "fleet_submit_run" in text
 
 
+WORK_TOOLS: dict[str, dict[str, Any]] = {  # every tool acting on a lease, and its arguments
+    "fleet_heartbeat": {},
+    "fleet_post_event": {"envelope": {}},
+    "fleet_post_receipt": {"output": "forged"},
+    "fleet_fail_task": {"kind": "agent_error", "message": "x"},
+    "fleet_release_task": {},
+    "fleet_pause_task": {},
+}
+
+
+async def test_only_the_worker_holding_a_lease_may_act_on_it(
+    store: EventStore, tmp_path: Path
+) -> None:
+    """Over stdio the caller names its worker; it must be the one holding the lease."""
+    async with connect(store, tmp_path) as (client, _):
+        run_id = (await client.call("fleet_submit_run", spec=spec()))["run_id"]
+        for worker in ("w1", "w2"):
+            await client.call("fleet_register_worker", worker_id=worker)
+        entry = await lease_one(client)
+        ids = {"task_id": entry["task"]["task_id"], "fencing_token": 1}
+        WORK_TOOLS["fleet_post_event"]["envelope"] = {
+            "kind": "emit", "event": "message", "payload": {}, "seq": 0,
+            "at": "2026-12-01T00:00:00Z", "run_id": run_id, "step_id": "a",
+            "task_id": ids["task_id"], "seed": 7, "adapter": {"name": "t", "version": "1"},
+        }  # fmt: skip
+        for tool, extra in WORK_TOOLS.items():
+            _, text = await client.fail(tool, "ForbiddenError", **ids, **extra, worker_id="w2")
+            assert "worker 'w2' does not hold the lease" in text
+            error, _ = await client.fail(tool, "ContractError", **ids, **extra)
+            assert error["details"] == [{"pointer": "/worker_id", "message": "is required"}]
+        await client.fail(
+            "fleet_put_artifact", "ForbiddenError", content="eA==", **ids | {"worker_id": "w2"}
+        )
+        done = await client.call("fleet_post_receipt", **ids, output="mine", worker_id="w1")
+        assert done["worker_id"] == "w1"
+        final = await client.call("fleet_get_run", run_id=run_id)
+    assert final["outputs"] == {"a": "mine"}
+    assert len(store.query(types=["access_denied"])) == len(WORK_TOOLS) + 1
+
+
 async def test_unexpected_exceptions_hide_internals(
     store: EventStore,
     tmp_path: Path,

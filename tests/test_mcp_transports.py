@@ -281,6 +281,64 @@ async def test_http_tokens_created_and_revoked_without_a_restart(tmp_path: Path)
     ]
 
 
+async def test_http_a_lease_belongs_to_the_token_that_took_it(tmp_path: Path) -> None:
+    env = fleet_env(tmp_path, f"sqlite:///{tmp_path / 'fleet.db'}")
+    with open_store(env["FLEETFORGE_STORE"]) as store:
+        tokens = TokenStore(store)
+        clear = {
+            "w1": tokens.create("w1", ["work", "submit", "read"], worker_id="w1")[0],
+            "w2": tokens.create("w2", ["work"], worker_id="w2")[0],
+            "u1": tokens.create("u1", ["work"])[0],
+            "u2": tokens.create("u2", ["work"])[0],
+        }
+    tools: dict[str, dict[str, Any]] = {
+        "fleet_heartbeat": {},
+        "fleet_post_receipt": {"output": "forged"},
+        "fleet_fail_task": {"kind": "agent_error", "message": "x"},
+        "fleet_release_task": {},
+        "fleet_pause_task": {},
+        "fleet_put_artifact": {"content": "eA=="},
+    }
+
+    async def refused(session: ClientSession, ids: dict[str, Any], **extra: Any) -> None:
+        envelope = {"kind": "emit", "event": "message", "payload": {}, "seq": 0,
+                    "at": "2026-12-01T00:00:00Z", "run_id": ids["task_id"].split(".")[0],
+                    "step_id": "a", "task_id": ids["task_id"], "seed": 3,
+                    "adapter": {"name": "t", "version": "1"}}  # fmt: skip
+        for tool, args in (tools | {"fleet_post_event": {"envelope": envelope}}).items():
+            result = await session.call_tool(tool, ids | args | extra)
+            assert result.isError, tool
+            assert result.structuredContent["error"]["code"] == "ForbiddenError", tool  # type: ignore[index]
+
+    with http_server(env) as url:
+        async with http_session(url, clear["w1"]) as w1:
+            run = await call(w1, "fleet_submit_run", spec=SPEC)
+            await call(w1, "fleet_register_worker")
+            [entry] = (await call(w1, "fleet_lease_task"))["tasks"]
+            ids = {"task_id": entry["task"]["task_id"], "fencing_token": 1}
+            async with http_session(url, clear["w2"]) as w2:
+                await call(w2, "fleet_register_worker")
+                await refused(w2, ids)  # another worker's bound token
+            async with http_session(url, clear["u1"]) as u1:
+                await refused(u1, ids, worker_id="w1")  # an unbound token claiming the worker
+            receipt = await call(w1, "fleet_post_receipt", **ids, output="mine")
+            assert (receipt["status"], receipt["worker_id"]) == ("accepted", "w1")
+            # an unbound token's lease: only that token acts on it, whatever worker id it gives
+            second = await call(w1, "fleet_submit_run", spec=SPEC)
+            async with http_session(url, clear["u1"]) as u1, http_session(url, clear["u2"]) as u2:
+                await call(u1, "fleet_register_worker", worker_id="shared")
+                [mine] = (await call(u1, "fleet_lease_task", worker_id="shared"))["tasks"]
+                ids = {"task_id": mine["task"]["task_id"], "fencing_token": 1}
+                await refused(u2, ids, worker_id="shared")
+                await call(u1, "fleet_post_receipt", **ids, output="u1's")
+            done = await call(w1, "fleet_get_run", run_id=second["run_id"])
+            first = await call(w1, "fleet_get_run", run_id=run["run_id"])
+    assert (first["outputs"], done["outputs"]) == ({"a": "mine"}, {"a": "u1's"})
+    with open_store(env["FLEETFORGE_STORE"]) as store:
+        denied = store.query(types=["access_denied"], limit=1000)
+    assert {e.data.who for e in denied} == {"token:w2", "token:u1", "token:u2"}  # type: ignore[attr-defined]
+
+
 async def test_http_stateless_without_auth_on_loopback(tmp_path: Path) -> None:
     env = fleet_env(tmp_path, f"sqlite:///{tmp_path / 'fleet.db'}")
     with http_server(env, "--no-auth", "--stateless") as url:
@@ -314,9 +372,7 @@ def test_serve_without_tokens_explains(tmp_path: Path) -> None:
 # ── several servers, one PostgreSQL fleet ───────────────────────────────────────────────────
 
 
-async def test_two_servers_on_one_postgres_never_double_lease(
-    tmp_path: Path, pg_url: str
-) -> None:
+async def test_two_servers_on_one_postgres_never_double_lease(tmp_path: Path, pg_url: str) -> None:
     env = fleet_env(tmp_path, pg_url)
     clear = make_tokens(pg_url)
     tasks = 120

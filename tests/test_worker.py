@@ -172,9 +172,7 @@ async def test_errors_are_the_same_classes_on_every_transport(
         [entry] = await client.lease_task("w")
         assert entry.lease is not None
         with pytest.raises(LeaseLostError, match="stale fencing token"):
-            await client.heartbeat(
-                entry.task.task_id, entry.lease.fencing_token + 1, worker_id="w"
-            )
+            await client.heartbeat(entry.task.task_id, entry.lease.fencing_token + 1, worker_id="w")
         receipt = await client.complete_task(
             entry.task.task_id, entry.lease.fencing_token, 5, worker_id="w"
         )
