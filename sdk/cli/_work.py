@@ -6,10 +6,13 @@ process over ``--store`` or remotely with ``--url`` and ``--token``.
 
 ``work --exec`` is a Worker whose handler runs a shell command per task: the task's inputs as
 JSON on stdin and ``FLEETFORGE_RUN_ID``, ``FLEETFORGE_STEP_ID``, ``FLEETFORGE_TASK_ID``,
-``FLEETFORGE_ATTEMPT``, ``FLEETFORGE_SEED`` in its environment. Its stdout is the result
-(parsed as JSON when it is JSON, else the text). A non-zero exit fails the attempt
-(``tool_error``, with the end of stderr as the message). When the lease is lost, or the run is
-cancelled, the command is killed.
+``FLEETFORGE_ATTEMPT``, ``FLEETFORGE_SEED`` in its environment, which is the worker's without
+``FLEETFORGE_TOKEN`` and ``FLEETFORGE_TOKENS`` (``--pass-env NAME`` passes one). Its stdout is
+the result (parsed as JSON when it is JSON, else the text). A non-zero exit fails the attempt
+(``tool_error``, with the end of stderr as the message). Each command runs in its own session
+under a small supervisor (:mod:`fleetforge.cli._supervisor`) that ends its whole process group
+when the task ends: the command exits, the lease is lost, the run is cancelled, the worker stops
+or dies (even ``kill -9``).
 
 Both stop gracefully on SIGINT/SIGTERM: no new leases; running tasks get ``--shutdown-grace``
 seconds, then are released back to the inbox.
@@ -25,7 +28,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import anyio
@@ -103,13 +107,26 @@ def work(
         bool, typer.Option("--exit-when-idle", help="Stop when no task is waiting.")
     ] = False,
     poll_seconds: Annotated[float, typer.Option(help="Longest wait of one lease call.")] = 1.0,
+    shutdown_grace: Annotated[
+        float, typer.Option(help="Seconds running commands get to finish on SIGINT/SIGTERM.")
+    ] = 30.0,
+    pass_env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--pass-env",
+            metavar="NAME",
+            help="Pass this variable to the command although it is withheld by default "
+            "(FLEETFORGE_TOKEN, FLEETFORGE_TOKENS). Repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Lease tasks and run a shell command for each (inputs on stdin, result on stdout)."""
     name = worker_id or f"exec-{socket.gethostname()}-{os.getpid()}"
+    handler = _exec_handler(command, pass_env or [])
     with reporting(out, err):
-        _serve(ctx, _exec_handler(command), url=url, token=token, worker_id=name, role=role,
-               tools=tools, trust=trust, concurrency=concurrency, lease_seconds=lease_seconds,
-               shutdown_grace=30.0, exit_when_idle=exit_when_idle, adapter="exec",
+        _serve(ctx, handler, url=url, token=token, worker_id=name, role=role, tools=tools,
+               trust=trust, concurrency=concurrency, lease_seconds=lease_seconds,
+               shutdown_grace=shutdown_grace, exit_when_idle=exit_when_idle, adapter="exec",
                frameworks=["exec"], poll_seconds=poll_seconds)  # fmt: skip
 
 
@@ -202,12 +219,25 @@ def _serve(
     anyio.run(main)
 
 
-def _exec_handler(command: str) -> Callable[..., Any]:
+WITHHELD_ENV = ("FLEETFORGE_TOKEN", "FLEETFORGE_TOKENS")
+
+
+def command_env(environ: Mapping[str, str], pass_env: Sequence[str] = ()) -> dict[str, str]:
+    """The worker's environment minus the fleet's credentials (``WITHHELD_ENV``), unless
+    ``pass_env`` names them."""
+    withheld = set(WITHHELD_ENV) - set(pass_env)
+    return {name: value for name, value in environ.items() if name not in withheld}
+
+
+def _exec_handler(command: str, pass_env: Sequence[str] = ()) -> Callable[..., Any]:
+    from fleetforge.cli import _supervisor
     from fleetforge.worker import TaskError, TaskRun
+
+    supervisor = [sys.executable, "-I", "-S", _supervisor.__file__]
 
     def run_command(task: TaskRun) -> Any:
         spec = task.task
-        env = os.environ | {
+        env = command_env(os.environ, pass_env) | {
             "FLEETFORGE_RUN_ID": spec.run_id,
             "FLEETFORGE_STEP_ID": spec.step_id,
             "FLEETFORGE_TASK_ID": spec.task_id,
@@ -215,27 +245,37 @@ def _exec_handler(command: str) -> Callable[..., Any]:
             "FLEETFORGE_SEED": str(spec.seed),
         }
         started = time.monotonic()
-        proc = subprocess.Popen(
-            command,
-            shell=True,
-            env=env,
-            text=True,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        stdin: str | None = json.dumps(spec.inputs)
-        while True:
-            try:
-                stdout, stderr = proc.communicate(stdin, timeout=0.1)
-                break
-            except subprocess.TimeoutExpired:
-                stdin = None
-                if task.cancelled.is_set():  # lease lost, run cancelled or shutting down
-                    proc.kill()
-                    proc.communicate()
-                    err.print(f"{spec.task_id}: stopped")
-                    return None
+        # the supervisor ends the command's process group when this pipe closes: when we
+        # close it (task over) or when this process dies, however it dies
+        control, stop = os.pipe()
+        try:
+            proc = subprocess.Popen(
+                [*supervisor, "--control", str(control), "--", command],
+                env=env,
+                text=True,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=(control,),
+            )
+        except BaseException:
+            os.close(stop)
+            raise
+        finally:
+            os.close(control)
+        with proc, _closing(stop) as close:
+            stdin: str | None = json.dumps(spec.inputs)
+            while True:
+                try:
+                    stdout, stderr = proc.communicate(stdin, timeout=0.1)
+                    break
+                except subprocess.TimeoutExpired:
+                    stdin = None
+                    if task.cancelled.is_set():  # lease lost, run cancelled or shutting down
+                        close()
+                        _wait_for(proc, _supervisor.GRACE_SECONDS + 5)
+                        err.print(f"{spec.task_id}: stopped")
+                        return None
         if proc.returncode != 0:
             tail = stderr.strip().splitlines()[-5:]
             message = f"command exited {proc.returncode}" + (
@@ -248,6 +288,31 @@ def _exec_handler(command: str) -> Callable[..., Any]:
         return _parse(stdout)
 
     return run_command
+
+
+@contextmanager
+def _closing(fd: int) -> Iterator[Callable[[], None]]:
+    """``fd``, closed once: by the callable yielded, else on leaving the block."""
+    open_ = [True]
+
+    def close() -> None:
+        if open_[0]:
+            open_[0] = False
+            os.close(fd)
+
+    try:
+        yield close
+    finally:
+        close()
+
+
+def _wait_for(proc: subprocess.Popen[str], seconds: float) -> None:
+    """The supervisor's exit after it ended the command; killed if it takes longer."""
+    try:
+        proc.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
 
 
 def _parse(stdout: str) -> Any:
