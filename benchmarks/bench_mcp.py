@@ -38,6 +38,7 @@ from fleetforge.client import FleetClientSession
 from fleetforge.fleet.artifacts import ArtifactStore
 from fleetforge.fleet.service import FleetService, SyncFleetService
 from fleetforge.fleet.store import open_store
+from fleetforge.mcp_server._shim import lowlevel as server_of
 from fleetforge.mcp_server.server import build_server
 
 HERE = Path(__file__).parent
@@ -118,7 +119,7 @@ async def _stdio(
 async def _memory(
     server: FastMCP[Any], session_class: type[ClientSession]
 ) -> AsyncIterator[ClientSession]:
-    lowlevel = server._mcp_server
+    lowlevel = server_of(server)
     options = lowlevel.create_initialization_options()
     async with (
         create_client_server_memory_streams() as ((c_read, c_write), (s_read, s_write)),

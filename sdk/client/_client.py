@@ -1,7 +1,8 @@
 """``FleetClient``: one typed API over the fleet, in process or over MCP (stdio or HTTP).
 
-Every transport returns the same contract models and raises the same FleetForgeError subclasses
-(over MCP they are rebuilt from the structured error's ``code``)::
+Every method is one operation of :mod:`fleetforge.operations`, carried by the client's
+transport (:mod:`._transports`); every transport returns the same models and raises the same
+FleetForgeError subclasses::
 
     async with FleetClient.local("sqlite:///fleet.db") as fleet:      # in process
     async with FleetClient.stdio() as fleet:                          # spawns `fleetforge mcp`
@@ -15,21 +16,20 @@ from __future__ import annotations
 
 import base64
 import os
-import shlex
-import sys
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
-from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Self, TypeVar
 
+from pydantic import BaseModel
+
+from fleetforge.client._transports import LocalTransport, McpTransport, Transport
 from fleetforge.contracts import (
     Artifact,
     FleetArtifactRef,
     FleetInboxEntry,
     FleetLease,
     FleetReceipt,
-    FleetRun,
     FleetRunStatus,
     FleetTaskFailureKind,
     FleetUsage,
@@ -40,36 +40,25 @@ from fleetforge.contracts import (
     parse_event,
 )
 from fleetforge.contracts.envelope import AgentRunEnvelope
-from fleetforge.errors import AuthError, FleetForgeError, InternalError, UsageError, error_from_dict
-from fleetforge.redaction import register as register_secret
+from fleetforge.errors import UsageError
+from fleetforge.operations import Args, Operation, work
+from fleetforge.operations import artifacts as art
+from fleetforge.operations import runs as ops
+from fleetforge.operations.results import RunList, WorkerList
 
-__all__ = ["FleetClient", "RunList", "Transport"]
+__all__ = ["FleetClient"]
 
-Transport = Literal["local", "stdio", "http"]
-
-
-class RunList(list[FleetRun]):
-    """A page of runs; ``next_cursor`` continues it (None on the last page)."""
-
-    next_cursor: str | None = None
-
-
-def _json_spec(spec: Mapping[str, Any] | RunSpec) -> dict[str, Any]:
-    if isinstance(spec, RunSpec):
-        return spec.model_dump(mode="json", exclude_none=True, by_alias=True)
-    return dict(spec)
+A = TypeVar("A", bound=Args)
+R = TypeVar("R", bound=BaseModel)
 
 
 class FleetClient:
     """The fleet's API for agent code and tools; build one with :meth:`local`, :meth:`stdio`
-    or :meth:`connect` and use it as an async context manager."""
+    or :meth:`connect` (or hand it a transport) and use it as an async context manager."""
 
-    def __init__(self, transport: Transport, opener: Any) -> None:
-        self.transport: Transport = transport
-        self._opener = opener
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
         self._stack: AsyncExitStack | None = None
-        self._service: Any = None  # FleetService (local)
-        self._session: Any = None  # FleetClientSession (MCP)
 
     # ── constructors ────────────────────────────────────────────────────────────────────────
 
@@ -83,20 +72,7 @@ class FleetClient:
     ) -> FleetClient:
         """In process, over a store (an open ``EventStore``, a store URL, or the default
         ``FLEETFORGE_STORE`` / ``$FLEETFORGE_HOME/fleet.db``)."""
-
-        async def open_local(stack: AsyncExitStack) -> tuple[Any, None]:
-            from fleetforge.fleet.artifacts import ArtifactStore
-            from fleetforge.fleet.service import FleetService
-            from fleetforge.fleet.settings import artifacts_root, store_url
-            from fleetforge.fleet.store import EventStore, open_store
-
-            opened = store
-            if not isinstance(store, EventStore):
-                opened = stack.enter_context(open_store(store_url(store)))
-            root = Path(artifacts) if artifacts is not None else artifacts_root()
-            return FleetService(opened, artifacts=ArtifactStore(root), **service_options), None
-
-        return cls("local", open_local)
+        return cls(LocalTransport(store, artifacts=artifacts, **service_options))
 
     @classmethod
     def stdio(
@@ -107,54 +83,12 @@ class FleetClient:
         cwd: str | os.PathLike[str] | None = None,
     ) -> FleetClient:
         """Over MCP stdio: spawn ``command`` (default: this environment's ``fleetforge mcp``)."""
-        if command is None:
-            argv = [str(Path(sys.executable).with_name("fleetforge")), "mcp"]
-        elif isinstance(command, str):
-            argv = shlex.split(command)
-        else:
-            argv = list(command)
-
-        async def open_stdio(stack: AsyncExitStack) -> tuple[None, Any]:
-            from mcp import StdioServerParameters
-            from mcp.client.stdio import stdio_client
-
-            from fleetforge.client._session import FleetClientSession
-
-            merged = {**os.environ, **(env or {})}
-            where = Path(cwd) if cwd is not None else None
-            params = StdioServerParameters(command=argv[0], args=argv[1:], env=merged, cwd=where)
-            read, write = await stack.enter_async_context(stdio_client(params))
-            session = await stack.enter_async_context(FleetClientSession(read, write))
-            await session.initialize()
-            return None, session
-
-        return cls("stdio", open_stdio)
+        return cls(McpTransport.stdio(command, env=env, cwd=cwd))
 
     @classmethod
     def connect(cls, url: str, *, token: str | None = None, timeout: float = 60.0) -> FleetClient:
         """Over MCP streamable HTTP (``fleetforge serve``), with a bearer token."""
-
-        register_secret(token)
-
-        async def open_http(stack: AsyncExitStack) -> tuple[None, Any]:
-            import httpx
-            from mcp.client.streamable_http import streamable_http_client
-
-            from fleetforge.client._session import FleetClientSession
-
-            headers = {"Authorization": f"Bearer {token}"} if token else {}
-            http = await stack.enter_async_context(
-                httpx.AsyncClient(headers=headers, timeout=timeout)
-            )
-            endpoint = url if url.rstrip("/").endswith("/mcp") else url.rstrip("/") + "/mcp"
-            read, write, _ = await stack.enter_async_context(
-                streamable_http_client(endpoint, http_client=http)
-            )
-            session = await stack.enter_async_context(FleetClientSession(read, write))
-            await session.initialize()
-            return None, session
-
-        return cls("http", open_http)
+        return cls(McpTransport.http(url, token=token, timeout=timeout))
 
     # ── lifecycle ───────────────────────────────────────────────────────────────────────────
 
@@ -162,14 +96,9 @@ class FleetClient:
         stack = AsyncExitStack()
         await stack.__aenter__()
         try:
-            self._service, self._session = await self._opener(stack)
+            await self.transport.open(stack)
         except BaseException as exc:
             await stack.__aexit__(type(exc), exc, exc.__traceback__)
-            status = _http_status(exc)
-            if status == 401:
-                raise AuthError("the fleet server refused the token (HTTP 401)") from None
-            if status is not None:
-                raise FleetForgeError(f"the fleet server answered HTTP {status}") from None
             raise
         self._stack = stack
         return self
@@ -181,36 +110,13 @@ class FleetClient:
         tb: TracebackType | None,
     ) -> None:
         stack, self._stack = self._stack, None
-        self._service = self._session = None
         if stack is not None:
             await stack.__aexit__(exc_type, exc, tb)
 
-    @property
-    def service(self) -> Any:
-        """The in-process FleetService (local transport only)."""
-        if self._service is None:
-            raise UsageError("this client is not a local, open client")
-        return self._service
-
-    async def _tool(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        if self._session is None:
+    async def _call(self, op: Operation[A, R], args: A) -> R:
+        if self._stack is None:
             raise UsageError("the client is not open: use `async with FleetClient...`")
-        result = await self._session.call_tool(name, arguments)
-        body = result.structuredContent
-        if result.isError:
-            if isinstance(body, dict) and isinstance(body.get("error"), dict):
-                raise error_from_dict(body)
-            text = " ".join(getattr(c, "text", "") for c in result.content)
-            raise InternalError(f"{name} failed: {text}")
-        if not isinstance(body, dict):
-            raise InternalError(f"{name} returned no structured content")
-        return body
-
-    @property
-    def _local(self) -> bool:
-        if self._service is None and self._session is None:
-            raise UsageError("the client is not open: use `async with FleetClient...`")
-        return self._service is not None
+        return await self.transport.call(op, args)
 
     # ── runs ────────────────────────────────────────────────────────────────────────────────
 
@@ -222,30 +128,25 @@ class FleetClient:
         Records a ``run {name}`` span; its trace context goes with every task of the run."""
         from fleetforge.telemetry import current_trace_context, tracer
 
-        name = spec.name if isinstance(spec, RunSpec) else str(spec.get("name", ""))
-        with tracer.start_as_current_span(f"run {name}") as span:
+        body = (
+            spec.model_dump(mode="json", exclude_none=True, by_alias=True)
+            if isinstance(spec, RunSpec)
+            else dict(spec)
+        )
+        with tracer.start_as_current_span(f"run {body.get('name', '')}") as span:
             trace = current_trace_context()
-            if self._local:
-                run: Run = await self._service.submit_run(
-                    spec, idempotency_key=idempotency_key, trace=trace
-                )
-            else:
-                body = await self._tool(
-                    "fleet_submit_run",
-                    {
-                        "spec": _json_spec(spec),
-                        "idempotency_key": idempotency_key,
-                        "trace": trace.model_dump(exclude_none=True) or None,
-                    },
-                )
-                run = Run.model_validate(body)
+            args = ops.SubmitRunArgs(
+                spec=body,
+                idempotency_key=idempotency_key,
+                trace=trace if trace.traceparent else None,
+            )
+            run = await self._call(ops.SUBMIT_RUN, args)
             span.set_attribute("fleet.run_id", run.run_id)
             return run
 
     async def get_run(self, run_id: str) -> Run:
-        if self._local:
-            return await self._service.get_run(run_id)  # type: ignore[no-any-return]
-        return Run.model_validate(await self._tool("fleet_get_run", {"run_id": run_id}))
+        """A run with every step's state, its outputs and its usage."""
+        return await self._call(ops.GET_RUN, ops.GetRunArgs(run_id=run_id))
 
     async def list_runs(
         self,
@@ -256,79 +157,67 @@ class FleetClient:
         limit: int = 50,
     ) -> RunList:
         """A page of runs, newest first (``.next_cursor`` continues)."""
-        page = RunList()
-        if self._local:
-            got = await self._service.list_runs(
-                status=status, labels=labels, cursor=cursor, limit=limit
-            )
-            page.extend(got.runs)
-            page.next_cursor = got.next_cursor
-            return page
-        body = await self._tool(
-            "fleet_list_runs",
-            {
-                "status": str(status) if status else None,
-                "labels": dict(labels) if labels else None,
-                "cursor": cursor,
-                "limit": limit,
-            },
+        args = ops.ListRunsArgs.model_validate(
+            {"status": status, "labels": labels, "cursor": cursor, "limit": limit}
         )
-        page.extend(FleetRun.model_validate(r) for r in body["runs"])
-        page.next_cursor = body.get("next_cursor")
-        return page
+        return await self._call(ops.LIST_RUNS, args)
 
     async def cancel_run(self, run_id: str, *, reason: str = "") -> Run:
-        if self._local:
-            return await self._service.cancel_run(run_id, reason=reason)  # type: ignore[no-any-return]
-        body = await self._tool("fleet_cancel_run", {"run_id": run_id, "reason": reason})
-        return Run.model_validate(body)
+        """Cancel a run; workers holding its tasks are told on their next call."""
+        return await self._call(ops.CANCEL_RUN, ops.CancelRunArgs(run_id=run_id, reason=reason))
 
     async def resume_run(
         self, run_id: str, *, value: Any = None, values: Mapping[str, Any] | None = None
     ) -> Run:
         """Resume a paused run; ``value`` goes to the tasks that paused for input, ``values``
         answers them one by one (keys: task ids, or step ids)."""
-        if self._local:
-            return await self._service.resume_run(run_id, value=value, values=values)  # type: ignore[no-any-return]
-        arguments = {"run_id": run_id, "value": value, "values": dict(values or {})}
-        return Run.model_validate(await self._tool("fleet_resume_run", arguments))
+        args = ops.ResumeRunArgs(run_id=run_id, value=value, values=dict(values or {}))
+        return await self._call(ops.RESUME_RUN, args)
 
     async def approve_step(self, run_id: str, step_id: str, *, comment: str | None = None) -> Run:
-        if self._local:
-            return await self._service.approve_step(run_id, step_id, comment=comment)  # type: ignore[no-any-return]
-        body = await self._tool(
-            "fleet_approve_step", {"run_id": run_id, "step_id": step_id, "comment": comment}
-        )
-        return Run.model_validate(body)
+        """Approve a waiting human step."""
+        args = ops.ApproveStepArgs(run_id=run_id, step_id=step_id, comment=comment)
+        return await self._call(ops.APPROVE_STEP, args)
 
-    async def run_events(self, run_id: str, *, after: int = 0, limit: int = 100) -> list[RunEvent]:
-        """A run's events after the cursor ``after`` (a ``seq``)."""
-        if self._local:
-            await self._service.get_run(run_id)
-            return await self._service.run_events(run_id, after=after, limit=limit)  # type: ignore[no-any-return]
-        body = await self._tool(
-            "fleet_run_events", {"run_id": run_id, "cursor": str(after), "limit": limit}
+    async def retry_step(self, run_id: str, step_id: str) -> Run:
+        """Run a failed or skipped step again, and what depends on it."""
+        return await self._call(ops.RETRY_STEP, ops.RetryStepArgs(run_id=run_id, step_id=step_id))
+
+    async def run_events(
+        self,
+        run_id: str | None = None,
+        *,
+        after: int = 0,
+        limit: int = 100,
+        types: Sequence[str] | None = None,
+        wait_seconds: float = 0.0,
+    ) -> list[RunEvent]:
+        """Events after the cursor ``after`` (a ``seq``) of one run, or of every run; with
+        ``wait_seconds``, wait that long for the next one when there is none yet."""
+        args = ops.RunEventsArgs(
+            run_id=run_id,
+            cursor=str(after),
+            limit=limit,
+            types=list(types) if types else None,
+            wait_seconds=wait_seconds,
         )
-        return [parse_event(e) for e in body["events"]]
+        page = await self._call(ops.RUN_EVENTS, args)
+        return [parse_event(record.model_dump(mode="json")) for record in page.events]
 
     # ── work ────────────────────────────────────────────────────────────────────────────────
 
     async def register_worker(self, spec: FleetWorkerSpec | Mapping[str, Any]) -> FleetWorkerSpec:
+        """Register (or re-register) a worker and what it can do."""
         worker = spec if isinstance(spec, FleetWorkerSpec) else FleetWorkerSpec.model_validate(spec)
-        if self._local:
-            return await self._service.register_worker(worker)  # type: ignore[no-any-return]
-        body = await self._tool(
-            "fleet_register_worker",
-            {
-                "worker_id": worker.worker_id,
-                "role": worker.role,
-                "tools": list(worker.tools),
-                "trust_level": str(worker.trust_level),
-                "labels": dict(worker.labels),
-                "name": worker.name,
-            },
+        fields = set(work.RegisterWorkerArgs.model_fields)
+        args = work.RegisterWorkerArgs.model_validate(
+            worker.model_dump(mode="json", include=fields)
         )
-        return FleetWorkerSpec.model_validate(body)
+        return await self._call(work.REGISTER_WORKER, args)
+
+    async def list_workers(self) -> WorkerList:
+        """Every registered worker with its status and when it was last seen."""
+        return await self._call(work.LIST_WORKERS, work.ListWorkersArgs())
 
     async def lease_task(
         self,
@@ -338,24 +227,14 @@ class FleetClient:
         wait_seconds: float = 0.0,
         max_tasks: int = 1,
     ) -> list[FleetInboxEntry]:
-        if self._local:
-            return await self._service.lease_task(  # type: ignore[no-any-return]
-                worker_id,
-                lease_seconds=lease_seconds,
-                wait_seconds=wait_seconds,
-                max_tasks=max_tasks,
-                caller=_as(worker_id),
-            )
-        body = await self._tool(
-            "fleet_lease_task",
-            {
-                "worker_id": worker_id,
-                "lease_seconds": lease_seconds,
-                "wait_seconds": wait_seconds,
-                "max_tasks": max_tasks,
-            },
+        """Lease up to ``max_tasks`` tasks, waiting up to ``wait_seconds`` for one."""
+        args = work.LeaseTaskArgs(
+            worker_id=worker_id,
+            lease_seconds=lease_seconds,
+            wait_seconds=wait_seconds,
+            max_tasks=max_tasks,
         )
-        return [FleetInboxEntry.model_validate(t) for t in body["tasks"]]
+        return (await self._call(work.LEASE_TASK, args)).tasks
 
     async def heartbeat(
         self,
@@ -367,39 +246,22 @@ class FleetClient:
     ) -> FleetLease:
         """Extend a lease. ``worker_id``: the worker holding it (every task call names it
         unless the client's token names the worker; only the holder may act on a lease)."""
-        if self._local:
-            return await self._service.heartbeat(  # type: ignore[no-any-return]
-                task_id, fencing_token, lease_seconds=lease_seconds, caller=_as(worker_id)
-            )
-        body = await self._tool(
-            "fleet_heartbeat",
-            {
-                "task_id": task_id,
-                "fencing_token": fencing_token,
-                "lease_seconds": lease_seconds,
-                "worker_id": worker_id,
-            },
+        args = work.HeartbeatArgs(
+            task_id=task_id,
+            fencing_token=fencing_token,
+            lease_seconds=lease_seconds,
+            worker_id=worker_id,
         )
-        return FleetLease.model_validate(body)
+        return await self._call(work.HEARTBEAT, args)
 
     async def release_task(
         self, task_id: str, fencing_token: int, *, reason: str = "", worker_id: str | None = None
     ) -> None:
         """Give a leased task back unfinished (the same attempt is requeued)."""
-        if self._local:
-            await self._service.release_task(
-                task_id, fencing_token, reason=reason, caller=_as(worker_id)
-            )
-            return
-        await self._tool(
-            "fleet_release_task",
-            {
-                "task_id": task_id,
-                "fencing_token": fencing_token,
-                "reason": reason,
-                "worker_id": worker_id,
-            },
+        args = work.ReleaseTaskArgs(
+            task_id=task_id, fencing_token=fencing_token, reason=reason, worker_id=worker_id
         )
+        await self._call(work.RELEASE_TASK, args)
 
     async def pause_task(
         self,
@@ -412,25 +274,14 @@ class FleetClient:
     ) -> Run:
         """Stop a leased task to wait for input: the run pauses until ``resume_run(value=...)``,
         and the task's next lease carries the value (``entry.resume``)."""
-        if self._local:
-            return await self._service.pause_task(  # type: ignore[no-any-return]
-                task_id,
-                fencing_token,
-                reason=reason,
-                waiting_for=list(waiting_for),
-                caller=_as(worker_id),
-            )
-        body = await self._tool(
-            "fleet_pause_task",
-            {
-                "task_id": task_id,
-                "fencing_token": fencing_token,
-                "reason": reason,
-                "waiting_for": list(waiting_for),
-                "worker_id": worker_id,
-            },
+        args = work.PauseTaskArgs(
+            task_id=task_id,
+            fencing_token=fencing_token,
+            reason=reason,
+            waiting_for=list(waiting_for),
+            worker_id=worker_id,
         )
-        return Run.model_validate(body)
+        return await self._call(work.PAUSE_TASK, args)
 
     async def post_event(
         self,
@@ -441,26 +292,15 @@ class FleetClient:
         worker_id: str | None = None,
     ) -> int:
         """Record an agent-run envelope for a leased task; returns the event's ``seq``."""
-        if self._local:
-            event = await self._service.post_event(
-                task_id, fencing_token, envelope, caller=_as(worker_id)
-            )
-            return int(event.seq or 0)
         body = (
             envelope.model_dump(mode="json", exclude_none=True)
             if isinstance(envelope, AgentRunEnvelope)
             else dict(envelope)
         )
-        posted = await self._tool(
-            "fleet_post_event",
-            {
-                "task_id": task_id,
-                "fencing_token": fencing_token,
-                "envelope": body,
-                "worker_id": worker_id,
-            },
+        args = work.PostEventArgs(
+            task_id=task_id, fencing_token=fencing_token, envelope=body, worker_id=worker_id
         )
-        return int(posted["seq"])
+        return (await self._call(work.POST_EVENT, args)).seq
 
     async def complete_task(
         self,
@@ -474,34 +314,18 @@ class FleetClient:
         worker_id: str | None = None,
     ) -> FleetReceipt:
         """Post the output of a leased task; returns the scored receipt."""
-        if self._local:
-            return await self._service.complete_task(  # type: ignore[no-any-return]
-                task_id,
-                fencing_token,
-                output,
-                usage=usage,
-                artifacts=artifacts,
-                receipt_id=receipt_id,
-                caller=_as(worker_id),
-            )
-        used = usage.model_dump(mode="json") if isinstance(usage, FleetUsage) else usage
-        refs = [
-            a.model_dump(mode="json") if isinstance(a, FleetArtifactRef) else dict(a)
-            for a in artifacts
-        ]
-        body = await self._tool(
-            "fleet_post_receipt",
+        args = work.CompleteTaskArgs.model_validate(
             {
                 "task_id": task_id,
                 "fencing_token": fencing_token,
                 "output": output,
-                "usage": used,
-                "artifacts": refs,
+                "usage": usage,
+                "artifacts": list(artifacts),
                 "receipt_id": receipt_id,
                 "worker_id": worker_id,
-            },
+            }
         )
-        return FleetReceipt.model_validate(body)
+        return await self._call(work.COMPLETE_TASK, args)
 
     async def fail_task(
         self,
@@ -513,21 +337,14 @@ class FleetClient:
         worker_id: str | None = None,
     ) -> bool:
         """Report a failed attempt; True when another attempt will follow."""
-        if self._local:
-            return await self._service.fail_task(  # type: ignore[no-any-return]
-                task_id, fencing_token, kind, message, caller=_as(worker_id)
-            )
-        body = await self._tool(
-            "fleet_fail_task",
-            {
-                "task_id": task_id,
-                "fencing_token": fencing_token,
-                "kind": str(FleetTaskFailureKind(kind)),
-                "message": message,
-                "worker_id": worker_id,
-            },
+        args = work.FailTaskArgs(
+            task_id=task_id,
+            fencing_token=fencing_token,
+            kind=FleetTaskFailureKind(kind),
+            message=message,
+            worker_id=worker_id,
         )
-        return bool(body["will_retry"])
+        return (await self._call(work.FAIL_TASK, args)).will_retry
 
     # ── artifacts ───────────────────────────────────────────────────────────────────────────
 
@@ -537,40 +354,12 @@ class FleetClient:
         """Store bytes (``media_type``, ``name``, ``kind``, ``run_id``, ``step_id``,
         ``task_id``); returns the artifact with its digest. An artifact of a task needs the
         worker holding its lease (``worker_id``)."""
-        if self._local:
-            return await self._service.put_artifact(  # type: ignore[no-any-return]
-                content, caller=_as(worker_id), **metadata
-            )
-        args = {"content": base64.b64encode(content).decode(), "worker_id": worker_id, **metadata}
-        if "kind" in args:
-            args["kind"] = str(args["kind"])
-        return Artifact.model_validate(await self._tool("fleet_put_artifact", args))
+        args = art.PutArtifactArgs.model_validate(
+            {"content": base64.b64encode(content).decode(), "worker_id": worker_id, **metadata}
+        )
+        return await self._call(art.PUT_ARTIFACT, args)
 
     async def get_artifact(self, digest: str) -> tuple[Artifact, bytes]:
-        if self._local:
-            return await self._service.get_artifact(digest)  # type: ignore[no-any-return]
-        body = await self._tool("fleet_get_artifact", {"digest": digest})
-        return Artifact.model_validate(body["artifact"]), base64.b64decode(body["content"])
-
-
-def _as(worker_id: str | None) -> Any:
-    """The in-process caller a task call names (None: trusted, unchecked)."""
-    if worker_id is None:
-        return None
-    from fleetforge.fleet.access import Caller
-
-    return Caller.as_worker(worker_id)
-
-
-def _http_status(exc: BaseException) -> int | None:
-    """The HTTP status inside an exception (group) raised while connecting, if any."""
-    import httpx
-
-    if isinstance(exc, httpx.HTTPStatusError):
-        return exc.response.status_code
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            status = _http_status(inner)
-            if status is not None:
-                return status
-    return None
+        """An artifact's metadata and its bytes (verified against the digest)."""
+        found = await self._call(art.GET_ARTIFACT, art.GetArtifactArgs(digest=digest))
+        return found.artifact, base64.b64decode(found.content)
