@@ -306,7 +306,8 @@ async def test_http_a_lease_belongs_to_the_token_that_took_it(tmp_path: Path) ->
                     "step_id": "a", "task_id": ids["task_id"], "seed": 3,
                     "adapter": {"name": "t", "version": "1"}}  # fmt: skip
         for tool, args in (tools | {"fleet_post_event": {"envelope": envelope}}).items():
-            result = await session.call_tool(tool, ids | args | extra)
+            given = {"task_id": ids["task_id"]} if tool == "fleet_put_artifact" else ids
+            result = await session.call_tool(tool, given | args | extra)
             assert result.isError, tool
             assert result.structuredContent["error"]["code"] == "ForbiddenError", tool  # type: ignore[index]
 

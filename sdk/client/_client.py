@@ -21,7 +21,7 @@ from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from fleetforge.client._transports import LocalTransport, McpTransport, Transport
 from fleetforge.contracts import (
@@ -40,7 +40,7 @@ from fleetforge.contracts import (
     parse_event,
 )
 from fleetforge.contracts.envelope import AgentRunEnvelope
-from fleetforge.errors import UsageError
+from fleetforge.errors import ContractError, UsageError
 from fleetforge.operations import Args, Operation, work
 from fleetforge.operations import artifacts as art
 from fleetforge.operations import runs as ops
@@ -113,9 +113,18 @@ class FleetClient:
         if stack is not None:
             await stack.__aexit__(exc_type, exc, tb)
 
-    async def _call(self, op: Operation[A, R], args: A) -> R:
+    async def _call(self, op: Operation[A, R], /, **fields: Any) -> R:
+        """Validate ``fields`` as ``op``'s arguments (ContractError with pointers) and run it."""
         if self._stack is None:
             raise UsageError("the client is not open: use `async with FleetClient...`")
+        try:
+            args = op.args.model_validate(fields)
+        except ValidationError as exc:
+            from fleetforge.validation import pydantic_details
+
+            raise ContractError(
+                f"invalid arguments for {op.name}", details=pydantic_details(exc)
+            ) from None
         return await self.transport.call(op, args)
 
     # ── runs ────────────────────────────────────────────────────────────────────────────────
@@ -135,18 +144,18 @@ class FleetClient:
         )
         with tracer.start_as_current_span(f"run {body.get('name', '')}") as span:
             trace = current_trace_context()
-            args = ops.SubmitRunArgs(
+            run = await self._call(
+                ops.SUBMIT_RUN,
                 spec=body,
                 idempotency_key=idempotency_key,
                 trace=trace if trace.traceparent else None,
             )
-            run = await self._call(ops.SUBMIT_RUN, args)
             span.set_attribute("fleet.run_id", run.run_id)
             return run
 
     async def get_run(self, run_id: str) -> Run:
         """A run with every step's state, its outputs and its usage."""
-        return await self._call(ops.GET_RUN, ops.GetRunArgs(run_id=run_id))
+        return await self._call(ops.GET_RUN, run_id=run_id)
 
     async def list_runs(
         self,
@@ -157,31 +166,28 @@ class FleetClient:
         limit: int = 50,
     ) -> RunList:
         """A page of runs, newest first (``.next_cursor`` continues)."""
-        args = ops.ListRunsArgs.model_validate(
-            {"status": status, "labels": labels, "cursor": cursor, "limit": limit}
+        return await self._call(
+            ops.LIST_RUNS, status=status, labels=labels, cursor=cursor, limit=limit
         )
-        return await self._call(ops.LIST_RUNS, args)
 
     async def cancel_run(self, run_id: str, *, reason: str = "") -> Run:
         """Cancel a run; workers holding its tasks are told on their next call."""
-        return await self._call(ops.CANCEL_RUN, ops.CancelRunArgs(run_id=run_id, reason=reason))
+        return await self._call(ops.CANCEL_RUN, run_id=run_id, reason=reason)
 
     async def resume_run(
         self, run_id: str, *, value: Any = None, values: Mapping[str, Any] | None = None
     ) -> Run:
         """Resume a paused run; ``value`` goes to the tasks that paused for input, ``values``
         answers them one by one (keys: task ids, or step ids)."""
-        args = ops.ResumeRunArgs(run_id=run_id, value=value, values=dict(values or {}))
-        return await self._call(ops.RESUME_RUN, args)
+        return await self._call(ops.RESUME_RUN, run_id=run_id, value=value, values=values)
 
     async def approve_step(self, run_id: str, step_id: str, *, comment: str | None = None) -> Run:
         """Approve a waiting human step."""
-        args = ops.ApproveStepArgs(run_id=run_id, step_id=step_id, comment=comment)
-        return await self._call(ops.APPROVE_STEP, args)
+        return await self._call(ops.APPROVE_STEP, run_id=run_id, step_id=step_id, comment=comment)
 
     async def retry_step(self, run_id: str, step_id: str) -> Run:
         """Run a failed or skipped step again, and what depends on it."""
-        return await self._call(ops.RETRY_STEP, ops.RetryStepArgs(run_id=run_id, step_id=step_id))
+        return await self._call(ops.RETRY_STEP, run_id=run_id, step_id=step_id)
 
     async def run_events(
         self,
@@ -194,14 +200,14 @@ class FleetClient:
     ) -> list[RunEvent]:
         """Events after the cursor ``after`` (a ``seq``) of one run, or of every run; with
         ``wait_seconds``, wait that long for the next one when there is none yet."""
-        args = ops.RunEventsArgs(
+        page = await self._call(
+            ops.RUN_EVENTS,
             run_id=run_id,
             cursor=str(after),
             limit=limit,
             types=list(types) if types else None,
             wait_seconds=wait_seconds,
         )
-        page = await self._call(ops.RUN_EVENTS, args)
         return [parse_event(record.model_dump(mode="json")) for record in page.events]
 
     # ── work ────────────────────────────────────────────────────────────────────────────────
@@ -209,15 +215,12 @@ class FleetClient:
     async def register_worker(self, spec: FleetWorkerSpec | Mapping[str, Any]) -> FleetWorkerSpec:
         """Register (or re-register) a worker and what it can do."""
         worker = spec if isinstance(spec, FleetWorkerSpec) else FleetWorkerSpec.model_validate(spec)
-        fields = set(work.RegisterWorkerArgs.model_fields)
-        args = work.RegisterWorkerArgs.model_validate(
-            worker.model_dump(mode="json", include=fields)
-        )
-        return await self._call(work.REGISTER_WORKER, args)
+        fields = worker.model_dump(mode="json", include=set(work.RegisterWorkerArgs.model_fields))
+        return await self._call(work.REGISTER_WORKER, **fields)
 
     async def list_workers(self) -> WorkerList:
         """Every registered worker with its status and when it was last seen."""
-        return await self._call(work.LIST_WORKERS, work.ListWorkersArgs())
+        return await self._call(work.LIST_WORKERS)
 
     async def lease_task(
         self,
@@ -228,13 +231,14 @@ class FleetClient:
         max_tasks: int = 1,
     ) -> list[FleetInboxEntry]:
         """Lease up to ``max_tasks`` tasks, waiting up to ``wait_seconds`` for one."""
-        args = work.LeaseTaskArgs(
+        leased = await self._call(
+            work.LEASE_TASK,
             worker_id=worker_id,
             lease_seconds=lease_seconds,
             wait_seconds=wait_seconds,
             max_tasks=max_tasks,
         )
-        return (await self._call(work.LEASE_TASK, args)).tasks
+        return leased.tasks
 
     async def heartbeat(
         self,
@@ -246,22 +250,25 @@ class FleetClient:
     ) -> FleetLease:
         """Extend a lease. ``worker_id``: the worker holding it (every task call names it
         unless the client's token names the worker; only the holder may act on a lease)."""
-        args = work.HeartbeatArgs(
+        return await self._call(
+            work.HEARTBEAT,
             task_id=task_id,
             fencing_token=fencing_token,
             lease_seconds=lease_seconds,
             worker_id=worker_id,
         )
-        return await self._call(work.HEARTBEAT, args)
 
     async def release_task(
         self, task_id: str, fencing_token: int, *, reason: str = "", worker_id: str | None = None
     ) -> None:
         """Give a leased task back unfinished (the same attempt is requeued)."""
-        args = work.ReleaseTaskArgs(
-            task_id=task_id, fencing_token=fencing_token, reason=reason, worker_id=worker_id
+        await self._call(
+            work.RELEASE_TASK,
+            task_id=task_id,
+            fencing_token=fencing_token,
+            reason=reason,
+            worker_id=worker_id,
         )
-        await self._call(work.RELEASE_TASK, args)
 
     async def pause_task(
         self,
@@ -274,14 +281,14 @@ class FleetClient:
     ) -> Run:
         """Stop a leased task to wait for input: the run pauses until ``resume_run(value=...)``,
         and the task's next lease carries the value (``entry.resume``)."""
-        args = work.PauseTaskArgs(
+        return await self._call(
+            work.PAUSE_TASK,
             task_id=task_id,
             fencing_token=fencing_token,
             reason=reason,
             waiting_for=list(waiting_for),
             worker_id=worker_id,
         )
-        return await self._call(work.PAUSE_TASK, args)
 
     async def post_event(
         self,
@@ -297,10 +304,14 @@ class FleetClient:
             if isinstance(envelope, AgentRunEnvelope)
             else dict(envelope)
         )
-        args = work.PostEventArgs(
-            task_id=task_id, fencing_token=fencing_token, envelope=body, worker_id=worker_id
+        posted = await self._call(
+            work.POST_EVENT,
+            task_id=task_id,
+            fencing_token=fencing_token,
+            envelope=body,
+            worker_id=worker_id,
         )
-        return (await self._call(work.POST_EVENT, args)).seq
+        return posted.seq
 
     async def complete_task(
         self,
@@ -314,18 +325,16 @@ class FleetClient:
         worker_id: str | None = None,
     ) -> FleetReceipt:
         """Post the output of a leased task; returns the scored receipt."""
-        args = work.CompleteTaskArgs.model_validate(
-            {
-                "task_id": task_id,
-                "fencing_token": fencing_token,
-                "output": output,
-                "usage": usage,
-                "artifacts": list(artifacts),
-                "receipt_id": receipt_id,
-                "worker_id": worker_id,
-            }
+        return await self._call(
+            work.COMPLETE_TASK,
+            task_id=task_id,
+            fencing_token=fencing_token,
+            output=output,
+            usage=usage,
+            artifacts=list(artifacts),
+            receipt_id=receipt_id,
+            worker_id=worker_id,
         )
-        return await self._call(work.COMPLETE_TASK, args)
 
     async def fail_task(
         self,
@@ -337,14 +346,15 @@ class FleetClient:
         worker_id: str | None = None,
     ) -> bool:
         """Report a failed attempt; True when another attempt will follow."""
-        args = work.FailTaskArgs(
+        failed = await self._call(
+            work.FAIL_TASK,
             task_id=task_id,
             fencing_token=fencing_token,
-            kind=FleetTaskFailureKind(kind),
+            kind=kind,
             message=message,
             worker_id=worker_id,
         )
-        return (await self._call(work.FAIL_TASK, args)).will_retry
+        return failed.will_retry
 
     # ── artifacts ───────────────────────────────────────────────────────────────────────────
 
@@ -354,12 +364,10 @@ class FleetClient:
         """Store bytes (``media_type``, ``name``, ``kind``, ``run_id``, ``step_id``,
         ``task_id``); returns the artifact with its digest. An artifact of a task needs the
         worker holding its lease (``worker_id``)."""
-        args = art.PutArtifactArgs.model_validate(
-            {"content": base64.b64encode(content).decode(), "worker_id": worker_id, **metadata}
-        )
-        return await self._call(art.PUT_ARTIFACT, args)
+        encoded = base64.b64encode(content).decode()
+        return await self._call(art.PUT_ARTIFACT, content=encoded, worker_id=worker_id, **metadata)
 
     async def get_artifact(self, digest: str) -> tuple[Artifact, bytes]:
         """An artifact's metadata and its bytes (verified against the digest)."""
-        found = await self._call(art.GET_ARTIFACT, art.GetArtifactArgs(digest=digest))
+        found = await self._call(art.GET_ARTIFACT, digest=digest)
         return found.artifact, base64.b64decode(found.content)

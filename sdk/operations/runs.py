@@ -115,7 +115,7 @@ class RunEventsArgs(Args):
         None, description="The run whose events to read; omit for the events of every run."
     )
     cursor: Cursor = None
-    limit: int = Field(100, ge=1, le=1000, description="Events per page.")
+    limit: int = Field(100, ge=1, le=10_000, description="Events per page.")
     types: list[str] | None = Field(
         None, description="Only events of these types (e.g. step_completed)."
     )
