@@ -97,3 +97,11 @@ def test_python_examples_in_the_docs_run(name: str, block: str) -> None:
 @pytest.mark.parametrize("block", [b for b in _blocks(README, "json") if '"steps"' in b])
 def test_run_specs_in_the_readme_are_valid(block: str) -> None:
     validate_run_spec(json.loads(block))
+
+
+def test_the_operations_table_in_the_contracts_is_the_operation_table() -> None:
+    from fleetforge.operations._docs import BEGIN, END, markdown_table
+
+    text = (ROOT / "docs" / "contracts.md").read_text(encoding="utf-8")
+    start, end = text.index(BEGIN), text.index(END) + len(END)
+    assert text[start:end] == markdown_table()

@@ -67,6 +67,8 @@ class Operation(Generic[A, R]):
     the token over HTTP) and only the worker holding a lease may act on it."""
     tool: str = ""
     """The MCP tool name; ``fleet_`` + name unless the wire keeps an older name."""
+    cli: str = ""
+    """The ``fleetforge`` command that runs it (``worker`` for what the Worker does)."""
 
     def __post_init__(self) -> None:
         if not self.tool:

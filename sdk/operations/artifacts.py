@@ -70,6 +70,7 @@ needs your lease on it; one of a run needs a lease in the run (or the submit sco
     _put,
     idempotent=True,
     as_worker=True,
+    cli="artifacts put",
 )
 
 
@@ -91,4 +92,5 @@ GET_ARTIFACT = Operation(
     "Read an artifact: its metadata and its bytes (base64). NotFoundError if unknown.",
     _get,
     read_only=True,
+    cli="artifacts get",
 )

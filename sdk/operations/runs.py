@@ -64,6 +64,7 @@ Returns the run (run_id, status, steps). An invalid spec is refused with a Contr
 each problem as a JSON pointer into the spec, and nothing is written. Follow the run with
 fleet_get_run or fleet_run_events.""",
     _submit,
+    cli="submit",
 )
 
 
@@ -84,6 +85,7 @@ GET_RUN = Operation(
 steps, usage totals and the spec. NotFoundError if no such run.""",
     lambda call, a: call.fleet.get_run(a.run_id),
     read_only=True,
+    cli="show, output",
 )
 
 
@@ -107,6 +109,7 @@ LIST_RUNS = Operation(
         status=a.status, labels=a.labels, cursor=a.cursor, limit=a.limit
     ),
     read_only=True,
+    cli="runs",
 )
 
 
@@ -165,6 +168,7 @@ page at a time. To follow a run, call again with last_cursor as cursor (wait_sec
 call wait for the next event). Without run_id: every run's events.""",
     _events,
     read_only=True,
+    cli="events",
 )
 
 
@@ -186,6 +190,7 @@ CANCEL_RUN = Operation(
 RunCancelledError on their next call. AlreadyCompletedError if the run is final.""",
     lambda call, a: call.fleet.cancel_run(a.run_id, reason=a.reason, by=call.by),
     destructive=True,
+    cli="cancel",
 )
 
 
@@ -213,6 +218,7 @@ RESUME_RUN = Operation(
 task paused for input (fleet_pause_task), it goes back to the inbox with `value`. ConflictError
 if the run is not paused.""",
     lambda call, a: call.fleet.resume_run(a.run_id, by=call.by, value=a.value, values=a.values),
+    cli="resume",
 )
 
 
@@ -231,6 +237,7 @@ APPROVE_STEP = Operation(
     """Approve a human step that is waiting; it completes with output {approved, by, comment}
 and the steps after it are scheduled. ConflictError if it is not waiting.""",
     lambda call, a: call.fleet.approve_step(a.run_id, a.step_id, by=call.by, comment=a.comment),
+    cli="approve",
 )
 
 
@@ -248,4 +255,5 @@ RETRY_STEP = Operation(
     """Run a failed or skipped step again, and the steps after it that did not complete; a
 failed run is reopened. ConflictError if the step did not fail.""",
     lambda call, a: call.fleet.retry_step(a.run_id, a.step_id, by=call.by),
+    cli="retry",
 )

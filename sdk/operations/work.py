@@ -110,6 +110,7 @@ are matched on role, tools, trust level and labels.""",
     _register,
     idempotent=True,
     as_worker=True,
+    cli="work, worker",
 )
 
 
@@ -135,6 +136,7 @@ LIST_WORKERS = Operation(
     "Every registered worker with what it declared, its status and when it was last seen.",
     _workers,
     read_only=True,
+    cli="workers",
 )
 
 
@@ -180,6 +182,7 @@ fleet_heartbeat before expires_at, then fleet_post_receipt or fleet_fail_task. R
 list when nothing came within wait_seconds.""",
     _lease,
     as_worker=True,
+    cli="work, worker",
 )
 
 
@@ -201,6 +204,7 @@ this task and do not post a receipt.""",
     ),
     idempotent=True,
     as_worker=True,
+    cli="work, worker",
 )
 
 
@@ -226,6 +230,7 @@ POST_EVENT = Operation(
 checkpoints). ContractError lists envelope problems as JSON pointers.""",
     _post_event,
     as_worker=True,
+    cli="work, worker",
 )
 
 
@@ -264,6 +269,7 @@ your lease is gone; the output was not recorded.""",
     idempotent=True,
     as_worker=True,
     tool="fleet_post_receipt",
+    cli="work, worker",
 )
 
 
@@ -291,6 +297,7 @@ attempt was scheduled (retry policy with backoff) or the step failed for good.""
     _fail,
     destructive=True,
     as_worker=True,
+    cli="work, worker",
 )
 
 
@@ -313,6 +320,7 @@ RELEASE_TASK = Operation(
 to the inbox for another worker and does not count as a failure.""",
     _release,
     as_worker=True,
+    cli="work, worker",
 )
 
 
@@ -338,4 +346,5 @@ Returns the paused run.""",
         a.task_id, a.fencing_token, reason=a.reason, waiting_for=a.waiting_for, caller=call.caller
     ),
     as_worker=True,
+    cli="worker",
 )
