@@ -34,7 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from fleetforge.errors import ConflictError, StoreError, UsageError
-from fleetforge.fleet.store._base import EventRow, iso
+from fleetforge.fleet.store._base import EventRow, iso, storage_json
 from fleetforge.fleet.store.migrations import check_version
 
 try:
@@ -203,7 +203,7 @@ class PostgresBackend:
                 "event_ids": [row.event_id for row in rows],
                 "types": [row.type for row in rows],
                 "ats": [row.at for row in rows],
-                "datas": [Jsonb(row.data) for row in rows],
+                "datas": [Jsonb(row.data, dumps=storage_json) for row in rows],
             },
         )
         seqs = [int(r[0]) for r in cursor.fetchall()]

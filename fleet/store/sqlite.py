@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetforge.errors import ConflictError, StoreError, UsageError
-from fleetforge.fleet.store._base import EventRow
+from fleetforge.fleet.store._base import EventRow, storage_json
 from fleetforge.fleet.store.migrations import check_version
 
 __all__ = ["SqliteBackend"]
@@ -162,7 +162,7 @@ class SqliteBackend:
                     row.event_id,
                     row.type,
                     row.at,
-                    json.dumps(row.data, separators=(",", ":"), ensure_ascii=False),
+                    storage_json(row.data),
                 )
                 for row in rows
             ],
