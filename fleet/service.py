@@ -24,6 +24,7 @@ from typing import Any, ParamSpec, TypeVar
 import anyio.to_thread
 from pydantic import ValidationError
 
+from fleetforge._jsondomain import check_document, check_json_value, check_model
 from fleetforge.contracts import (
     Artifact,
     FleetArtifactRef,
@@ -243,11 +244,13 @@ class SyncFleetService:
 
         ``trace`` (W3C trace context of the submitter) is handed to every task of the run, so
         workers' spans join the submitter's trace."""
+        check_json_value({"idempotency_key": idempotency_key}, what="arguments")
         context = (
             trace
             if trace is None or isinstance(trace, TraceContext)
             else (TraceContext.model_validate(trace))
         )
+        context = context if context is None else check_model(context, pointer="/trace")
         model = validate_run_spec(spec)
         now = self.clock.now()
         with self.store.transaction() as unit:
@@ -360,6 +363,7 @@ class SyncFleetService:
     def cancel_run(self, run_id: str, *, reason: str = "", by: str | None = None) -> Run:
         """Cancel a run: queued tasks are withdrawn; workers holding its tasks are told on
         their next heartbeat or receipt (``RunCancelledError``)."""
+        check_json_value({"reason": reason, "by": by}, what="arguments")
         now = self.clock.now()
         with self.store.transaction() as unit:
             run = self._run(unit, run_id, lock=True)
@@ -386,15 +390,13 @@ class SyncFleetService:
         every waiting task of that step; the tasks it does not name get ``value``.
         """
         now = self.clock.now()
-        answers = dict(values or {})
+        given = {"value": value, "values": dict(values or {}), "by": by}
+        checked = check_json_value(given, what="resume values")
+        value, answers = checked["value"], checked["values"]
         with self.store.transaction() as unit:
             run = self._run(unit, run_id, lock=True)
             if run.status != "paused":
                 raise ConflictError(f"run '{run_id}' is {run.status}, not paused", run_id=run_id)
-            try:
-                canonical_json([value, answers])
-            except (TypeError, ValueError) as exc:
-                raise UsageError(f"the resume value must be JSON data: {exc}") from None
             answered: set[str] = set()
             self._append(unit, [self._event("run_resumed", run_id, now, by=by)])
             spec = self._spec(unit, run_id)
@@ -437,6 +439,7 @@ class SyncFleetService:
         self, run_id: str, step_id: str, *, by: str | None = None, comment: str | None = None
     ) -> Run:
         """Approve a human step that is waiting; its output is ``{approved, by, comment}``."""
+        check_json_value({"by": by, "comment": comment}, what="arguments")
         now = self.clock.now()
         with self.store.transaction() as unit:
             run = self._run(unit, run_id, lock=True)
@@ -471,6 +474,7 @@ class SyncFleetService:
 
         A failed run is reopened. The step gets one more attempt than it had.
         """
+        check_json_value({"by": by}, what="arguments")
         now = self.clock.now()
         with self.store.transaction() as unit:
             run = self._run(unit, run_id, lock=True)
@@ -781,6 +785,7 @@ class SyncFleetService:
     @_retrying
     def register_worker(self, spec: FleetWorkerSpec | Mapping[str, Any]) -> FleetWorkerSpec:
         """Register (or re-register) a worker with what it can do."""
+        spec = check_document(spec, what="worker spec")
         worker = spec if isinstance(spec, FleetWorkerSpec) else FleetWorkerSpec.model_validate(spec)
         with self.store.transaction() as unit:
             self._append(
@@ -1107,6 +1112,7 @@ class SyncFleetService:
     @_retrying
     def release_task(self, task_id: str, fencing_token: int, *, reason: str = "") -> None:
         """Give a leased task back unfinished (graceful shutdown): the same attempt is requeued."""
+        check_json_value({"reason": reason}, what="arguments")
         now = self.clock.now()
         with self.store.transaction() as unit:
             task = self._held(unit, task_id, fencing_token, lock_run=False)
@@ -1138,6 +1144,9 @@ class SyncFleetService:
         """Stop a leased task to wait for input (a LangGraph ``interrupt()``, a question for a
         person): the lease ends, the step waits and the run pauses until ``resume_run``, whose
         value the task's next lease carries (``FleetInboxEntry.resume``)."""
+        waiting_for = check_json_value(
+            {"reason": reason, "waiting_for": list(waiting_for)}, what="arguments"
+        )["waiting_for"]
         now = self.clock.now()
         with self.store.transaction() as unit:
             task = self._held(unit, task_id, fencing_token)
@@ -1170,6 +1179,7 @@ class SyncFleetService:
     @_retrying
     def put_artifact(self, content: bytes, **metadata: Any) -> Artifact:
         """Store bytes in the content-addressed store and record their metadata."""
+        metadata = check_json_value(metadata, what="artifact metadata", lenient=True)
         artifact = self._artifact_store().put(content, **metadata)
         record_artifact(self.store, artifact)
         return artifact
@@ -1198,6 +1208,7 @@ class SyncFleetService:
         self, task_id: str, fencing_token: int, envelope: AgentRunEnvelope | Mapping[str, Any]
     ) -> RunEvent:
         """Record an adapter envelope for a leased task (checkpoints also as checkpoint_saved)."""
+        envelope = check_document(envelope, what="envelope")
         if not isinstance(envelope, AgentRunEnvelope):
             from fleetforge import schemas
 
@@ -1257,6 +1268,7 @@ class SyncFleetService:
         message: str,
     ) -> bool:
         """Report that an attempt failed. Returns True when another attempt will follow."""
+        check_json_value({"message": message}, what="arguments")
         failure = FleetTaskFailureKind(kind)
         self.expire_leases()
         now = self.clock.now()
@@ -1270,6 +1282,7 @@ class SyncFleetService:
 
         Posting the same receipt again returns the first verdict and changes nothing.
         """
+        receipt = check_document(receipt, what="receipt")
         if not isinstance(receipt, FleetReceipt):
             from fleetforge import schemas
 
@@ -1341,10 +1354,11 @@ class SyncFleetService:
             receipt_id
             or "rcp_" + hashlib.sha256(f"{task_id}:{fencing_token}".encode()).hexdigest()[:26]
         )
-        result = TaskSuccess(output=output)
         used = usage if isinstance(usage, FleetUsage) else FleetUsage.model_validate(usage or {})
         refs = [a if isinstance(a, FleetArtifactRef) else FleetArtifactRef.model_validate(a)
                 for a in artifacts]  # fmt: skip
+        output, used, refs = _checked_result(output, used, refs)
+        result = TaskSuccess(output=output)
         self.expire_leases()
         with self.store.transaction() as unit:
             self._lock_run_of(unit, task_id)  # then a repeat waits for the first verdict
@@ -1395,6 +1409,16 @@ class SyncFleetService:
             )
             return verdict, (FleetTaskFailureKind.BUDGET_EXCEEDED, reason), [event]
         return score(spec.scorer, receipt.result.output), None, []
+
+
+def _checked_result(
+    output: Any, usage: FleetUsage, refs: list[FleetArtifactRef]
+) -> tuple[Any, FleetUsage, list[FleetArtifactRef]]:
+    """A receipt's output, usage and artifacts, checked against the JSON value domain
+    (pointers as the arguments of ``fleet_post_receipt`` name them)."""
+    checked = [check_model(r, pointer=f"/artifacts/{i}") for i, r in enumerate(refs)]
+    used = check_model(usage, pointer="/usage")
+    return check_json_value(output, pointer="/output", what="receipt"), used, checked
 
 
 def _ts(value: datetime) -> str:

@@ -25,7 +25,7 @@ import math
 import re
 import uuid
 from collections.abc import Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel
 
@@ -39,6 +39,7 @@ __all__ = [
     "MAX_DOCUMENT_BYTES",
     "MAX_STRING_BYTES",
     "READ_MAX_DEPTH",
+    "check_document",
     "check_json_value",
     "check_model",
     "deeper_than",
@@ -115,9 +116,21 @@ def check_json_value(
 def check_model(model: M, *, pointer: str = "", what: str = "value") -> M:
     """Check a contract model's values (its free-form fields too) against the domain; return
     the model, rebuilt when a value was normalised."""
-    data = model.model_dump(mode="python", by_alias=True)
+    data = model.model_dump(mode="python", by_alias=True, warnings=False)
     fixed = check_json_value(data, pointer=pointer, what=what, lenient=True)
     return model if fixed is data else type(model).model_validate(fixed)
+
+
+@overload
+def check_document(document: M, *, what: str) -> M: ...
+@overload
+def check_document(document: Mapping[str, Any], *, what: str) -> dict[str, Any]: ...
+def check_document(document: Any, *, what: str) -> Any:
+    """Check a whole document (a model, or its JSON form) that enters the fleet: an envelope,
+    a receipt, a worker spec. Pointers are relative to the document."""
+    if isinstance(document, BaseModel):
+        return check_model(document, what=what)
+    return check_json_value(document, what=what)
 
 
 def json_size(value: Any) -> int:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from fleetforge._jsondomain import EVENT_DEPTH_SLACK, MAX_DEPTH, check_json_value
 from fleetforge.contracts.events import RunEvent, parse_event
 from fleetforge.errors import UsageError
 from fleetforge.fleet.projections import DEFAULT_PROJECTIONS, Projection
@@ -17,6 +18,7 @@ from fleetforge.fleet.store._base import Backend, EventRow, Tx, iso
 __all__ = ["EventStore", "StoreInfo", "Unit"]
 
 _COLUMNS = "seq, event_id, run_id, type, at, data"
+_EVENT_DEPTH = MAX_DEPTH + EVENT_DEPTH_SLACK
 
 
 @dataclass(frozen=True)
@@ -80,11 +82,13 @@ class EventStore:
         return [e.model_copy(update={"seq": r.seq}) for e, r in zip(batch, rows, strict=True)]
 
     def append_json(self, events: Iterable[dict[str, Any]]) -> int:
-        """Validate JSON events against ``run_event`` and append them in one transaction."""
+        """Validate JSON events (the JSON value domain, then ``run_event``) and append them in
+        one transaction."""
         from fleetforge import schemas
 
         rows = []
         for event in events:
+            event = check_json_value(event, max_depth=_EVENT_DEPTH, max_bytes=None, what="event")
             schemas.validate("run_event", event)
             rows.append(_row(parse_event(event)))
         self.append_rows(rows)

@@ -13,7 +13,7 @@ from fleetforge.cli._console import err, out
 from fleetforge.cli._errors import reporting
 from fleetforge.cli._files import read_json
 from fleetforge.contracts.spec import MapStep, RunSpec
-from fleetforge.validation import validate_run_spec
+from fleetforge.validation import check_json_value, validate_run_spec
 
 __all__ = ["dag_tree", "validate"]
 
@@ -37,6 +37,7 @@ def validate(
             spec = validate_run_spec(document)
             summary = f"{len(spec.steps)} steps, seed {spec.seed}"
         else:
+            document = check_json_value(document, what=schema)
             schemas.validate(schema, document)
             spec, summary = None, schemas.load(schema)["title"]
     if as_json:
