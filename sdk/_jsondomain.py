@@ -43,8 +43,8 @@ __all__ = [
     "check_json_value",
     "check_model",
     "deeper_than",
+    "escape_unencodable",
     "json_size",
-    "printable_pointer",
 ]
 
 INT_MIN = -(2**63)
@@ -160,9 +160,10 @@ def deeper_than(value: Any, limit: int) -> str | None:
     return None
 
 
-def printable_pointer(pointer: str) -> str:
-    """A pointer safe to print and to encode: NUL and surrogates shown as ``\\uXXXX``."""
-    return _SPECIAL.sub(lambda m: f"\\u{ord(m.group()):04x}", pointer)
+def escape_unencodable(text: str) -> str:
+    """``text`` (a pointer, a message quoting input) with NUL and surrogates shown as
+    ``\\uXXXX``: safe to encode as UTF-8 and to store."""
+    return _SPECIAL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 # ── the fast pass ───────────────────────────────────────────────────────────────────────────
@@ -314,7 +315,7 @@ def _problems(value: Any, pointer: str, max_depth: int, lenient: bool) -> Iterat
         problem = _scalar_problem(node, lenient)
         if problem is not None:
             found += 1
-            yield ErrorDetail(printable_pointer(where), problem)
+            yield ErrorDetail(escape_unencodable(where), problem)
             continue
         if isinstance(node, Mapping):
             items: list[tuple[str, Any]] = []
@@ -322,7 +323,7 @@ def _problems(value: Any, pointer: str, max_depth: int, lenient: bool) -> Iterat
                 if not isinstance(k, str):
                     found += 1
                     yield ErrorDetail(
-                        printable_pointer(f"{where}/{_segment(str(k))}"),
+                        escape_unencodable(f"{where}/{_segment(str(k))}"),
                         f"an object key must be a string, not {_kind(k)}",
                     )
                     continue
@@ -330,7 +331,7 @@ def _problems(value: Any, pointer: str, max_depth: int, lenient: bool) -> Iterat
                 if key_problem is not None:
                     found += 1
                     yield ErrorDetail(
-                        printable_pointer(f"{where}/{_segment(k[:64])}"), f"key: {key_problem}"
+                        escape_unencodable(f"{where}/{_segment(k[:64])}"), f"key: {key_problem}"
                     )
                     continue
                 items.append((k, v))
@@ -341,7 +342,7 @@ def _problems(value: Any, pointer: str, max_depth: int, lenient: bool) -> Iterat
         if level >= max_depth:
             found += 1
             yield ErrorDetail(
-                printable_pointer(where),
+                escape_unencodable(where),
                 f"nested deeper than {max_depth} levels (the limit of JSON values here)",
             )
             continue

@@ -217,6 +217,23 @@ class EventStore:
         a reader has seen a higher one. Between reads it waits for a notification (PostgreSQL
         LISTEN) or polls (SQLite), at most ``poll_interval`` seconds.
         """
+        rows = self.follow_rows(after=after, run_id=run_id, types=types, stop=stop,
+                                poll_interval=poll_interval, batch=batch)  # fmt: skip
+        for row in rows:
+            yield parse_event(row.to_json())
+
+    def follow_rows(
+        self,
+        *,
+        after: int = 0,
+        run_id: str | None = None,
+        types: Sequence[str] | None = None,
+        stop: threading.Event | None = None,
+        poll_interval: float = 0.5,
+        batch: int = 500,
+    ) -> Iterator[EventRow]:
+        """Like :meth:`follow`, without building models (what ``fleetforge events --follow``
+        prints: the stored JSON, whatever it holds)."""
         stop = stop or threading.Event()
         cursor = after
         while not stop.is_set():
@@ -224,7 +241,7 @@ class EventStore:
             for row in rows:
                 cursor = row.seq
                 if (run_id is None or row.run_id == run_id) and (not types or row.type in types):
-                    yield parse_event(row.to_json())
+                    yield row
             if len(rows) < batch:
                 self.backend.wait_for_events(poll_interval)
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Literal
 
 import anyio
 import typer
 
-from fleetforge.cli._console import err, out
+from fleetforge.cli._console import err, out, print_json, text
 from fleetforge.cli._context import globals_of
 from fleetforge.cli._errors import reporting
 from fleetforge.errors import UsageError
@@ -121,7 +120,7 @@ def serve(
 
             def ready(url: str) -> None:
                 auth = "bearer tokens" if registry else "no auth (loopback)"
-                err.print(f"fleetforge MCP server at {url} ({auth}); store {store.url}")
+                err.print(text(f"fleetforge MCP server at {url} ({auth}); store {store.url}"))
 
             anyio.run(lambda: serve_http(fleet, options, on_ready=ready))
 
@@ -148,7 +147,7 @@ def token_create(
         registry = TokenRegistry.load(path)
         secret, record = registry.create(name, scope, worker_id=worker_id)
         registry.save(path)
-        err.print(f"token {record.name!r} ({', '.join(record.scopes)}) added to {path}")
+        err.print(text(f"token {record.name!r} ({', '.join(record.scopes)}) added to {path}"))
         out.print(secret, highlight=False)
 
 
@@ -165,11 +164,12 @@ def token_list(
     with reporting(out, err, as_json=as_json):
         registry = TokenRegistry.load(tokens_path(tokens))
         if as_json:
-            out.print_json(json.dumps([r.to_dict() for r in registry.records]))
+            print_json([r.to_dict() for r in registry.records])
             return
         table = Table("Name", "Scopes", "Worker", "Created", box=None)
         for r in registry.records:
-            table.add_row(r.name, ", ".join(r.scopes), r.worker_id or "-", r.created_at)
+            table.add_row(text(r.name), text(", ".join(r.scopes)), text(r.worker_id or "-"),
+                          text(r.created_at))  # fmt: skip
         out.print(table)
 
 
@@ -186,4 +186,4 @@ def token_revoke(
         registry = TokenRegistry.load(path)
         registry.revoke(name)
         registry.save(path)
-        err.print(f"token {name!r} revoked in {path}")
+        err.print(text(f"token {name!r} revoked in {path}"))

@@ -31,7 +31,7 @@ from typing import Annotated, Any
 import anyio
 import typer
 
-from fleetforge.cli._console import err, out
+from fleetforge.cli._console import err, out, text
 from fleetforge.cli._context import globals_of
 from fleetforge.cli._errors import reporting
 from fleetforge.contracts import FleetTrustLevel, FleetUsage
@@ -177,7 +177,7 @@ def _serve(
                 adapter_name=adapter,
             )
             where = url or g.store_url
-            err.print(f"worker {runner.worker_id} waiting for tasks on {where}")
+            err.print(text(f"worker {runner.worker_id} waiting for tasks on {where}"))
             async with anyio.create_task_group() as tg:
 
                 async def on_signal() -> None:
@@ -193,9 +193,11 @@ def _serve(
                 stats = await runner.run(stop_when_idle=exit_when_idle)
                 tg.cancel_scope.cancel()
             err.print(
-                f"worker {runner.worker_id}: {stats.completed} completed, {stats.rejected} "
-                f"rejected, {stats.failed} failed, {stats.lost} lost, {stats.released} released, "
-                f"{stats.paused} paused"
+                text(
+                    f"worker {runner.worker_id}: {stats.completed} completed, {stats.rejected} "
+                    f"rejected, {stats.failed} failed, {stats.lost} lost, {stats.released} "
+                    f"released, {stats.paused} paused"
+                )
             )
 
     anyio.run(main)
@@ -233,17 +235,17 @@ def _exec_handler(command: str) -> Callable[..., Any]:
                 if task.cancelled.is_set():  # lease lost, run cancelled or shutting down
                     proc.kill()
                     proc.communicate()
-                    err.print(f"{spec.task_id}: stopped")
+                    err.print(text(f"{spec.task_id}: stopped"))
                     return None
         if proc.returncode != 0:
             tail = stderr.strip().splitlines()[-5:]
             message = f"command exited {proc.returncode}" + (
                 ": " + " | ".join(tail) if tail else ""
             )
-            err.print(f"{spec.task_id}: failed ({message})")
+            err.print(text(f"{spec.task_id}: failed ({message})"))
             raise TaskError(message, kind="tool_error")
         task.usage = FleetUsage(wall_s=round(time.monotonic() - started, 6))
-        err.print(f"{spec.task_id}: done")
+        err.print(text(f"{spec.task_id}: done"))
         return _parse(stdout)
 
     return run_command
