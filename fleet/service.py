@@ -93,7 +93,7 @@ from fleetforge.fleet.scheduler import (
     resolve_inputs,
     resolve_value,
 )
-from fleetforge.fleet.scoring import score
+from fleetforge.fleet.scoring import ScorerError, require_scorers, score
 from fleetforge.fleet.store import EventStore, Unit
 from fleetforge.fleet.store._base import canonical_json, iso
 from fleetforge.ids import new_id
@@ -252,6 +252,7 @@ class SyncFleetService:
         )
         context = context if context is None else check_model(context, pointer="/trace")
         model = validate_run_spec(spec)
+        require_scorers(model)  # the custom scorers its receipts need are known here
         now = self.clock.now()
         with self.store.transaction() as unit:
             if idempotency_key is not None:
@@ -1408,7 +1409,12 @@ class SyncFleetService:
                 task_id=task.task_id,
             )
             return verdict, (FleetTaskFailureKind.BUDGET_EXCEEDED, reason), [event]
-        return score(spec.scorer, receipt.result.output), None, []
+        try:
+            return score(spec.scorer, receipt.result.output), None, []
+        except ScorerError as exc:  # unknown or failing custom scorer: fail, do not hang
+            verdict = FleetScore(passed=False, score=0, scorer=exc.context["scorer"],
+                                 reason=exc.message)  # fmt: skip
+            return verdict, (FleetTaskFailureKind.INTERNAL, exc.message), []
 
 
 def _checked_result(

@@ -8,7 +8,7 @@ import anyio
 import typer
 
 from fleetforge.cli._console import err, out, print_json, text
-from fleetforge.cli._context import globals_of
+from fleetforge.cli._context import Scorers, globals_of, load_scorers
 from fleetforge.cli._errors import reporting
 from fleetforge.errors import UsageError
 
@@ -30,6 +30,7 @@ def mcp(
     log_level: Annotated[
         str, typer.Option(help="stderr log level (INFO logs every request).")
     ] = "WARNING",
+    scorers: Scorers = None,
 ) -> None:
     """Serve the fleet's MCP tools over stdio (for Claude Desktop, Claude Code, Cursor...)."""
     from fleetforge.fleet.artifacts import ArtifactStore
@@ -41,6 +42,7 @@ def mcp(
     configure("fleetforge-mcp")
     g = globals_of(ctx)
     with reporting(out, err), open_store(g.store_url) as store:
+        load_scorers(scorers)
         fleet = FleetService(store, artifacts=ArtifactStore(g.artifacts_root))
         server = build_server(fleet, ServerOptions(log_level=_level(log_level)))
         anyio.run(server.run_stdio_async)
@@ -80,6 +82,7 @@ def serve(
         float, typer.Option(help="Largest artifact fleet_put_artifact accepts, MiB.")
     ] = 8.0,
     log_level: Annotated[str, typer.Option(help="Log level.")] = "WARNING",
+    scorers: Scorers = None,
 ) -> None:
     """Serve the fleet's MCP tools over streamable HTTP at /mcp (bearer tokens), with /healthz."""
     from fleetforge.fleet.artifacts import ArtifactStore
@@ -93,6 +96,7 @@ def serve(
     configure("fleetforge-serve")
     g = globals_of(ctx)
     with reporting(out, err):
+        load_scorers(scorers)
         registry = None
         if not no_auth:
             registry = TokenRegistry.configured(tokens)

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from fleetforge.cli._console import err, json_text, markup_safe, out, print_json, text
-from fleetforge.cli._context import open_service
+from fleetforge.cli._context import Scorers, load_scorers, open_service
 from fleetforge.cli._errors import reporting
 from fleetforge.cli._files import read_json
 from fleetforge.cli._validate import dag_tree
@@ -62,12 +62,16 @@ def submit(
     wait: Annotated[bool, typer.Option("--wait", help="Follow the run until it ends.")] = False,
     timeout: Annotated[float, typer.Option(help="With --wait: give up after seconds.")] = 0.0,
     as_json: JsonFlag = False,
+    scorers: Scorers = None,
 ) -> None:
     """Validate and submit a run; print its id (with --wait, a progress bar until it ends).
 
-    Exit status with --wait: 0 completed, 1 failed or cancelled.
+    Exit status with --wait: 0 completed, 1 failed or cancelled. A spec naming a custom scorer
+    this process does not know (--scorers, entry points) is refused: the workers and servers
+    that judge its receipts need it too.
     """
     with reporting(out, err, as_json=as_json), open_service(ctx) as fleet:
+        load_scorers(scorers)
         run = fleet.submit_run(read_json(file), idempotency_key=idempotency_key)
         if wait:
             run = _wait(fleet, run, timeout, quiet=as_json)

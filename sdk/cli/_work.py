@@ -32,7 +32,7 @@ import anyio
 import typer
 
 from fleetforge.cli._console import err, out, text
-from fleetforge.cli._context import globals_of
+from fleetforge.cli._context import Scorers, globals_of, load_scorers
 from fleetforge.cli._errors import reporting
 from fleetforge.contracts import FleetTrustLevel, FleetUsage
 from fleetforge.errors import UsageError
@@ -71,9 +71,14 @@ def worker(
     exit_when_idle: Annotated[
         bool, typer.Option("--exit-when-idle", help="Stop when no task is waiting.")
     ] = False,
+    scorers: Scorers = None,
 ) -> None:
-    """Run a Python handler (module:function) for every task this worker can lease."""
+    """Run a Python handler (module:function) for every task this worker can lease.
+
+    In process (--store) this worker judges its own receipts: --scorers loads the custom
+    scorers they need. With --url the server judges them (fleetforge serve --scorers)."""
     with reporting(out, err):
+        _scorers(scorers, url)
         handler = _import(target)
         _serve(ctx, handler, url=url, token=token, worker_id=worker_id, role=role,
                tools=tools, trust=trust, concurrency=concurrency, lease_seconds=lease_seconds,
@@ -102,14 +107,25 @@ def work(
         bool, typer.Option("--exit-when-idle", help="Stop when no task is waiting.")
     ] = False,
     poll_seconds: Annotated[float, typer.Option(help="Longest wait of one lease call.")] = 1.0,
+    scorers: Scorers = None,
 ) -> None:
-    """Lease tasks and run a shell command for each (inputs on stdin, result on stdout)."""
+    """Lease tasks and run a shell command for each (inputs on stdin, result on stdout).
+
+    In process (--store) this worker judges its own receipts: --scorers loads the custom
+    scorers they need. With --url the server judges them (fleetforge serve --scorers)."""
     name = worker_id or f"exec-{socket.gethostname()}-{os.getpid()}"
     with reporting(out, err):
+        _scorers(scorers, url)
         _serve(ctx, _exec_handler(command), url=url, token=token, worker_id=name, role=role,
                tools=tools, trust=trust, concurrency=concurrency, lease_seconds=lease_seconds,
                shutdown_grace=30.0, exit_when_idle=exit_when_idle, adapter="exec",
                frameworks=["exec"], poll_seconds=poll_seconds)  # fmt: skip
+
+
+def _scorers(modules: list[str] | None, url: str | None) -> None:
+    load_scorers(modules)
+    if modules and url:
+        err.print(text(f"note: {url} judges the receipts; --scorers matters there, not here"))
 
 
 def _import(target: str) -> Callable[..., Any]:
