@@ -330,8 +330,9 @@ def _problems(value: Any, pointer: str, max_depth: int, lenient: bool) -> Iterat
                 key_problem = _string_problem(k)
                 if key_problem is not None:
                     found += 1
+                    shown = k if len(k) <= 64 else k[:64] + "…"
                     yield ErrorDetail(
-                        escape_unencodable(f"{where}/{_segment(k[:64])}"), f"key: {key_problem}"
+                        escape_unencodable(f"{where}/{_segment(shown)}"), f"key: {key_problem}"
                     )
                     continue
                 items.append((k, v))
