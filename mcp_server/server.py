@@ -50,6 +50,7 @@ from fleetforge.mcp_server._models import (
     RunList,
 )
 from fleetforge.mcp_server._schema import inline_refs, output_schema
+from fleetforge.mcp_server._wire import guard
 from fleetforge.mcp_server.auth import FleetAccessToken, FleetTokenVerifier, Scope, TokenRegistry
 
 __all__ = ["TOOL_NAMES", "ServerOptions", "build_server"]
@@ -260,6 +261,7 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
         **auth_kwargs,
     )
     mcp._mcp_server.version = __version__
+    guard(mcp._mcp_server)  # arguments outside the JSON value domain: refused, never altered
     gate = _Gate(auth_required=opts.tokens is not None)
     read_only = ToolAnnotations(readOnlyHint=True, openWorldHint=False)
 

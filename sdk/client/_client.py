@@ -23,6 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
+from fleetforge._jsondomain import check_json_value
 from fleetforge.contracts import (
     Artifact,
     FleetArtifactRef,
@@ -54,9 +55,12 @@ class RunList(list[FleetRun]):
 
 
 def _json_spec(spec: Mapping[str, Any] | RunSpec) -> dict[str, Any]:
-    if isinstance(spec, RunSpec):
-        return spec.model_dump(mode="json", exclude_none=True, by_alias=True)
+    if isinstance(spec, RunSpec):  # python mode: a NaN stays NaN, and is refused (not null)
+        return spec.model_dump(mode="python", exclude_none=True, by_alias=True)
     return dict(spec)
+
+
+_DOCUMENTS = frozenset({"spec", "envelope"})  # their pointers are their own, as on the server
 
 
 class FleetClient:
@@ -192,6 +196,11 @@ class FleetClient:
     async def _tool(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         if self._session is None:
             raise UsageError("the client is not open: use `async with FleetClient...`")
+        # The JSON value domain, before the MCP session's JSON encoder silently writes a NaN or
+        # an Infinity as null: the same ContractError and pointer the server would give.
+        for key, value in arguments.items():
+            where = "" if key in _DOCUMENTS else f"/{key}"
+            check_json_value(value, pointer=where, what=f"{name} arguments", lenient=True)
         result = await self._session.call_tool(name, arguments)
         body = result.structuredContent
         if result.isError:
@@ -409,7 +418,7 @@ class FleetClient:
             event = await self._service.post_event(task_id, fencing_token, envelope)
             return int(event.seq or 0)
         body = (
-            envelope.model_dump(mode="json", exclude_none=True)
+            envelope.model_dump(mode="python", exclude_none=True)
             if isinstance(envelope, AgentRunEnvelope)
             else dict(envelope)
         )
