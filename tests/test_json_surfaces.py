@@ -123,6 +123,14 @@ def test_cli_submit_reads_back_equal(store_url: str, tmp_path: Path) -> None:
         assert json.loads(shown.stdout)["spec"]["inputs"]["v"] == read, name
 
 
+def test_cli_validate_checks_seeds_and_other_schemas(tmp_path: Path) -> None:
+    seed = write(tmp_path, "seed", {**spec_with(1), "seed": 2**70})
+    assert refused_pointers(runner.invoke(app, ["validate", "--json", seed])) == ["/seed"]
+    budget = write(tmp_path, "budget", {"max_cost_usd": math.inf})
+    result = runner.invoke(app, ["validate", "--json", "-s", "fleet_task_budget", budget])
+    assert refused_pointers(result) == ["/max_cost_usd"]
+
+
 def test_cli_reads_a_file_nested_too_deeply_to_parse(tmp_path: Path) -> None:
     path = tmp_path / "deep.json"
     path.write_text("[" * 100_000 + "]" * 100_000)
