@@ -33,29 +33,13 @@ from mcp.types import (
     JSONRPCResponse,
 )
 
-from fleetforge._jsondomain import check_json_value, escape_unencodable
+from fleetforge._jsondomain import check_tool_arguments, escape_unencodable
 from fleetforge.errors import ContractError
 from fleetforge.mcp_server._errors import error_result
 
-__all__ = ["check_arguments", "guard"]
+__all__ = ["guard"]
 
 log = logging.getLogger("fleetforge.mcp")
-
-_DOCUMENTS = {"spec": "run spec", "envelope": "envelope"}  # pointers relative to themselves
-_WHAT = {"output": "receipt", "usage": "receipt", "artifacts": "receipt",
-         "value": "resume values", "values": "resume values"}  # fmt: skip
-_OPAQUE = {("fleet_put_artifact", "content")}  # base64 bytes, with a limit of their own
-
-
-def check_arguments(tool: str, arguments: dict[str, Any]) -> None:
-    """Raise the ContractError the service would raise for a value outside the domain."""
-    for key, value in arguments.items():
-        if (tool, key) in _OPAQUE:
-            continue
-        if key in _DOCUMENTS:
-            check_json_value(value, what=_DOCUMENTS[key])
-        else:
-            check_json_value(value, pointer=f"/{key}", what=_WHAT.get(key, "arguments"))
 
 
 def guard(server: Any) -> None:
@@ -124,7 +108,7 @@ def _tool_error(request_id: str | int, params: dict[str, Any]) -> SessionMessage
     if not isinstance(name, str) or not isinstance(arguments, dict):
         return None
     try:
-        check_arguments(name, arguments)
+        check_tool_arguments(name, arguments)
     except ContractError as exc:
         log.info("%s refused before the tool ran: %s", name, exc.message)
         result = error_result(exc).model_dump(by_alias=True, mode="json", exclude_none=True)

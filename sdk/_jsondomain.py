@@ -42,6 +42,7 @@ __all__ = [
     "check_document",
     "check_json_value",
     "check_model",
+    "check_tool_arguments",
     "deeper_than",
     "escape_unencodable",
     "json_size",
@@ -131,6 +132,26 @@ def check_document(document: Any, *, what: str) -> Any:
     if isinstance(document, BaseModel):
         return check_model(document, what=what)
     return check_json_value(document, what=what)
+
+
+_DOCUMENTS = {"spec": "run spec", "envelope": "envelope"}  # pointers relative to themselves
+_ARGUMENTS = {"output": "receipt", "usage": "receipt", "artifacts": "receipt",
+              "value": "resume values", "values": "resume values"}  # fmt: skip
+_OPAQUE = {("fleet_put_artifact", "content")}  # base64 bytes, with a limit of their own
+
+
+def check_tool_arguments(tool: str, arguments: Mapping[str, Any], *, lenient: bool = False) -> None:
+    """Check the arguments of an MCP tool call as the service would check them (the same
+    ContractError and pointers): a spec or an envelope is its own document, every other
+    argument is named by its pointer (``/output/...``)."""
+    for key, value in arguments.items():
+        if (tool, key) in _OPAQUE:
+            continue
+        if key in _DOCUMENTS:
+            check_json_value(value, what=_DOCUMENTS[key], lenient=lenient)
+        else:
+            what = _ARGUMENTS.get(key, "arguments")
+            check_json_value(value, pointer=f"/{key}", what=what, lenient=lenient)
 
 
 def json_size(value: Any) -> int:

@@ -391,7 +391,8 @@ async def test_sdk_client_refuses_what_mcp_would_alter(tmp_path: Path) -> None:
 
     url = f"sqlite:///{tmp_path / 'fleet.db'}"
     local = FleetClient.local(url, artifacts=tmp_path / "a")
-    command = [sys.executable, "-m", "fleetforge", "--store", url, "mcp"]
+    command = [sys.executable, "-m", "fleetforge", "--store", url, "--artifacts",
+               str(tmp_path / "a"), "mcp"]  # fmt: skip
     remote = FleetClient.stdio(command)
     for client in (local, remote):
         async with client:
@@ -401,6 +402,9 @@ async def test_sdk_client_refuses_what_mcp_would_alter(tmp_path: Path) -> None:
                 assert [d.pointer[:9] for d in refused.value.details] == ["/inputs/v"]
             run = await client.submit_run(spec_with(-0.0))
             assert (await client.get_run(run.run_id)).spec.inputs["v"] == 0.0
+            blob = b"x" * (MAX_STRING_BYTES + 10)  # its base64 is no string of the domain
+            artifact = await client.put_artifact(blob, media_type="text/plain")
+            assert (await client.get_artifact(artifact.digest))[1] == blob
 
 
 @pytest.mark.anyio

@@ -17,7 +17,6 @@ from fleetforge.errors import (
     NotFoundError,
     RunCancelledError,
     StoreError,
-    UsageError,
 )
 from fleetforge.fleet.clock import ManualClock
 from fleetforge.fleet.replay import verify

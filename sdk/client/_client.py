@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from fleetforge._jsondomain import check_json_value
+from fleetforge._jsondomain import check_tool_arguments
 from fleetforge.contracts import (
     Artifact,
     FleetArtifactRef,
@@ -58,9 +58,6 @@ def _json_spec(spec: Mapping[str, Any] | RunSpec) -> dict[str, Any]:
     if isinstance(spec, RunSpec):  # python mode: a NaN stays NaN, and is refused (not null)
         return spec.model_dump(mode="python", exclude_none=True, by_alias=True)
     return dict(spec)
-
-
-_DOCUMENTS = frozenset({"spec", "envelope"})  # their pointers are their own, as on the server
 
 
 class FleetClient:
@@ -198,9 +195,7 @@ class FleetClient:
             raise UsageError("the client is not open: use `async with FleetClient...`")
         # The JSON value domain, before the MCP session's JSON encoder silently writes a NaN or
         # an Infinity as null: the same ContractError and pointer the server would give.
-        for key, value in arguments.items():
-            where = "" if key in _DOCUMENTS else f"/{key}"
-            check_json_value(value, pointer=where, what=f"{name} arguments", lenient=True)
+        check_tool_arguments(name, arguments, lenient=True)
         result = await self._session.call_tool(name, arguments)
         body = result.structuredContent
         if result.isError:
