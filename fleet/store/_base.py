@@ -8,6 +8,7 @@ else — appending, projecting, querying, following, replaying — is written on
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -28,8 +29,10 @@ def canonical_json(value: Any) -> str:
 
 
 def storage_json(value: Any) -> str:
-    """JSON text for a database column: compact, NaN refused, and every float written so that
-    it reads back as the same float on every backend.
+    """JSON text for a database column: compact, and every float written so that it reads back
+    as the same float on every backend. (NaN and Infinity are kept out by the JSON value domain
+    at the fleet's boundaries; a store written before that may hold them, so replaying it
+    must not fail here.)
 
     PostgreSQL keeps ``jsonb`` numbers as ``numeric`` and prints ``1.2345678901234568e+18`` as
     ``1234567890123456800``, which reads back as an *integer* (another value; beyond 2**63 one
@@ -39,9 +42,7 @@ def storage_json(value: Any) -> str:
 
 
 def _dumps(value: Any, *, sort_keys: bool) -> str:
-    text = json.dumps(
-        value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    text = json.dumps(value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False)
     if "e+" not in text:  # no float has an exponent (or only a string says "e+")
         return text
     parts: list[str] = []
@@ -58,7 +59,10 @@ def _encode(value: Any, parts: list[str], sort_keys: bool) -> None:
         parts.append(json.dumps(value))
     elif isinstance(value, float):
         text = float.__repr__(value)
-        parts.append(format(Decimal(text), "f") + ".0" if "e+" in text else text)
+        if not math.isfinite(value):
+            parts.append(json.dumps(value))  # NaN, Infinity: as json.dumps writes them
+        else:
+            parts.append(format(Decimal(text), "f") + ".0" if "e+" in text else text)
     elif isinstance(value, Mapping):
         items = [(k if isinstance(k, str) else json.dumps(k), v) for k, v in value.items()]
         parts.append("{")
