@@ -24,7 +24,7 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel
@@ -140,18 +140,22 @@ _ARGUMENTS = {"output": "receipt", "usage": "receipt", "artifacts": "receipt",
 _OPAQUE = {("fleet_put_artifact", "content")}  # base64 bytes, with a limit of their own
 
 
-def check_tool_arguments(tool: str, arguments: Mapping[str, Any], *, lenient: bool = False) -> None:
+def check_tool_arguments(
+    tool: str, arguments: Mapping[str, Any], *, lenient: Collection[str] = ()
+) -> None:
     """Check the arguments of an MCP tool call as the service would check them (the same
     ContractError and pointers): a spec or an envelope is its own document, every other
-    argument is named by its pointer (``/output/...``)."""
+    argument is named by its pointer (``/output/...``). The arguments named in ``lenient`` are
+    a model's python dump (datetimes, enums), which the MCP session serializes."""
     for key, value in arguments.items():
         if (tool, key) in _OPAQUE:
             continue
+        loose = key in lenient
         if key in _DOCUMENTS:
-            check_json_value(value, what=_DOCUMENTS[key], lenient=lenient)
+            check_json_value(value, what=_DOCUMENTS[key], lenient=loose)
         else:
             what = _ARGUMENTS.get(key, "arguments")
-            check_json_value(value, pointer=f"/{key}", what=what, lenient=lenient)
+            check_json_value(value, pointer=f"/{key}", what=what, lenient=loose)
 
 
 def json_size(value: Any) -> int:

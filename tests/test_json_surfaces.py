@@ -402,6 +402,11 @@ async def test_sdk_client_refuses_what_mcp_would_alter(tmp_path: Path) -> None:
                 assert [d.pointer[:9] for d in refused.value.details] == ["/inputs/v"]
             run = await client.submit_run(spec_with(-0.0))
             assert (await client.get_run(run.run_id)).spec.inputs["v"] == 0.0
+            from datetime import UTC, datetime
+
+            with pytest.raises(ContractError) as refused:  # as in process: not JSON data
+                await client.resume_run(run.run_id, value={"at": datetime.now(UTC)})
+            assert [d.pointer for d in refused.value.details] == ["/value/at"]
             blob = b"x" * (MAX_STRING_BYTES + 10)  # its base64 is no string of the domain
             artifact = await client.put_artifact(blob, media_type="text/plain")
             assert (await client.get_artifact(artifact.digest))[1] == blob

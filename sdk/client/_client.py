@@ -195,7 +195,7 @@ class FleetClient:
             raise UsageError("the client is not open: use `async with FleetClient...`")
         # The JSON value domain, before the MCP session's JSON encoder silently writes a NaN or
         # an Infinity as null: the same ContractError and pointer the server would give.
-        check_tool_arguments(name, arguments, lenient=True)
+        check_tool_arguments(name, arguments, lenient=("envelope",))
         result = await self._session.call_tool(name, arguments)
         body = result.structuredContent
         if result.isError:
