@@ -22,6 +22,7 @@ from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from fleetforge import __version__, schemas
+from fleetforge._jsondomain import READ_MAX_DEPTH, deeper_than, escape_unencodable
 from fleetforge.contracts import (
     Artifact,
     FleetArtifactKind,
@@ -37,7 +38,7 @@ from fleetforge.contracts import (
     TraceContext,
 )
 from fleetforge.contracts.events import TokenScope as Scope
-from fleetforge.errors import ContractError, ErrorDetail, ForbiddenError, UsageError
+from fleetforge.errors import ContractError, ErrorDetail, ForbiddenError, StoreError, UsageError
 from fleetforge.fleet.access import Caller
 from fleetforge.fleet.service import FleetService
 from fleetforge.mcp_server._errors import as_fleet_error, error_result, ok_result, unknown_tool
@@ -51,6 +52,7 @@ from fleetforge.mcp_server._models import (
     RunList,
 )
 from fleetforge.mcp_server._schema import inline_refs, output_schema
+from fleetforge.mcp_server._wire import guard
 from fleetforge.mcp_server.auth import FleetAccessToken, FleetTokenVerifier
 
 __all__ = ["TOOL_NAMES", "ServerOptions", "build_server"]
@@ -129,6 +131,7 @@ class _FleetMCP(FastMCP[Any]):
             )
             assert isinstance(value, BaseModel), f"{name} returned {type(value).__name__}"
             structured = value.model_dump(mode="json", by_alias=True)
+            _readable(structured, name)
         except ToolError as exc:
             if exc.__cause__ is None:
                 known = [t.name for t in self._tool_manager.list_tools()]
@@ -137,6 +140,20 @@ class _FleetMCP(FastMCP[Any]):
         except Exception as exc:
             return error_result(as_fleet_error(exc, tool=name))
         return ok_result(structured)
+
+
+def _readable(structured: dict[str, Any], tool: str) -> None:
+    """Refuse to answer with a record no client could parse (JSON parsers stop at some depth:
+    pydantic's at 200): one stored before the JSON value domain was checked."""
+    where = deeper_than(structured, READ_MAX_DEPTH)
+    if where is not None:
+        raise StoreError(
+            f"{tool}: a stored record nests deeper than {READ_MAX_DEPTH} levels, too deep to "
+            "send; it was written before FleetForge checked JSON values (docs/contracts.md)",
+            details=[
+                ErrorDetail(escape_unencodable(where), f"deeper than {READ_MAX_DEPTH} levels")
+            ],
+        )
 
 
 # ── caller identity and scopes ──────────────────────────────────────────────────────────────
@@ -261,6 +278,7 @@ def build_server(fleet: FleetService, options: ServerOptions | None = None) -> F
         **auth_kwargs,
     )
     mcp._mcp_server.version = __version__
+    guard(mcp._mcp_server)  # arguments outside the JSON value domain: refused, never altered
     gate = _Gate(auth_required=opts.auth)
     read_only = ToolAnnotations(readOnlyHint=True, openWorldHint=False)
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -14,7 +15,25 @@ from fleetforge.fleet.service import SyncFleetService
 from fleetforge.fleet.settings import artifacts_root, store_url
 from fleetforge.fleet.store import open_store
 
-__all__ = ["Globals", "globals_of", "open_service"]
+__all__ = ["Globals", "Scorers", "globals_of", "load_scorers", "open_service"]
+
+Scorers = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--scorers",
+        metavar="MODULE",
+        help="Import MODULE, which registers custom scorers (repeatable). Scorers of the "
+        "'fleetforge.scorers' entry-point group are always loaded.",
+    ),
+]
+
+
+def load_scorers(modules: list[str] | None) -> None:
+    """Load the custom scorers this process judges receipts with (UsageError if one cannot be
+    loaded: better not to start than to reject every receipt of a step)."""
+    from fleetforge.fleet.scoring import load_scorers as load
+
+    load(modules or [])
 
 
 @dataclass

@@ -10,8 +10,9 @@ from typing import Annotated, Any
 import anyio
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from fleetforge.cli._console import err, out
+from fleetforge.cli._console import err, out, text
 from fleetforge.cli._context import globals_of
 from fleetforge.cli._errors import reporting
 from fleetforge.contracts.artifact import artifact_path
@@ -71,13 +72,15 @@ def demo(
         spec["inputs"]["topic"] = topic
 
     def progress(run: Any) -> None:
-        states = "  ".join(f"{s.step_id}:[bold]{s.status}[/]" for s in run.steps)
-        err.print(f"[dim]{run.run_id}[/] {run.status:<9} {states}", highlight=False)
+        line = text(run.run_id, "dim") + text(f" {run.status:<9} ")
+        for step in run.steps:
+            line += text(f" {step.step_id}:") + text(step.status, "bold")
+        err.print(line)
 
     async def main() -> Any:
         async with FleetClient.local(g.store_url, artifacts=g.artifacts_root) as client:
             how = f"model {real.name}" if real else "offline"
-            err.print(f"Hello Fleet on {mask_url(g.store_url)} ({how}, seed {spec['seed']})")
+            err.print(text(f"Hello Fleet on {mask_url(g.store_url)} ({how}, seed {spec['seed']})"))
             result = await run_hello_fleet(client, spec=spec, on_change=progress, model=real)
             events = await client.run_events(result.run.run_id, limit=10_000)
             return result, events
@@ -115,15 +118,17 @@ def _summary(result: Any, events: list[Any], artifacts_root: Any, exporter: Any)
             if step.started_at and step.finished_at
             else "-"
         )
-        table.add_row(step.step_id, adapters.get(step.step_id, "-"), str(step.status), took,
-                      receipts.get(step.step_id, "-"))  # fmt: skip
-    out.print(f"\n[bold]run {run.run_id}[/]: {run.status} in {result.seconds:.1f}s")
+        table.add_row(text(step.step_id), text(adapters.get(step.step_id, "-")), text(step.status),
+                      took, text(receipts.get(step.step_id, "-")))  # fmt: skip
+    out.print(Text("\n") + text(f"run {run.run_id}", "bold")
+              + text(f": {run.status} in {result.seconds:.1f}s"))  # fmt: skip
     out.print(table)
     for artifact in stored:
         where = artifacts_root / artifact_path(artifact.digest)
-        out.print(f"artifact {artifact.name or ''} {artifact.digest}\n  at {where}")
+        out.print(text(f"artifact {artifact.name or ''} {artifact.digest}"))
+        out.print(text(f"  at {where}"))
     if tools:
-        out.print("tool calls: " + ", ".join(f"{name} x{n}" for name, n in sorted(tools.items())))
+        out.print(text("tool calls: " + ", ".join(f"{n} x{c}" for n, c in sorted(tools.items()))))
     if exporter is not None:
         names = Counter(span.name.split(" ")[0] for span in exporter.get_finished_spans())
         out.print("spans: " + ", ".join(f"{name} {n}" for name, n in sorted(names.items())))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,7 +9,9 @@ from contextlib import contextmanager
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from fleetforge.cli._console import print_json, text
 from fleetforge.errors import FleetForgeError, InternalError
 from fleetforge.redaction import get_logger
 
@@ -25,7 +26,7 @@ def problem_table(error: FleetForgeError) -> Table:
     table.add_column("Pointer", style="cyan", no_wrap=True)
     table.add_column("Problem")
     for detail in error.details:
-        table.add_row(detail.pointer or "/", detail.message)
+        table.add_row(text(detail.pointer or "/"), text(detail.message))
     return table
 
 
@@ -49,8 +50,8 @@ def reporting(out: Console, err: Console, *, as_json: bool = False) -> Iterator[
 
 def _report(exc: FleetForgeError, out: Console, err: Console, as_json: bool) -> None:
     if as_json:
-        out.print_json(json.dumps(exc.to_dict()))
+        print_json(exc.to_dict(), out)
         return
-    err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+    err.print(Text.assemble(("error:", "bold red"), " ", text(exc.message)))
     if exc.details:
         err.print(problem_table(exc))

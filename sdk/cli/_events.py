@@ -7,21 +7,25 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from fleetforge.cli._console import err, out
+from fleetforge.cli._console import err, json_text, out, text
 from fleetforge.cli._context import globals_of
 from fleetforge.cli._errors import reporting
-from fleetforge.contracts.events import RunEvent
 from fleetforge.fleet.replay import verify
 from fleetforge.fleet.store import open_store
+from fleetforge.fleet.store._base import EventRow
 
 __all__ = ["events", "replay"]
 
 
-def _summary(event: RunEvent, width: int = 60) -> str:
-    data = event.model_dump(mode="json")["data"]
-    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _summary(row: EventRow, width: int = 60) -> Text:
+    data = json.dumps(row.data, separators=(",", ":"), ensure_ascii=False)
+    return text(data if len(data) <= width else data[: width - 1] + "…")
+
+
+def _time(row: EventRow) -> str:
+    return row.at[11:23]  # HH:MM:SS.mmm of the stored RFC 3339 UTC text
 
 
 def events(
@@ -37,37 +41,38 @@ def events(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines, one event each.")] = False,
 ) -> None:
-    """List events in sequence order (a table, or JSON lines with --json)."""
+    """List events in sequence order (a table, or JSON lines with --json).
+
+    Events are printed as stored (not rebuilt as models), so every stored event can be shown."""
     with reporting(out, err, as_json=as_json), open_store(globals_of(ctx).store_url) as store:
         if follow:
             try:
-                for event in store.follow(after=after, run_id=run_id, types=types):
-                    _line(event, as_json)
+                for row in store.follow_rows(after=after, run_id=run_id, types=types):
+                    _line(row, as_json)
             except KeyboardInterrupt:
                 return
             return
-        found = store.query(run_id=run_id, types=types, after=after, limit=limit)
-    if as_json:
-        for event in found:
-            _line(event, True)
-        return
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("seq", "at", "type", "run", "data"):
-        table.add_column(column, no_wrap=column != "data")
-    for event in found:
-        table.add_row(
-            str(event.seq), event.at.strftime("%H:%M:%S.%f")[:-3], event.type,
-            event.run_id or "-", _summary(event),
-        )  # fmt: skip
-    out.print(table)
+        found = store.query_rows(run_id=run_id, types=types, after=after, limit=limit)
+        if as_json:
+            for row in found:
+                _line(row, True)
+            return
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for column in ("seq", "at", "type", "run", "data"):
+            table.add_column(column, no_wrap=column != "data")
+        for row in found:
+            table.add_row(str(row.seq), _time(row), text(row.type), text(row.run_id or "-"),
+                          _summary(row))  # fmt: skip
+        out.print(table)
 
 
-def _line(event: RunEvent, as_json: bool) -> None:
+def _line(row: EventRow, as_json: bool) -> None:
     if as_json:
-        print(event.model_dump_json(), flush=True)
+        line = json.dumps(row.to_json(), ensure_ascii=False, separators=(",", ":"))
+        print(json_text(line), flush=True)
     else:
-        out.print(f"{event.seq} {event.at.isoformat()} {event.type} {event.run_id or '-'} "
-                  f"{_summary(event)}")  # fmt: skip
+        out.print(Text(f"{row.seq} {row.at} ") + text(f"{row.type} {row.run_id or '-'} ")
+                  + _summary(row))  # fmt: skip
 
 
 def replay(
@@ -94,6 +99,6 @@ def replay(
         out.print(f"[green]ok[/] projections match a replay of {count} events")
         return
     for difference in differences:
-        out.print(str(difference), markup=False)
+        out.print(text(difference))
     err.print(f"[bold red]error:[/] {len(differences)} projection rows differ from replay")
     raise typer.Exit(1)

@@ -35,8 +35,8 @@ from typing import Annotated, Any
 import anyio
 import typer
 
-from fleetforge.cli._console import err, out
-from fleetforge.cli._context import globals_of
+from fleetforge.cli._console import err, out, text
+from fleetforge.cli._context import Scorers, globals_of, load_scorers
 from fleetforge.cli._errors import reporting
 from fleetforge.contracts import FleetTrustLevel, FleetUsage
 from fleetforge.errors import UsageError
@@ -76,9 +76,14 @@ def worker(
     exit_when_idle: Annotated[
         bool, typer.Option("--exit-when-idle", help="Stop when no task is waiting.")
     ] = False,
+    scorers: Scorers = None,
 ) -> None:
-    """Run a Python handler (module:function) for every task this worker can lease."""
+    """Run a Python handler (module:function) for every task this worker can lease.
+
+    In process (--store) this worker judges its own receipts: --scorers loads the custom
+    scorers they need. With --url the server judges them (fleetforge serve --scorers)."""
     with reporting(out, err):
+        _scorers(scorers, url)
         handler = _import(target)
         _serve(ctx, handler, url=url, token=token, worker_id=worker_id, role=role,
                tools=tools, trust=trust, concurrency=concurrency, lease_seconds=lease_seconds,
@@ -119,15 +124,26 @@ def work(
             "(FLEETFORGE_TOKEN, FLEETFORGE_TOKENS). Repeatable.",
         ),
     ] = None,
+    scorers: Scorers = None,
 ) -> None:
-    """Lease tasks and run a shell command for each (inputs on stdin, result on stdout)."""
+    """Lease tasks and run a shell command for each (inputs on stdin, result on stdout).
+
+    In process (--store) this worker judges its own receipts: --scorers loads the custom
+    scorers they need. With --url the server judges them (fleetforge serve --scorers)."""
     name = worker_id or f"exec-{socket.gethostname()}-{os.getpid()}"
     handler = _exec_handler(command, pass_env or [])
     with reporting(out, err):
+        _scorers(scorers, url)
         _serve(ctx, handler, url=url, token=token, worker_id=name, role=role, tools=tools,
                trust=trust, concurrency=concurrency, lease_seconds=lease_seconds,
                shutdown_grace=shutdown_grace, exit_when_idle=exit_when_idle, adapter="exec",
                frameworks=["exec"], poll_seconds=poll_seconds)  # fmt: skip
+
+
+def _scorers(modules: list[str] | None, url: str | None) -> None:
+    load_scorers(modules)
+    if modules and url:
+        err.print(text(f"note: {url} judges the receipts; --scorers matters there, not here"))
 
 
 def _import(target: str) -> Callable[..., Any]:
@@ -195,7 +211,7 @@ def _serve(
                 adapter_name=adapter,
             )
             where = mask_url(url or g.store_url)
-            err.print(f"worker {runner.worker_id} waiting for tasks on {where}", markup=False)
+            err.print(text(f"worker {runner.worker_id} waiting for tasks on {where}"))
             async with anyio.create_task_group() as tg:
 
                 async def on_signal() -> None:
@@ -211,9 +227,11 @@ def _serve(
                 stats = await runner.run(stop_when_idle=exit_when_idle)
                 tg.cancel_scope.cancel()
             err.print(
-                f"worker {runner.worker_id}: {stats.completed} completed, {stats.rejected} "
-                f"rejected, {stats.failed} failed, {stats.lost} lost, {stats.released} released, "
-                f"{stats.paused} paused"
+                text(
+                    f"worker {runner.worker_id}: {stats.completed} completed, {stats.rejected} "
+                    f"rejected, {stats.failed} failed, {stats.lost} lost, {stats.released} "
+                    f"released, {stats.paused} paused"
+                )
             )
 
     anyio.run(main)
@@ -274,17 +292,17 @@ def _exec_handler(command: str, pass_env: Sequence[str] = ()) -> Callable[..., A
                     if task.cancelled.is_set():  # lease lost, run cancelled or shutting down
                         close()
                         _wait_for(proc, _supervisor.GRACE_SECONDS + 5)
-                        err.print(f"{spec.task_id}: stopped")
+                        err.print(text(f"{spec.task_id}: stopped"))
                         return None
         if proc.returncode != 0:
             tail = stderr.strip().splitlines()[-5:]
             message = f"command exited {proc.returncode}" + (
                 ": " + " | ".join(tail) if tail else ""
             )
-            err.print(f"{spec.task_id}: failed ({message})")
+            err.print(text(f"{spec.task_id}: failed ({message})"))
             raise TaskError(message, kind="tool_error")
         task.usage = FleetUsage(wall_s=round(time.monotonic() - started, 6))
-        err.print(f"{spec.task_id}: done")
+        err.print(text(f"{spec.task_id}: done"))
         return _parse(stdout)
 
     return run_command

@@ -23,6 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
+from fleetforge._jsondomain import check_tool_arguments
 from fleetforge.contracts import (
     Artifact,
     FleetArtifactRef,
@@ -55,8 +56,8 @@ class RunList(list[FleetRun]):
 
 
 def _json_spec(spec: Mapping[str, Any] | RunSpec) -> dict[str, Any]:
-    if isinstance(spec, RunSpec):
-        return spec.model_dump(mode="json", exclude_none=True, by_alias=True)
+    if isinstance(spec, RunSpec):  # python mode: a NaN stays NaN, and is refused (not null)
+        return spec.model_dump(mode="python", exclude_none=True, by_alias=True)
     return dict(spec)
 
 
@@ -195,6 +196,9 @@ class FleetClient:
     async def _tool(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         if self._session is None:
             raise UsageError("the client is not open: use `async with FleetClient...`")
+        # The JSON value domain, before the MCP session's JSON encoder silently writes a NaN or
+        # an Infinity as null: the same ContractError and pointer the server would give.
+        check_tool_arguments(name, arguments, lenient=("envelope",))
         result = await self._session.call_tool(name, arguments)
         body = result.structuredContent
         if result.isError:
@@ -447,7 +451,7 @@ class FleetClient:
             )
             return int(event.seq or 0)
         body = (
-            envelope.model_dump(mode="json", exclude_none=True)
+            envelope.model_dump(mode="python", exclude_none=True)
             if isinstance(envelope, AgentRunEnvelope)
             else dict(envelope)
         )
