@@ -91,7 +91,14 @@ def _wait(fleet: SyncFleetService, run: Run, timeout: float, *, quiet: bool) -> 
 
 def runs(
     ctx: typer.Context,
-    status: Annotated[str | None, typer.Option(help="Only runs in this status.")] = None,
+    status: Annotated[
+        FleetRunStatus | None,
+        typer.Option(
+            metavar="<status>",
+            help="Only runs in this status: pending, running, paused, completed, failed or "
+            "cancelled.",
+        ),
+    ] = None,
     label: Annotated[
         list[str] | None, typer.Option("--label", "-l", help="KEY=VALUE (repeatable).")
     ] = None,
