@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from typing import Annotated
 
@@ -9,11 +10,12 @@ import typer
 from rich.table import Table
 
 from fleetforge.cli._console import err, out
-from fleetforge.cli._context import globals_of
+from fleetforge.cli._context import opened_store
 from fleetforge.cli._errors import reporting
-from fleetforge.contracts.events import RunEvent
+from fleetforge.contracts.events import EVENT_TYPES, RunEvent
+from fleetforge.errors import UsageError
 from fleetforge.fleet.replay import verify
-from fleetforge.fleet.store import open_store
+from fleetforge.fleet.service import SyncFleetService
 
 __all__ = ["events", "replay"]
 
@@ -37,36 +39,67 @@ def events(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines, one event each.")] = False,
 ) -> None:
-    """List events in sequence order (a table, or JSON lines with --json)."""
-    with reporting(out, err, as_json=as_json), open_store(globals_of(ctx).store_url) as store:
+    """List events in sequence order (a table, or JSON lines with --json).
+
+    A task_event row names the envelope it holds (task_event:start, task_event:emit/message,
+    ...). When more events follow the page, stderr says how to get them (more: --after SEQ).
+    """
+    with reporting(out, err, as_json=as_json), opened_store(ctx, existing=True) as store:
+        _check_types(types or [])
+        if run_id is not None:
+            SyncFleetService(store).get_run(run_id)  # an unknown run: exit 3, as show
         if follow:
+            err.print(f"following the events after {after} in {store.url} (Ctrl-C stops)",
+                      markup=False, highlight=False)  # fmt: skip
             try:
                 for event in store.follow(after=after, run_id=run_id, types=types):
                     _line(event, as_json)
             except KeyboardInterrupt:
                 return
             return
-        found = store.query(run_id=run_id, types=types, after=after, limit=limit)
+        found = store.query(run_id=run_id, types=types, after=after, limit=limit + 1)
+    more, found = len(found) > limit, found[:limit]
     if as_json:
         for event in found:
             _line(event, True)
-        return
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("seq", "at", "type", "run", "data"):
-        table.add_column(column, no_wrap=column != "data")
-    for event in found:
-        table.add_row(
-            str(event.seq), event.at.strftime("%H:%M:%S.%f")[:-3], event.type,
-            event.run_id or "-", _summary(event),
-        )  # fmt: skip
-    out.print(table)
+    else:
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for column in ("seq", "at", "type", "run", "data"):
+            table.add_column(column, no_wrap=column != "data")
+        for event in found:
+            table.add_row(
+                str(event.seq), event.at.strftime("%H:%M:%S.%f")[:-3], _type(event),
+                event.run_id or "-", _summary(event),
+            )  # fmt: skip
+        out.print(table)
+    if more and found:
+        err.print(f"more: --after {found[-1].seq}", markup=False, highlight=False)
+
+
+def _type(event: RunEvent) -> str:
+    """The event's type; a task_event's names its envelope (task_event:emit/message)."""
+    envelope = getattr(event.data, "envelope", None)
+    if event.type != "task_event" or envelope is None:
+        return event.type
+    emitted = getattr(envelope, "event", None)
+    return f"task_event:{envelope.kind}" + (f"/{emitted}" if emitted else "")
+
+
+def _check_types(types: list[str]) -> None:
+    unknown = [t for t in types if t not in EVENT_TYPES]
+    if unknown:
+        near = difflib.get_close_matches(unknown[0], list(EVENT_TYPES), n=3)
+        hint = f"did you mean {' or '.join(near)}? " if near else ""
+        raise UsageError(
+            f"unknown event type {unknown[0]!r} ({hint}docs/contracts.md lists every type)"
+        )
 
 
 def _line(event: RunEvent, as_json: bool) -> None:
     if as_json:
         print(event.model_dump_json(), flush=True)
     else:
-        out.print(f"{event.seq} {event.at.isoformat()} {event.type} {event.run_id or '-'} "
+        out.print(f"{event.seq} {event.at.isoformat()} {_type(event)} {event.run_id or '-'} "
                   f"{_summary(event)}")  # fmt: skip
 
 
@@ -83,7 +116,7 @@ def replay(
 
     With --verify the exit status is 1 when any projection row differs from what replay gives.
     """
-    with reporting(out, err), open_store(globals_of(ctx).store_url) as store:
+    with reporting(out, err), opened_store(ctx, existing=True) as store:
         if not check:
             count = store.rebuild()
             out.print(f"rebuilt the projections from {count} events")

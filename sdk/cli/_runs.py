@@ -109,7 +109,7 @@ def runs(
     """List runs, newest first."""
     with reporting(out, err, as_json=as_json):
         labels = dict(_pair(item) for item in label or [])
-        with open_service(ctx) as fleet:
+        with open_service(ctx, existing=True) as fleet:
             page = fleet.list_runs(status=status, labels=labels, cursor=cursor, limit=limit)
     if as_json:
         body = {
@@ -144,7 +144,7 @@ def show(
     as_json: JsonFlag = False,
 ) -> None:
     """A run's status, its steps as a table, and its DAG as a tree with each step's state."""
-    with reporting(out, err, as_json=as_json), open_service(ctx) as fleet:
+    with reporting(out, err, as_json=as_json), open_service(ctx, existing=True) as fleet:
         run = fleet.get_run(run_id)
     if as_json:
         out.print_json(run.model_dump_json())
@@ -180,7 +180,7 @@ def output(
     step_id: Annotated[str | None, typer.Argument(help="One step (default: every step).")] = None,
 ) -> None:
     """Print a run's outputs (or one step's) as JSON."""
-    with reporting(out, err), open_service(ctx) as fleet:
+    with reporting(out, err), open_service(ctx, existing=True) as fleet:
         run = fleet.get_run(run_id)
         value: Any = run.outputs
         if step_id is not None:
@@ -199,7 +199,7 @@ def cancel(
     as_json: JsonFlag = False,
 ) -> None:
     """Cancel a run (exit 4 when it already ended)."""
-    with reporting(out, err, as_json=as_json), open_service(ctx) as fleet:
+    with reporting(out, err, as_json=as_json), open_service(ctx, existing=True) as fleet:
         run = fleet.cancel_run(run_id, reason=reason, by="cli")
     _print_run(run, as_json)
 
@@ -231,7 +231,7 @@ def resume(
         for item in answer or []:
             key, raw = _pair(item, "--answer", "STEP=JSON or TASK_ID=JSON")
             answers[key] = _json_option(f"--answer {key}", raw)
-        with open_service(ctx) as fleet:
+        with open_service(ctx, existing=True) as fleet:
             run = fleet.resume_run(run_id, by="cli", value=given, values=answers)
     _print_run(run, as_json)
 
@@ -252,7 +252,7 @@ def approve(
     as_json: JsonFlag = False,
 ) -> None:
     """Approve a human step."""
-    with reporting(out, err, as_json=as_json), open_service(ctx) as fleet:
+    with reporting(out, err, as_json=as_json), open_service(ctx, existing=True) as fleet:
         run = fleet.approve_step(run_id, step_id, by=by, comment=comment)
     _print_run(run, as_json)
 
@@ -264,6 +264,6 @@ def retry(
     as_json: JsonFlag = False,
 ) -> None:
     """Run a failed step again, and what depends on it."""
-    with reporting(out, err, as_json=as_json), open_service(ctx) as fleet:
+    with reporting(out, err, as_json=as_json), open_service(ctx, existing=True) as fleet:
         run = fleet.retry_step(run_id, step_id, by="cli")
     _print_run(run, as_json)
