@@ -44,8 +44,9 @@ def events(
     A task_event row names the envelope it holds (task_event:start, task_event:emit/message,
     ...). When more events follow the page, stderr says how to get them (more: --after SEQ).
     """
+    with reporting(out, err, as_json=as_json):
+        _check_types(types or [])  # a typo is a usage mistake wherever the store is
     with reporting(out, err, as_json=as_json), opened_store(ctx, existing=True) as store:
-        _check_types(types or [])
         if run_id is not None:
             SyncFleetService(store).get_run(run_id)  # an unknown run: exit 3, as show
         if follow:

@@ -35,7 +35,7 @@ EXAMPLES: dict[str, list[str]] = {
     "events": ["fleetforge events run_01M82TAAV3AZ36GNZDTDKMW2JH --type task_event --limit 20"],
     "replay": ["fleetforge replay --verify"],
     "artifacts put": ["fleetforge artifacts put notes.md --media-type text/markdown"],
-    "artifacts get": ["fleetforge artifacts get sha256:5891b5b5... --out notes.md"],
+    "artifacts get": ["fleetforge artifacts get sha256:5891b5b5... --output notes.md"],
     "db info": ["fleetforge db info"],
     "db export": ["fleetforge db export fleet.jsonl"],
     "db import": ["fleetforge --store postgresql://fleet@db/fleet db import fleet.jsonl"],

@@ -31,6 +31,8 @@ def classify(exc: BaseException, url: str) -> Failure | None:
             return leaf, False
         if isinstance(leaf, httpx.HTTPStatusError):
             return _status(leaf.response.status_code, where)
+        if "Session terminated" in str(leaf):  # the MCP client's word for an HTTP 404
+            return _status(404, where)
         for cause in _chain(leaf):
             if isinstance(cause, socket.gaierror):
                 host = httpx.URL(url).host
@@ -67,7 +69,8 @@ def _status(status: int, where: str) -> Failure:
         ), False
     if status == 404:
         return UnavailableError(
-            f"no fleet server at {where} (HTTP 404): the MCP endpoint is the server's /mcp path",
+            f"no fleet server at {where} (HTTP 404): the MCP endpoint is the server's /mcp "
+            "path (or the server restarted and ended this session)",
             url=where,
         ), False
     if status == 421:
