@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from fleetforge.cli import app
+from fleetforge.cli._main import run
+
 FLEETFORGE = str(Path(sys.executable).with_name("fleetforge"))
 SPEC = {"name": "x", "seed": 1, "steps": [{"id": "a", "type": "tool", "tool": "t"}]}
 
@@ -82,10 +85,20 @@ USAGE = [
 ]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(("args", "says"), USAGE, ids=[" ".join(a) for a, _ in USAGE])
-def test_usage_mistakes_exit_2(folder: Path, args: list[str], says: str) -> None:
-    line = one_error_line(fleetforge(folder, *args), 2)
+def test_usage_mistakes_exit_2(
+    folder: Path,
+    args: list[str],
+    says: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # in process (the script's main, without starting a Python for each): same one line
+    monkeypatch.chdir(folder)
+    code = run(app, args)
+    printed = capsys.readouterr()
+    done = subprocess.CompletedProcess(args, code, printed.out, printed.err)
+    line = one_error_line(done, 2)
     assert says in line
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import typer
@@ -28,7 +29,11 @@ def run(app: Any, args: Sequence[str] | None = None) -> int:
     """Run the typer ``app`` on ``args`` (default: the command line); return the exit code."""
     argv = list(sys.argv[1:] if args is None else args)
     set_debug("--debug" in argv)
-    _logging()
+    with _logging():
+        return _run(app, argv)
+
+
+def _run(app: Any, argv: list[str]) -> int:
     try:
         code = app(args=argv, prog_name="fleetforge", standalone_mode=False)
     except typer.TyperException as exc:  # click's UsageError, BadParameter... (typer vendors click)
@@ -53,22 +58,26 @@ def _see_help(exc: typer.TyperException) -> str:
     return f" (see '{ctx.command_path} --help')"
 
 
-def _logging() -> None:
+@contextmanager
+def _logging() -> Iterator[None]:
     """FleetForge's warnings (a retry, a reconnect) as ``warning: ...`` lines on stderr; with
-    --debug its debug records too, and the root logger at INFO for the libraries."""
+    --debug its debug records too, and the root logger at INFO for the libraries. Undone at
+    the end (``run`` is also called in process, by tests)."""
     logger = logging.getLogger("fleetforge")
-    if any(getattr(h, "_fleetforge_cli", False) for h in logger.handlers):
-        return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter())
-    handler._fleetforge_cli = True  # type: ignore[attr-defined]
+    saved = logger.level, logger.propagate
     logger.addHandler(handler)
     logger.propagate = False
+    logger.setLevel(logging.DEBUG if debugging() else logging.WARNING)
     if debugging():
-        logger.setLevel(logging.DEBUG)
         logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    elif logger.level == logging.NOTSET:
-        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 class _Formatter(logging.Formatter):
