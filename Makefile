@@ -38,7 +38,7 @@ $(STAMP): $(BIN)/python pyproject.toml requirements-dev.lock $(shell find $(PKGS
 		$(call ticking,$(BIN)/uv pip install --quiet --python $(BIN)/python -c requirements-dev.lock \
 			--group dev --config-setting editable_mode=strict -e ".[all]" "pip>=25.1"); \
 	else \
-		echo "installing the lock into $(VENV) with pip (slower: several minutes)"; \
+		echo "installing the lock into $(VENV) with pip (slower than uv)"; \
 		$(call ticking,$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade \
 			"pip>=25.1" && PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip \
 			install --quiet --disable-pip-version-check -c requirements-dev.lock --group dev \
