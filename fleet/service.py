@@ -391,7 +391,14 @@ class SyncFleetService:
         """Runs, newest first, a page at a time; filter by status and by labels (all must match)."""
         if not 1 <= limit <= 1000:
             raise UsageError(f"limit must be between 1 and 1000, got {limit}")
-        wanted = FleetRunStatus(status).value if status else None
+        try:
+            wanted = FleetRunStatus(status).value if status else None
+        except ValueError:
+            choices = ", ".join(s.value for s in FleetRunStatus)
+            raise ContractError(
+                f"unknown run status {status!r}; use one of {choices}",
+                details=[ErrorDetail("/status", f"must be one of {choices}")],
+            ) from None
         found: list[FleetRun] = []
         after = cursor
         with self.store.backend.read() as tx:

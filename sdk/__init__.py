@@ -28,6 +28,7 @@ from fleetforge.errors import (
     RunCancelledError,
     SchemaVersionError,
     StoreError,
+    UnavailableError,
     UsageError,
 )
 from fleetforge.validation import validate_run_spec
@@ -55,6 +56,7 @@ __all__ = [
     "RunSpec",
     "SchemaVersionError",
     "StoreError",
+    "UnavailableError",
     "UsageError",
     "__version__",
     "contracts",

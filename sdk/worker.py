@@ -158,6 +158,7 @@ class Worker:
         shutdown_grace: float = 30.0,
         adapter_name: str = "fleetforge",
         validation: ValidationMode = "strict",
+        default_id: str | None = None,
     ) -> None:
         if concurrency < 1:
             raise UsageError(f"concurrency must be at least 1, got {concurrency}")
@@ -166,7 +167,11 @@ class Worker:
             if isinstance(capabilities, FleetWorkerSpec)
             else dict(capabilities or {})
         )
-        name = worker_id or caps.get("worker_id") or f"worker-{socket.gethostname()}-{os.getpid()}"
+        given = worker_id or caps.get("worker_id")
+        # no id given: a token bound to a worker names it (see register), else the default
+        self._id_from_token = given is None
+        self._registered = False
+        name = given or default_id or f"worker-{socket.gethostname()}-{os.getpid()}"
         caps.setdefault("max_concurrency", concurrency)
         self.spec = FleetWorkerSpec.model_validate({**caps, "worker_id": name})
         self.client = client
@@ -196,6 +201,16 @@ class Worker:
 
     # ── the loop ────────────────────────────────────────────────────────────────────────────
 
+    async def register(self) -> FleetWorkerSpec:
+        """Register with the fleet (:meth:`run` does it when not done yet). Without a
+        ``worker_id``, a client whose token is bound to a worker registers as that worker and
+        :attr:`worker_id` becomes its id; otherwise the default id is used."""
+        registered = await self.client.register_worker(self.spec, id_from_token=self._id_from_token)
+        if registered.worker_id != self.spec.worker_id:
+            self.spec = self.spec.model_copy(update={"worker_id": registered.worker_id})
+        self._registered = True
+        return self.spec
+
     async def run(
         self, *, stop_when_idle: bool = False, max_tasks: int | None = None
     ) -> WorkerStats:
@@ -203,7 +218,8 @@ class Worker:
         ``max_tasks`` tasks were handled."""
         self._stop_event = anyio.Event()
         self._stopping = False
-        await self.client.register_worker(self.spec)
+        if not self._registered:
+            await self.register()
         self._slot_freed = anyio.Event()
         leased_total = 0
         wait = 0.0

@@ -103,6 +103,7 @@ def test_runs_show_and_events_print_user_text_as_text(
 
 
 def test_errors_quoting_user_text_print_it_as_text(store_url: str, tmp_path: Path) -> None:
+    open_store(store_url).close()  # the store exists: the run does not
     for text in ("x[/]", "\x1b[2J", "a\nforged: fine", "[link=https://evil.example/]x"):
         result = cli(store_url, tmp_path, "show", text)
         assert result.exit_code == 3, result.output

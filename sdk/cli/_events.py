@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from typing import Annotated
 
@@ -10,10 +11,12 @@ from rich.table import Table
 from rich.text import Text
 
 from fleetforge.cli._console import err, json_text, out, text
-from fleetforge.cli._context import globals_of
+from fleetforge.cli._context import opened_store
 from fleetforge.cli._errors import reporting
+from fleetforge.contracts.events import EVENT_TYPES
+from fleetforge.errors import UsageError
 from fleetforge.fleet.replay import verify
-from fleetforge.fleet.store import open_store
+from fleetforge.fleet.service import SyncFleetService
 from fleetforge.fleet.store._base import EventRow
 
 __all__ = ["events", "replay"]
@@ -43,27 +46,58 @@ def events(
 ) -> None:
     """List events in sequence order (a table, or JSON lines with --json).
 
-    Events are printed as stored (not rebuilt as models), so every stored event can be shown."""
-    with reporting(out, err, as_json=as_json), open_store(globals_of(ctx).store_url) as store:
+    Events are printed as stored (not rebuilt as models), so every stored event can be shown.
+    A task_event row names the envelope it holds (task_event:start, task_event:emit/message,
+    ...). When more events follow the page, stderr says how to get them (more: --after SEQ).
+    """
+    with reporting(out, err, as_json=as_json):
+        _check_types(types or [])  # a typo is a usage mistake wherever the store is
+    with reporting(out, err, as_json=as_json), opened_store(ctx, existing=True) as store:
+        if run_id is not None:
+            SyncFleetService(store).get_run(run_id)  # an unknown run: exit 3, as show
         if follow:
+            err.print(f"following the events after {after} in {store.url} (Ctrl-C stops)",
+                      markup=False, highlight=False)  # fmt: skip
             try:
                 for row in store.follow_rows(after=after, run_id=run_id, types=types):
                     _line(row, as_json)
             except KeyboardInterrupt:
                 return
             return
-        found = store.query_rows(run_id=run_id, types=types, after=after, limit=limit)
-        if as_json:
-            for row in found:
-                _line(row, True)
-            return
+        found = store.query_rows(run_id=run_id, types=types, after=after, limit=limit + 1)
+    more, found = len(found) > limit, found[:limit]
+    if as_json:
+        for row in found:
+            _line(row, True)
+    else:
         table = Table(box=None, header_style="bold", pad_edge=False)
         for column in ("seq", "at", "type", "run", "data"):
             table.add_column(column, no_wrap=column != "data")
         for row in found:
-            table.add_row(str(row.seq), _time(row), text(row.type), text(row.run_id or "-"),
+            table.add_row(str(row.seq), _time(row), text(_type(row)), text(row.run_id or "-"),
                           _summary(row))  # fmt: skip
         out.print(table)
+    if more and found:
+        err.print(f"more: --after {found[-1].seq}", markup=False, highlight=False)
+
+
+def _type(row: EventRow) -> str:
+    """The event's type; a task_event's names its envelope (task_event:emit/message)."""
+    envelope = row.data.get("envelope") if row.type == "task_event" else None
+    if not isinstance(envelope, dict):
+        return row.type
+    emitted = envelope.get("event")
+    return f"task_event:{envelope.get('kind')}" + (f"/{emitted}" if emitted else "")
+
+
+def _check_types(types: list[str]) -> None:
+    unknown = [t for t in types if t not in EVENT_TYPES]
+    if unknown:
+        near = difflib.get_close_matches(unknown[0], list(EVENT_TYPES), n=3)
+        hint = f"did you mean {' or '.join(near)}? " if near else ""
+        raise UsageError(
+            f"unknown event type {unknown[0]!r} ({hint}docs/contracts.md lists every type)"
+        )
 
 
 def _line(row: EventRow, as_json: bool) -> None:
@@ -71,7 +105,7 @@ def _line(row: EventRow, as_json: bool) -> None:
         line = json.dumps(row.to_json(), ensure_ascii=False, separators=(",", ":"))
         print(json_text(line), flush=True)
     else:
-        out.print(Text(f"{row.seq} {row.at} ") + text(f"{row.type} {row.run_id or '-'} ")
+        out.print(Text(f"{row.seq} {row.at} ") + text(f"{_type(row)} {row.run_id or '-'} ")
                   + _summary(row))  # fmt: skip
 
 
@@ -88,7 +122,7 @@ def replay(
 
     With --verify the exit status is 1 when any projection row differs from what replay gives.
     """
-    with reporting(out, err), open_store(globals_of(ctx).store_url) as store:
+    with reporting(out, err), opened_store(ctx, existing=True) as store:
         if not check:
             count = store.rebuild()
             out.print(f"rebuilt the projections from {count} events")

@@ -110,7 +110,14 @@ def _wait(fleet: SyncFleetService, run: Run, timeout: float, *, quiet: bool) -> 
 
 def runs(
     ctx: typer.Context,
-    status: Annotated[str | None, typer.Option(help="Only runs in this status.")] = None,
+    status: Annotated[
+        FleetRunStatus | None,
+        typer.Option(
+            metavar="<status>",
+            help="Only runs in this status: pending, running, paused, completed, failed or "
+            "cancelled.",
+        ),
+    ] = None,
     label: Annotated[
         list[str] | None, typer.Option("--label", "-l", help="KEY=VALUE (repeatable).")
     ] = None,
@@ -121,7 +128,7 @@ def runs(
     """List runs, newest first."""
     with reporting(out, err, as_json=as_json):
         labels = dict(_pair(item) for item in label or [])
-        with open_service(ctx) as fleet:
+        with open_service(ctx, existing=True) as fleet:
             page = fleet.list_runs(status=status, labels=labels, cursor=cursor, limit=limit)
     if as_json:
         body = {
@@ -155,7 +162,7 @@ def show(
     as_json: JsonFlag = False,
 ) -> None:
     """A run's status, its steps as a table, and its DAG as a tree with each step's state."""
-    with reporting(out, err, as_json=as_json), open_service(ctx) as fleet:
+    with reporting(out, err, as_json=as_json), open_service(ctx, existing=True) as fleet:
         run = fleet.get_run(run_id)
         if as_json:
             print_json(_run_json(run))
@@ -195,7 +202,7 @@ def output(
     step_id: Annotated[str | None, typer.Argument(help="One step (default: every step).")] = None,
 ) -> None:
     """Print a run's outputs (or one step's) as JSON."""
-    with reporting(out, err), open_service(ctx) as fleet:
+    with reporting(out, err), open_service(ctx, existing=True) as fleet:
         run = fleet.get_run(run_id)
         value: Any = run.outputs
         if step_id is not None:
@@ -214,7 +221,7 @@ def cancel(
     as_json: JsonFlag = False,
 ) -> None:
     """Cancel a run (exit 4 when it already ended)."""
-    with reporting(out, err, as_json=as_json), open_service(ctx) as fleet:
+    with reporting(out, err, as_json=as_json), open_service(ctx, existing=True) as fleet:
         run = fleet.cancel_run(run_id, reason=reason, by="cli")
         _print_run(run, as_json)
 
@@ -246,7 +253,7 @@ def resume(
         for item in answer or []:
             key, raw = _pair(item, "--answer", "STEP=JSON or TASK_ID=JSON")
             answers[key] = _json_option(f"--answer {key}", raw)
-        with open_service(ctx) as fleet:
+        with open_service(ctx, existing=True) as fleet:
             run = fleet.resume_run(run_id, by="cli", value=given, values=answers)
         _print_run(run, as_json)
 
@@ -267,7 +274,7 @@ def approve(
     as_json: JsonFlag = False,
 ) -> None:
     """Approve a human step."""
-    with reporting(out, err, as_json=as_json), open_service(ctx) as fleet:
+    with reporting(out, err, as_json=as_json), open_service(ctx, existing=True) as fleet:
         run = fleet.approve_step(run_id, step_id, by=by, comment=comment)
         _print_run(run, as_json)
 
@@ -279,6 +286,6 @@ def retry(
     as_json: JsonFlag = False,
 ) -> None:
     """Run a failed step again, and what depends on it."""
-    with reporting(out, err, as_json=as_json), open_service(ctx) as fleet:
+    with reporting(out, err, as_json=as_json), open_service(ctx, existing=True) as fleet:
         run = fleet.retry_step(run_id, step_id, by="cli")
         _print_run(run, as_json)

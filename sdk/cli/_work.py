@@ -34,6 +34,7 @@ from typing import Annotated, Any
 
 import anyio
 import typer
+from anyio.abc import TaskStatus
 
 from fleetforge.cli._console import err, out, text
 from fleetforge.cli._context import Scorers, globals_of, load_scorers
@@ -44,6 +45,7 @@ from fleetforge.redaction import mask_url
 
 __all__ = ["work", "worker"]
 
+_TRUST_HELP = "Its trust level: untrusted, sandboxed, internal or privileged."
 Url = Annotated[
     str | None, typer.Option(help="A fleet server (fleetforge serve) instead of --store.")
 ]
@@ -60,12 +62,18 @@ def worker(
     target: Annotated[str, typer.Argument(help="The handler, as package.module:function.")],
     url: Url = None,
     token: Token = None,
-    worker_id: Annotated[str | None, typer.Option(help="Worker id (default: HOST-PID).")] = None,
+    worker_id: Annotated[
+        str | None,
+        typer.Option(
+            help="Worker id (default: with --url, the worker a bound --token names; "
+            "else worker-HOST-PID)."
+        ),
+    ] = None,
     role: Annotated[str | None, typer.Option(help="Role this worker serves.")] = None,
     tools: Annotated[
         list[str] | None, typer.Option("--tool", help="A tool it offers (repeatable).")
     ] = None,
-    trust: Annotated[FleetTrustLevel, typer.Option(help="Its trust level.")] = (
+    trust: Annotated[FleetTrustLevel, typer.Option(metavar="<level>", help=_TRUST_HELP)] = (
         FleetTrustLevel.INTERNAL
     ),
     concurrency: Annotated[int, typer.Option(help="Tasks worked on at once.")] = 1,
@@ -97,13 +105,17 @@ def work(
     url: Url = None,
     token: Token = None,
     worker_id: Annotated[
-        str | None, typer.Option(help="Worker id (default: exec-HOST-PID).")
+        str | None,
+        typer.Option(
+            help="Worker id (default: with --url, the worker a bound --token names; "
+            "else exec-HOST-PID)."
+        ),
     ] = None,
     role: Annotated[str | None, typer.Option(help="Role this worker serves.")] = None,
     tools: Annotated[
         list[str] | None, typer.Option("--tool", help="A tool it offers (repeatable).")
     ] = None,
-    trust: Annotated[FleetTrustLevel, typer.Option(help="Its trust level.")] = (
+    trust: Annotated[FleetTrustLevel, typer.Option(metavar="<level>", help=_TRUST_HELP)] = (
         FleetTrustLevel.INTERNAL
     ),
     concurrency: Annotated[int, typer.Option(help="Commands run at once.")] = 1,
@@ -130,13 +142,14 @@ def work(
 
     In process (--store) this worker judges its own receipts: --scorers loads the custom
     scorers they need. With --url the server judges them (fleetforge serve --scorers)."""
-    name = worker_id or f"exec-{socket.gethostname()}-{os.getpid()}"
+    default = f"exec-{socket.gethostname()}-{os.getpid()}"
     handler = _exec_handler(command, pass_env or [])
     with reporting(out, err):
         _scorers(scorers, url)
-        _serve(ctx, handler, url=url, token=token, worker_id=name, role=role, tools=tools,
-               trust=trust, concurrency=concurrency, lease_seconds=lease_seconds,
-               shutdown_grace=shutdown_grace, exit_when_idle=exit_when_idle, adapter="exec",
+        _serve(ctx, handler, url=url, token=token, worker_id=worker_id, default_id=default,
+               role=role, tools=tools, trust=trust, concurrency=concurrency,
+               lease_seconds=lease_seconds, shutdown_grace=shutdown_grace,
+               exit_when_idle=exit_when_idle, adapter="exec",
                frameworks=["exec"], poll_seconds=poll_seconds)  # fmt: skip
 
 
@@ -179,6 +192,7 @@ def _serve(
     adapter: str,
     frameworks: list[str],
     poll_seconds: float = 1.0,
+    default_id: str | None = None,
 ) -> None:
     from fleetforge.client import FleetClient
     from fleetforge.telemetry import configure
@@ -209,13 +223,15 @@ def _serve(
                 poll_seconds=poll_seconds,
                 shutdown_grace=shutdown_grace,
                 adapter_name=adapter,
+                default_id=default_id,
             )
+            await runner.register()  # a bound token names the worker: print the real id
             where = mask_url(url or g.store_url)
-            err.print(text(f"worker {runner.worker_id} waiting for tasks on {where}"))
             async with anyio.create_task_group() as tg:
 
-                async def on_signal() -> None:
+                async def on_signal(*, task_status: TaskStatus[None]) -> None:
                     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                        task_status.started()
                         async for _ in signals:
                             err.print(
                                 f"stopping: no new tasks; running ones get {shutdown_grace:g}s"
@@ -223,7 +239,9 @@ def _serve(
                             runner.stop()
                             return
 
-                tg.start_soon(on_signal)
+                await tg.start(on_signal)
+                # the line scripts wait for: from here on SIGINT/SIGTERM stop gracefully
+                err.print(text(f"worker {runner.worker_id} waiting for tasks on {where}"))
                 stats = await runner.run(stop_when_idle=exit_when_idle)
                 tg.cancel_scope.cancel()
             err.print(

@@ -23,7 +23,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
+import anyio
+
 from fleetforge._jsondomain import check_tool_arguments
+from fleetforge.client._unavailable import classify
 from fleetforge.contracts import (
     Artifact,
     FleetArtifactRef,
@@ -41,10 +44,20 @@ from fleetforge.contracts import (
     parse_event,
 )
 from fleetforge.contracts.envelope import AgentRunEnvelope
-from fleetforge.errors import AuthError, FleetForgeError, InternalError, UsageError, error_from_dict
+from fleetforge.errors import (
+    ContractError,
+    FleetForgeError,
+    InternalError,
+    UnavailableError,
+    UsageError,
+    error_from_dict,
+)
+from fleetforge.redaction import get_logger
 from fleetforge.redaction import register as register_secret
 
 __all__ = ["FleetClient", "RunList", "Transport"]
+
+log = get_logger("fleetforge.client")
 
 Transport = Literal["local", "stdio", "http"]
 
@@ -68,6 +81,8 @@ class FleetClient:
     def __init__(self, transport: Transport, opener: Any) -> None:
         self.transport: Transport = transport
         self._opener = opener
+        self._url: str | None = None  # the server (http)
+        self._attempts = 1
         self._stack: AsyncExitStack | None = None
         self._service: Any = None  # FleetService (local)
         self._session: Any = None  # FleetClientSession (MCP)
@@ -132,8 +147,23 @@ class FleetClient:
         return cls("stdio", open_stdio)
 
     @classmethod
-    def connect(cls, url: str, *, token: str | None = None, timeout: float = 60.0) -> FleetClient:
-        """Over MCP streamable HTTP (``fleetforge serve``), with a bearer token."""
+    def connect(
+        cls,
+        url: str,
+        *,
+        token: str | None = None,
+        timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        attempts: int = 3,
+    ) -> FleetClient:
+        """Over MCP streamable HTTP (``fleetforge serve``), with a bearer token.
+
+        Opening it raises :class:`~fleetforge.errors.UnavailableError` when the server cannot
+        be reached: at once when the connection is refused or the host is unknown
+        (:class:`~fleetforge.errors.AuthError` when the token is refused); after ``attempts``
+        tries, a second apart and more, when it does not answer the handshake within
+        ``connect_timeout`` seconds or the connection breaks. Each retry is logged as a warning
+        (logger ``fleetforge.client``)."""
 
         register_secret(token)
 
@@ -152,28 +182,50 @@ class FleetClient:
                 streamable_http_client(endpoint, http_client=http)
             )
             session = await stack.enter_async_context(FleetClientSession(read, write))
-            await session.initialize()
+            with anyio.fail_after(connect_timeout):
+                await session.initialize()
             return None, session
 
-        return cls("http", open_http)
+        client = cls("http", open_http)
+        client._url = url
+        client._attempts = max(attempts, 1)
+        return client
 
     # ── lifecycle ───────────────────────────────────────────────────────────────────────────
 
     async def __aenter__(self) -> Self:
-        stack = AsyncExitStack()
-        await stack.__aenter__()
-        try:
-            self._service, self._session = await self._opener(stack)
-        except BaseException as exc:
-            await stack.__aexit__(type(exc), exc, exc.__traceback__)
-            status = _http_status(exc)
-            if status == 401:
-                raise AuthError("the fleet server refused the token (HTTP 401)") from None
-            if status is not None:
-                raise FleetForgeError(f"the fleet server answered HTTP {status}") from None
-            raise
-        self._stack = stack
-        return self
+        attempt = 1
+        while True:
+            stack = AsyncExitStack()
+            await stack.__aenter__()
+            try:
+                self._service, self._session = await self._opener(stack)
+            except BaseException as raised:
+                exc = raised
+                try:  # leaving the transport may raise the real error (its task group's)
+                    await stack.__aexit__(type(raised), raised, raised.__traceback__)
+                except BaseException as left:
+                    exc = left
+                failure = None if self._url is None else classify(exc, self._url)
+                if failure is None:
+                    if exc is raised:
+                        raise
+                    raise exc from None
+                error, transient = failure
+                if not transient or attempt >= self._attempts:
+                    if transient:
+                        error = UnavailableError(
+                            f"{error.message} (gave up after {attempt} tries)", **error.context
+                        )
+                    raise error from exc
+                pause = float(attempt)
+                log.warning("%s; trying again in %gs (%d of %d)", error.message, pause,
+                            attempt + 1, self._attempts)  # fmt: skip
+                await anyio.sleep(pause)
+                attempt += 1
+                continue
+            self._stack = stack
+            return self
 
     async def __aexit__(
         self,
@@ -183,8 +235,17 @@ class FleetClient:
     ) -> None:
         stack, self._stack = self._stack, None
         self._service = self._session = None
-        if stack is not None:
+        if stack is None:
+            return
+        try:
             await stack.__aexit__(exc_type, exc, tb)
+        except BaseException as failed:
+            # the server went away while the client was open: the transport's task group
+            # ends with the connection error, and the caller gets the same error as at open
+            failure = None if self._url is None or failed is exc else classify(failed, self._url)
+            if failure is None or failure[0] is failed:
+                raise
+            raise failure[0] from failed
 
     @property
     def service(self) -> Any:
@@ -199,7 +260,15 @@ class FleetClient:
         # The JSON value domain, before the MCP session's JSON encoder silently writes a NaN or
         # an Infinity as null: the same ContractError and pointer the server would give.
         check_tool_arguments(name, arguments, lenient=("envelope",))
-        result = await self._session.call_tool(name, arguments)
+        try:
+            result = await self._session.call_tool(name, arguments)
+        except FleetForgeError:
+            raise
+        except Exception as exc:
+            failure = None if self._url is None else classify(exc, self._url)
+            if failure is None:
+                raise
+            raise failure[0] from exc
         body = result.structuredContent
         if result.isError:
             if isinstance(body, dict) and isinstance(body.get("error"), dict):
@@ -317,21 +386,33 @@ class FleetClient:
 
     # ── work ────────────────────────────────────────────────────────────────────────────────
 
-    async def register_worker(self, spec: FleetWorkerSpec | Mapping[str, Any]) -> FleetWorkerSpec:
+    async def register_worker(
+        self, spec: FleetWorkerSpec | Mapping[str, Any], *, id_from_token: bool = False
+    ) -> FleetWorkerSpec:
+        """Register (or re-register) a worker; returns it as the fleet recorded it.
+
+        ``id_from_token``: over HTTP, a token bound to a worker registers as that worker,
+        whatever ``spec.worker_id`` says (a token that names no worker uses it)."""
         worker = spec if isinstance(spec, FleetWorkerSpec) else FleetWorkerSpec.model_validate(spec)
         if self._local:
             return await self._service.register_worker(worker)  # type: ignore[no-any-return]
-        body = await self._tool(
-            "fleet_register_worker",
-            {
-                "worker_id": worker.worker_id,
-                "role": worker.role,
-                "tools": list(worker.tools),
-                "trust_level": str(worker.trust_level),
-                "labels": dict(worker.labels),
-                "name": worker.name,
-            },
-        )
+        arguments = {
+            "worker_id": None if id_from_token and self.transport == "http" else worker.worker_id,
+            "role": worker.role,
+            "tools": list(worker.tools),
+            "trust_level": str(worker.trust_level),
+            "labels": dict(worker.labels),
+            "name": worker.name,
+        }
+        try:
+            body = await self._tool("fleet_register_worker", arguments)
+        except ContractError as exc:
+            if arguments["worker_id"] is not None or not _asks_for_worker_id(exc):
+                raise
+            # the token names no worker: register under the id given
+            body = await self._tool(
+                "fleet_register_worker", {**arguments, "worker_id": worker.worker_id}
+            )
         return FleetWorkerSpec.model_validate(body)
 
     async def lease_task(
@@ -557,6 +638,10 @@ class FleetClient:
         return Artifact.model_validate(body["artifact"]), base64.b64decode(body["content"])
 
 
+def _asks_for_worker_id(exc: ContractError) -> bool:
+    return any(d.pointer == "/worker_id" for d in exc.details)
+
+
 def _as(worker_id: str | None) -> Any:
     """The in-process caller a task call names (None: trusted, unchecked)."""
     if worker_id is None:
@@ -564,17 +649,3 @@ def _as(worker_id: str | None) -> Any:
     from fleetforge.fleet.access import Caller
 
     return Caller.as_worker(worker_id)
-
-
-def _http_status(exc: BaseException) -> int | None:
-    """The HTTP status inside an exception (group) raised while connecting, if any."""
-    import httpx
-
-    if isinstance(exc, httpx.HTTPStatusError):
-        return exc.response.status_code
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            status = _http_status(inner)
-            if status is not None:
-                return status
-    return None
