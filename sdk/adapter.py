@@ -431,7 +431,7 @@ class AgentRunAdapter:
             # jsonschema: the two cannot have drifted apart unnoticed.
             wire = {**self._wire_base, "kind": kind, "seq": self._seq, "at": data["at"].isoformat()}
             for key, value in fields.items():
-                if value is not None:
+                if value is not None or key == "output":  # a null output is an output
                     wire[key] = _wire(value)
             try:
                 self._checker.validate(wire)
