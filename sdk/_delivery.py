@@ -1,0 +1,129 @@
+"""Delivering one attempt's envelopes to the fleet: in order, each once, none lost.
+
+The adapter writes envelopes into a :class:`~fleetforge.adapter.QueueSink`; an :class:`Outbox`
+posts them with ``post_event``. It reads the oldest envelope, posts it, and removes it from the
+queue only once the fleet has recorded it, so an envelope is never taken off the queue and then
+dropped. A post is shielded from the cancellation of whoever called :meth:`Outbox.deliver` (the
+Worker's background task is cancelled when the handler ends): a post in flight always finishes,
+within ``post_timeout``, or is cut short by :meth:`Outbox.abort` alone.
+
+Delivery stops at the first envelope the fleet does not record. Either the task is no longer
+this worker's (lease lost, run cancelled: ``lost``), or the post failed for another reason
+(the fleet refused the envelope, the connection broke, no answer in time): the Worker then fails
+the task with :attr:`Outbox.problem` rather than posting a receipt over a hole.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+
+from fleetforge.adapter import QueueSink
+from fleetforge.contracts import FleetTaskFailureKind
+from fleetforge.contracts.envelope import AgentRunEnvelope, EmitEnvelope
+from fleetforge.errors import (
+    AlreadyCompletedError,
+    AuthError,
+    ContractError,
+    FleetForgeError,
+    LeaseLostError,
+    NotFoundError,
+    RunCancelledError,
+)
+
+__all__ = ["LOST", "Outbox", "describe"]
+
+LOST = (LeaseLostError, RunCancelledError, AlreadyCompletedError, NotFoundError)
+"""What the fleet answers when the task is no longer this worker's to report on."""
+
+POST_TIMEOUT = 60.0
+
+
+def describe(envelope: AgentRunEnvelope) -> str:
+    """``#SEQ (kind)``, e.g. ``#3 (emit:tool_call)``, for messages."""
+    kind = f"emit:{envelope.event}" if isinstance(envelope, EmitEnvelope) else envelope.kind
+    return f"#{envelope.seq} ({kind})"
+
+
+class Outbox:
+    """Posts the envelopes of one leased task, in the order they were written."""
+
+    def __init__(
+        self,
+        client: Any,
+        task_id: str,
+        fencing_token: int,
+        sink: QueueSink,
+        *,
+        post_timeout: float = POST_TIMEOUT,
+    ) -> None:
+        self.client = client
+        self.task_id = task_id
+        self.fencing_token = fencing_token
+        self.sink = sink
+        self.post_timeout = post_timeout
+        self.delivered = 0
+        self.lost = False
+        self.error: BaseException | None = None
+        self.problem: str | None = None
+        self._lock = anyio.Lock()
+        self._in_flight: anyio.CancelScope | None = None
+
+    @property
+    def stopped(self) -> bool:
+        return self.problem is not None
+
+    async def deliver(self) -> bool:
+        """Post everything written so far; False once delivery has stopped (see ``problem``)."""
+        async with self._lock:
+            while self.problem is None:
+                envelope = self.sink.peek()
+                if envelope is None:
+                    return True
+                with anyio.CancelScope(shield=True) as scope:
+                    scope.deadline = anyio.current_time() + self.post_timeout
+                    self._in_flight = scope
+                    try:
+                        await self.client.post_event(self.task_id, self.fencing_token, envelope)
+                    except LOST as exc:
+                        self._stop(envelope, exc, lost=True)
+                    except Exception as exc:
+                        self._stop(envelope, exc)
+                    else:
+                        self.sink.ack()
+                        self.delivered += 1
+                    finally:
+                        self._in_flight = None
+                if scope.cancelled_caught and self.problem is None:
+                    timeout = TimeoutError(f"the fleet did not answer in {self.post_timeout:g}s")
+                    self._stop(envelope, timeout)
+            return False
+
+    def abort(self, reason: str) -> None:
+        """Stop delivering (the task is being released or was lost); cut a post in flight."""
+        if self.problem is None:
+            self.problem = reason
+            self.lost = True
+        if self._in_flight is not None:
+            self._in_flight.cancel()
+
+    def failure_kind(self) -> FleetTaskFailureKind:
+        """The failure kind of an attempt whose envelopes could not be delivered."""
+        if isinstance(self.error, ContractError):
+            return FleetTaskFailureKind.INVALID_OUTPUT  # the fleet refused what was written
+        if isinstance(self.error, AuthError):
+            return FleetTaskFailureKind.POLICY_DENIED
+        if isinstance(self.error, FleetForgeError):
+            return FleetTaskFailureKind.INTERNAL
+        return FleetTaskFailureKind.TRANSIENT  # the connection broke or timed out
+
+    def _stop(self, envelope: AgentRunEnvelope, exc: BaseException, *, lost: bool = False) -> None:
+        self.error = exc
+        self.lost = lost
+        written = self.sink.written
+        self.problem = (
+            f"envelope {describe(envelope)} could not be delivered "
+            f"({type(exc).__name__}: {exc}); {self.delivered} of {written} envelopes "
+            "were recorded"
+        )
