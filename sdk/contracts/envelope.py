@@ -120,7 +120,7 @@ class CompleteEnvelope(AgentRunEnvelope):
     """The agent finished with an output."""
 
     kind: Literal["complete"] = Field("complete", description="Envelope kind.")
-    output: Any = Field(description="The task's output (any JSON value, null included).")
+    output: Any = Field(description="The task's output (any JSON value).")
     usage: FleetUsage = Field(default_factory=FleetUsage, description="Resources used.")
 
     @model_serializer(mode="wrap")
