@@ -36,9 +36,23 @@ def _scripted_class() -> type:
             self._replies = list(replies)
 
         def call(self, messages: Any, *args: Any, **kwargs: Any) -> str:
-            if not self._replies:
-                raise RuntimeError("the scripted model has no more replies")
-            return self._replies.pop(0)
+            # like CrewAI's own LLMs, report each call on the event bus (a custom BaseLLM
+            # emits nothing unless it does so itself)
+            from crewai.events.types.llm_events import LLMCallType
+            from crewai.llms.base_llm import llm_call_context
+
+            owners = {k: kwargs.get(k) for k in ("from_task", "from_agent")}
+            with llm_call_context():
+                self._emit_call_started_event(messages=messages, **owners)
+                if not self._replies:
+                    error = "the scripted model has no more replies"
+                    self._emit_call_failed_event(error=error, **owners)
+                    raise RuntimeError(error)
+                reply: str = self._replies.pop(0)
+                self._emit_call_completed_event(
+                    response=reply, call_type=LLMCallType.LLM_CALL, messages=messages, **owners
+                )
+                return reply
 
         def get_context_window_size(self) -> int:  # the default estimate warns on every call
             return 8192
