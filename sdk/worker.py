@@ -134,9 +134,8 @@ class WorkerStats:
         return done + self.lost + self.released + self.paused
 
 
-# How often envelopes are posted while a handler works; how long a cancelled handler gets to
-# stop, and how long the last envelopes and the release call get, once shutdown_grace is over.
-_DELIVER_EVERY = 0.02
+# Once shutdown_grace is over: how long a cancelled handler gets to stop, and how long the last
+# envelopes and the release call get (the CLI exits 4.5 s after the grace period at the latest).
 _HANDLER_STOP_WAIT = 0.5
 _RELEASE_DRAIN = 1.5
 _RELEASE_TIMEOUT = 2.0
@@ -329,11 +328,9 @@ class Worker:
                 handler_scope.cancel()
 
         async def deliver_live() -> None:  # envelopes reach the fleet while the handler works
-            while not handler_done.is_set():
-                await anyio.sleep(_DELIVER_EVERY)
-                if not await outbox.deliver():
-                    halt("lease lost" if outbox.lost else "undeliverable")
-                    return
+            await outbox.deliver_until(handler_done)
+            if outbox.stopped:
+                halt("lease lost" if outbox.lost else "undeliverable")
 
         async def heartbeat() -> None:
             while True:

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from fleetforge.adapter import AgentRunAdapter, AgentRunContext, MemorySink
@@ -37,7 +38,8 @@ pytestmark = pytest.mark.anyio
 # ── the scenario in each framework ──────────────────────────────────────────────────────────
 
 
-def langgraph_scenario(*, fail: bool = False) -> FrameworkAdapter:
+def langgraph_scenario(*, fail: bool = False, latency: float = 0.0) -> FrameworkAdapter:
+    """The scenario on LangGraph; ``latency``: seconds each model call takes (benchmarks)."""
     from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
     from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
     from langchain_core.tools import tool
@@ -48,8 +50,11 @@ def langgraph_scenario(*, fail: bool = False) -> FrameworkAdapter:
 
     search_tool = tool(search)
     call = {"name": "search", "args": {"q": TOPIC}, "id": "call_1"}
-    researcher = FakeMessagesListChatModel(responses=[AIMessage(content="", tool_calls=[call])])
-    writer = FakeMessagesListChatModel(responses=[AIMessage(content=OUTPUT)])
+    sleep = latency or None
+    researcher = FakeMessagesListChatModel(
+        responses=[AIMessage(content="", tool_calls=[call])], sleep=sleep
+    )
+    writer = FakeMessagesListChatModel(responses=[AIMessage(content=OUTPUT)], sleep=sleep)
 
     def research(state: MessagesState) -> dict[str, Any]:
         asked = researcher.invoke(state["messages"])
@@ -76,7 +81,7 @@ def langgraph_scenario(*, fail: bool = False) -> FrameworkAdapter:
     )
 
 
-def autogen_scenario(*, fail: bool = False) -> FrameworkAdapter:
+def autogen_scenario(*, fail: bool = False, latency: float = 0.0) -> FrameworkAdapter:
     from autogen_agentchat.agents import AssistantAgent
     from autogen_agentchat.conditions import MaxMessageTermination
     from autogen_agentchat.teams import RoundRobinGroupChat
@@ -87,6 +92,13 @@ def autogen_scenario(*, fail: bool = False) -> FrameworkAdapter:
     from fleetforge.adapters.autogen import AutoGenAdapter
 
     info = REPLAY_MODEL_INFO
+
+    class Replay(ReplayChatCompletionClient):  # type: ignore[misc]
+        async def create(self, *args: Any, **kwargs: Any) -> Any:
+            if latency:
+                await anyio.sleep(latency)
+            return await super().create(*args, **kwargs)
+
     asked = CreateResult(
         finish_reason="function_calls",
         content=[FunctionCall(id="call_1", name="search", arguments=json.dumps({"q": TOPIC}))],
@@ -95,19 +107,19 @@ def autogen_scenario(*, fail: bool = False) -> FrameworkAdapter:
     )
     researcher = AssistantAgent(
         "researcher",
-        model_client=ReplayChatCompletionClient([asked], model_info=info),  # type: ignore[arg-type]
+        model_client=Replay([asked], model_info=info),
         tools=[search],
     )
     writer = AssistantAgent(
         "writer",
-        model_client=ReplayChatCompletionClient([] if fail else [OUTPUT], model_info=info),  # type: ignore[arg-type]
+        model_client=Replay([] if fail else [OUTPUT], model_info=info),
     )
     team = RoundRobinGroupChat([researcher, writer], termination_condition=MaxMessageTermination(3),
                                emit_team_events=True)  # fmt: skip
     return AutoGenAdapter(team, task=lambda i: f"write about {i['topic']}")
 
 
-def crewai_scenario(*, fail: bool = False) -> FrameworkAdapter:
+def crewai_scenario(*, fail: bool = False, latency: float = 0.0) -> FrameworkAdapter:
     from fleetforge.adapters.crewai import CrewAIAdapter, import_crewai
 
     crewai = import_crewai()
@@ -125,12 +137,13 @@ def crewai_scenario(*, fail: bool = False) -> FrameworkAdapter:
         llm=scripted_crewai_llm([
             f'Thought: I should search\nAction: search\nAction Input: {{"q": "{TOPIC}"}}',
             f"Thought: I know enough\nFinal Answer: results for {TOPIC}",
-        ]),
+        ], delay=latency),
         tools=[Search()],
     )  # fmt: skip
     writer = crewai.Agent(
         role="writer", goal="write", backstory="clear", verbose=False,
-        llm=scripted_crewai_llm([] if fail else [f"Thought: done\nFinal Answer: {OUTPUT}"]),
+        llm=scripted_crewai_llm([] if fail else [f"Thought: done\nFinal Answer: {OUTPUT}"],
+                                delay=latency),
     )  # fmt: skip
     tasks = [
         crewai.Task(description="research {topic}", expected_output="notes", agent=researcher),
@@ -270,7 +283,6 @@ async def test_worker_runs_the_adapter_on_a_fleet(
 
 
 async def test_concurrent_crewai_kickoffs_do_not_cross_events() -> None:
-    import anyio
 
     runs = [(crewai_scenario(), MemorySink()) for _ in range(3)]
 
@@ -287,7 +299,6 @@ async def test_concurrent_crewai_kickoffs_do_not_cross_events() -> None:
 
 
 async def test_tasks_on_one_autogen_agent_do_not_see_each_other() -> None:
-    import anyio
     from autogen_agentchat.agents import AssistantAgent
     from autogen_ext.models.replay import ReplayChatCompletionClient
 
@@ -314,7 +325,6 @@ async def test_tasks_on_one_autogen_agent_do_not_see_each_other() -> None:
 
 
 async def test_adapters_given_a_factory_build_one_framework_object_per_task() -> None:
-    import anyio
 
     from fleetforge.adapters.autogen import AutoGenAdapter
     from fleetforge.adapters.crewai import CrewAIAdapter

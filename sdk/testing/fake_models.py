@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import time
 from functools import cache
 from typing import Any
 
@@ -31,9 +32,10 @@ def _scripted_class() -> type:
     class ScriptedLLM(crewai.BaseLLM):  # type: ignore[misc, name-defined]
         """Answers each call with the next scripted reply."""
 
-        def __init__(self, replies: list[str], model: str = "scripted") -> None:
+        def __init__(self, replies: list[str], model: str = "scripted", delay: float = 0.0) -> None:
             super().__init__(model=model)
             self._replies = list(replies)
+            self._delay = delay
 
         def call(self, messages: Any, *args: Any, **kwargs: Any) -> str:
             # like CrewAI's own LLMs, report each call on the event bus (a custom BaseLLM
@@ -49,6 +51,8 @@ def _scripted_class() -> type:
                     self._emit_call_failed_event(error=error, **owners)
                     raise RuntimeError(error)
                 reply: str = self._replies.pop(0)
+                if self._delay:
+                    time.sleep(self._delay)  # a provider's latency (CrewAI calls from a thread)
                 self._emit_call_completed_event(
                     response=reply, call_type=LLMCallType.LLM_CALL, messages=messages, **owners
                 )
@@ -60,6 +64,7 @@ def _scripted_class() -> type:
     return ScriptedLLM
 
 
-def scripted_crewai_llm(replies: list[str], *, model: str = "scripted") -> Any:
-    """A CrewAI LLM that answers with ``replies`` in order (importing CrewAI quietly)."""
-    return _scripted_class()(replies, model=model)
+def scripted_crewai_llm(replies: list[str], *, model: str = "scripted", delay: float = 0.0) -> Any:
+    """A CrewAI LLM that answers with ``replies`` in order (importing CrewAI quietly), each
+    after ``delay`` seconds (a provider's latency, for benchmarks)."""
+    return _scripted_class()(replies, model=model, delay=delay)
