@@ -22,6 +22,9 @@
 | ``TaskResult`` | ``complete``: the last agent message; usage summed from ``models_usage`` |
 | exception from ``run_stream`` | ``error`` (re-raised) |
 
+Each emit's payload has the keys every adapter uses (:mod:`fleetforge.adapters.payloads`; the
+mapping table is in docs/adapters.md).
+
 The task text is ``inputs["task"]`` (or ``["prompt"]``), else the inputs as JSON; pass ``task=``
 to build it yourself, and ``output=`` to turn the ``TaskResult`` into the output.
 

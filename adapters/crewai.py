@@ -26,6 +26,9 @@ order, so the adapter collects them, waits for the bus to flush, and emits them 
 | ``CrewOutput`` (``.raw``, ``.token_usage``) | ``complete`` |
 | exception from ``kickoff`` | ``error`` (re-raised) |
 
+Each emit's payload has the keys every adapter uses (:mod:`fleetforge.adapters.payloads`; the
+mapping table is in docs/adapters.md).
+
 Importing CrewAI through this adapter turns its telemetry off unless you chose otherwise
 (``CREWAI_DISABLE_TELEMETRY``, ``CREWAI_TRACING_ENABLED``, ``CREWAI_DISABLE_VERSION_CHECK``
 default to off): a fleet worker should not phone home.

@@ -13,14 +13,17 @@ The graph is streamed with ``stream_mode=["updates", "messages", "custom", "chec
 | LangGraph | envelope |
 |---|---|
 | ``tasks`` start / result (a node) | ``emit step_started`` / ``step_finished`` (+ error) |
-| ``messages``: AI text | ``emit message`` (chunks of streaming models marked ``chunk``) |
+| ``messages``: AI text | ``emit message``, one per reply (a streaming model's chunks gathered) |
 | ``messages``: AI ``tool_calls`` / ``ToolMessage`` | ``emit tool_call`` / ``tool_result`` |
-| ``custom`` (``get_stream_writer()``) | ``emit custom`` |
+| ``custom`` (``get_stream_writer()``) | ``emit custom`` (type ``stream_writer``) |
 | ``checkpoints`` (checkpointer ids) | ``checkpoint`` (state values, checkpoint id) |
 | ``updates`` with ``__interrupt__`` | ``emit paused``; the task pauses (``GraphInterrupted``) |
 | end of the stream | ``complete`` (output mapper over the final state; usage from
   ``usage_metadata``) |
 | exception | ``error`` (re-raised) |
+
+Each emit's payload has the keys every adapter uses (:mod:`fleetforge.adapters.payloads`; the
+mapping table is in docs/adapters.md).
 
 The thread id is the task id: with a persistent checkpointer, a retried task resumes from its
 last checkpoint instead of starting over. An ``interrupt()`` pauses the task and its run (the
