@@ -3,6 +3,8 @@
 #   make test   create .venv, install everything from the lock, lint, type-check, run pytest
 #   make check-mcp  drive `fleetforge mcp` with the MCP Inspector CLI (needs Node.js/npx)
 #   make bench  run the benchmarks (prints a table, writes benchmarks/results/*.json)
+#   make stress envelope delivery under repetition, outside CI (50 runs of each framework example,
+#               the once flaky Worker test 50 times in a row; ~15 min)
 #   make lock   re-resolve the dev environment into requirements-dev.lock
 #
 # The installer is uv, bootstrapped from PyPI into .venv at the version the lock pins; when it
@@ -22,7 +24,7 @@ ticking = start=$$(date +%s); \
 	( while sleep 5; do echo "  ... $$(( $$(date +%s) - start ))s"; done ) & tick=$$!; \
 	$(1); rc=$$?; kill $$tick 2>/dev/null; exit $$rc
 
-.PHONY: install demo test lint types pytest postgres-server check-mcp bench lock schemas clean
+.PHONY: install demo test lint types pytest postgres-server check-mcp bench stress lock schemas clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "FleetForge needs Python >= 3.11; set PYTHON=python3.11 (or newer)")'
@@ -83,6 +85,9 @@ test: lint types pytest
 
 bench: install
 	$(BIN)/python benchmarks/run.py
+
+stress: install
+	$(BIN)/python -m tests.stress
 
 schemas: install
 	$(BIN)/python -m fleetforge.schemas._build --out schemas

@@ -15,7 +15,9 @@ when the task ends: the command exits, the lease is lost, the run is cancelled, 
 or dies (even ``kill -9``).
 
 Both stop gracefully on SIGINT/SIGTERM: no new leases; running tasks get ``--shutdown-grace``
-seconds, then are released back to the inbox.
+seconds, then are released back to the inbox. A handler that does not stop when cancelled
+cannot hold the process: it exits ``--shutdown-grace`` + 4.5 seconds after the signal at the
+latest (status 5 when a handler was still running).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -237,22 +240,41 @@ def _serve(
                                 f"stopping: no new tasks; running ones get {shutdown_grace:g}s"
                             )
                             runner.stop()
+                            _exit_after(shutdown_grace + 4.5, finished)
                             return
 
+                finished: list[bool] = []
                 await tg.start(on_signal)
                 # the line scripts wait for: from here on SIGINT/SIGTERM stop gracefully
                 err.print(text(f"worker {runner.worker_id} waiting for tasks on {where}"))
                 stats = await runner.run(stop_when_idle=exit_when_idle)
+                finished.append(True)
                 tg.cancel_scope.cancel()
             err.print(
                 text(
                     f"worker {runner.worker_id}: {stats.completed} completed, {stats.rejected} "
                     f"rejected, {stats.failed} failed, {stats.lost} lost, {stats.released} "
-                    f"released, {stats.paused} paused"
+                    f"released, {stats.paused} paused, {stats.errors} errors"
                 )
             )
 
     anyio.run(main)
+
+
+def _exit_after(seconds: float, finished: list[bool]) -> None:
+    """Defence in depth after a stop signal: the Worker releases the tasks of handlers that do
+    not stop, but a handler that ignores cancellation (or a thread that never returns) would
+    keep the process alive. Exit anyway once the grace period and 4.5 s more are over."""
+
+    def force() -> None:
+        still = "" if finished else " (a handler ignored cancellation; its task was released)"
+        err.print(f"worker: not stopped {seconds:g}s after the signal{still}; exiting now")
+        sys.stderr.flush()
+        os._exit(0 if finished else 5)
+
+    timer = threading.Timer(seconds, force)
+    timer.daemon = True  # a thread of its own: it fires even while the event loop is blocked
+    timer.start()
 
 
 WITHHELD_ENV = ("FLEETFORGE_TOKEN", "FLEETFORGE_TOKENS")
