@@ -3,27 +3,51 @@
 #   make test   create .venv, install everything from the lock, lint, type-check, run pytest
 #   make check-mcp  drive `fleetforge mcp` with the MCP Inspector CLI (needs Node.js/npx)
 #   make bench  run the benchmarks (prints a table, writes benchmarks/results/*.json)
+#   make stress envelope delivery under repetition, outside CI (50 runs of each framework example,
+#               the once flaky Worker test 50 times in a row; ~15 min)
 #   make lock   re-resolve the dev environment into requirements-dev.lock
+#
+# The installer is uv, bootstrapped from PyPI into .venv at the version the lock pins; when it
+# cannot be had (or with INSTALLER=pip) pip installs the same lock, more slowly.
 
-PYTHON ?= python3
-VENV   := .venv
-BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-stamp
-PKGS   := sdk fleet adapters mcp_server armory schemas
+PYTHON    ?= python3
+INSTALLER ?= uv
+VENV      := .venv
+BIN       := $(VENV)/bin
+STAMP     := $(VENV)/.installed-stamp
+PKGS      := sdk fleet adapters mcp_server armory schemas
+UV_PIN    := $(shell grep -m1 '^uv==' requirements-dev.lock 2>/dev/null || echo uv)
 
-.PHONY: install demo test lint types pytest postgres-server check-mcp bench lock schemas clean
+# `$(call ticking,COMMAND)`: run COMMAND and print a line every 5 s while it runs, so a long
+# install never looks stuck; the exit status is COMMAND's.
+ticking = start=$$(date +%s); \
+	( while sleep 5; do echo "  ... $$(( $$(date +%s) - start ))s"; done ) & tick=$$!; \
+	$(1); rc=$$?; kill $$tick 2>/dev/null; exit $$rc
+
+.PHONY: install demo test lint types pytest postgres-server check-mcp bench stress lock schemas clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "FleetForge needs Python >= 3.11; set PYTHON=python3.11 (or newer)")'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
+	@echo "creating $(VENV) with $$($(PYTHON) --version)"
+	@$(PYTHON) -m venv $(VENV)
 
 # Dependencies come from the lock; the project is installed editable in strict mode so that
 # type checkers see the package-dir mapping. New modules need a re-install: the stamp tracks them.
 $(STAMP): $(BIN)/python pyproject.toml requirements-dev.lock $(shell find $(PKGS) -name '*.py' -o -name '*.json' -o -name '*.toml' -o -name '*.sql' 2>/dev/null)
-	$(BIN)/python -m pip install --quiet -c requirements-dev.lock --group dev \
-		--config-settings editable_mode=strict -e ".[all]"
+	@if [ "$(INSTALLER)" = uv ] && { [ -x $(BIN)/uv ] || $(BIN)/python -m pip install --quiet \
+			--disable-pip-version-check "$(UV_PIN)"; }; then \
+		echo "installing the lock into $(VENV) with $$($(BIN)/uv --version)"; \
+		$(call ticking,$(BIN)/uv pip install --quiet --python $(BIN)/python -c requirements-dev.lock \
+			--group dev --config-setting editable_mode=strict -e ".[all]" "pip>=25.1"); \
+	else \
+		echo "installing the lock into $(VENV) with pip (slower than uv)"; \
+		$(call ticking,$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade \
+			"pip>=25.1" && PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip \
+			install --quiet --disable-pip-version-check -c requirements-dev.lock --group dev \
+			--config-settings editable_mode=strict -e ".[all]"); \
+	fi
 	@touch $@
+	@echo "installed: run the CLI as $(BIN)/fleetforge (or: . $(BIN)/activate)"
 
 install: $(STAMP)
 
@@ -61,6 +85,9 @@ test: lint types pytest
 
 bench: install
 	$(BIN)/python benchmarks/run.py
+
+stress: install
+	$(BIN)/python -m tests.stress
 
 schemas: install
 	$(BIN)/python -m fleetforge.schemas._build --out schemas

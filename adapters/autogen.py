@@ -16,11 +16,14 @@
 | ``ToolCallRequestEvent`` | ``emit tool_call`` per function call |
 | ``ToolCallExecutionEvent`` | ``emit tool_result`` per result (``error`` when ``is_error``) |
 | ``TextMessage``, ``ToolCallSummaryMessage``, other chat messages | ``emit message`` |
-| ``ModelClientStreamingChunkEvent`` | ``emit message`` with ``chunk`` |
+| ``ModelClientStreamingChunkEvent`` | counted (the whole reply follows as a message) |
 | ``ThoughtEvent`` and other events | ``emit custom`` |
 | ``save_state()`` after the run | ``checkpoint`` (AgentChat has no checkpoint ids: one is made) |
 | ``TaskResult`` | ``complete``: the last agent message; usage summed from ``models_usage`` |
 | exception from ``run_stream`` | ``error`` (re-raised) |
+
+Each emit's payload has the keys every adapter uses (:mod:`fleetforge.adapters.payloads`; the
+mapping table is in docs/adapters.md).
 
 The task text is ``inputs["task"]`` (or ``["prompt"]``), else the inputs as JSON; pass ``task=``
 to build it yourself, and ``output=`` to turn the ``TaskResult`` into the output.
@@ -45,6 +48,7 @@ from fleetforge.adapters._base import (
     require,
     tool_arguments,
 )
+from fleetforge.adapters.payloads import Reporter
 from fleetforge.contracts import FleetUsage
 
 __all__ = ["AutoGenAdapter"]
@@ -111,59 +115,86 @@ class AutoGenAdapter(FrameworkAdapter):
     async def _run(
         self, adapter: AgentRunAdapter, agent: Any, inputs: Mapping[str, Any]
     ) -> tuple[Any, FleetUsage]:
-        usage = FleetUsage()
-        speaker: str | None = None
+        turns = _Turns(Reporter(adapter, "agent"))
         result: Any = None
-        async for item in agent.run_stream(task=self.task(inputs)):
-            kind = type(item).__name__
-            if kind == "TaskResult":
-                result = item
-                continue
-            if kind == "SelectSpeakerEvent":
-                speaker = self._turn(adapter, speaker, str(item.content[0]))
-                continue
-            source = getattr(item, "source", None)
-            if source and source != "user" and source != speaker:
-                speaker = self._turn(adapter, speaker, str(source))
-            used = getattr(item, "models_usage", None)
-            if used is not None:
-                usage = add_usage(usage, input_tokens=used.prompt_tokens,
-                                  output_tokens=used.completion_tokens)  # fmt: skip
-            self._item(adapter, kind, item)
-        if speaker is not None:
-            adapter.emit("step_finished", {"agent": speaker})
+        try:
+            async for item in agent.run_stream(task=self.task(inputs)):
+                kind = type(item).__name__
+                if kind == "TaskResult":
+                    result = item
+                elif kind == "SelectSpeakerEvent":
+                    turns.turn(str(item.content[0]))
+                else:
+                    turns.item(kind, item)
+        except Exception as exc:
+            turns.end(error=f"{type(exc).__name__}: {exc}")
+            raise
+        turns.end()
         if self.save_state:
             state = await agent.save_state()
             adapter.checkpoint(state, f"{adapter.context.task_id}:{adapter.context.attempt}")
-        return self.output(result), usage
+        return self.output(result), turns.usage
 
-    @staticmethod
-    def _turn(adapter: AgentRunAdapter, previous: str | None, speaker: str) -> str:
-        if previous is not None:
-            adapter.emit("step_finished", {"agent": previous})
-        adapter.emit("step_started", {"agent": speaker})
-        return speaker
 
-    @staticmethod
-    def _item(adapter: AgentRunAdapter, kind: str, item: Any) -> None:
+class _Turns:
+    """A run's items as steps (one per agent turn), messages and tool calls.
+
+    Streamed chunks (``ModelClientStreamingChunkEvent``) are not reported one by one: the whole
+    reply follows as a chat message, which carries how many chunks it came in.
+    """
+
+    def __init__(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+        self.usage = FleetUsage()
+        self.speaker: str | None = None
+        self.turns = 0
+        self.chunks = 0
+
+    def turn(self, speaker: str) -> None:
+        self.end()
+        self.speaker = speaker
+        self.turns += 1
+        self.reporter.step_started(self._key, speaker, self._detail)
+
+    def end(self, error: str | None = None) -> None:
+        """The current turn is over (the run ended, or failed with ``error``)."""
+        if self.speaker is not None:
+            self.reporter.step_finished(self._key, error=error, framework=self._detail)
+            self.speaker = None
+
+    @property
+    def _key(self) -> str:
+        return f"{self.turns}:{self.speaker}"
+
+    @property
+    def _detail(self) -> dict[str, Any]:
+        return {"agent": self.speaker, "turn": self.turns}
+
+    def item(self, kind: str, item: Any) -> None:
         source = getattr(item, "source", None)
+        if source and source != "user" and source != self.speaker:
+            self.turn(str(source))
+        used = getattr(item, "models_usage", None)
+        if used is not None:
+            self.usage = add_usage(self.usage, input_tokens=used.prompt_tokens,
+                                   output_tokens=used.completion_tokens)  # fmt: skip
+        detail = {"type": kind, "source": source}
+        report = self.reporter
         if kind == "ToolCallRequestEvent":
             for call in item.content:
-                adapter.emit("tool_call", {"name": call.name, "id": call.id,
-                                           "arguments": tool_arguments(call.arguments),
-                                           "agent": source})  # fmt: skip
+                report.tool_call(call.id, call.name, tool_arguments(call.arguments),
+                                 framework=detail)  # fmt: skip
         elif kind == "ToolCallExecutionEvent":
-            for result in item.content:
-                payload = {"name": result.name, "id": result.call_id,
-                           "result": to_jsonable(result.content), "agent": source}  # fmt: skip
-                if result.is_error:
-                    payload["error"] = str(result.content)
-                adapter.emit("tool_result", payload)
+            for done in item.content:
+                error = str(done.content) if done.is_error else None
+                report.tool_result(done.call_id, done.name, to_jsonable(done.content),
+                                   error=error, framework=detail)  # fmt: skip
         elif kind == "ModelClientStreamingChunkEvent":
-            adapter.emit("message", {"role": source, "content": item.content, "chunk": True})
+            self.chunks += 1
         elif kind.endswith("Message") and hasattr(item, "content"):
-            adapter.emit("message", {"role": source, "content": to_jsonable(item.content),
-                                     "type": kind})  # fmt: skip
+            role = "user" if source == "user" else "assistant"
+            detail |= {"message_id": getattr(item, "id", None), "chunks": self.chunks}
+            self.chunks = 0
+            report.message(role, to_jsonable(item.content), name=source, framework=detail)
         else:
-            content = to_jsonable(getattr(item, "content", None))
-            adapter.emit("custom", {"type": kind, "source": source, "content": content})
+            report.custom(kind, to_jsonable(getattr(item, "content", None)), framework=detail)

@@ -26,6 +26,9 @@ order, so the adapter collects them, waits for the bus to flush, and emits them 
 | ``CrewOutput`` (``.raw``, ``.token_usage``) | ``complete`` |
 | exception from ``kickoff`` | ``error`` (re-raised) |
 
+Each emit's payload has the keys every adapter uses (:mod:`fleetforge.adapters.payloads`; the
+mapping table is in docs/adapters.md).
+
 Importing CrewAI through this adapter turns its telemetry off unless you chose otherwise
 (``CREWAI_DISABLE_TELEMETRY``, ``CREWAI_TRACING_ENABLED``, ``CREWAI_DISABLE_VERSION_CHECK``
 default to off): a fleet worker should not phone home.
@@ -49,6 +52,7 @@ from fleetforge.adapters._base import (
     require,
     tool_arguments,
 )
+from fleetforge.adapters.payloads import Reporter
 from fleetforge.contracts import FleetUsage
 
 __all__ = ["CrewAIAdapter"]
@@ -150,8 +154,9 @@ class CrewAIAdapter(FrameworkAdapter):
             bus.flush()
             for cls in classes:
                 bus.off(cls, handler)
+            report = Reporter(adapter, "task")
             for event in sorted(caught, key=lambda e: getattr(e, "emission_sequence", 0) or 0):
-                self._emit(adapter, event)
+                self._emit(report, adapter, event)
         usage = FleetUsage()
         metrics = getattr(result, "token_usage", None)
         if metrics is not None:
@@ -161,33 +166,36 @@ class CrewAIAdapter(FrameworkAdapter):
         return self.output(result), usage
 
     @staticmethod
-    def _emit(adapter: AgentRunAdapter, event: Any) -> None:
+    def _emit(report: Reporter, adapter: AgentRunAdapter, event: Any) -> None:
         kind = type(event).__name__
-        task = getattr(event, "task_name", None) or getattr(event, "task_id", None)
+        task_id = str(getattr(event, "task_id", None) or "")
+        step = report.step_of(task_id)
+        task = getattr(event, "task", None)
+        owner = getattr(event, "agent", None) or getattr(task, "agent", None)
+        agent = getattr(event, "agent_role", None) or getattr(owner, "role", None)
         if kind == "TaskStartedEvent":
-            adapter.emit("step_started", {"task": task, "task_id": event.task_id})
+            name = getattr(event, "task_name", None) or task_id
+            report.step_started(task_id, str(name), {"task_id": task_id, "agent": agent})
         elif kind == "TaskCompletedEvent":
-            adapter.emit("step_finished", {"task": task, "task_id": event.task_id})
+            report.step_finished(task_id, framework={"task_id": task_id, "agent": agent})
             output = getattr(getattr(event, "output", None), "raw", None)
-            adapter.checkpoint({"task": task, "output": to_jsonable(output)},
-                               f"task:{event.task_id}")  # fmt: skip
+            name = getattr(event, "task_name", None) or task_id
+            adapter.checkpoint({"task": name, "output": to_jsonable(output)}, f"task:{task_id}")
         elif kind == "TaskFailedEvent":
-            adapter.emit("step_finished", {"task": task, "task_id": event.task_id,
-                                           "error": str(getattr(event, "error", ""))})  # fmt: skip
+            report.step_finished(task_id, error=str(getattr(event, "error", "")),
+                                 framework={"task_id": task_id, "agent": agent})  # fmt: skip
         elif kind == "ToolUsageStartedEvent":
-            adapter.emit("tool_call", {"name": event.tool_name, "id": event.event_id,
-                                       "arguments": tool_arguments(event.tool_args),
-                                       "agent": event.agent_role})  # fmt: skip
+            report.tool_call(event.event_id, event.tool_name, tool_arguments(event.tool_args),
+                             step=step, framework={"agent": agent})  # fmt: skip
         elif kind in ("ToolUsageFinishedEvent", "ToolUsageErrorEvent"):
-            payload = {"name": event.tool_name, "id": event.started_event_id,
-                       "result": to_jsonable(getattr(event, "output", None)),
-                       "agent": event.agent_role}  # fmt: skip
-            if kind == "ToolUsageErrorEvent":
-                payload["error"] = str(getattr(event, "error", ""))
-            adapter.emit("tool_result", payload)
+            error = str(getattr(event, "error", "")) if kind == "ToolUsageErrorEvent" else None
+            report.tool_result(event.started_event_id, event.tool_name,
+                               to_jsonable(getattr(event, "output", None)), error=error,
+                               step=step, framework={"agent": agent})  # fmt: skip
         elif kind == "LLMCallCompletedEvent":
-            adapter.emit("message", {"role": getattr(event, "agent_role", None) or "assistant",
-                                     "content": to_jsonable(event.response)})  # fmt: skip
+            detail = {"call_id": getattr(event, "call_id", None), "model": event.model}
+            report.message("assistant", to_jsonable(event.response), name=agent, step=step,
+                           framework=detail)  # fmt: skip
         else:
-            adapter.emit("custom", {"type": kind, "task": task,
-                                    "agent": getattr(event, "agent_role", None)})  # fmt: skip
+            data = {"error": str(event.error)} if hasattr(event, "error") else None
+            report.custom(kind, data, step=step, framework={"agent": agent})

@@ -13,14 +13,17 @@ The graph is streamed with ``stream_mode=["updates", "messages", "custom", "chec
 | LangGraph | envelope |
 |---|---|
 | ``tasks`` start / result (a node) | ``emit step_started`` / ``step_finished`` (+ error) |
-| ``messages``: AI text | ``emit message`` (chunks of streaming models marked ``chunk``) |
+| ``messages``: AI text | ``emit message``, one per reply (a streaming model's chunks gathered) |
 | ``messages``: AI ``tool_calls`` / ``ToolMessage`` | ``emit tool_call`` / ``tool_result`` |
-| ``custom`` (``get_stream_writer()``) | ``emit custom`` |
+| ``custom`` (``get_stream_writer()``) | ``emit custom`` (type ``stream_writer``) |
 | ``checkpoints`` (checkpointer ids) | ``checkpoint`` (state values, checkpoint id) |
 | ``updates`` with ``__interrupt__`` | ``emit paused``; the task pauses (``GraphInterrupted``) |
 | end of the stream | ``complete`` (output mapper over the final state; usage from
   ``usage_metadata``) |
 | exception | ``error`` (re-raised) |
+
+Each emit's payload has the keys every adapter uses (:mod:`fleetforge.adapters.payloads`; the
+mapping table is in docs/adapters.md).
 
 The thread id is the task id: with a persistent checkpointer, a retried task resumes from its
 last checkpoint instead of starting over. An ``interrupt()`` pauses the task and its run (the
@@ -35,6 +38,7 @@ from typing import Any
 
 from fleetforge.adapter import AgentRunAdapter, to_jsonable
 from fleetforge.adapters._base import FrameworkAdapter, add_usage, require
+from fleetforge.adapters.payloads import Reporter
 from fleetforge.contracts import FleetUsage
 from fleetforge.worker import TaskPaused
 
@@ -92,29 +96,30 @@ class LangGraphAdapter(FrameworkAdapter):
         # a task leased before (a retry, or released by a worker that stopped) continues from
         # its last checkpoint; a first lease has none to look up
         resumable = context.attempt > 1 or context.fencing_token > 1
+        resumed: dict[str, Any] | None = None
         if resumable and getattr(self.graph, "checkpointer", None):
             snapshot = await self.graph.aget_state(config)
             if snapshot.next:
                 graph_input = None
                 checkpoint = snapshot.config["configurable"].get("checkpoint_id")
-                resumed = {"resumed_from": checkpoint, "next": list(snapshot.next)}
+                resumed = {"checkpoint_id": checkpoint, "next": list(snapshot.next)}
                 if context.resume is not None and snapshot.interrupts:
                     from langgraph.types import Command  # the graph waits at an interrupt()
 
                     graph_input = Command(resume=context.resume.value)
                     resumed["resume"] = to_jsonable(context.resume.value)
-                adapter.emit("custom", resumed)
-        usage = FleetUsage()
-        seen: set[str] = set()
+        stream = _Stream(Reporter(adapter, "node"))
+        if resumed is not None:
+            stream.reporter.custom("resumed", resumed)
         interrupts: list[Any] = []
         state: Any = None
         async for mode, data in self.graph.astream(graph_input, config, stream_mode=STREAM_MODES):
-            if mode == "tasks":
-                self._task(adapter, data)
-            elif mode == "messages":
-                usage = self._message(adapter, data, seen, usage)
+            if mode == "messages":
+                stream.message(*data)
+            elif mode == "tasks":
+                stream.task(data)
             elif mode == "custom":
-                adapter.emit("custom", data if isinstance(data, Mapping) else {"value": data})
+                stream.reporter.custom("stream_writer", data)
             elif mode == "checkpoints":
                 checkpoint_id = data["config"]["configurable"].get("checkpoint_id", "")
                 saved = {"values": data.get("values"), "next": list(data.get("next", ())),
@@ -123,59 +128,98 @@ class LangGraphAdapter(FrameworkAdapter):
             elif mode == "values":
                 state = data
             elif mode == "updates" and isinstance(data, Mapping) and "__interrupt__" in data:
-                found = [to_jsonable(getattr(i, "value", i)) for i in data["__interrupt__"]]
-                interrupts.extend(found)
-                adapter.emit("paused", {"interrupts": found, "thread_id": adapter.context.task_id})
+                stream.flush()
+                found = [getattr(i, "value", i) for i in data["__interrupt__"]]
+                ids = [getattr(i, "id", None) for i in data["__interrupt__"]]
+                interrupts.extend(to_jsonable(found))
+                stream.reporter.paused(
+                    to_jsonable(found),
+                    framework={"thread_id": adapter.context.task_id, "interrupt_ids": ids},
+                )
+        stream.flush()
         if interrupts:
             raise GraphInterrupted(interrupts)
-        return self.output(state), usage
+        return self.output(state), stream.usage
 
-    @staticmethod
-    def _task(adapter: AgentRunAdapter, data: Mapping[str, Any]) -> None:
-        node = data.get("name")
+
+class _Stream:
+    """One graph run's ``messages`` and ``tasks`` items, as steps, messages and tool calls.
+
+    A streaming model sends its reply as chunks (one per token for some): they are gathered by
+    message id and reported as one ``message`` when the reply is complete — its last chunk, the
+    next whole message or the end of its node, whichever comes first.
+    """
+
+    def __init__(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+        self.usage = FleetUsage()
+        self.seen: set[str] = set()
+        self.pending: dict[str, tuple[Any, int, Mapping[str, Any]]] = {}  # id: (sum, n, meta)
+
+    def task(self, data: Mapping[str, Any]) -> None:
+        node = str(data.get("name"))
+        key = str(data.get("id"))
         if "result" in data or "error" in data:  # a finished task; a started one has "input"
-            payload: dict[str, Any] = {"node": node, "id": data.get("id")}
-            if data.get("error"):
-                payload["error"] = str(data["error"])
-            adapter.emit("step_finished", payload)
+            self.flush(node)
+            error = str(data["error"]) if data.get("error") else None
+            self.reporter.step_finished(key, error=error, framework={"task_id": key})
         else:
-            adapter.emit("step_started", {"node": node, "id": data.get("id")})
+            triggers = list(data.get("triggers") or ())
+            self.reporter.step_started(key, node, {"task_id": key, "triggers": triggers})
 
-    @staticmethod
-    def _message(
-        adapter: AgentRunAdapter, data: Any, seen: set[str], usage: FleetUsage
-    ) -> FleetUsage:
-        message, meta = data
-        kind = type(message).__name__
-        node = meta.get("langgraph_node") if isinstance(meta, Mapping) else None
-        chunk = kind.endswith("Chunk")
-        if not chunk and message.id:
-            if message.id in seen:
-                return usage
-            seen.add(message.id)
-        if kind.startswith("ToolMessage"):
-            payload = {"name": message.name, "id": message.tool_call_id,
-                       "result": to_jsonable(message.content), "node": node}  # fmt: skip
-            if getattr(message, "status", "success") == "error":
-                payload["error"] = str(message.content)
-            adapter.emit("tool_result", payload)
-            return usage
+    def message(self, message: Any, meta: Mapping[str, Any]) -> None:
+        if type(message).__name__.endswith("Chunk"):
+            key = str(message.id or meta.get("langgraph_checkpoint_ns"))
+            gathered, count, _ = self.pending.get(key) or (None, 0, meta)
+            self.pending[key] = (message if gathered is None else gathered + message,
+                                 count + 1, meta)  # fmt: skip
+            if getattr(message, "chunk_position", None) == "last":
+                self._report(*self.pending.pop(key))
+            return
+        self.flush(meta.get("langgraph_node"))
+        if message.id:
+            if message.id in self.seen:
+                return
+            self.seen.add(message.id)
+        self._report(message, 0, meta)
+
+    def flush(self, node: Any = None) -> None:
+        """Report the gathered replies (of one node, or all)."""
+        for key, (gathered, count, meta) in list(self.pending.items()):
+            if node is None or meta.get("langgraph_node") == node:
+                del self.pending[key]
+                self._report(gathered, count, meta)
+
+    def _report(self, message: Any, chunks: int, meta: Mapping[str, Any]) -> None:
+        kind = type(message).__name__.removesuffix("Chunk")
+        node = meta.get("langgraph_node")
+        task_id = str(meta.get("langgraph_checkpoint_ns", "")).split("|")[-1].partition(":")[2]
+        step = self.reporter.step_of(task_id)
+        if kind == "ToolMessage":
+            error = str(message.content) if getattr(message, "status", "") == "error" else None
+            self.reporter.tool_result(message.tool_call_id, message.name,
+                                      to_jsonable(message.content), error=error, step=step,
+                                      framework={"node": node})  # fmt: skip
+            return
         if message.content:
-            adapter.emit("message", {"role": "assistant" if kind.startswith("AI") else kind,
-                                     "content": to_jsonable(message.content), "node": node,
-                                     "chunk": chunk})  # fmt: skip
+            role = _ROLES.get(kind, kind)
+            detail = {"message_id": message.id, "type": kind, "chunks": chunks}
+            self.reporter.message(role, to_jsonable(message.content), name=node, step=step,
+                                  framework=detail)  # fmt: skip
         for call in getattr(message, "tool_calls", None) or ():
-            adapter.emit("tool_call", {"name": call.get("name"), "id": call.get("id"),
-                                       "arguments": to_jsonable(call.get("args")),
-                                       "node": node})  # fmt: skip
+            self.reporter.tool_call(call.get("id"), call.get("name"),
+                                    to_jsonable(call.get("args")), step=step,
+                                    framework={"node": node})  # fmt: skip
         meta_usage = getattr(message, "usage_metadata", None)
         if meta_usage:
             model = (getattr(message, "response_metadata", None) or {}).get("model_name")
-            usage = add_usage(
-                usage,
+            self.usage = add_usage(
+                self.usage,
                 input_tokens=meta_usage.get("input_tokens"),
                 output_tokens=meta_usage.get("output_tokens"),
                 total_tokens=meta_usage.get("total_tokens"),
                 model=model,
             )
-        return usage
+
+
+_ROLES = {"AIMessage": "assistant", "HumanMessage": "user", "SystemMessage": "system"}

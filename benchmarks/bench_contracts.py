@@ -4,6 +4,8 @@
   pydantic path (discriminated union);
 - run events per second, both ways;
 - validate_run_spec time for a 100-step DAG (schema + DAG rules + model);
+- the JSON value domain check (issue 17) of the same envelopes, and its cost as a share of
+  their JSON Schema validation, measured in the same run (goal: at most 5 %);
 - `import fleetforge` time in a fresh interpreter.
 """
 
@@ -17,12 +19,14 @@ from collections.abc import Callable
 from typing import Any
 
 from fleetforge import schemas, validate_run_spec
+from fleetforge._jsondomain import check_json_value
 from fleetforge.contracts import parse_envelope, parse_event
 
 GOALS = {
     "envelopes_per_s_jsonschema": (">=", 10_000),
     "envelopes_per_s_pydantic": (">=", 100_000),
     "run_spec_100_steps_ms": ("<=", 20.0),
+    "limits_check_pct_of_envelope_validation": ("<=", 5.0),
 }
 
 
@@ -107,8 +111,12 @@ def run() -> dict[str, float]:
     for event in events:
         schemas.validate("run_event", event)  # the fixtures themselves are valid
     big = spec_with_steps(100)
+    jsonschema_rate = _rate(lambda e: schemas.validate("agent_run", e), envelopes)
+    limits_rate = _rate(check_json_value, envelopes)
     return {
-        "envelopes_per_s_jsonschema": _rate(lambda e: schemas.validate("agent_run", e), envelopes),
+        "envelopes_per_s_jsonschema": jsonschema_rate,
+        "envelopes_per_s_limits_check": limits_rate,
+        "limits_check_pct_of_envelope_validation": 100 * jsonschema_rate / limits_rate,
         "envelopes_per_s_pydantic": _rate(parse_envelope, envelopes),
         "events_per_s_jsonschema": _rate(lambda e: schemas.validate("run_event", e), events),
         "events_per_s_pydantic": _rate(parse_event, events),

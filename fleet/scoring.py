@@ -3,14 +3,33 @@
 Built in: ``exact``, ``contains``, ``regex``, ``json_schema``, ``numeric_range``; and ``custom``
 scorers registered by name with :func:`register_scorer`. Every scorer first selects a value with
 its ``pointer`` (a JSON pointer into the output; '' = the whole output).
+
+Custom scorers live in the process that judges receipts (the one running ``FleetService``:
+``fleetforge serve``, ``mcp``, ``work``, ``worker``, or your own). They are registered
+
+- by the ``fleetforge.scorers`` entry-point group, loaded the first time a custom scorer is
+  needed (``name = "package.module:function"`` registers ``function`` as ``name``);
+- by importing a module that calls :func:`register_scorer` (``--scorers MODULE`` on those
+  commands, :func:`load_scorers` in code).
+
+``submit_run`` refuses a spec naming a custom scorer this process does not know
+(:func:`require_scorers`); a receipt that reaches one anyway (a spec submitted before, or by a
+process that knew it) fails its attempt with kind ``internal`` and the reason, instead of
+leaving the task leased.
 """
 
 from __future__ import annotations
 
+import importlib
+import logging
 import math
+import os
 import re
-from collections.abc import Callable
-from typing import Any
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any
 
 from fleetforge.contracts import FleetScore
 from fleetforge.contracts.protocol import (
@@ -21,19 +40,46 @@ from fleetforge.contracts.protocol import (
     NumericRangeScorer,
     RegexScorer,
 )
-from fleetforge.errors import NotFoundError, UsageError
+from fleetforge.errors import ContractError, ErrorDetail, InternalError, UsageError
 
-__all__ = ["CustomScorerFn", "register_scorer", "resolve_pointer", "score", "unregister_scorer"]
+if TYPE_CHECKING:
+    from fleetforge.contracts import RunSpec
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "CustomScorerFn",
+    "ScorerError",
+    "load_scorers",
+    "register_scorer",
+    "require_scorers",
+    "resolve_pointer",
+    "score",
+    "scorer_names",
+    "unregister_scorer",
+]
+
+ENTRY_POINT_GROUP = "fleetforge.scorers"
 
 CustomScorerFn = Callable[[Any, dict[str, Any]], FleetScore | bool]
 """A custom scorer: (selected value, params) → a FleetScore, or a bool for pass/fail."""
 
 _CUSTOM: dict[str, CustomScorerFn] = {}
 _MISSING = object()
+_entry_points_lock = threading.Lock()
+_entry_points_loaded = False
+_entry_point_errors: list[str] = []
+log = logging.getLogger("fleetforge.scoring")
+
+
+class ScorerError(InternalError):
+    """A custom scorer is not registered in this process, or failed: the attempt fails with
+    kind ``internal`` (the service catches it; it never reaches a worker)."""
 
 
 def register_scorer(name: str, fn: CustomScorerFn) -> None:
     """Make ``{"kind": "custom", "name": name}`` call ``fn``."""
+    if not callable(fn):
+        raise UsageError(f"custom scorer '{name}' is not callable: {fn!r}")
     if name in _CUSTOM and _CUSTOM[name] is not fn:
         raise UsageError(f"a custom scorer named '{name}' is already registered")
     _CUSTOM[name] = fn
@@ -41,6 +87,85 @@ def register_scorer(name: str, fn: CustomScorerFn) -> None:
 
 def unregister_scorer(name: str) -> None:
     _CUSTOM.pop(name, None)
+
+
+def scorer_names() -> list[str]:
+    """The custom scorers this process knows (entry points included), sorted."""
+    _load_entry_points()
+    return sorted(_CUSTOM)
+
+
+def load_scorers(modules: Sequence[str] = ()) -> list[str]:
+    """Load the ``fleetforge.scorers`` entry points and import ``modules`` (each registers its
+    scorers on import); return the names known. A module that cannot be imported, or an
+    entry point that cannot be loaded, is a UsageError: a judging process should not start
+    without the scorers it was asked for."""
+    _load_entry_points()
+    if _entry_point_errors:
+        raise UsageError("cannot load custom scorers: " + "; ".join(_entry_point_errors))
+    if os.getcwd() not in sys.path:  # like `python -m`: modules in the current directory import
+        sys.path.insert(0, os.getcwd())
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise UsageError(f"--scorers {name}: cannot import it: {exc}") from exc
+    return sorted(_CUSTOM)
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    with _entry_points_lock:
+        if not _entry_points_loaded:
+            _register_entry_points()
+            _entry_points_loaded = True
+
+
+def _register_entry_points() -> None:
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            fn = entry.load()
+            if entry.name not in _CUSTOM:  # one registered in code wins
+                register_scorer(entry.name, fn)
+        except Exception as exc:  # a broken plugin must not stop the fleet's judging
+            problem = f"entry point {entry.name} = {entry.value}: {type(exc).__name__}: {exc}"
+            log.error("cannot load custom scorer %s", problem)
+            _entry_point_errors.append(problem)
+
+
+def require_scorers(spec: RunSpec) -> None:
+    """Raise ContractError for each custom scorer the spec names that this process does not
+    know (it would judge the step's receipts)."""
+    named = list(_custom_scorers(spec))
+    if not named:
+        return
+    known = scorer_names()
+    missing = [
+        ErrorDetail(
+            pointer,
+            f"no custom scorer named '{name}' is registered in this fleet process (known: "
+            f"{', '.join(known) or 'none'}); load it with --scorers MODULE or the "
+            f"'{ENTRY_POINT_GROUP}' entry-point group",
+        )
+        for pointer, name in named
+        if name not in known
+    ]
+    if missing:
+        noun = "scorer" if len(missing) == 1 else "scorers"
+        raise ContractError(f"invalid run spec: unknown custom {noun}", details=missing)
+
+
+def _custom_scorers(spec: RunSpec) -> Iterator[tuple[str, str]]:
+    for i, step in enumerate(spec.steps):
+        for where, node in (
+            (f"/steps/{i}", step),
+            (f"/steps/{i}/step", getattr(step, "step", None)),
+        ):
+            scorer = getattr(node, "scorer", None)
+            if isinstance(scorer, CustomScorer):
+                yield f"{where}/scorer/name", scorer.name
 
 
 def resolve_pointer(document: Any, pointer: str) -> Any:
@@ -135,8 +260,22 @@ def _numeric(spec: NumericRangeScorer, value: Any) -> FleetScore:
 def _custom(spec: CustomScorer, value: Any) -> FleetScore:
     fn = _CUSTOM.get(spec.name)
     if fn is None:
-        raise NotFoundError(f"no custom scorer registered as '{spec.name}'", scorer=spec.name)
-    result = fn(value, dict(spec.params))
+        _load_entry_points()
+        fn = _CUSTOM.get(spec.name)
+    if fn is None:
+        raise ScorerError(
+            f"no custom scorer named '{spec.name}' is registered in the process that judged "
+            f"this receipt (load it with --scorers MODULE or the '{ENTRY_POINT_GROUP}' "
+            "entry-point group)",
+            scorer=f"custom:{spec.name}",
+        )
+    try:
+        result = fn(value, dict(spec.params))
+    except Exception as exc:
+        raise ScorerError(
+            f"custom scorer '{spec.name}' raised {type(exc).__name__}: {exc}",
+            scorer=f"custom:{spec.name}",
+        ) from exc
     if isinstance(result, FleetScore):
         return result
     return _verdict(f"custom:{spec.name}", bool(result), "passed" if result else "failed")

@@ -23,6 +23,7 @@ from typing import Any, ParamSpec, TypeVar
 import anyio.to_thread
 from pydantic import BaseModel, ValidationError
 
+from fleetforge._jsondomain import check_document, check_json_value, check_model
 from fleetforge.contracts import (
     Artifact,
     FleetArtifactRef,
@@ -93,7 +94,7 @@ from fleetforge.fleet.scheduler import (
     resolve_inputs,
     resolve_value,
 )
-from fleetforge.fleet.scoring import score
+from fleetforge.fleet.scoring import ScorerError, require_scorers, score
 from fleetforge.fleet.store import EventStore, Unit
 from fleetforge.fleet.store._base import canonical_json, iso
 from fleetforge.ids import new_id
@@ -289,12 +290,15 @@ class SyncFleetService:
 
         ``trace`` (W3C trace context of the submitter) is handed to every task of the run, so
         workers' spans join the submitter's trace."""
+        check_json_value({"idempotency_key": idempotency_key}, what="arguments")
         context = (
             trace
             if trace is None or isinstance(trace, TraceContext)
             else (TraceContext.model_validate(trace))
         )
+        context = context if context is None else check_model(context, pointer="/trace")
         model = validate_run_spec(spec)
+        require_scorers(model)  # the custom scorers its receipts need are known here
         now = self.clock.now()
         with self.store.transaction() as unit:
             if idempotency_key is not None:
@@ -374,7 +378,14 @@ class SyncFleetService:
         """Runs, newest first, a page at a time; filter by status and by labels (all must match)."""
         if not 1 <= limit <= 1000:
             raise UsageError(f"limit must be between 1 and 1000, got {limit}")
-        wanted = FleetRunStatus(status).value if status else None
+        try:
+            wanted = FleetRunStatus(status).value if status else None
+        except ValueError:
+            choices = ", ".join(s.value for s in FleetRunStatus)
+            raise ContractError(
+                f"unknown run status {status!r}; use one of {choices}",
+                details=[ErrorDetail("/status", f"must be one of {choices}")],
+            ) from None
         found: list[FleetRun] = []
         after = cursor
         with self.store.backend.read() as tx:
@@ -406,6 +417,7 @@ class SyncFleetService:
     def cancel_run(self, run_id: str, *, reason: str = "", by: str | None = None) -> Run:
         """Cancel a run: queued tasks are withdrawn; workers holding its tasks are told on
         their next heartbeat or receipt (``RunCancelledError``)."""
+        check_json_value({"reason": reason, "by": by}, what="arguments")
         now = self.clock.now()
         with self.store.transaction() as unit:
             run = self._run(unit, run_id, lock=True)
@@ -432,15 +444,13 @@ class SyncFleetService:
         every waiting task of that step; the tasks it does not name get ``value``.
         """
         now = self.clock.now()
-        answers = dict(values or {})
+        given = {"value": value, "values": dict(values or {}), "by": by}
+        checked = check_json_value(given, what="resume values")
+        value, answers = checked["value"], checked["values"]
         with self.store.transaction() as unit:
             run = self._run(unit, run_id, lock=True)
             if run.status != "paused":
                 raise ConflictError(f"run '{run_id}' is {run.status}, not paused", run_id=run_id)
-            try:
-                canonical_json([value, answers])
-            except (TypeError, ValueError) as exc:
-                raise UsageError(f"the resume value must be JSON data: {exc}") from None
             answered: set[str] = set()
             self._append(unit, [self._event("run_resumed", run_id, now, by=by)])
             spec = self._spec(unit, run_id)
@@ -483,6 +493,7 @@ class SyncFleetService:
         self, run_id: str, step_id: str, *, by: str | None = None, comment: str | None = None
     ) -> Run:
         """Approve a human step that is waiting; its output is ``{approved, by, comment}``."""
+        check_json_value({"by": by, "comment": comment}, what="arguments")
         now = self.clock.now()
         with self.store.transaction() as unit:
             run = self._run(unit, run_id, lock=True)
@@ -517,6 +528,7 @@ class SyncFleetService:
 
         A failed run is reopened. The step gets one more attempt than it had.
         """
+        check_json_value({"by": by}, what="arguments")
         now = self.clock.now()
         with self.store.transaction() as unit:
             run = self._run(unit, run_id, lock=True)
@@ -857,6 +869,7 @@ class SyncFleetService:
     @_retrying
     def register_worker(self, spec: FleetWorkerSpec | Mapping[str, Any]) -> FleetWorkerSpec:
         """Register (or re-register) a worker with what it can do."""
+        spec = check_document(spec, what="worker spec")
         worker = spec if isinstance(spec, FleetWorkerSpec) else FleetWorkerSpec.model_validate(spec)
         with self.store.transaction() as unit:
             self._append(
@@ -1221,6 +1234,7 @@ class SyncFleetService:
         """Give a leased task back unfinished (graceful shutdown): the same attempt is requeued.
 
         An ``admin`` caller may release any lease; the event records who did."""
+        check_json_value({"reason": reason}, what="arguments")
         now = self.clock.now()
         admin = caller is not None and caller.admin
         with self.store.transaction() as unit:
@@ -1265,6 +1279,9 @@ class SyncFleetService:
         """Stop a leased task to wait for input (a LangGraph ``interrupt()``, a question for a
         person): the lease ends, the step waits and the run pauses until ``resume_run``, whose
         value the task's next lease carries (``FleetInboxEntry.resume``)."""
+        waiting_for = check_json_value(
+            {"reason": reason, "waiting_for": list(waiting_for)}, what="arguments"
+        )["waiting_for"]
         now = self.clock.now()
         with self.store.transaction() as unit:
             task = self._held(unit, task_id, fencing_token, caller=caller, what="pause")
@@ -1302,6 +1319,7 @@ class SyncFleetService:
 
         An artifact of a task needs ``caller`` to hold that task's lease; one of a run needs a
         lease in the run, or the ``submit`` scope."""
+        metadata = check_json_value(metadata, what="artifact metadata", lenient=True)
         if caller is not None:
             self._check_artifact_owner(caller, metadata.get("run_id"), metadata.get("task_id"))
         artifact = self._artifact_store().put(content, **metadata)
@@ -1360,6 +1378,7 @@ class SyncFleetService:
         caller: Caller | None = None,
     ) -> RunEvent:
         """Record an adapter envelope for a leased task (checkpoints also as checkpoint_saved)."""
+        envelope = check_document(envelope, what="envelope")
         if not isinstance(envelope, AgentRunEnvelope):
             from fleetforge import schemas
 
@@ -1423,6 +1442,7 @@ class SyncFleetService:
         caller: Caller | None = None,
     ) -> bool:
         """Report that an attempt failed. Returns True when another attempt will follow."""
+        check_json_value({"message": message}, what="arguments")
         failure = FleetTaskFailureKind(kind)
         self.expire_leases()
         now = self.clock.now()
@@ -1439,6 +1459,7 @@ class SyncFleetService:
         Posting the same receipt again returns the first verdict and changes nothing. Receipt
         ids are unique within their task: another task's receipts never collide with them.
         """
+        receipt = check_document(receipt, what="receipt")
         if not isinstance(receipt, FleetReceipt):
             from fleetforge import schemas
 
@@ -1532,10 +1553,11 @@ class SyncFleetService:
             receipt_id
             or "rcp_" + hashlib.sha256(f"{task_id}:{fencing_token}".encode()).hexdigest()[:26]
         )
-        result = TaskSuccess(output=output)
         used = usage if isinstance(usage, FleetUsage) else FleetUsage.model_validate(usage or {})
         refs = [a if isinstance(a, FleetArtifactRef) else FleetArtifactRef.model_validate(a)
                 for a in artifacts]  # fmt: skip
+        output, used, refs = _checked_result(output, used, refs)
+        result = TaskSuccess(output=output)
         self.expire_leases()
         with self.store.transaction() as unit:
             self._lock_run_of(unit, task_id)  # then a repeat waits for the first verdict
@@ -1585,7 +1607,22 @@ class SyncFleetService:
                 task_id=task.task_id,
             )
             return verdict, (FleetTaskFailureKind.BUDGET_EXCEEDED, reason), [event]
-        return score(spec.scorer, receipt.result.output), None, []
+        try:
+            return score(spec.scorer, receipt.result.output), None, []
+        except ScorerError as exc:  # unknown or failing custom scorer: fail, do not hang
+            verdict = FleetScore(passed=False, score=0, scorer=exc.context["scorer"],
+                                 reason=exc.message)  # fmt: skip
+            return verdict, (FleetTaskFailureKind.INTERNAL, exc.message), []
+
+
+def _checked_result(
+    output: Any, usage: FleetUsage, refs: list[FleetArtifactRef]
+) -> tuple[Any, FleetUsage, list[FleetArtifactRef]]:
+    """A receipt's output, usage and artifacts, checked against the JSON value domain
+    (pointers as the arguments of ``fleet_post_receipt`` name them)."""
+    checked = [check_model(r, pointer=f"/artifacts/{i}") for i, r in enumerate(refs)]
+    used = check_model(usage, pointer="/usage")
+    return check_json_value(output, pointer="/output", what="receipt"), used, checked
 
 
 def _ts(value: datetime) -> str:

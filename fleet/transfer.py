@@ -2,9 +2,11 @@
 
 ``export`` writes a header line, then every event in ``seq`` order (artifact metadata travels in
 its ``artifact_stored`` events). ``import_events`` appends such a file to an *empty* store, in
-batches, validating each event against ``run_event``; the projections are built as the events
-land, and ``replay --verify`` is clean afterwards. Sequence numbers are per store: the target
-numbers the events afresh, in the same order.
+batches, validating each event (the JSON value domain, then ``run_event``); the projections are
+built as the events land, and ``replay --verify`` is clean afterwards. Sequence numbers are per
+store: the target numbers the events afresh, in the same order. An event that one store holds
+but the value domain refuses (written before the domain was checked) stops the import with its
+line and JSON pointer, before anything is written for its batch.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 from collections.abc import Iterator
 from typing import IO, Any
 
+from fleetforge._jsondomain import EVENT_DEPTH_SLACK, MAX_DEPTH, check_json_value
 from fleetforge.errors import ConflictError, ContractError, ErrorDetail
 from fleetforge.fleet.store import EventStore
 from fleetforge.fleet.store._base import chunks
@@ -66,12 +69,22 @@ def _lines(source: IO[str]) -> Iterator[tuple[int, dict[str, Any]]]:
             raise ContractError(
                 f"line {number} is not JSON", details=[ErrorDetail("", exc.msg)]
             ) from exc
+        except RecursionError:
+            raise ContractError(
+                f"line {number} nests too deeply to read",
+                details=[ErrorDetail("", "nested deeper than JSON values may be")],
+            ) from None
         if not isinstance(value, dict):
             raise ContractError(f"line {number} is not a JSON object")
         yield number, value
 
 
 def _events(lines: Iterator[tuple[int, dict[str, Any]]]) -> Iterator[Any]:
-    for _, event in lines:
+    for number, event in lines:
         event.pop("seq", None)  # the target numbers events afresh
-        yield event
+        yield check_json_value(
+            event,
+            max_depth=MAX_DEPTH + EVENT_DEPTH_SLACK,
+            max_bytes=None,
+            what=f"event on line {number}",
+        )

@@ -9,10 +9,12 @@ result is built here. Unexpected exceptions are logged with an id and answered w
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from mcp.types import CallToolResult, TextContent
 from pydantic import ValidationError
 
+from fleetforge._jsondomain import escape_unencodable
 from fleetforge.errors import ContractError, FleetForgeError, InternalError, NotFoundError
 from fleetforge.ids import new_id
 from fleetforge.redaction import get_logger
@@ -45,13 +47,24 @@ def unknown_tool(name: str, known: list[str]) -> FleetForgeError:
 
 
 def error_result(error: FleetForgeError) -> CallToolResult:
-    body = error.to_dict()
-    text = f"{error.code}: {error}"
+    # an error may quote what the caller sent; a surrogate in it could not be sent as UTF-8
+    body = _encodable(error.to_dict())
+    text = escape_unencodable(f"{error.code}: {error}")
     return CallToolResult(
         content=[TextContent(type="text", text=text)],
         structuredContent=body,
         isError=True,
     )
+
+
+def _encodable(value: Any) -> Any:
+    if isinstance(value, str):
+        return escape_unencodable(value)
+    if isinstance(value, dict):
+        return {k: _encodable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_encodable(v) for v in value]
+    return value
 
 
 def ok_result(structured: dict[str, object]) -> CallToolResult:

@@ -5,7 +5,9 @@
   mcp 2.x takes ``MCPServer(version=...)``.
 - The low-level server, to run it on memory streams with a client session of one's own class
   (tests and benchmarks; ``create_connected_server_and_client_session`` takes the stock
-  ``ClientSession`` only).
+  ``ClientSession`` only), and to put the JSON value domain's filter (``_wire.guard``) in
+  front of its read stream: the SDK's session re-encodes each request, writing NaN as null,
+  before any public hook sees it.
 """
 
 from __future__ import annotations

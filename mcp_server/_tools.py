@@ -79,9 +79,11 @@ class ToolTable:
             op = OPERATIONS[entry["operation"]]
             args = op.args.model_validate(arguments)
             result = await self._run(ctx, op, args)
+            structured = result.model_dump(mode="json", by_alias=True)
+            _readable(structured, name)
         except Exception as exc:
             return error_result(as_fleet_error(exc, tool=name))
-        return ok_result(result.model_dump(mode="json", by_alias=True))
+        return ok_result(structured)
 
     async def _run(self, ctx: Ctx, op: Operation[Any, Any], args: Args) -> Any:
         caller: Caller | None = None
@@ -127,6 +129,23 @@ async def _lease(
         waited = args.wait_seconds - max(deadline - time.monotonic(), 0.0)
         await ctx.report_progress(
             progress=round(waited, 3), total=args.wait_seconds, message="waiting for a task"
+        )
+
+
+def _readable(structured: dict[str, Any], tool: str) -> None:
+    """Refuse to answer with a record no client could parse (JSON parsers stop at some depth:
+    pydantic's at 200): one stored before the JSON value domain was checked."""
+    from fleetforge._jsondomain import READ_MAX_DEPTH, deeper_than, escape_unencodable
+    from fleetforge.errors import ErrorDetail, StoreError
+
+    where = deeper_than(structured, READ_MAX_DEPTH)
+    if where is not None:
+        raise StoreError(
+            f"{tool}: a stored record nests deeper than {READ_MAX_DEPTH} levels, too deep to "
+            "send; it was written before FleetForge checked JSON values (docs/contracts.md)",
+            details=[
+                ErrorDetail(escape_unencodable(where), f"deeper than {READ_MAX_DEPTH} levels")
+            ],
         )
 
 

@@ -10,16 +10,23 @@ processes behind a load balancer, on one PostgreSQL store, act as one fleet.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import errno
+import logging
+import signal
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import anyio
 import uvicorn
+from anyio.abc import TaskStatus
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from fleetforge import __version__
-from fleetforge.errors import FleetForgeError
+from fleetforge.errors import FleetForgeError, UsageError
 from fleetforge.fleet.service import FleetService
 from fleetforge.mcp_server.server import ServerOptions, build_server, check_listen
 from fleetforge.operations import OPERATIONS
@@ -50,24 +57,67 @@ def http_app(fleet: FleetService, options: ServerOptions) -> Starlette:
     return mcp.streamable_http_app()
 
 
+class _ClientGone(logging.Filter):
+    """The MCP SDK (1.x) logs "Error in standalone SSE writer" with a ClosedResourceError
+    traceback each time a client closes its event stream: that is a client leaving, not an
+    error. Those records go to DEBUG; every other record passes as it is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, anyio.ClosedResourceError | anyio.BrokenResourceError):
+            if record.levelno > logging.DEBUG:
+                record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+                record.exc_info = record.exc_text = None
+                record.msg = f"{record.getMessage()}: the client went away"
+                record.args = ()
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+_CLIENT_GONE = _ClientGone()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here so that a port in use is a clear UsageError."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        why = "it is in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+        raise UsageError(
+            f"cannot listen on {host}:{port}: {why} (another server there? pick another --port)"
+        ) from exc
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
 async def serve_http(
     fleet: FleetService,
     options: ServerOptions,
     *,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve until interrupted (SIGINT/SIGTERM stop it gracefully)."""
+    """Serve until interrupted: SIGINT/SIGTERM stop it gracefully, also while it starts (a
+    second SIGINT stops it at once)."""
     check_listen(options.host, options.auth)
-    app = http_app(fleet, options)
-    config = uvicorn.Config(
-        app,
-        host=options.host,
-        port=options.port,
-        log_level=options.log_level.lower(),
-        access_log=options.log_level in ("DEBUG", "INFO"),
-        lifespan="on",
+    for name in ("mcp.server.streamable_http", "mcp.server.streamable_http_manager"):
+        logger = logging.getLogger(name)
+        if _CLIENT_GONE not in logger.filters:
+            logger.addFilter(_CLIENT_GONE)
+    server = _Server(
+        uvicorn.Config(
+            http_app(fleet, options),
+            host=options.host,
+            port=options.port,
+            log_level=options.log_level.lower(),
+            access_log=options.log_level in ("DEBUG", "INFO"),
+            lifespan="on",
+        )
     )
-    server = uvicorn.Server(config)
     if on_ready is not None:
         host = f"[{options.host}]" if ":" in options.host else options.host
         url = f"http://{host}:{options.port}/mcp"
@@ -75,7 +125,32 @@ async def serve_http(
 
         async def startup(sockets: Any = None) -> None:
             await original(sockets=sockets)
-            on_ready(url)
+            if not server.should_exit:  # a signal during start-up: it stops instead
+                on_ready(url)
 
         server.startup = startup  # type: ignore[method-assign]
-    await server.serve()
+    async with anyio.create_task_group() as tg:
+        await tg.start(_stop_on_signal, server)
+        with _listen(options.host, options.port) as sock:
+            if not server.should_exit:
+                await server.serve(sockets=[sock])
+        tg.cancel_scope.cancel()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, its signals handled by :func:`_stop_on_signal` instead: uvicorn
+    installs its handlers only once start-up begins, and a Ctrl-C before that cancelled the
+    start-up half-way (with a traceback in the log)."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _stop_on_signal(server: _Server, *, task_status: TaskStatus[None]) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for signum in signals:
+            if server.should_exit and signum == signal.SIGINT:
+                server.force_exit = True
+            server.should_exit = True

@@ -21,8 +21,9 @@ from fleetforge import __version__
 from fleetforge.errors import UsageError
 from fleetforge.mcp_server._gate import Gate
 from fleetforge.mcp_server._resources import register_prompts, register_resources
-from fleetforge.mcp_server._shim import set_server_version
+from fleetforge.mcp_server._shim import lowlevel, set_server_version
 from fleetforge.mcp_server._tools import ToolTable
+from fleetforge.mcp_server._wire import guard
 
 if TYPE_CHECKING:
     from fleetforge.fleet.service import FleetService
@@ -117,6 +118,7 @@ def build_server(
         **auth_kwargs,
     )
     set_server_version(mcp, __version__)
+    guard(lowlevel(mcp))  # arguments outside the JSON value domain: refused, never altered
     gate = Gate(auth_required=opts.auth)
     mcp.table = ToolTable(fleet, gate, opts.max_artifact_bytes)
     register_resources(mcp, mcp.table)

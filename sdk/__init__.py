@@ -25,6 +25,7 @@ from fleetforge.errors import (
     RunCancelledError,
     SchemaVersionError,
     StoreError,
+    UnavailableError,
     UsageError,
 )
 
@@ -89,6 +90,7 @@ __all__ = [
     "RunSpec",
     "SchemaVersionError",
     "StoreError",
+    "UnavailableError",
     "UsageError",
     "__version__",
     "contracts",

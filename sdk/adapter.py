@@ -31,6 +31,7 @@ import hashlib
 import json
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, time
 from pathlib import Path, PurePath
@@ -186,26 +187,45 @@ class JsonlSink:
 class QueueSink:
     """Collects envelopes for someone else to deliver (the Worker posts them to the fleet).
 
-    Thread-safe: the adapter may run in a worker thread while the deliverer drains the queue.
+    Thread-safe: the adapter may run in a worker thread while the deliverer reads the queue.
+    A deliverer that must not lose an envelope reads the oldest with :meth:`peek` and removes
+    it with :meth:`ack` only once it is delivered; :meth:`drain` takes everything at once.
     ``store_artifact`` (optional) stores large checkpoint state in the artifact store.
     """
 
     def __init__(
         self, store_artifact: Callable[[bytes, str], FleetArtifactRef] | None = None
     ) -> None:
-        self._items: list[AgentRunEnvelope] = []
+        self._items: deque[AgentRunEnvelope] = deque()
         self._lock = threading.Lock()
+        self.written = 0
         self.store_artifact = store_artifact
 
     def write(self, envelope: AgentRunEnvelope) -> None:
         with self._lock:
             self._items.append(envelope)
+            self.written += 1
+
+    def peek(self) -> AgentRunEnvelope | None:
+        """The oldest envelope not yet taken (None when the queue is empty)."""
+        with self._lock:
+            return self._items[0] if self._items else None
+
+    def ack(self) -> None:
+        """Remove the oldest envelope (the one :meth:`peek` gave): it was delivered."""
+        with self._lock:
+            self._items.popleft()
 
     def drain(self) -> list[AgentRunEnvelope]:
         """Everything written since the last drain, in order."""
         with self._lock:
-            items, self._items = self._items, []
+            items = list(self._items)
+            self._items.clear()
         return items
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
 
 
 # ── JSON-safe payloads ──────────────────────────────────────────────────────────────────────
@@ -431,7 +451,7 @@ class AgentRunAdapter:
             # jsonschema: the two cannot have drifted apart unnoticed.
             wire = {**self._wire_base, "kind": kind, "seq": self._seq, "at": data["at"].isoformat()}
             for key, value in fields.items():
-                if value is not None:
+                if value is not None or key == "output":  # a null output is an output
                     wire[key] = _wire(value)
             try:
                 self._checker.validate(wire)

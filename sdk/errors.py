@@ -17,6 +17,8 @@ stable ``code`` (its class name, used on the MCP wire so a client rebuilds the s
     │   └── ForbiddenError          authenticated but lacks the scope        exit 1
     ├── StoreError                  the store failed (driver errors wrapped) exit 5
     │   └── SchemaVersionError      database newer than this library         exit 5
+    ├── UnavailableError            a fleet server or database cannot be     exit 6
+    │                               reached (refused, unknown host, timeout)
     └── InternalError               a bug; the message carries an error id   exit 5
 
 Problems with a location in the input are :class:`ErrorDetail` entries (a JSON pointer and a
@@ -48,6 +50,7 @@ __all__ = [
     "RunCancelledError",
     "SchemaVersionError",
     "StoreError",
+    "UnavailableError",
     "UsageError",
     "error_from_dict",
 ]
@@ -187,6 +190,15 @@ class StoreError(FleetForgeError):
 
 class SchemaVersionError(StoreError):
     """The database was written by a newer FleetForge than this one."""
+
+
+class UnavailableError(FleetForgeError, ConnectionError):
+    """A fleet server (``fleetforge serve``) or the store's database cannot be reached: the
+    connection was refused, the host name is unknown, or it did not answer in time. Nothing was
+    done; the message says where it tried and what to check. Transient causes (timeouts,
+    resets) were already retried a bounded number of times before this is raised."""
+
+    exit_code = 6
 
 
 class InternalError(FleetForgeError):

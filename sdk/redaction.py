@@ -14,9 +14,9 @@ word (``fleet``) everywhere would garble ordinary text; such a value is not a cr
 the name, and ``fleetforge`` says so where it takes one.
 
 Where it applies: the event store masks every event's data before it is projected or written
-(:func:`scrub_json`), errors mask their message (:class:`~fleetforge.errors.FleetForgeError`),
-FleetForge's loggers mask each record (:func:`get_logger`), and store URLs are shown through
-:func:`mask_url`. Masked text reads ``***``.
+(:func:`contains_secret`, :func:`scrub`), errors mask their message
+(:class:`~fleetforge.errors.FleetForgeError`), FleetForge's loggers mask each record
+(:func:`get_logger`), and store URLs are shown through :func:`mask_url`. Masked text reads ``***``.
 """
 
 from __future__ import annotations
@@ -32,13 +32,13 @@ __all__ = [
     "MASK",
     "MIN_SECRET_LENGTH",
     "TOKEN_PATTERN",
+    "contains_secret",
     "get_logger",
     "mask_url",
     "redact",
     "register",
     "register_url",
     "scrub",
-    "scrub_json",
 ]
 
 MASK = "***"
@@ -109,14 +109,10 @@ def scrub(value: Any) -> Any:
     return value
 
 
-def scrub_json(data: Any) -> tuple[Any, str]:
-    """``data`` and its compact JSON text, secrets masked: one regex pass over the text, and a
-    walk of the data only when it finds something (the event store's fast path)."""
-    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    if _pattern.search(text) is None:
-        return data, text
-    clean = scrub(data)
-    return clean, json.dumps(clean, separators=(",", ":"), ensure_ascii=False)
+def contains_secret(text: str) -> bool:
+    """Does ``text`` (an event's JSON, say) hold a known secret or a token-shaped string? One
+    regex pass: the event store's fast path before it walks the data (:func:`scrub`)."""
+    return _pattern.search(text) is not None
 
 
 def mask_url(url: str) -> str:

@@ -1,7 +1,8 @@
 """``validate_run_spec``: the one gate every run spec passes before anything is written.
 
-It runs the JSON Schema (``run_spec.json``) and the rules a schema cannot express, and reports
-every problem at once as one :class:`~fleetforge.errors.ContractError`:
+It checks the JSON value domain (:mod:`fleetforge._jsondomain`), then runs the JSON Schema
+(``run_spec.json``) and the rules a schema cannot express, and reports every problem at once as
+one :class:`~fleetforge.errors.ContractError`:
 
 - the seed: required, a positive integer (not 0, negative, a float, a string or a bool);
 - step ids are unique; ``depends_on`` names existing steps; the dependencies have no cycle;
@@ -19,26 +20,44 @@ from typing import Any
 from pydantic import ValidationError
 
 from fleetforge import schemas
+from fleetforge._jsondomain import (
+    MAX_DEPTH,
+    MAX_DOCUMENT_BYTES,
+    MAX_STRING_BYTES,
+    check_json_value,
+)
 from fleetforge.contracts._base import REF_PATTERN
 from fleetforge.contracts.spec import RunSpec
 from fleetforge.errors import ContractError, ErrorDetail
 
-__all__ = ["SEED_MESSAGE", "pydantic_details", "validate_run_spec"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_DOCUMENT_BYTES",
+    "MAX_STRING_BYTES",
+    "SEED_MESSAGE",
+    "check_json_value",
+    "pydantic_details",
+    "validate_run_spec",
+]
 
 SEED_MESSAGE = "a positive integer seed is required"
 _REF = re.compile(REF_PATTERN)
 
 
 def validate_run_spec(spec: Mapping[str, Any] | RunSpec) -> RunSpec:
-    """Check a run spec completely and return it as a model; raise ``ContractError`` otherwise."""
+    """Check a run spec completely and return it as a model; raise ``ContractError`` otherwise.
+
+    First the JSON value domain (:func:`check_json_value`: finite numbers, 64-bit integers,
+    strings without NUL or surrogates, depth 64, 4 MiB), then the rules below."""
     data: Any = (
-        spec.model_dump(mode="json", exclude_none=True) if isinstance(spec, RunSpec) else spec
+        spec.model_dump(mode="python", exclude_none=True) if isinstance(spec, RunSpec) else spec
     )
     if not isinstance(data, Mapping):
         raise ContractError(
             "invalid run spec: it must be a JSON object",
             details=[ErrorDetail("", f"expected an object, got {_json_type(data)}")],
         )
+    data = check_json_value(data, what="run spec")
     problems = [d for d in schemas.errors("run_spec", data) if not d.pointer.startswith("/seed")]
     problems += _seed_problems(data)
     problems += _dag_problems(data)

@@ -29,7 +29,6 @@ import inspect
 import os
 import socket
 import threading
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +38,7 @@ import anyio.from_thread
 import anyio.to_thread
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from fleetforge._delivery import LOST, Outbox
 from fleetforge.adapter import (
     AgentRunAdapter,
     AgentRunContext,
@@ -55,21 +55,13 @@ from fleetforge.contracts import (
     FleetUsage,
     FleetWorkerSpec,
 )
-from fleetforge.errors import (
-    AlreadyCompletedError,
-    FleetForgeError,
-    LeaseLostError,
-    NotFoundError,
-    RunCancelledError,
-    UsageError,
-)
+from fleetforge.errors import ContractError, UsageError
 from fleetforge.redaction import get_logger
 from fleetforge.telemetry import context_from, tracer
 
 __all__ = ["Handler", "TaskError", "TaskPaused", "TaskRun", "Worker", "WorkerStats"]
 
 log = get_logger("fleetforge.worker")
-_LOST = (LeaseLostError, RunCancelledError, AlreadyCompletedError, NotFoundError)
 
 
 class TaskError(Exception):
@@ -130,6 +122,11 @@ class WorkerStats:
     lost: int = 0
     released: int = 0
     paused: int = 0
+    errors: int = 0
+    """Tasks where something went wrong between the Worker and the fleet (the fleet refused a
+    result, envelopes could not be delivered, an unexpected error): each is logged with the task
+    and the error, and also counted under its outcome (``failed``, or ``lost`` when nothing could
+    be recorded and the lease will expire)."""
 
     @property
     def handled(self) -> int:
@@ -137,8 +134,11 @@ class WorkerStats:
         return done + self.lost + self.released + self.paused
 
 
-class _Lost(Exception):
-    pass
+# Once shutdown_grace is over: how long a cancelled handler gets to stop, and how long the last
+# envelopes and the release call get (the CLI exits 4.5 s after the grace period at the latest).
+_HANDLER_STOP_WAIT = 0.5
+_RELEASE_DRAIN = 1.5
+_RELEASE_TIMEOUT = 2.0
 
 
 class Worker:
@@ -158,6 +158,7 @@ class Worker:
         shutdown_grace: float = 30.0,
         adapter_name: str = "fleetforge",
         validation: ValidationMode = "strict",
+        default_id: str | None = None,
     ) -> None:
         if concurrency < 1:
             raise UsageError(f"concurrency must be at least 1, got {concurrency}")
@@ -166,7 +167,11 @@ class Worker:
             if isinstance(capabilities, FleetWorkerSpec)
             else dict(capabilities or {})
         )
-        name = worker_id or caps.get("worker_id") or f"worker-{socket.gethostname()}-{os.getpid()}"
+        given = worker_id or caps.get("worker_id")
+        # no id given: a token bound to a worker names it (see register), else the default
+        self._id_from_token = given is None
+        self._registered = False
+        name = given or default_id or f"worker-{socket.gethostname()}-{os.getpid()}"
         caps.setdefault("max_concurrency", concurrency)
         self.spec = FleetWorkerSpec.model_validate({**caps, "worker_id": name})
         self.client = client
@@ -196,6 +201,16 @@ class Worker:
 
     # ── the loop ────────────────────────────────────────────────────────────────────────────
 
+    async def register(self) -> FleetWorkerSpec:
+        """Register with the fleet (:meth:`run` does it when not done yet). Without a
+        ``worker_id``, a client whose token is bound to a worker registers as that worker and
+        :attr:`worker_id` becomes its id; otherwise the default id is used."""
+        registered = await self.client.register_worker(self.spec, id_from_token=self._id_from_token)
+        if registered.worker_id != self.spec.worker_id:
+            self.spec = self.spec.model_copy(update={"worker_id": registered.worker_id})
+        self._registered = True
+        return self.spec
+
     async def run(
         self, *, stop_when_idle: bool = False, max_tasks: int | None = None
     ) -> WorkerStats:
@@ -203,7 +218,8 @@ class Worker:
         ``max_tasks`` tasks were handled."""
         self._stop_event = anyio.Event()
         self._stopping = False
-        await self.client.register_worker(self.spec)
+        if not self._registered:
+            await self.register()
         self._slot_freed = anyio.Event()
         leased_total = 0
         wait = 0.0
@@ -242,6 +258,11 @@ class Worker:
                     async def work(entry: FleetInboxEntry = entry) -> None:
                         try:
                             await self._work(entry)
+                        except Exception as exc:  # a bug here or in the client: say so, go on
+                            self.stats.errors += 1
+                            self.stats.lost += 1  # its lease will expire and the fleet requeue it
+                            log.exception("task %s: unexpected error in the worker (%s: %s)",
+                                          entry.task.task_id, type(exc).__name__, exc)  # fmt: skip
                         finally:
                             self._running -= 1
                             if self._slot_freed is not None:
@@ -284,6 +305,7 @@ class Worker:
             ) as span,
         ):
             outcome = await self._attempt(run, token, sink)
+            setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)
             span.set_attribute("fleet.outcome", outcome)
             if outcome in ("failed", "rejected"):
                 span.set_status(Status(StatusCode.ERROR, outcome))
@@ -310,88 +332,87 @@ class Worker:
     async def _attempt(self, run: TaskRun, token: int, sink: QueueSink) -> str:
         task_id = run.task.task_id
         me = self.worker_id  # every call on the lease names the worker holding it
-        lost: list[str] = []
+        outbox = Outbox(self.client, task_id, token, sink, worker_id=me)
+        halted: list[str] = []  # why the attempt stopped early (the first reason wins)
+        released: list[str] = []  # the outcome, when the shutdown watcher gave the task back
         handler_scope = anyio.CancelScope()
+        handler_done = anyio.Event()
+        release_done = anyio.Event()
 
-        def lose(reason: str) -> None:
-            if not lost:
-                lost.append(reason)
+        def halt(reason: str) -> None:
+            if not halted:
+                halted.append(reason)
                 run.cancelled.set()
                 handler_scope.cancel()
 
-        async def flush() -> None:
-            for envelope in sink.drain():
-                try:
-                    await self.client.post_event(task_id, token, envelope, worker_id=me)
-                except _LOST as exc:
-                    lose(str(exc))
-                    return
+        async def deliver_live() -> None:  # envelopes reach the fleet while the handler works
+            await outbox.deliver_until(handler_done)
+            if outbox.stopped:
+                halt("lease lost" if outbox.lost else "undeliverable")
 
-        async def background() -> None:
-            next_beat = time.monotonic() + self.heartbeat_seconds
+        async def heartbeat() -> None:
             while True:
-                await anyio.sleep(0.02)
-                await flush()
-                if lost:
+                await anyio.sleep(self.heartbeat_seconds)
+                try:
+                    await self.client.heartbeat(
+                        task_id, token, lease_seconds=self.lease_seconds, worker_id=me
+                    )
+                except LOST as exc:
+                    outbox.abort(f"lease lost: {exc}")
+                    halt(f"lease lost: {exc}")
                     return
-                if time.monotonic() >= next_beat:
-                    try:
-                        await self.client.heartbeat(
-                            task_id, token, lease_seconds=self.lease_seconds, worker_id=me
-                        )
-                    except _LOST as exc:
-                        lose(str(exc))
-                        return
-                    next_beat = time.monotonic() + self.heartbeat_seconds
+                except Exception as exc:  # a blip: the next heartbeat may get through
+                    log.warning("task %s: heartbeat failed (%s: %s)", task_id,
+                                type(exc).__name__, exc)  # fmt: skip
 
         async def watch_shutdown() -> None:
             assert self._stop_event is not None
             await self._stop_event.wait()
             with anyio.move_on_after(self.shutdown_grace):
-                await anyio.sleep_forever()
-            if not lost:
-                lost.append("released")
-                run.cancelled.set()
-                handler_scope.cancel()
+                await handler_done.wait()
+            if handler_done.is_set() or halted:
+                return
+            halt("released")
+            try:
+                released.append(await self._release(run, token, outbox, handler_done))
+            finally:
+                release_done.set()
 
         output: Any = None
         error: BaseException | None = None
         async with anyio.create_task_group() as tg:
-            tg.start_soon(background)
+            tg.start_soon(deliver_live)
+            tg.start_soon(heartbeat)
             tg.start_soon(watch_shutdown)
             try:
                 run.adapter.start()
                 with handler_scope:
                     output = await self._call_handler(run)
-            except FleetForgeError as exc:
-                if isinstance(exc, _LOST):
-                    lose(str(exc))
-                else:
-                    error = exc
+            except LOST as exc:  # the handler's own calls to the fleet found the task gone
+                halt(f"lease lost: {exc}")
             except Exception as exc:
                 error = exc
+            handler_done.set()
+            if not halted:
+                error = self._end_envelopes(run, output, error)
+                if not await outbox.deliver():  # every envelope, before the receipt
+                    halt("lease lost" if outbox.lost else "undeliverable")
+            if halted and halted[0] == "released":
+                await release_done.wait()  # the watcher is giving the task back
             tg.cancel_scope.cancel()
 
-        if lost and lost[0] == "released":
-            await flush()
-            try:
-                await self.client.release_task(
-                    task_id, token, reason="worker shutting down", worker_id=me
-                )
-                self.stats.released += 1
-                return "released"
-            except _LOST:
-                self.stats.lost += 1
-                return "lost"
-        if lost:
-            log.warning("task %s: %s; no receipt posted", task_id, lost[0])
-            self.stats.lost += 1
+        if halted:
+            self._close(run, halted[0] if not outbox.problem else outbox.problem)
+        if released:
+            return released[0]
+        if halted and halted[0] != "undeliverable":
+            reason = outbox.problem if halted[0] == "lease lost" and outbox.problem else halted[0]
+            log.warning("task %s: %s; no receipt posted", task_id, reason)
             return "lost"
         try:
+            if outbox.stopped:
+                return await self._undeliverable(run, token, outbox)
             if error is not None:
-                if run.adapter.started and not run.adapter.finished:
-                    run.adapter.error(error)
-                await flush()
                 if isinstance(error, TaskPaused):
                     await self.client.pause_task(
                         task_id,
@@ -400,19 +421,13 @@ class Worker:
                         waiting_for=error.waiting_for,
                         worker_id=me,
                     )
-                    self.stats.paused += 1
                     return "paused"
                 kind, message = run.adapter.failure or (failure_kind_of(error), str(error))
                 await self.client.fail_task(task_id, token, kind, message, worker_id=me)
-                self.stats.failed += 1
                 return "failed"
-            if not run.adapter.finished:
-                run.adapter.complete(output, run.usage)
-            await flush()
             if run.adapter.failure is not None:
                 kind, message = run.adapter.failure
                 await self.client.fail_task(task_id, token, kind, message, worker_id=me)
-                self.stats.failed += 1
                 return "failed"
             receipt = await self.client.complete_task(
                 task_id,
@@ -422,15 +437,105 @@ class Worker:
                 artifacts=run.artifacts,
                 worker_id=me,
             )
-        except _LOST as exc:
+        except LOST as exc:
             log.warning("task %s: %s; the result was not recorded", task_id, exc)
-            self.stats.lost += 1
             return "lost"
-        if receipt.status == "accepted":
-            self.stats.completed += 1
-            return "completed"
-        self.stats.rejected += 1
-        return "rejected"
+        except Exception as exc:  # the fleet refused the result, or something unexpected
+            return await self._refused(run, token, exc)
+        return "completed" if receipt.status == "accepted" else "rejected"
+
+    @staticmethod
+    def _end_envelopes(run: TaskRun, output: Any, error: BaseException | None) -> Any:
+        """The attempt's last envelope: ``complete`` with the output, or ``error``. Returns the
+        error to report (``complete`` itself may fail: an output the contract refuses)."""
+        adapter = run.adapter
+        if error is None and not adapter.finished:
+            try:
+                adapter.complete(output, run.usage)
+            except Exception as exc:
+                error = exc
+        if error is not None and adapter.started and not adapter.finished:
+            try:
+                adapter.error(error)
+            except Exception:
+                log.exception("task %s: the error envelope could not be built", run.task.task_id)
+        return error
+
+    @staticmethod
+    def _close(run: TaskRun, reason: str) -> None:
+        """End an attempt that stopped early with an ``error`` envelope, closing its spans (the
+        envelope stays with the worker: the fleet no longer takes this attempt's envelopes)."""
+        if run.adapter.started and not run.adapter.finished:
+            try:
+                run.adapter.error(FleetTaskFailureKind.CANCELLED, reason)
+            except Exception:  # the handler's thread may have finished it meanwhile
+                log.debug("task %s: attempt already ended", run.task.task_id)
+
+    async def _release(
+        self, run: TaskRun, token: int, outbox: Outbox, handler_done: anyio.Event
+    ) -> str:
+        """Give a task back after the grace period, whether or not its handler stops."""
+        task_id = run.task.task_id
+        with anyio.move_on_after(_HANDLER_STOP_WAIT):
+            await handler_done.wait()
+        if not handler_done.is_set():
+            log.warning("task %s: the handler did not stop when cancelled; releasing anyway",
+                        task_id)  # fmt: skip
+        with anyio.move_on_after(_RELEASE_DRAIN):
+            await outbox.deliver()  # what the handler reported so far
+        outbox.abort("released")
+        try:
+            with anyio.fail_after(_RELEASE_TIMEOUT):
+                await self.client.release_task(
+                    task_id, token, reason="worker shutting down", worker_id=self.worker_id
+                )
+        except LOST:
+            return "lost"
+        except Exception as exc:
+            self.stats.errors += 1
+            log.error("task %s: could not release it (%s: %s); its lease will expire",
+                      task_id, type(exc).__name__, exc)  # fmt: skip
+            return "lost"
+        return "released"
+
+    async def _undeliverable(self, run: TaskRun, token: int, outbox: Outbox) -> str:
+        """Fail a task whose envelopes did not all reach the fleet: no receipt over a hole."""
+        task_id = run.task.task_id
+        message = f"the worker could not report the attempt: {outbox.problem}"
+        log.error("task %s: %s; failing the task", task_id, message)
+        self.stats.errors += 1
+        await self.client.fail_task(
+            task_id, token, outbox.failure_kind(), message[:4000], worker_id=self.worker_id
+        )
+        return "failed"
+
+    async def _refused(self, run: TaskRun, token: int, exc: BaseException) -> str:
+        """The fleet refused the attempt's result (or something unexpected broke): say so, fail
+        the task if the fleet lets us, and go on."""
+        task_id = run.task.task_id
+        self.stats.errors += 1
+        reason = f"{type(exc).__name__}: {exc}"
+        log.error("task %s: the fleet refused the result (%s)", task_id, reason)
+        kind = (
+            FleetTaskFailureKind.INVALID_OUTPUT
+            if isinstance(exc, ContractError)
+            else FleetTaskFailureKind.INTERNAL
+        )
+        try:
+            await self.client.fail_task(
+                task_id,
+                token,
+                kind,
+                f"the result was refused: {reason}"[:4000],
+                worker_id=self.worker_id,
+            )
+        except LOST:
+            return "lost"
+        except Exception as again:
+            log.error("task %s: could not fail it either (%s: %s); its lease will expire",
+                      task_id, type(again).__name__, again)  # fmt: skip
+            return "lost"
+        return "failed"
 
     async def _call_handler(self, run: TaskRun) -> Any:
         if inspect.iscoroutinefunction(self.handler) or inspect.iscoroutinefunction(

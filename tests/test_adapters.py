@@ -1,5 +1,6 @@
 """Framework adapters, offline with each framework's own fake model: the conformance scenario,
-the error path, and a real fleet (in process and over MCP HTTP) running each as a Worker."""
+the error path, one payload shape and one message per reply, and a real fleet (in process, over
+MCP stdio and HTTP) running each as a Worker."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from fleetforge.adapter import AgentRunAdapter, AgentRunContext, MemorySink
 from fleetforge.adapters._base import FrameworkAdapter
+from fleetforge.adapters.payloads import PAYLOAD_KEYS
 from fleetforge.client import FleetClient
 from fleetforge.contracts import parse_envelope
 from fleetforge.testing.adapter_conformance import (
@@ -21,12 +24,13 @@ from fleetforge.testing.adapter_conformance import (
     TOPIC,
     assert_conforms,
     assert_error_path,
+    payload_keys,
     search,
 )
 from fleetforge.testing.fake_models import REPLAY_MODEL_INFO, scripted_crewai_llm
 from fleetforge.worker import Worker
 
-from .test_mcp_transports import fleet_env, http_server
+from .test_mcp_transports import FLEETFORGE, fleet_env, http_server
 
 pytestmark = pytest.mark.anyio
 
@@ -34,7 +38,8 @@ pytestmark = pytest.mark.anyio
 # ── the scenario in each framework ──────────────────────────────────────────────────────────
 
 
-def langgraph_scenario(*, fail: bool = False) -> FrameworkAdapter:
+def langgraph_scenario(*, fail: bool = False, latency: float = 0.0) -> FrameworkAdapter:
+    """The scenario on LangGraph; ``latency``: seconds each model call takes (benchmarks)."""
     from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
     from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
     from langchain_core.tools import tool
@@ -45,8 +50,11 @@ def langgraph_scenario(*, fail: bool = False) -> FrameworkAdapter:
 
     search_tool = tool(search)
     call = {"name": "search", "args": {"q": TOPIC}, "id": "call_1"}
-    researcher = FakeMessagesListChatModel(responses=[AIMessage(content="", tool_calls=[call])])
-    writer = FakeMessagesListChatModel(responses=[AIMessage(content=OUTPUT)])
+    sleep = latency or None
+    researcher = FakeMessagesListChatModel(
+        responses=[AIMessage(content="", tool_calls=[call])], sleep=sleep
+    )
+    writer = FakeMessagesListChatModel(responses=[AIMessage(content=OUTPUT)], sleep=sleep)
 
     def research(state: MessagesState) -> dict[str, Any]:
         asked = researcher.invoke(state["messages"])
@@ -73,7 +81,7 @@ def langgraph_scenario(*, fail: bool = False) -> FrameworkAdapter:
     )
 
 
-def autogen_scenario(*, fail: bool = False) -> FrameworkAdapter:
+def autogen_scenario(*, fail: bool = False, latency: float = 0.0) -> FrameworkAdapter:
     from autogen_agentchat.agents import AssistantAgent
     from autogen_agentchat.conditions import MaxMessageTermination
     from autogen_agentchat.teams import RoundRobinGroupChat
@@ -84,6 +92,13 @@ def autogen_scenario(*, fail: bool = False) -> FrameworkAdapter:
     from fleetforge.adapters.autogen import AutoGenAdapter
 
     info = REPLAY_MODEL_INFO
+
+    class Replay(ReplayChatCompletionClient):  # type: ignore[misc]
+        async def create(self, *args: Any, **kwargs: Any) -> Any:
+            if latency:
+                await anyio.sleep(latency)
+            return await super().create(*args, **kwargs)
+
     asked = CreateResult(
         finish_reason="function_calls",
         content=[FunctionCall(id="call_1", name="search", arguments=json.dumps({"q": TOPIC}))],
@@ -92,19 +107,19 @@ def autogen_scenario(*, fail: bool = False) -> FrameworkAdapter:
     )
     researcher = AssistantAgent(
         "researcher",
-        model_client=ReplayChatCompletionClient([asked], model_info=info),  # type: ignore[arg-type]
+        model_client=Replay([asked], model_info=info),
         tools=[search],
     )
     writer = AssistantAgent(
         "writer",
-        model_client=ReplayChatCompletionClient([] if fail else [OUTPUT], model_info=info),  # type: ignore[arg-type]
+        model_client=Replay([] if fail else [OUTPUT], model_info=info),
     )
     team = RoundRobinGroupChat([researcher, writer], termination_condition=MaxMessageTermination(3),
                                emit_team_events=True)  # fmt: skip
     return AutoGenAdapter(team, task=lambda i: f"write about {i['topic']}")
 
 
-def crewai_scenario(*, fail: bool = False) -> FrameworkAdapter:
+def crewai_scenario(*, fail: bool = False, latency: float = 0.0) -> FrameworkAdapter:
     from fleetforge.adapters.crewai import CrewAIAdapter, import_crewai
 
     crewai = import_crewai()
@@ -122,12 +137,13 @@ def crewai_scenario(*, fail: bool = False) -> FrameworkAdapter:
         llm=scripted_crewai_llm([
             f'Thought: I should search\nAction: search\nAction Input: {{"q": "{TOPIC}"}}',
             f"Thought: I know enough\nFinal Answer: results for {TOPIC}",
-        ]),
+        ], delay=latency),
         tools=[Search()],
     )  # fmt: skip
     writer = crewai.Agent(
         role="writer", goal="write", backstory="clear", verbose=False,
-        llm=scripted_crewai_llm([] if fail else [f"Thought: done\nFinal Answer: {OUTPUT}"]),
+        llm=scripted_crewai_llm([] if fail else [f"Thought: done\nFinal Answer: {OUTPUT}"],
+                                delay=latency),
     )  # fmt: skip
     tasks = [
         crewai.Task(description="research {topic}", expected_output="notes", agent=researcher),
@@ -179,6 +195,20 @@ async def test_conformance_scenario(framework: str) -> None:
     assert sink.envelopes[0].adapter.name == framework
 
 
+async def test_every_framework_reports_with_the_same_payload_keys() -> None:
+    keys = {}
+    for framework, build in SCENARIOS.items():
+        sink = MemorySink()
+        await build().run(AgentRunAdapter(CONTEXT, sink))
+        keys[framework] = payload_keys(sink.envelopes)
+    common = {"step_started", "step_finished", "message", "tool_call", "tool_result"}
+    for event in common:
+        found = {framework: keys[framework].get(event) for framework in SCENARIOS}
+        assert all(k == {PAYLOAD_KEYS[event]} for k in found.values()), (event, found)
+    steps = [e for e in sink.envelopes if getattr(e, "event", None) == "step_started"]
+    assert [(s.payload["step"], s.payload["kind"]) for s in steps] == [(1, "task"), (2, "task")]  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize("framework", sorted(SCENARIOS))
 async def test_error_path(framework: str) -> None:
     sink = MemorySink()
@@ -217,13 +247,16 @@ async def fleet(transport: str, tmp_path: Path) -> AsyncIterator[FleetClient]:
     if transport == "local":
         async with FleetClient.local(url, artifacts=tmp_path / "artifacts") as client:
             yield client
+    elif transport == "stdio":
+        async with FleetClient.stdio([FLEETFORGE, "mcp"], env=fleet_env(tmp_path, url)) as client:
+            yield client
     else:
         with http_server(fleet_env(tmp_path, url), "--no-auth") as base:
             async with FleetClient.connect(base) as client:
                 yield client
 
 
-@pytest.mark.parametrize("transport", ["local", "http"])
+@pytest.mark.parametrize("transport", ["local", "stdio", "http"])
 @pytest.mark.parametrize("framework", sorted(SCENARIOS))
 async def test_worker_runs_the_adapter_on_a_fleet(
     framework: str, transport: str, tmp_path: Path
@@ -250,7 +283,6 @@ async def test_worker_runs_the_adapter_on_a_fleet(
 
 
 async def test_concurrent_crewai_kickoffs_do_not_cross_events() -> None:
-    import anyio
 
     runs = [(crewai_scenario(), MemorySink()) for _ in range(3)]
 
@@ -267,7 +299,6 @@ async def test_concurrent_crewai_kickoffs_do_not_cross_events() -> None:
 
 
 async def test_tasks_on_one_autogen_agent_do_not_see_each_other() -> None:
-    import anyio
     from autogen_agentchat.agents import AssistantAgent
     from autogen_ext.models.replay import ReplayChatCompletionClient
 
@@ -294,7 +325,6 @@ async def test_tasks_on_one_autogen_agent_do_not_see_each_other() -> None:
 
 
 async def test_adapters_given_a_factory_build_one_framework_object_per_task() -> None:
-    import anyio
 
     from fleetforge.adapters.autogen import AutoGenAdapter
     from fleetforge.adapters.crewai import CrewAIAdapter
@@ -338,8 +368,15 @@ async def test_examples_complete_a_task_offline(name: str, tmp_path: Path) -> No
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    output = await module.main(f"sqlite:///{tmp_path / 'fleet.db'}")
+    store = f"sqlite:///{tmp_path / 'fleet.db'}"
+    output = await module.main(store)
     assert output == OUTPUT
+    async with FleetClient.local(store, artifacts=tmp_path / "artifacts") as client:
+        [run] = (await client.list_runs()).runs
+        events = await client.run_events(run.run_id, limit=1000)
+    envelopes = [e.data.envelope for e in events if e.type == "task_event"]  # type: ignore[attr-defined]
+    assert [e.seq for e in envelopes] == list(range(len(envelopes)))  # every one, in order
+    assert (envelopes[0].kind, envelopes[-1].kind) == ("start", "complete")
 
 
 async def test_a_retried_langgraph_task_resumes_from_its_last_checkpoint() -> None:
@@ -384,7 +421,8 @@ async def test_a_retried_langgraph_task_resumes_from_its_last_checkpoint() -> No
     assert output == f"draft from results for {TOPIC}"
     assert calls == ["research", "write", "write"]  # research was not run again
     resumed = [e for e in second.envelopes if getattr(e, "event", None) == "custom"]
-    assert resumed[0].payload["next"] == ["write"]  # type: ignore[attr-defined]
+    assert resumed[0].payload["type"] == "resumed"  # type: ignore[attr-defined]
+    assert resumed[0].payload["data"]["next"] == ["write"]  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("transport", ["local", "http"])
@@ -460,5 +498,62 @@ async def test_an_interrupted_langgraph_task_pauses_the_run_until_resumed_with_a
         for e in events
         if e.type == "task_event" and getattr(e.data.envelope, "event", None) == "custom"  # type: ignore[attr-defined]
     ]
-    assert resumes[0]["resume"] == "yes"
-    assert resumes[0]["next"] == ["review"]
+    assert resumes[0]["type"] == "resumed"
+    assert resumes[0]["data"]["resume"] == "yes"
+    assert resumes[0]["data"]["next"] == ["review"]
+
+
+# ── one message per model reply ─────────────────────────────────────────────────────────────
+
+
+def messages_of(sink: MemorySink) -> list[dict[str, Any]]:
+    return [e.payload for e in sink.envelopes if getattr(e, "event", None) == "message"]  # type: ignore[attr-defined]
+
+
+async def test_langgraph_reports_a_streamed_reply_as_one_message() -> None:
+    import itertools
+
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage, HumanMessage
+    from langgraph.graph import END, START, MessagesState, StateGraph
+
+    from fleetforge.adapters.langgraph import LangGraphAdapter
+
+    answer = " ".join("abcdefghijklmnopqrstuvwxy")  # 49 characters, streamed as 49 chunks
+    model = GenericFakeChatModel(messages=itertools.cycle([AIMessage(answer)]))
+
+    def write(state: MessagesState) -> dict[str, Any]:
+        reply = model.invoke(state["messages"])  # streams: the graph asks for messages
+        return {"messages": [reply, AIMessage("a note", id="note-1")]}
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("write", write)
+    graph.add_edge(START, "write")
+    graph.add_edge("write", END)
+    agent = LangGraphAdapter(graph.compile(), inputs=lambda i: {"messages": [HumanMessage("go")]})
+    sink = MemorySink()
+    await agent.run(AgentRunAdapter(CONTEXT, sink))
+    first, second = messages_of(sink)
+    assert first["content"] == answer
+    assert first["framework"]["chunks"] == len(answer)
+    assert (first["role"], first["name"], first["step"]) == ("assistant", "write", 1)
+    assert second["content"] == "a note"
+    assert second["framework"]["chunks"] == 0
+    assert sink.envelopes[-1].output == "a note"  # type: ignore[attr-defined]
+
+
+async def test_autogen_reports_a_streamed_reply_as_one_message() -> None:
+    from autogen_agentchat.agents import AssistantAgent
+    from autogen_ext.models.replay import ReplayChatCompletionClient
+
+    from fleetforge.adapters.autogen import AutoGenAdapter
+
+    answer = "one two three four five six seven eight nine ten"
+    replies = ReplayChatCompletionClient([answer], model_info=REPLAY_MODEL_INFO)  # type: ignore[arg-type]
+    agent = AssistantAgent("writer", model_client=replies, model_client_stream=True)
+    sink = MemorySink()
+    await AutoGenAdapter(agent, task=lambda i: "write").run(AgentRunAdapter(CONTEXT, sink))
+    asked, said = messages_of(sink)
+    assert (asked["role"], asked["content"], asked["step"]) == ("user", "write", None)
+    assert (said["role"], said["name"], said["content"]) == ("assistant", "writer", answer)
+    assert said["framework"]["chunks"] >= 10

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -46,10 +45,11 @@ def test_events_follow_prints_new_events(filled: str, tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "fleetforge", "--store", filled, "events", "--follow", "--json",
          "--after", "18"],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        time.sleep(0.5)
+        assert proc.stderr is not None
+        assert "following the events after 18" in proc.stderr.readline()  # then append
         with open_store(filled) as store:
             store.append(run_lifecycle("run_late"))
         assert proc.stdout is not None
@@ -59,8 +59,9 @@ def test_events_follow_prints_new_events(filled: str, tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-        if proc.stdout:
-            proc.stdout.close()
+        for stream in (proc.stdout, proc.stderr):
+            if stream:
+                stream.close()
 
 
 def test_replay_verify_ok_then_tampered(filled: str, tmp_path: Path) -> None:

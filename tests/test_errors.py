@@ -27,6 +27,7 @@ EXIT_CODES = {
     "NotFoundError": 3,
     "ConflictError": 4, "LeaseLostError": 4, "AlreadyCompletedError": 4, "RunCancelledError": 4,
     "FleetForgeError": 5, "StoreError": 5, "SchemaVersionError": 5, "InternalError": 5,
+    "UnavailableError": 6,
 }  # fmt: skip
 
 
@@ -76,3 +77,10 @@ def test_str_lists_the_details() -> None:
 
 def test_contract_error_is_also_a_value_error() -> None:
     assert issubclass(ContractError, ValueError)
+
+
+def test_unavailable_error_is_also_a_connection_error() -> None:
+    from fleetforge.errors import UnavailableError
+
+    assert issubclass(UnavailableError, ConnectionError)
+    assert UnavailableError("no answer", url="http://127.0.0.1:1/mcp").exit_code == 6

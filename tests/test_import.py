@@ -27,8 +27,9 @@ PUBLIC = {
     "FLEET_PROTOCOL_VERSION", "AdapterStateError", "AgentRunEnvelope", "AlreadyCompletedError",
     "AuthError", "ConflictError", "ContractError", "ErrorDetail", "FleetForgeError",
     "FleetSecretRef", "ForbiddenError", "InternalError", "LeaseLostError", "NotFoundError", "Run",
-    "RunCancelledError", "RunEvent", "RunSpec", "SchemaVersionError", "StoreError", "UsageError",
-    "__version__", "contracts", "errors", "schemas", "validate_run_spec",
+    "RunCancelledError", "RunEvent", "RunSpec", "SchemaVersionError", "StoreError",
+    "UnavailableError", "UsageError", "__version__", "contracts", "errors", "schemas",
+    "validate_run_spec",
 }  # fmt: skip
 
 

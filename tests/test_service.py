@@ -17,7 +17,6 @@ from fleetforge.errors import (
     NotFoundError,
     RunCancelledError,
     StoreError,
-    UsageError,
 )
 from fleetforge.fleet.clock import ManualClock
 from fleetforge.fleet.replay import verify
@@ -207,8 +206,9 @@ def test_a_task_paused_for_input_resumes_with_the_value(
     fleet.post_receipt(receipt(other, "done"))
     clock.advance(60)
     assert fleet.lease_task("w1", max_tasks=5) == []  # nothing leasable while paused
-    with pytest.raises(UsageError, match="must be JSON"):
+    with pytest.raises(ContractError, match="JSON values") as refused:
         fleet.resume_run(run.run_id, value={1, 2})
+    assert [d.pointer for d in refused.value.details] == ["/value"]
     assert fleet.get_run(run.run_id).status == "paused"  # the refused resume wrote nothing
     resumed = fleet.resume_run(run.run_id, value={"answer": "yes"})
     assert resumed.status == "running"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -191,7 +190,10 @@ async def test_lease_lost_mid_handler_cancels_it_and_posts_no_receipt(
 ) -> None:
     cancelled = anyio.Event()
 
+    started = anyio.Event()
+
     async def handler(task: TaskRun) -> str:
+        started.set()
         try:
             await anyio.sleep(30)
         except anyio.get_cancelled_exc_class():
@@ -204,7 +206,7 @@ async def test_lease_lost_mid_handler_cancels_it_and_posts_no_receipt(
         worker = Worker(client, handler, worker_id="w", lease_seconds=30, heartbeat_seconds=0.2)
 
         async def cancel_soon() -> None:
-            await anyio.sleep(0.5)
+            await started.wait()  # the task is leased and running: cancel its run
             await client.cancel_run(run.run_id, reason="test")
 
         with anyio.fail_after(20):
@@ -278,8 +280,10 @@ def test_worker_cli_runs_a_handler_module(tmp_path: Path) -> None:
 
 
 def test_worker_cli_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
+    # the handler says when it has the task, then takes a moment: SIGTERM lands mid-task
     (tmp_path / "slow.py").write_text(
-        "import time\ndef handle(task):\n    time.sleep(0.5)\n    return 'done'\n"
+        "import sys, time\ndef handle(task):\n    print('handling', file=sys.stderr, flush=True)"
+        "\n    time.sleep(0.5)\n    return 'done'\n"
     )
     env = fleet_env(tmp_path, f"sqlite:///{tmp_path / 'fleet.db'}")
     env["PYTHONPATH"] = str(tmp_path)
@@ -288,9 +292,12 @@ def test_worker_cli_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
                    capture_output=True, timeout=60)  # fmt: skip
     proc = subprocess.Popen([FLEETFORGE, "worker", "slow:handle"], env=env,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
-    time.sleep(3.0)  # leased and (mostly) done; then a graceful stop
+    assert proc.stderr is not None
+    seen = [proc.stderr.readline(), proc.stderr.readline()]  # signals handled from the first
+    assert "waiting for tasks" in seen[0], seen
+    assert seen[1].strip() == "handling", seen
     proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 0, stderr
-    assert "stopping" in stderr
-    assert "1 completed" in stderr
+    _, rest = proc.communicate(timeout=60)
+    assert proc.returncode == 0, rest
+    assert "stopping" in rest
+    assert "1 completed" in rest

@@ -14,12 +14,14 @@ parameter such as ``?host=/run/postgresql`` (PostgreSQL).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
+from fleetforge.errors import NotFoundError, UsageError
 from fleetforge.fleet.projections import Projection
-from fleetforge.fleet.settings import parse_store_url
+from fleetforge.fleet.settings import fleet_home, parse_store_url
 from fleetforge.fleet.store._base import Backend, EventRow, Tx
 from fleetforge.fleet.store._store import EventStore, StoreInfo, Unit
-from fleetforge.redaction import register_url
+from fleetforge.redaction import mask_url, register_url
 
 __all__ = [
     "Backend",
@@ -33,14 +35,22 @@ __all__ = [
 ]
 
 
-def open_backend(url: str) -> Backend:
+def open_backend(url: str, *, create: bool = True) -> Backend:
     """Open (and migrate) the database a store URL names. Its password is a secret of this
-    process from now on (masked in events, errors and logs)."""
+    process from now on (masked in events, errors and logs).
+
+    A SQLite file is created when missing, but not its folder: a folder that does not exist
+    is a UsageError (a typo in ``--store`` should not leave directories behind), except
+    ``$FLEETFORGE_HOME``, the default store's, which is created. With ``create=False`` (a
+    command that only reads, or acts on a run that must exist) a missing SQLite file is a
+    NotFoundError and nothing is created."""
     register_url(url)
     parsed = parse_store_url(url)
     if parsed.backend == "sqlite":
         from fleetforge.fleet.store.sqlite import SqliteBackend
 
+        if parsed.path:
+            _check_sqlite_path(url, Path(parsed.path), create=create)
         return SqliteBackend(parsed.path, parsed.options)
     from fleetforge.fleet.store.postgres import PostgresBackend
 
@@ -48,6 +58,32 @@ def open_backend(url: str) -> Backend:
     return PostgresBackend(parsed.dsn, parsed.options)
 
 
-def open_store(url: str, *, projections: Sequence[Projection] | None = None) -> EventStore:
-    """Open the store a URL names, applying pending migrations."""
-    return EventStore(open_backend(url), projections)
+def open_store(
+    url: str, *, projections: Sequence[Projection] | None = None, create: bool = True
+) -> EventStore:
+    """Open the store a URL names, applying pending migrations (``create``: see
+    :func:`open_backend`)."""
+    return EventStore(open_backend(url, create=create), projections)
+
+
+def _check_sqlite_path(url: str, path: Path, *, create: bool) -> None:
+    if path.exists():
+        return
+    shown = mask_url(url)
+    if not create:
+        raise NotFoundError(
+            f"no fleet store at {shown}: nothing was recorded there yet (run from the folder "
+            "you submitted from, or pass --store or FLEETFORGE_STORE)",
+            store=shown,
+        )
+    folder = path.parent
+    if folder.is_dir():
+        return
+    if folder.resolve() == fleet_home().resolve():
+        folder.mkdir(parents=True, exist_ok=True)
+        return
+    raise UsageError(
+        f"store {shown}: the folder {folder} does not exist (create it first, or pick "
+        "another --store)",
+        store=shown,
+    )

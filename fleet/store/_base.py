@@ -8,20 +8,75 @@ else — appending, projecting, querying, following, replaying — is written on
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
-__all__ = ["Backend", "EventRow", "Tx", "canonical_json", "chunks", "iso"]
+__all__ = ["Backend", "EventRow", "Tx", "canonical_json", "chunks", "iso", "storage_json"]
 
 T = TypeVar("T")
 
 
 def canonical_json(value: Any) -> str:
-    """Deterministic JSON text: sorted keys, no spaces (projections must replay byte-equal)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Deterministic JSON text: sorted keys, no spaces (projections must replay byte-equal).
+
+    Numbers read back as they were written on every backend (see :func:`storage_json`)."""
+    return _dumps(value, sort_keys=True)
+
+
+def storage_json(value: Any) -> str:
+    """JSON text for a database column: compact, and every float written so that it reads back
+    as the same float on every backend. (NaN and Infinity are kept out by the JSON value domain
+    at the fleet's boundaries; a store written before that may hold them, so replaying it
+    must not fail here.)
+
+    PostgreSQL keeps ``jsonb`` numbers as ``numeric`` and prints ``1.2345678901234568e+18`` as
+    ``1234567890123456800``, which reads back as an *integer* (another value; beyond 2**63 one
+    outside the value domain). A float that Python writes with a positive exponent (|x| >= 1e16)
+    is therefore written in positional notation with a ``.0``, which both stores keep as is."""
+    return _dumps(value, sort_keys=False)
+
+
+def _dumps(value: Any, *, sort_keys: bool) -> str:
+    text = json.dumps(value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False)
+    if "e+" not in text:  # no float has an exponent (or only a string says "e+")
+        return text
+    parts: list[str] = []
+    _encode(value, parts, sort_keys)
+    return "".join(parts)
+
+
+def _encode(value: Any, parts: list[str], sort_keys: bool) -> None:
+    """The slow path of :func:`_dumps`: json.dumps's output, but floats never in exponent form
+    with a positive exponent. The value has passed json.dumps, so it is JSON data."""
+    if isinstance(value, str):
+        parts.append(json.dumps(value, ensure_ascii=False))
+    elif value is None or isinstance(value, bool | int):
+        parts.append(json.dumps(value))
+    elif isinstance(value, float):
+        text = float.__repr__(value)
+        if not math.isfinite(value):
+            parts.append(json.dumps(value))  # NaN, Infinity: as json.dumps writes them
+        else:
+            parts.append(format(Decimal(text), "f") + ".0" if "e+" in text else text)
+    elif isinstance(value, Mapping):
+        items = [(k if isinstance(k, str) else json.dumps(k), v) for k, v in value.items()]
+        parts.append("{")
+        for i, (k, v) in enumerate(sorted(items, key=_first) if sort_keys else items):
+            parts.append(("," if i else "") + json.dumps(k, ensure_ascii=False) + ":")
+            _encode(v, parts, sort_keys)
+        parts.append("}")
+    else:
+        parts.append("[")
+        for i, v in enumerate(value):
+            if i:
+                parts.append(",")
+            _encode(v, parts, sort_keys)
+        parts.append("]")
 
 
 def iso(value: datetime | str) -> str:
@@ -44,9 +99,9 @@ class EventRow:
     text: str | None = None  # ``data`` as compact JSON, when the writer already made it
 
     def data_json(self) -> str:
-        """``data`` as compact JSON text (what the backends store)."""
+        """``data`` as the backends store it (:func:`storage_json`)."""
         if self.text is None:
-            self.text = json.dumps(self.data, separators=(",", ":"), ensure_ascii=False)
+            self.text = storage_json(self.data)
         return self.text
 
     def to_json(self) -> dict[str, Any]:
@@ -154,3 +209,7 @@ def chunks(rows: Iterator[T], size: int) -> Iterator[list[T]]:
             batch = []
     if batch:
         yield batch
+
+
+def _first(item: tuple[str, Any]) -> str:
+    return item[0]

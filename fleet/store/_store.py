@@ -9,15 +9,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from fleetforge._jsondomain import EVENT_DEPTH_SLACK, MAX_DEPTH, check_json_value
 from fleetforge.contracts.events import RunEvent, parse_event
 from fleetforge.errors import UsageError
 from fleetforge.fleet.projections import DEFAULT_PROJECTIONS, Projection
-from fleetforge.fleet.store._base import Backend, EventRow, Tx, iso
-from fleetforge.redaction import scrub_json
+from fleetforge.fleet.store._base import Backend, EventRow, Tx, iso, storage_json
+from fleetforge.redaction import contains_secret, scrub
 
 __all__ = ["EventStore", "StoreInfo", "Unit"]
 
 _COLUMNS = "seq, event_id, run_id, type, at, data"
+_EVENT_DEPTH = MAX_DEPTH + EVENT_DEPTH_SLACK
 
 
 @dataclass(frozen=True)
@@ -81,11 +83,13 @@ class EventStore:
         return [e.model_copy(update={"seq": r.seq}) for e, r in zip(batch, rows, strict=True)]
 
     def append_json(self, events: Iterable[dict[str, Any]]) -> int:
-        """Validate JSON events against ``run_event`` and append them in one transaction."""
+        """Validate JSON events (the JSON value domain, then ``run_event``) and append them in
+        one transaction."""
         from fleetforge import schemas
 
         rows = []
         for event in events:
+            event = check_json_value(event, max_depth=_EVENT_DEPTH, max_bytes=None, what="event")
             schemas.validate("run_event", event)
             rows.append(_row(parse_event(event)))
         self.append_rows(rows)
@@ -214,6 +218,23 @@ class EventStore:
         a reader has seen a higher one. Between reads it waits for a notification (PostgreSQL
         LISTEN) or polls (SQLite), at most ``poll_interval`` seconds.
         """
+        rows = self.follow_rows(after=after, run_id=run_id, types=types, stop=stop,
+                                poll_interval=poll_interval, batch=batch)  # fmt: skip
+        for row in rows:
+            yield parse_event(row.to_json())
+
+    def follow_rows(
+        self,
+        *,
+        after: int = 0,
+        run_id: str | None = None,
+        types: Sequence[str] | None = None,
+        stop: threading.Event | None = None,
+        poll_interval: float = 0.5,
+        batch: int = 500,
+    ) -> Iterator[EventRow]:
+        """Like :meth:`follow`, without building models (what ``fleetforge events --follow``
+        prints: the stored JSON, whatever it holds)."""
         stop = stop or threading.Event()
         cursor = after
         while not stop.is_set():
@@ -221,7 +242,7 @@ class EventStore:
             for row in rows:
                 cursor = row.seq
                 if (run_id is None or row.run_id == run_id) and (not types or row.type in types):
-                    yield parse_event(row.to_json())
+                    yield row
             if len(rows) < batch:
                 self.backend.wait_for_events(poll_interval)
 
@@ -316,5 +337,9 @@ class Unit:
 def _row(event: RunEvent) -> EventRow:
     """The stored form of an event: its data as JSON, with secrets masked (one regex pass over
     the text; see :mod:`fleetforge.redaction`) before any projection or the log sees it."""
-    data, text = scrub_json(event.model_dump(mode="json", include={"data"})["data"])
+    data = event.model_dump(mode="json", include={"data"})["data"]
+    text = storage_json(data)
+    if contains_secret(text):
+        data = scrub(data)
+        text = storage_json(data)
     return EventRow(0, event.event_id, event.run_id, event.type, iso(event.at), data, text)

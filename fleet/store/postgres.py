@@ -26,16 +26,25 @@ from __future__ import annotations
 import re
 import secrets
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from functools import cache
 from typing import Any
 
-from fleetforge.errors import ConflictError, StoreError, UsageError
+from fleetforge.errors import (
+    AuthError,
+    ConflictError,
+    FleetForgeError,
+    NotFoundError,
+    StoreError,
+    UnavailableError,
+    UsageError,
+)
 from fleetforge.fleet.store._base import EventRow, iso
 from fleetforge.fleet.store.migrations import check_version
-from fleetforge.redaction import mask_url
+from fleetforge.redaction import get_logger, mask_url
 
 try:
     import psycopg
@@ -48,6 +57,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 __all__ = ["PostgresBackend"]
+
+log = get_logger("fleetforge.store")
 
 _APPEND_LOCK = 0x466C_6565_7446_6F72  # "FleetFor": one advisory lock key for all appends
 _MIGRATE_LOCK = _APPEND_LOCK + 1
@@ -132,6 +143,7 @@ class PostgresBackend:
         self._kwargs = kwargs
         self._listener: psycopg.Connection[Any] | None = None
         self._listen_lock = threading.Lock()
+        _probe(self.dsn, kwargs, self.url)
         try:
             self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
                 self.dsn,
@@ -276,6 +288,66 @@ class PostgresBackend:
                     "INSERT INTO fleetforge_migrations (version, name) VALUES (%s, %s)",
                     (migration.version, migration.name),
                 )
+
+
+_PROBE_ATTEMPTS = 3
+_PROBE_TIMEOUT_S = 5  # libpq's connect_timeout, unless the URL gives one
+_PERMANENT: tuple[tuple[str, type[FleetForgeError], str], ...] = (
+    ("password authentication failed", AuthError, "check the user and password in the URL"),
+    ("role", AuthError, "check the user name in the store URL"),
+    ("does not exist", NotFoundError, "check the database name in the store URL, or create it"),
+    ("no pg_hba.conf entry", AuthError, "the server's pg_hba.conf does not admit this client"),
+    ("authentication", AuthError, "check the user and password in the store URL"),
+    ("connection refused", UnavailableError, "is PostgreSQL running there? check host and port"),
+    ("resolve host", UnavailableError, "check the host name in the store URL"),
+    ("translate host name", UnavailableError, "check the host name in the store URL"),
+    ("name or service not known", UnavailableError, "check the host name in the store URL"),
+    ("no such file or directory", UnavailableError, "is PostgreSQL running? check ?host="),
+)
+_TRANSIENT = (
+    "timeout expired",
+    "closed the connection unexpectedly",
+    "connection reset",
+    "starting up",
+    "shutting down",
+    "too many clients",
+    "in recovery mode",
+)
+
+
+def _probe(dsn: str, kwargs: Mapping[str, Any], url: str) -> None:
+    """Open one connection before the pool does: a wrong URL fails at once with what is
+    wrong (the pool would retry in the background for its whole wait, logging each failure).
+    Timeouts and dropped connections are tried again, a second apart and more."""
+    options = dict(kwargs)
+    options.setdefault("connect_timeout", _PROBE_TIMEOUT_S)
+    for attempt in range(1, _PROBE_ATTEMPTS + 1):
+        try:
+            psycopg.connect(dsn, autocommit=True, **options).close()
+            return
+        except psycopg.Error as exc:
+            error, transient = _open_error(exc, url)
+            if not transient or attempt == _PROBE_ATTEMPTS:
+                if transient:
+                    error = UnavailableError(f"{error.message} (gave up after {attempt} tries)")
+                raise error from exc
+            log.warning("%s; trying again in %ds (%d of %d)", error.message, attempt,
+                        attempt + 1, _PROBE_ATTEMPTS)  # fmt: skip
+            time.sleep(attempt)
+
+
+def _open_error(exc: psycopg.Error, url: str) -> tuple[FleetForgeError, bool]:
+    """The error that opening ``url`` failed with, and whether trying again may help."""
+    text = " ".join((str(exc).strip().splitlines() or [""])[0].split())  # libpq adds hints
+    reason = text.split("FATAL:", 1)[-1].strip() if "FATAL:" in text else text
+    reason = reason.removeprefix("connection failed:").strip()
+    lowered = reason.lower()
+    if any(marker in lowered for marker in _TRANSIENT):
+        return UnavailableError(f"cannot open PostgreSQL store {url}: {reason}"), True
+    for marker, cls, hint in _PERMANENT:
+        if marker in lowered:
+            return cls(f"cannot open PostgreSQL store {url}: {reason} ({hint})"), False
+    return StoreError(f"cannot open PostgreSQL store {url}: {reason}"), False
 
 
 @contextmanager

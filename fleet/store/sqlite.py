@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from fleetforge.errors import ConflictError, StoreError, UsageError
@@ -79,8 +78,6 @@ class SqliteBackend:
         busy_ms = int(options.pop("busy_timeout_ms", "30000"))
         if options:
             raise UsageError(f"unknown SQLite store options: {', '.join(sorted(options))}")
-        if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         # Switching a new file to WAL needs exclusive access, and SQLite refuses it at once
         # (without its busy handler) while another process is creating the same store: retry.

@@ -20,6 +20,8 @@ from fleetforge.cli import (
     _work,
 )
 from fleetforge.cli._context import Globals
+from fleetforge.cli._errors import set_debug
+from fleetforge.cli._help import add_examples, flags_show_no_type
 
 __all__ = ["app", "main"]
 
@@ -64,8 +66,17 @@ def _root(
             "--version", callback=_version, is_eager=True, help="Print the version and exit."
         ),
     ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            help="Show tracebacks and the debug log when something fails "
+            "(also: FLEETFORGE_DEBUG=1).",
+        ),
+    ] = False,
 ) -> None:
     """FleetForge: a control plane for fleets of AI agents."""
+    set_debug(debug)
     ctx.obj = Globals(store=store, artifacts=artifacts)
 
 
@@ -90,8 +101,14 @@ app.command("serve")(_mcp.serve)
 app.add_typer(_mcp.token_app, name="token")
 app.add_typer(_armory.app, name="armory")
 app.command("demo")(_demo.demo)
+add_examples(app)
+flags_show_no_type()
 
 
 def main() -> None:
     """Entry point of the ``fleetforge`` script."""
-    app()
+    import sys
+
+    from fleetforge.cli._main import run
+
+    sys.exit(run(app))

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import anyio
 import typer
 from rich.table import Table
 
-from fleetforge.cli._console import err, out
+from fleetforge.cli._console import err, out, print_json, text
 from fleetforge.cli._errors import reporting
 
 __all__ = ["app"]
@@ -31,17 +30,17 @@ def list_packs(
     with reporting(out, err, as_json=as_json):
         packs = find_packs()
         if as_json:
-            out.print_json(json.dumps([
+            print_json([
                 {"name": p.manifest.name, "version": p.manifest.version,
                  "description": p.manifest.description, "source": p.source}
                 for p in packs.values()
-            ]))  # fmt: skip
+            ])  # fmt: skip
             return
         table = Table("Pack", "Version", "Servers", "Source", "Description", box=None)
         for pack in packs.values():
             m = pack.manifest
-            table.add_row(m.name, m.version, ", ".join(s.name for s in m.servers), pack.source,
-                          m.description)  # fmt: skip
+            table.add_row(text(m.name), text(m.version), text(", ".join(s.name for s in m.servers)),
+                          text(pack.source), text(m.description))  # fmt: skip
         out.print(table)
 
 
@@ -52,7 +51,7 @@ def show(pack: Pack) -> None:
 
     with reporting(out, err):
         found = get_pack(pack)
-        out.print_json(found.manifest.model_dump_json())
+        print_json(found.manifest.model_dump_json())
 
 
 @app.command("check")
@@ -73,7 +72,8 @@ def check(
         tools = anyio.run(main)
         table = Table("Tool", "Requires", "Granted", "Description", box=None)
         for tool in tools:
-            table.add_row(tool.name, tool.capability, "yes" if tool.allowed else "no",
-                          tool.description.splitlines()[0] if tool.description else "")  # fmt: skip
+            first = tool.description.splitlines()[0] if tool.description else ""
+            table.add_row(text(tool.name), text(tool.capability), "yes" if tool.allowed else "no",
+                          text(first))  # fmt: skip
         out.print(table)
-        err.print(f"ok: {len(tools)} tools from {pack}")
+        err.print(text(f"ok: {len(tools)} tools from {pack}"))

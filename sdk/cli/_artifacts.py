@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from fleetforge.cli._console import err, out
+from fleetforge.cli._console import err, out, print_json
 from fleetforge.cli._context import globals_of
 from fleetforge.cli._errors import reporting
 from fleetforge.contracts import FleetArtifactKind
@@ -48,7 +47,7 @@ def put(
         with open_store(g.store_url) as store:
             record_artifact(store, artifact)
     if as_json:
-        out.print_json(json.dumps(artifact.model_dump(mode="json")))
+        print_json(artifact.model_dump(mode="json"))
     else:
         print(artifact.digest)
 

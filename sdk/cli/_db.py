@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from pathlib import Path
 from typing import IO, Annotated
@@ -11,7 +10,7 @@ from typing import IO, Annotated
 import typer
 from rich.table import Table
 
-from fleetforge.cli._console import err, out
+from fleetforge.cli._console import err, out, print_json, text
 from fleetforge.cli._context import globals_of
 from fleetforge.cli._errors import reporting
 from fleetforge.errors import UsageError
@@ -32,12 +31,12 @@ def info(
     with reporting(out, err, as_json=as_json), open_store(globals_of(ctx).store_url) as store:
         details = store.info()
     if as_json:
-        out.print_json(json.dumps(dataclasses.asdict(details)))
+        print_json(dataclasses.asdict(details))
         return
     table = Table(box=None, show_header=False, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("store", details.url)
+    table.add_row("store", text(details.url))
     table.add_row("backend", details.backend)
     table.add_row("schema version", str(details.schema_version))
     table.add_row("events", f"{details.events:,} (latest seq {details.latest_seq})")
@@ -68,7 +67,7 @@ def export(
         finally:
             if handle is not sys.stdout:
                 handle.close()
-    err.print(f"exported {count} events from {store.url}")
+    err.print(text(f"exported {count} events from {store.url}"))
 
 
 @app.command("import")
@@ -84,4 +83,4 @@ def import_(
         finally:
             if handle is not sys.stdin:
                 handle.close()
-    out.print(f"imported {count} events into {store.url}")
+    out.print(text(f"imported {count} events into {store.url}"))

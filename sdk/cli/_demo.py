@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
+import shutil
+import sys
 from collections import Counter
+from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from fleetforge.cli._console import err, out
+from fleetforge.cli._console import err, out, text
 from fleetforge.cli._context import globals_of
 from fleetforge.cli._errors import reporting
 from fleetforge.contracts.artifact import artifact_path
+from fleetforge.errors import UsageError
 from fleetforge.redaction import mask_url
 
 __all__ = ["demo"]
@@ -53,12 +59,23 @@ def demo(
         ),
     ] = None,
 ) -> None:
-    """Run Hello Fleet: planner (LangGraph), researcher (AutoGen), writer (CrewAI), reviewer."""
+    """Run Hello Fleet: planner (LangGraph), researcher (AutoGen), writer (CrewAI), reviewer.
+
+    It needs the langgraph, autogen and crewai extras (make install has them); without them
+    it stops before submitting anything and says what to install (exit 2).
+    """
     from fleetforge.client import FleetClient
-    from fleetforge.demo.hello_fleet import RealModel, load_spec, run_hello_fleet
+    from fleetforge.demo.hello_fleet import RealModel, load_spec, missing_extras, run_hello_fleet
 
     g = globals_of(ctx)
     with reporting(out, err):
+        missing = missing_extras()
+        if missing:
+            raise UsageError(
+                f"the demo needs the {', '.join(missing)} extra{'s' if len(missing) > 1 else ''}"
+                f': in the FleetForge checkout, pip install -e ".[{",".join(missing)}]" '
+                "(make install installs every extra)"
+            )
         real = RealModel.from_env(model) if model else None
     for noisy in ("autogen_core", "autogen_ext", "autogen_agentchat", "crewai"):  # fake models
         logging.getLogger(noisy).setLevel(logging.ERROR)
@@ -71,25 +88,59 @@ def demo(
         spec["inputs"]["topic"] = topic
 
     def progress(run: Any) -> None:
-        states = "  ".join(f"{s.step_id}:[bold]{s.status}[/]" for s in run.steps)
-        err.print(f"[dim]{run.run_id}[/] {run.status:<9} {states}", highlight=False)
+        line = text(run.run_id, "dim") + text(f" {run.status:<9} ")
+        for step in run.steps:
+            line += text(f" {step.step_id}:") + text(step.status, "bold")
+        err.print(line)
 
     async def main() -> Any:
         async with FleetClient.local(g.store_url, artifacts=g.artifacts_root) as client:
             how = f"model {real.name}" if real else "offline"
-            err.print(f"Hello Fleet on {mask_url(g.store_url)} ({how}, seed {spec['seed']})")
+            err.print(text(f"Hello Fleet on {mask_url(g.store_url)} ({how}, seed {spec['seed']})"))
             result = await run_hello_fleet(client, spec=spec, on_change=progress, model=real)
             events = await client.run_events(result.run.run_id, limit=10_000)
             return result, events
 
     with reporting(out, err):
         result, events = anyio.run(main)
-        _summary(result, events, g.artifacts_root, exporter)
+        _summary(result, events, g.artifacts_root, exporter, _again(g.store))
         if str(result.run.status) != "completed":
             raise typer.Exit(1)
 
 
-def _summary(result: Any, events: list[Any], artifacts_root: Any, exporter: Any) -> None:
+def _again(store_flag: str | None) -> str:
+    """The command that runs this CLI again, from here, on the same store: ``fleetforge``
+    when that is what PATH finds, else this script's path (``.venv/bin/fleetforge``, as
+    ``make demo`` runs it) or ``python -m fleetforge``; with ``--store`` unless the store is
+    the default one."""
+    script = Path(sys.argv[0])
+    on_path = shutil.which("fleetforge")
+    if script.name == "__main__.py":
+        command = f"{_here(Path(sys.executable))} -m fleetforge"
+    elif script.name != "fleetforge" or (
+        on_path is not None and Path(on_path).resolve() == script.resolve()
+    ):
+        command = "fleetforge"
+    else:
+        command = _here(script)
+    url = store_flag or os.environ.get("FLEETFORGE_STORE")
+    if url:
+        command += f" --store {shlex.quote(mask_url(url))}"
+    return command
+
+
+def _here(path: Path) -> str:
+    """``path`` relative to the current directory when it is below it, else absolute."""
+    absolute = path.absolute()
+    try:
+        return str(absolute.relative_to(Path.cwd()))
+    except ValueError:
+        return str(absolute)
+
+
+def _summary(
+    result: Any, events: list[Any], artifacts_root: Any, exporter: Any, again: str
+) -> None:
     run = result.run
     adapters: dict[str, str] = {}
     receipts: dict[str, str] = {}
@@ -115,19 +166,22 @@ def _summary(result: Any, events: list[Any], artifacts_root: Any, exporter: Any)
             if step.started_at and step.finished_at
             else "-"
         )
-        table.add_row(step.step_id, adapters.get(step.step_id, "-"), str(step.status), took,
-                      receipts.get(step.step_id, "-"))  # fmt: skip
-    out.print(f"\n[bold]run {run.run_id}[/]: {run.status} in {result.seconds:.1f}s")
+        table.add_row(text(step.step_id), text(adapters.get(step.step_id, "-")), text(step.status),
+                      took, text(receipts.get(step.step_id, "-")))  # fmt: skip
+    out.print(Text("\n") + text(f"run {run.run_id}", "bold")
+              + text(f": {run.status} in {result.seconds:.1f}s"))  # fmt: skip
     out.print(table)
     for artifact in stored:
         where = artifacts_root / artifact_path(artifact.digest)
-        out.print(f"artifact {artifact.name or ''} {artifact.digest}\n  at {where}")
+        out.print(text(f"artifact {artifact.name or ''} {artifact.digest}"))
+        out.print(text(f"  at {where}"))
     if tools:
-        out.print("tool calls: " + ", ".join(f"{name} x{n}" for name, n in sorted(tools.items())))
+        out.print(text("tool calls: " + ", ".join(f"{n} x{c}" for n, c in sorted(tools.items()))))
     if exporter is not None:
         names = Counter(span.name.split(" ")[0] for span in exporter.get_finished_spans())
         out.print("spans: " + ", ".join(f"{name} {n}" for name, n in sorted(names.items())))
-    out.print(
-        f"\nLook further:\n  fleetforge show {run.run_id}\n  fleetforge events {run.run_id}\n"
-        "  fleetforge replay --verify"
-    )
+    look = [f"{again} show {run.run_id}", f"{again} events {run.run_id}",
+            f"{again} replay --verify"]  # fmt: skip
+    out.print("\nLook further:\n" + "\n".join(f"  {line}" for line in look), markup=False)
+    if "***" in again:
+        out.print("  (the store's password is masked: give yours)", markup=False)

@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from fleetforge.cli._console import err, out
-from fleetforge.cli._context import globals_of
+from fleetforge.cli._console import err, json_text, out, text
+from fleetforge.cli._context import opened_store
 from fleetforge.cli._errors import reporting
-from fleetforge.contracts.events import RunEvent
+from fleetforge.contracts.events import EVENT_TYPES
+from fleetforge.errors import UsageError
 from fleetforge.fleet.replay import verify
-from fleetforge.fleet.store import open_store
+from fleetforge.fleet.service import SyncFleetService
+from fleetforge.fleet.store._base import EventRow
 
 __all__ = ["events", "replay"]
 
 
-def _summary(event: RunEvent, width: int = 60) -> str:
-    data = event.model_dump(mode="json")["data"]
-    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _summary(row: EventRow, width: int = 60) -> Text:
+    data = json.dumps(row.data, separators=(",", ":"), ensure_ascii=False)
+    return text(data if len(data) <= width else data[: width - 1] + "…")
+
+
+def _time(row: EventRow) -> str:
+    return row.at[11:23]  # HH:MM:SS.mmm of the stored RFC 3339 UTC text
 
 
 def events(
@@ -37,37 +44,69 @@ def events(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines, one event each.")] = False,
 ) -> None:
-    """List events in sequence order (a table, or JSON lines with --json)."""
-    with reporting(out, err, as_json=as_json), open_store(globals_of(ctx).store_url) as store:
+    """List events in sequence order (a table, or JSON lines with --json).
+
+    Events are printed as stored (not rebuilt as models), so every stored event can be shown.
+    A task_event row names the envelope it holds (task_event:start, task_event:emit/message,
+    ...). When more events follow the page, stderr says how to get them (more: --after SEQ).
+    """
+    with reporting(out, err, as_json=as_json):
+        _check_types(types or [])  # a typo is a usage mistake wherever the store is
+    with reporting(out, err, as_json=as_json), opened_store(ctx, existing=True) as store:
+        if run_id is not None:
+            SyncFleetService(store).get_run(run_id)  # an unknown run: exit 3, as show
         if follow:
+            err.print(f"following the events after {after} in {store.url} (Ctrl-C stops)",
+                      markup=False, highlight=False)  # fmt: skip
             try:
-                for event in store.follow(after=after, run_id=run_id, types=types):
-                    _line(event, as_json)
+                for row in store.follow_rows(after=after, run_id=run_id, types=types):
+                    _line(row, as_json)
             except KeyboardInterrupt:
                 return
             return
-        found = store.query(run_id=run_id, types=types, after=after, limit=limit)
+        found = store.query_rows(run_id=run_id, types=types, after=after, limit=limit + 1)
+    more, found = len(found) > limit, found[:limit]
     if as_json:
-        for event in found:
-            _line(event, True)
-        return
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("seq", "at", "type", "run", "data"):
-        table.add_column(column, no_wrap=column != "data")
-    for event in found:
-        table.add_row(
-            str(event.seq), event.at.strftime("%H:%M:%S.%f")[:-3], event.type,
-            event.run_id or "-", _summary(event),
-        )  # fmt: skip
-    out.print(table)
-
-
-def _line(event: RunEvent, as_json: bool) -> None:
-    if as_json:
-        print(event.model_dump_json(), flush=True)
+        for row in found:
+            _line(row, True)
     else:
-        out.print(f"{event.seq} {event.at.isoformat()} {event.type} {event.run_id or '-'} "
-                  f"{_summary(event)}")  # fmt: skip
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for column in ("seq", "at", "type", "run", "data"):
+            table.add_column(column, no_wrap=column != "data")
+        for row in found:
+            table.add_row(str(row.seq), _time(row), text(_type(row)), text(row.run_id or "-"),
+                          _summary(row))  # fmt: skip
+        out.print(table)
+    if more and found:
+        err.print(f"more: --after {found[-1].seq}", markup=False, highlight=False)
+
+
+def _type(row: EventRow) -> str:
+    """The event's type; a task_event's names its envelope (task_event:emit/message)."""
+    envelope = row.data.get("envelope") if row.type == "task_event" else None
+    if not isinstance(envelope, dict):
+        return row.type
+    emitted = envelope.get("event")
+    return f"task_event:{envelope.get('kind')}" + (f"/{emitted}" if emitted else "")
+
+
+def _check_types(types: list[str]) -> None:
+    unknown = [t for t in types if t not in EVENT_TYPES]
+    if unknown:
+        near = difflib.get_close_matches(unknown[0], list(EVENT_TYPES), n=3)
+        hint = f"did you mean {' or '.join(near)}? " if near else ""
+        raise UsageError(
+            f"unknown event type {unknown[0]!r} ({hint}docs/contracts.md lists every type)"
+        )
+
+
+def _line(row: EventRow, as_json: bool) -> None:
+    if as_json:
+        line = json.dumps(row.to_json(), ensure_ascii=False, separators=(",", ":"))
+        print(json_text(line), flush=True)
+    else:
+        out.print(Text(f"{row.seq} {row.at} ") + text(f"{_type(row)} {row.run_id or '-'} ")
+                  + _summary(row))  # fmt: skip
 
 
 def replay(
@@ -83,7 +122,7 @@ def replay(
 
     With --verify the exit status is 1 when any projection row differs from what replay gives.
     """
-    with reporting(out, err), open_store(globals_of(ctx).store_url) as store:
+    with reporting(out, err), opened_store(ctx, existing=True) as store:
         if not check:
             count = store.rebuild()
             out.print(f"rebuilt the projections from {count} events")
@@ -94,6 +133,6 @@ def replay(
         out.print(f"[green]ok[/] projections match a replay of {count} events")
         return
     for difference in differences:
-        out.print(str(difference), markup=False)
+        out.print(text(difference))
     err.print(f"[bold red]error:[/] {len(differences)} projection rows differ from replay")
     raise typer.Exit(1)

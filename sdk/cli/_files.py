@@ -26,6 +26,12 @@ def read_json(path: str) -> Any:
         raise UsageError(f"cannot read {name}: {reason}", path=path) from exc
     try:
         return json.loads(text)
+    except RecursionError:
+        raise ContractError(
+            f"{name} nests too deeply to read",
+            details=[ErrorDetail("", "nested deeper than JSON values may be (64 levels)")],
+            path=path,
+        ) from None
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno}, column {exc.colno}"
         raise ContractError(

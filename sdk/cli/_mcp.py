@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import getpass
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import anyio
 import typer
-from rich.text import Text
 
-from fleetforge.cli._console import err, out
-from fleetforge.cli._context import globals_of
+from fleetforge.cli._console import err, out, print_json, text
+from fleetforge.cli._context import Scorers, globals_of, load_scorers
 from fleetforge.cli._errors import reporting
 from fleetforge.errors import UsageError
 
@@ -39,6 +37,7 @@ def mcp(
     log_level: Annotated[
         str, typer.Option(help="stderr log level (INFO logs every request).")
     ] = "WARNING",
+    scorers: Scorers = None,
 ) -> None:
     """Serve the fleet's MCP tools over stdio (for Claude Desktop, Claude Code, Cursor...)."""
     from fleetforge.fleet.artifacts import ArtifactStore
@@ -50,6 +49,7 @@ def mcp(
     configure("fleetforge-mcp")
     g = globals_of(ctx)
     with reporting(out, err), open_store(g.store_url) as store:
+        load_scorers(scorers)
         fleet = FleetService(store, artifacts=ArtifactStore(g.artifacts_root))
         server = build_server(fleet, ServerOptions(log_level=_level(log_level)))
         anyio.run(server.run_stdio_async)
@@ -82,6 +82,7 @@ def serve(
         float, typer.Option(help="Largest artifact fleet_put_artifact accepts, MiB.")
     ] = 8.0,
     log_level: Annotated[str, typer.Option(help="Log level.")] = "WARNING",
+    scorers: Scorers = None,
 ) -> None:
     """Serve the fleet's MCP tools over streamable HTTP at /mcp (bearer tokens), with /healthz."""
     from fleetforge.fleet.artifacts import ArtifactStore
@@ -94,6 +95,7 @@ def serve(
     configure("fleetforge-serve")
     g = globals_of(ctx)
     with reporting(out, err):
+        load_scorers(scorers)
         check_listen(host, not no_auth)
         options = ServerOptions(
             host=host,
@@ -118,9 +120,7 @@ def serve(
 
             def ready(url: str) -> None:
                 auth = "bearer tokens" if options.auth else "no auth (loopback)"
-                err.print(
-                    f"fleetforge MCP server at {url} ({auth}); store {store.url}", markup=False
-                )
+                err.print(text(f"fleetforge MCP server at {url} ({auth}); store {store.url}"))
 
             anyio.run(lambda: serve_http(fleet, options, on_ready=ready))
 
@@ -169,10 +169,8 @@ def token_create(
     """Create a token; it is printed once, only its hash is stored."""
     with reporting(out, err), _token_store(ctx) as tokens:
         secret, record = tokens.create(name, scope, worker_id=worker_id, by=_who())
-        err.print(
-            f"token {record.name!r} ({', '.join(record.scopes)}) added to {tokens.store.url}",
-            markup=False,
-        )
+        added = f"token {record.name!r} ({', '.join(record.scopes)}) added to {tokens.store.url}"
+        err.print(text(added))
         out.print(secret, highlight=False, markup=False)
 
 
@@ -188,14 +186,14 @@ def token_list(
     with reporting(out, err, as_json=as_json), _token_store(ctx) as tokens:
         records = tokens.list(include_revoked=revoked)
         if as_json:
-            out.print_json(json.dumps([r.to_dict() for r in records]))
+            print_json([r.to_dict() for r in records])
             return
         table = Table("Name", "Scopes", "Worker", "Created", "Revoked", box=None)
         for r in records:
             table.add_row(
-                Text(r.name),
+                text(r.name),
                 ", ".join(r.scopes),
-                Text(r.worker_id or "-"),
+                text(r.worker_id or "-"),
                 r.created_at.isoformat(timespec="seconds"),
                 "-" if r.revoked_at is None else r.revoked_at.isoformat(timespec="seconds"),
             )
@@ -210,4 +208,4 @@ def token_revoke(
     """Revoke a token; running servers refuse it within a second."""
     with reporting(out, err), _token_store(ctx) as tokens:
         tokens.revoke(name, by=_who())
-        err.print(f"token {name!r} revoked in {tokens.store.url}", markup=False)
+        err.print(text(f"token {name!r} revoked in {tokens.store.url}"))

@@ -11,14 +11,15 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from fleetforge.cli._console import err, out
-from fleetforge.cli._context import open_service
+from fleetforge.cli._console import err, json_text, markup_safe, out, print_json, text
+from fleetforge.cli._context import Scorers, load_scorers, open_service
 from fleetforge.cli._errors import reporting
 from fleetforge.cli._files import read_json
 from fleetforge.cli._validate import dag_tree
 from fleetforge.contracts import FleetRunStatus, InputRequest, Run
-from fleetforge.errors import NotFoundError, UsageError
+from fleetforge.errors import NotFoundError, StoreError, UsageError
 from fleetforge.fleet.service import SyncFleetService
 
 __all__ = ["approve", "cancel", "output", "resume", "retry", "runs", "show", "submit"]
@@ -29,9 +30,21 @@ _FINAL = {"completed", "failed", "cancelled"}
 
 def _print_run(run: Run, as_json: bool) -> None:
     if as_json:
-        out.print_json(run.model_dump_json())
+        print_json(_run_json(run))
     else:
-        out.print(f"{run.run_id} {run.status}")
+        out.print(text(f"{run.run_id} {run.status}"))
+
+
+def _run_json(run: Run) -> str:
+    """The run as JSON; a StoreError (not a crash) for a record no serializer can write."""
+    try:
+        return run.model_dump_json()
+    except (ValueError, RecursionError) as exc:  # PydanticSerializationError is a ValueError
+        raise StoreError(
+            f"run {run.run_id} holds a value nested too deeply to print as JSON; it was stored "
+            "before FleetForge checked JSON values (docs/contracts.md)",
+            run_id=run.run_id,
+        ) from exc
 
 
 def _exit_for(run: Run) -> None:
@@ -49,16 +62,20 @@ def submit(
     wait: Annotated[bool, typer.Option("--wait", help="Follow the run until it ends.")] = False,
     timeout: Annotated[float, typer.Option(help="With --wait: give up after seconds.")] = 0.0,
     as_json: JsonFlag = False,
+    scorers: Scorers = None,
 ) -> None:
     """Validate and submit a run; print its id (with --wait, a progress bar until it ends).
 
-    Exit status with --wait: 0 completed, 1 failed or cancelled.
+    Exit status with --wait: 0 completed, 1 failed or cancelled. A spec naming a custom scorer
+    this process does not know (--scorers, entry points) is refused: the workers and servers
+    that judge its receipts need it too.
     """
     with reporting(out, err, as_json=as_json), open_service(ctx) as fleet:
+        load_scorers(scorers)
         run = fleet.submit_run(read_json(file), idempotency_key=idempotency_key)
         if wait:
             run = _wait(fleet, run, timeout, quiet=as_json)
-    _print_run(run, as_json)
+        _print_run(run, as_json)
     if wait:
         _exit_for(run)
 
@@ -74,10 +91,12 @@ def _wait(fleet: SyncFleetService, run: Run, timeout: float, *, quiet: bool) -> 
     )
     told: set[tuple[str, datetime]] = set()  # pauses already shown
     with Progress(*columns, console=err, transient=True, disable=quiet) as progress:
-        bar = progress.add_task(run.name, total=len(run.steps))
+        bar = progress.add_task(markup_safe(run.name), total=len(run.steps))
         while run.status not in _FINAL:
             done = sum(s.status in {"completed", "skipped", "failed"} for s in run.steps)
-            progress.update(bar, completed=done, description=f"{run.name} ({run.status})")
+            progress.update(
+                bar, completed=done, description=markup_safe(f"{run.name} ({run.status})")
+            )
             if not quiet:
                 asking = [w for w in run.waiting_for_input if (w.task_id, w.since) not in told]
                 _print_questions(run.run_id, asking, progress.console)
@@ -91,7 +110,14 @@ def _wait(fleet: SyncFleetService, run: Run, timeout: float, *, quiet: bool) -> 
 
 def runs(
     ctx: typer.Context,
-    status: Annotated[str | None, typer.Option(help="Only runs in this status.")] = None,
+    status: Annotated[
+        FleetRunStatus | None,
+        typer.Option(
+            metavar="<status>",
+            help="Only runs in this status: pending, running, paused, completed, failed or "
+            "cancelled.",
+        ),
+    ] = None,
     label: Annotated[
         list[str] | None, typer.Option("--label", "-l", help="KEY=VALUE (repeatable).")
     ] = None,
@@ -102,26 +128,25 @@ def runs(
     """List runs, newest first."""
     with reporting(out, err, as_json=as_json):
         labels = dict(_pair(item) for item in label or [])
-        with open_service(ctx) as fleet:
+        with open_service(ctx, existing=True) as fleet:
             page = fleet.list_runs(status=status, labels=labels, cursor=cursor, limit=limit)
     if as_json:
         body = {
             "runs": [r.model_dump(mode="json") for r in page.runs],
             "next_cursor": page.next_cursor,
         }
-        out.print_json(json.dumps(body))
+        print_json(body)
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("run", "name", "status", "created", "labels"):
         table.add_column(column, no_wrap=True)
     for r in page.runs:
         labels_text = ",".join(f"{k}={v}" for k, v in sorted(r.labels.items()))
-        table.add_row(
-            r.run_id, r.name, r.status, r.created_at.strftime("%Y-%m-%d %H:%M:%S"), labels_text
-        )
+        table.add_row(text(r.run_id), text(r.name), text(r.status),
+                      r.created_at.strftime("%Y-%m-%d %H:%M:%S"), text(labels_text))  # fmt: skip
     out.print(table)
     if page.next_cursor:
-        err.print(f"more: --cursor {page.next_cursor}")
+        err.print(text(f"more: --cursor {page.next_cursor}"))
 
 
 def _pair(item: str, option: str = "--label", shape: str = "KEY=VALUE") -> tuple[str, str]:
@@ -137,19 +162,22 @@ def show(
     as_json: JsonFlag = False,
 ) -> None:
     """A run's status, its steps as a table, and its DAG as a tree with each step's state."""
-    with reporting(out, err, as_json=as_json), open_service(ctx) as fleet:
+    with reporting(out, err, as_json=as_json), open_service(ctx, existing=True) as fleet:
         run = fleet.get_run(run_id)
-    if as_json:
-        out.print_json(run.model_dump_json())
-        return
-    out.print(f"[bold]{run.name}[/] {run.run_id} [bold]{run.status}[/] seed {run.seed}")
+        if as_json:
+            print_json(_run_json(run))
+            return
+    head = Text.assemble(text(run.name, "bold"), " ", text(run.run_id), " ",
+                         text(run.status, "bold"), f" seed {run.seed}")  # fmt: skip
+    out.print(head)
     if run.error:
-        out.print(f"[red]{run.error}[/]")
+        out.print(text(run.error, "red"))
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("step", "type", "status", "attempt", "error"):
         table.add_column(column)
     for step in run.steps:
-        table.add_row(step.step_id, step.type, step.status, str(step.attempt), step.error or "")
+        table.add_row(text(step.step_id), text(step.type), text(step.status), str(step.attempt),
+                      text(step.error or ""))  # fmt: skip
     out.print(table)
     out.print(dag_tree(run.spec, {s.step_id: s.status for s in run.steps}))
     if run.usage.total_tokens or run.usage.cost_usd:
@@ -160,11 +188,12 @@ def show(
 def _print_questions(run_id: str, asking: list[InputRequest], console: Console) -> None:
     """What the tasks of a run paused for input ask, and how to answer."""
     for request in asking:
-        console.print(f"step {request.step_id} waits for input: {request.reason}", markup=False)
+        console.print(text(f"step {request.step_id} waits for input: {request.reason}"))
         if request.waiting_for:
-            console.print(f"  waiting for: {json.dumps(request.waiting_for)}", markup=False)
+            waiting = json.dumps(request.waiting_for, ensure_ascii=False)
+            console.print(text(f"  waiting for: {waiting}"))
     if asking:
-        console.print(f"answer with: fleetforge resume {run_id} --value JSON", markup=False)
+        console.print(text(f"answer with: fleetforge resume {run_id} --value JSON"))
 
 
 def output(
@@ -173,7 +202,7 @@ def output(
     step_id: Annotated[str | None, typer.Argument(help="One step (default: every step).")] = None,
 ) -> None:
     """Print a run's outputs (or one step's) as JSON."""
-    with reporting(out, err), open_service(ctx) as fleet:
+    with reporting(out, err), open_service(ctx, existing=True) as fleet:
         run = fleet.get_run(run_id)
         value: Any = run.outputs
         if step_id is not None:
@@ -182,7 +211,7 @@ def output(
             if step_id not in run.outputs:
                 raise NotFoundError(f"step '{step_id}' has no output yet")
             value = run.outputs[step_id]
-    print(json.dumps(value, indent=2, ensure_ascii=False))
+        print(json_text(json.dumps(value, indent=2, ensure_ascii=False)))
 
 
 def cancel(
@@ -192,9 +221,9 @@ def cancel(
     as_json: JsonFlag = False,
 ) -> None:
     """Cancel a run (exit 4 when it already ended)."""
-    with reporting(out, err, as_json=as_json), open_service(ctx) as fleet:
+    with reporting(out, err, as_json=as_json), open_service(ctx, existing=True) as fleet:
         run = fleet.cancel_run(run_id, reason=reason, by="cli")
-    _print_run(run, as_json)
+        _print_run(run, as_json)
 
 
 def resume(
@@ -224,9 +253,9 @@ def resume(
         for item in answer or []:
             key, raw = _pair(item, "--answer", "STEP=JSON or TASK_ID=JSON")
             answers[key] = _json_option(f"--answer {key}", raw)
-        with open_service(ctx) as fleet:
+        with open_service(ctx, existing=True) as fleet:
             run = fleet.resume_run(run_id, by="cli", value=given, values=answers)
-    _print_run(run, as_json)
+        _print_run(run, as_json)
 
 
 def _json_option(name: str, raw: str) -> Any:
@@ -245,9 +274,9 @@ def approve(
     as_json: JsonFlag = False,
 ) -> None:
     """Approve a human step."""
-    with reporting(out, err, as_json=as_json), open_service(ctx) as fleet:
+    with reporting(out, err, as_json=as_json), open_service(ctx, existing=True) as fleet:
         run = fleet.approve_step(run_id, step_id, by=by, comment=comment)
-    _print_run(run, as_json)
+        _print_run(run, as_json)
 
 
 def retry(
@@ -257,6 +286,6 @@ def retry(
     as_json: JsonFlag = False,
 ) -> None:
     """Run a failed step again, and what depends on it."""
-    with reporting(out, err, as_json=as_json), open_service(ctx) as fleet:
+    with reporting(out, err, as_json=as_json), open_service(ctx, existing=True) as fleet:
         run = fleet.retry_step(run_id, step_id, by="cli")
-    _print_run(run, as_json)
+        _print_run(run, as_json)

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from fleetforge import schemas
-from fleetforge.cli._console import err, out
+from fleetforge.cli._console import err, out, print_json
 from fleetforge.cli._errors import reporting
 
 __all__ = ["app"]
@@ -27,7 +27,7 @@ def list_(
         for n in schemas.names()
     ]
     if as_json:
-        out.print_json(json.dumps(rows))
+        print_json(rows)
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("Name", style="cyan", no_wrap=True)
@@ -42,6 +42,4 @@ def show(name: Annotated[str, typer.Argument(help="Schema name, e.g. run_spec.")
     """Print one schema as JSON."""
     with reporting(out, err):
         document = schemas.load(name)
-    out.print_json(json.dumps(document)) if out.is_terminal else print(
-        json.dumps(document, indent=2)
-    )
+    print_json(document) if out.is_terminal else print(json.dumps(document, indent=2))

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
+from rich.text import Text
 from rich.tree import Tree
 
 from fleetforge import schemas
-from fleetforge.cli._console import err, out
+from fleetforge.cli._console import err, out, print_json, text
 from fleetforge.cli._errors import reporting
 from fleetforge.cli._files import read_json
 from fleetforge.contracts.spec import MapStep, RunSpec
-from fleetforge.validation import validate_run_spec
+from fleetforge.validation import check_json_value, validate_run_spec
 
 __all__ = ["dag_tree", "validate"]
 
@@ -37,12 +37,13 @@ def validate(
             spec = validate_run_spec(document)
             summary = f"{len(spec.steps)} steps, seed {spec.seed}"
         else:
+            document = check_json_value(document, what=schema)
             schemas.validate(schema, document)
             spec, summary = None, schemas.load(schema)["title"]
     if as_json:
-        out.print_json(json.dumps({"valid": True, "schema": schema, "file": file}))
+        print_json({"valid": True, "schema": schema, "file": file})
         return
-    out.print(f"[green]valid[/] {file} ({schema}: {summary})")
+    out.print(Text.assemble(("valid", "green"), " ", text(f"{file} ({schema}: {summary})")))
     if tree and spec is not None:
         out.print(dag_tree(spec))
 
@@ -51,21 +52,22 @@ def _does(step: object) -> str:
     return str(getattr(step, "agent", None) or getattr(step, "tool", None) or "")
 
 
-def _label(step: object, spec: RunSpec) -> str:
+def _label(step: object, spec: RunSpec) -> Text:
     sid = getattr(step, "id", "?")
     kind = getattr(step, "type", "?")
     what = _does(step)
     if isinstance(step, MapStep):
         what = f"over items → {step.step.type} {_does(step.step)}"
-    marks = []
+    label = Text.assemble(text(sid, "bold"), " ", text(kind, "dim"))
+    if what:
+        label.append_text(Text(" ") + text(what))
     if sid in spec.breakpoints:
-        marks.append("[yellow]⏸ breakpoint[/]")
+        label.append(" ⏸ breakpoint", "yellow")
     if kind == "human":
-        marks.append("[magenta]waits for approval[/]")
+        label.append(" waits for approval", "magenta")
     if getattr(step, "optional", False):
-        marks.append("[dim]optional[/]")
-    head = f"[bold]{sid}[/] [dim]{kind}[/] {what}".rstrip()
-    return " ".join([head, *marks])
+        label.append(" optional", "dim")
+    return label
 
 
 _STATE_STYLE = {
@@ -90,18 +92,18 @@ def dag_tree(spec: RunSpec, states: dict[str, str] | None = None) -> Tree:
     for step in spec.steps:
         for dep in step.depends_on:
             children[dep].append(step.id)
-    root = Tree(f"[bold]{spec.name}[/] [dim](seed {spec.seed})[/]")
+    root = Tree(Text.assemble(text(spec.name, "bold"), (f" (seed {spec.seed})", "dim")))
     drawn: set[str] = set()
 
     def add(parent: Tree, sid: str) -> None:
         if sid in drawn:
-            parent.add(f"[dim]↳ {sid} (see above)[/]")
+            parent.add(text(f"↳ {sid} (see above)", "dim"))
             return
         drawn.add(sid)
         label = _label(spec.step(sid), spec)
         if states is not None and sid in states:
             style = _STATE_STYLE.get(states[sid], "")
-            label += f" [{style}]\\[{states[sid]}][/]"
+            label.append_text(Text(" ") + text(f"[{states[sid]}]", style))
         node = parent.add(label)
         for child in children[sid]:
             add(node, child)

@@ -15,7 +15,9 @@ when the task ends: the command exits, the lease is lost, the run is cancelled, 
 or dies (even ``kill -9``).
 
 Both stop gracefully on SIGINT/SIGTERM: no new leases; running tasks get ``--shutdown-grace``
-seconds, then are released back to the inbox.
+seconds, then are released back to the inbox. A handler that does not stop when cancelled
+cannot hold the process: it exits ``--shutdown-grace`` + 4.5 seconds after the signal at the
+latest (status 5 when a handler was still running).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -34,9 +37,10 @@ from typing import Annotated, Any
 
 import anyio
 import typer
+from anyio.abc import TaskStatus
 
-from fleetforge.cli._console import err, out
-from fleetforge.cli._context import globals_of
+from fleetforge.cli._console import err, out, text
+from fleetforge.cli._context import Scorers, globals_of, load_scorers
 from fleetforge.cli._errors import reporting
 from fleetforge.contracts import FleetTrustLevel, FleetUsage
 from fleetforge.errors import UsageError
@@ -44,6 +48,7 @@ from fleetforge.redaction import mask_url
 
 __all__ = ["work", "worker"]
 
+_TRUST_HELP = "Its trust level: untrusted, sandboxed, internal or privileged."
 Url = Annotated[
     str | None, typer.Option(help="A fleet server (fleetforge serve) instead of --store.")
 ]
@@ -60,12 +65,18 @@ def worker(
     target: Annotated[str, typer.Argument(help="The handler, as package.module:function.")],
     url: Url = None,
     token: Token = None,
-    worker_id: Annotated[str | None, typer.Option(help="Worker id (default: HOST-PID).")] = None,
+    worker_id: Annotated[
+        str | None,
+        typer.Option(
+            help="Worker id (default: with --url, the worker a bound --token names; "
+            "else worker-HOST-PID)."
+        ),
+    ] = None,
     role: Annotated[str | None, typer.Option(help="Role this worker serves.")] = None,
     tools: Annotated[
         list[str] | None, typer.Option("--tool", help="A tool it offers (repeatable).")
     ] = None,
-    trust: Annotated[FleetTrustLevel, typer.Option(help="Its trust level.")] = (
+    trust: Annotated[FleetTrustLevel, typer.Option(metavar="<level>", help=_TRUST_HELP)] = (
         FleetTrustLevel.INTERNAL
     ),
     concurrency: Annotated[int, typer.Option(help="Tasks worked on at once.")] = 1,
@@ -76,9 +87,14 @@ def worker(
     exit_when_idle: Annotated[
         bool, typer.Option("--exit-when-idle", help="Stop when no task is waiting.")
     ] = False,
+    scorers: Scorers = None,
 ) -> None:
-    """Run a Python handler (module:function) for every task this worker can lease."""
+    """Run a Python handler (module:function) for every task this worker can lease.
+
+    In process (--store) this worker judges its own receipts: --scorers loads the custom
+    scorers they need. With --url the server judges them (fleetforge serve --scorers)."""
     with reporting(out, err):
+        _scorers(scorers, url)
         handler = _import(target)
         _serve(ctx, handler, url=url, token=token, worker_id=worker_id, role=role,
                tools=tools, trust=trust, concurrency=concurrency, lease_seconds=lease_seconds,
@@ -92,13 +108,17 @@ def work(
     url: Url = None,
     token: Token = None,
     worker_id: Annotated[
-        str | None, typer.Option(help="Worker id (default: exec-HOST-PID).")
+        str | None,
+        typer.Option(
+            help="Worker id (default: with --url, the worker a bound --token names; "
+            "else exec-HOST-PID)."
+        ),
     ] = None,
     role: Annotated[str | None, typer.Option(help="Role this worker serves.")] = None,
     tools: Annotated[
         list[str] | None, typer.Option("--tool", help="A tool it offers (repeatable).")
     ] = None,
-    trust: Annotated[FleetTrustLevel, typer.Option(help="Its trust level.")] = (
+    trust: Annotated[FleetTrustLevel, typer.Option(metavar="<level>", help=_TRUST_HELP)] = (
         FleetTrustLevel.INTERNAL
     ),
     concurrency: Annotated[int, typer.Option(help="Commands run at once.")] = 1,
@@ -119,15 +139,27 @@ def work(
             "(FLEETFORGE_TOKEN, FLEETFORGE_TOKENS). Repeatable.",
         ),
     ] = None,
+    scorers: Scorers = None,
 ) -> None:
-    """Lease tasks and run a shell command for each (inputs on stdin, result on stdout)."""
-    name = worker_id or f"exec-{socket.gethostname()}-{os.getpid()}"
+    """Lease tasks and run a shell command for each (inputs on stdin, result on stdout).
+
+    In process (--store) this worker judges its own receipts: --scorers loads the custom
+    scorers they need. With --url the server judges them (fleetforge serve --scorers)."""
+    default = f"exec-{socket.gethostname()}-{os.getpid()}"
     handler = _exec_handler(command, pass_env or [])
     with reporting(out, err):
-        _serve(ctx, handler, url=url, token=token, worker_id=name, role=role, tools=tools,
-               trust=trust, concurrency=concurrency, lease_seconds=lease_seconds,
-               shutdown_grace=shutdown_grace, exit_when_idle=exit_when_idle, adapter="exec",
+        _scorers(scorers, url)
+        _serve(ctx, handler, url=url, token=token, worker_id=worker_id, default_id=default,
+               role=role, tools=tools, trust=trust, concurrency=concurrency,
+               lease_seconds=lease_seconds, shutdown_grace=shutdown_grace,
+               exit_when_idle=exit_when_idle, adapter="exec",
                frameworks=["exec"], poll_seconds=poll_seconds)  # fmt: skip
+
+
+def _scorers(modules: list[str] | None, url: str | None) -> None:
+    load_scorers(modules)
+    if modules and url:
+        err.print(text(f"note: {url} judges the receipts; --scorers matters there, not here"))
 
 
 def _import(target: str) -> Callable[..., Any]:
@@ -163,6 +195,7 @@ def _serve(
     adapter: str,
     frameworks: list[str],
     poll_seconds: float = 1.0,
+    default_id: str | None = None,
 ) -> None:
     from fleetforge.client import FleetClient
     from fleetforge.telemetry import configure
@@ -193,30 +226,55 @@ def _serve(
                 poll_seconds=poll_seconds,
                 shutdown_grace=shutdown_grace,
                 adapter_name=adapter,
+                default_id=default_id,
             )
+            await runner.register()  # a bound token names the worker: print the real id
             where = mask_url(url or g.store_url)
-            err.print(f"worker {runner.worker_id} waiting for tasks on {where}", markup=False)
             async with anyio.create_task_group() as tg:
 
-                async def on_signal() -> None:
+                async def on_signal(*, task_status: TaskStatus[None]) -> None:
                     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                        task_status.started()
                         async for _ in signals:
                             err.print(
                                 f"stopping: no new tasks; running ones get {shutdown_grace:g}s"
                             )
                             runner.stop()
+                            _exit_after(shutdown_grace + 4.5, finished)
                             return
 
-                tg.start_soon(on_signal)
+                finished: list[bool] = []
+                await tg.start(on_signal)
+                # the line scripts wait for: from here on SIGINT/SIGTERM stop gracefully
+                err.print(text(f"worker {runner.worker_id} waiting for tasks on {where}"))
                 stats = await runner.run(stop_when_idle=exit_when_idle)
+                finished.append(True)
                 tg.cancel_scope.cancel()
             err.print(
-                f"worker {runner.worker_id}: {stats.completed} completed, {stats.rejected} "
-                f"rejected, {stats.failed} failed, {stats.lost} lost, {stats.released} released, "
-                f"{stats.paused} paused"
+                text(
+                    f"worker {runner.worker_id}: {stats.completed} completed, {stats.rejected} "
+                    f"rejected, {stats.failed} failed, {stats.lost} lost, {stats.released} "
+                    f"released, {stats.paused} paused, {stats.errors} errors"
+                )
             )
 
     anyio.run(main)
+
+
+def _exit_after(seconds: float, finished: list[bool]) -> None:
+    """Defence in depth after a stop signal: the Worker releases the tasks of handlers that do
+    not stop, but a handler that ignores cancellation (or a thread that never returns) would
+    keep the process alive. Exit anyway once the grace period and 4.5 s more are over."""
+
+    def force() -> None:
+        still = "" if finished else " (a handler ignored cancellation; its task was released)"
+        err.print(f"worker: not stopped {seconds:g}s after the signal{still}; exiting now")
+        sys.stderr.flush()
+        os._exit(0 if finished else 5)
+
+    timer = threading.Timer(seconds, force)
+    timer.daemon = True  # a thread of its own: it fires even while the event loop is blocked
+    timer.start()
 
 
 WITHHELD_ENV = ("FLEETFORGE_TOKEN", "FLEETFORGE_TOKENS")
@@ -274,17 +332,17 @@ def _exec_handler(command: str, pass_env: Sequence[str] = ()) -> Callable[..., A
                     if task.cancelled.is_set():  # lease lost, run cancelled or shutting down
                         close()
                         _wait_for(proc, _supervisor.GRACE_SECONDS + 5)
-                        err.print(f"{spec.task_id}: stopped")
+                        err.print(text(f"{spec.task_id}: stopped"))
                         return None
         if proc.returncode != 0:
             tail = stderr.strip().splitlines()[-5:]
             message = f"command exited {proc.returncode}" + (
                 ": " + " | ".join(tail) if tail else ""
             )
-            err.print(f"{spec.task_id}: failed ({message})")
+            err.print(text(f"{spec.task_id}: failed ({message})"))
             raise TaskError(message, kind="tool_error")
         task.usage = FleetUsage(wall_s=round(time.monotonic() - started, 6))
-        err.print(f"{spec.task_id}: done")
+        err.print(text(f"{spec.task_id}: done"))
         return _parse(stdout)
 
     return run_command

@@ -23,6 +23,7 @@ from typing import Any, Self, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from fleetforge._jsondomain import check_model
 from fleetforge.client._transports import LocalTransport, McpTransport, Transport
 from fleetforge.contracts import (
     Artifact,
@@ -86,9 +87,22 @@ class FleetClient:
         return cls(McpTransport.stdio(command, env=env, cwd=cwd))
 
     @classmethod
-    def connect(cls, url: str, *, token: str | None = None, timeout: float = 60.0) -> FleetClient:
-        """Over MCP streamable HTTP (``fleetforge serve``), with a bearer token."""
-        return cls(McpTransport.http(url, token=token, timeout=timeout))
+    def connect(
+        cls,
+        url: str,
+        *,
+        token: str | None = None,
+        timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        attempts: int = 3,
+    ) -> FleetClient:
+        """Over MCP streamable HTTP (``fleetforge serve``), with a bearer token; a server that
+        cannot be reached is an :class:`~fleetforge.errors.UnavailableError` (see
+        :meth:`McpTransport.http`)."""
+        transport = McpTransport.http(
+            url, token=token, timeout=timeout, connect_timeout=connect_timeout, attempts=attempts
+        )
+        return cls(transport)
 
     # ── lifecycle ───────────────────────────────────────────────────────────────────────────
 
@@ -138,7 +152,7 @@ class FleetClient:
         from fleetforge.telemetry import current_trace_context, tracer
 
         body = (
-            spec.model_dump(mode="json", exclude_none=True, by_alias=True)
+            spec.model_dump(mode="python", exclude_none=True, by_alias=True)  # NaN stays NaN
             if isinstance(spec, RunSpec)
             else dict(spec)
         )
@@ -212,11 +226,23 @@ class FleetClient:
 
     # ── work ────────────────────────────────────────────────────────────────────────────────
 
-    async def register_worker(self, spec: FleetWorkerSpec | Mapping[str, Any]) -> FleetWorkerSpec:
-        """Register (or re-register) a worker and what it can do."""
+    async def register_worker(
+        self, spec: FleetWorkerSpec | Mapping[str, Any], *, id_from_token: bool = False
+    ) -> FleetWorkerSpec:
+        """Register (or re-register) a worker; returns it as the fleet recorded it.
+
+        ``id_from_token``: over HTTP, a token bound to a worker registers as that worker,
+        whatever ``spec.worker_id`` says (a token that names no worker uses it)."""
         worker = spec if isinstance(spec, FleetWorkerSpec) else FleetWorkerSpec.model_validate(spec)
         fields = worker.model_dump(mode="json", include=set(work.RegisterWorkerArgs.model_fields))
-        return await self._call(work.REGISTER_WORKER, **fields)
+        if not (id_from_token and self.transport.kind == "http"):
+            return await self._call(work.REGISTER_WORKER, **fields)
+        try:
+            return await self._call(work.REGISTER_WORKER, **fields | {"worker_id": None})
+        except ContractError as exc:
+            if not any(d.pointer == "/worker_id" for d in exc.details):
+                raise
+            return await self._call(work.REGISTER_WORKER, **fields)  # the token names no worker
 
     async def list_workers(self) -> WorkerList:
         """Every registered worker with its status and when it was last seen."""
@@ -299,11 +325,11 @@ class FleetClient:
         worker_id: str | None = None,
     ) -> int:
         """Record an agent-run envelope for a leased task; returns the event's ``seq``."""
-        body = (
-            envelope.model_dump(mode="json", exclude_none=True)
-            if isinstance(envelope, AgentRunEnvelope)
-            else dict(envelope)
-        )
+        if isinstance(envelope, AgentRunEnvelope):
+            # the JSON value domain on the model's values first: its JSON dump writes NaN as null
+            body = check_model(envelope, what="envelope").model_dump(mode="json", exclude_none=True)
+        else:
+            body = dict(envelope)
         posted = await self._call(
             work.POST_EVENT,
             task_id=task_id,

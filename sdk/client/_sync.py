@@ -31,6 +31,7 @@ class SyncFleetClient:
         self.client = client
         self._portal_cm: AbstractContextManager[BlockingPortal] | None = None
         self._portal: BlockingPortal | None = None
+        self._client_cm: AbstractContextManager[FleetClient] | None = None
 
     @classmethod
     def local(cls, store: Any = None, **options: Any) -> SyncFleetClient:
@@ -47,9 +48,13 @@ class SyncFleetClient:
     def __enter__(self) -> Self:
         self._portal_cm = start_blocking_portal()
         self._portal = self._portal_cm.__enter__()
+        # One task of the portal enters and exits the client: the transports' task groups must
+        # be left by the task that entered them (a call per step would enter and exit in two).
+        self._client_cm = self._portal.wrap_async_context_manager(self.client)
         try:
-            self._portal.call(self.client.__aenter__)
+            self._client_cm.__enter__()
         except BaseException as exc:
+            self._client_cm = None
             self._portal_cm.__exit__(type(exc), exc, exc.__traceback__)
             self._portal = self._portal_cm = None
             raise
@@ -61,11 +66,12 @@ class SyncFleetClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        portal, cm = self._portal, self._portal_cm
-        self._portal = self._portal_cm = None
+        portal, cm, client_cm = self._portal, self._portal_cm, self._client_cm
+        self._portal = self._portal_cm = self._client_cm = None
         if portal is not None and cm is not None:
             try:
-                portal.call(self.client.__aexit__, exc_type, exc, tb)
+                if client_cm is not None:
+                    client_cm.__exit__(exc_type, exc, tb)
             finally:
                 cm.__exit__(exc_type, exc, tb)
 

@@ -19,23 +19,28 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+import anyio
 from pydantic import BaseModel, ValidationError
 
+from fleetforge._jsondomain import check_tool_arguments
+from fleetforge.client._unavailable import Failure, classify
 from fleetforge.errors import (
-    AuthError,
     FleetForgeError,
     InternalError,
+    UnavailableError,
     UsageError,
     error_from_dict,
 )
 from fleetforge.operations import Args, Operation
-from fleetforge.redaction import mask_url
+from fleetforge.redaction import get_logger, mask_url
 from fleetforge.redaction import register as register_secret
 
 if TYPE_CHECKING:
     from fleetforge.fleet.service import FleetService
 
 __all__ = ["LocalTransport", "McpTransport", "Transport"]
+
+log = get_logger("fleetforge.client")
 
 A = TypeVar("A", bound=Args)
 R = TypeVar("R", bound=BaseModel)
@@ -106,9 +111,13 @@ class McpTransport:
     """Operations as MCP tool calls, over a session an opener makes (see :meth:`stdio` and
     :meth:`http`)."""
 
-    def __init__(self, kind: str, opener: Opener, *, where: str) -> None:
+    def __init__(
+        self, kind: str, opener: Opener, *, where: str, url: str | None = None, attempts: int = 1
+    ) -> None:
         self.kind = kind
         self.where = where
+        self.url = url  # a server's (http): its connection failures are classified
+        self.attempts = max(attempts, 1)
         self._opener = opener
         self.session: Any = None
 
@@ -146,8 +155,23 @@ class McpTransport:
         return cls("stdio", open_stdio, where=shlex.join(argv))
 
     @classmethod
-    def http(cls, url: str, *, token: str | None = None, timeout: float = 60.0) -> McpTransport:
-        """Streamable HTTP to ``fleetforge serve`` at ``url``, with a bearer token."""
+    def http(
+        cls,
+        url: str,
+        *,
+        token: str | None = None,
+        timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        attempts: int = 3,
+    ) -> McpTransport:
+        """Streamable HTTP to ``fleetforge serve`` at ``url``, with a bearer token.
+
+        Opening it raises :class:`~fleetforge.errors.UnavailableError` when the server cannot
+        be reached: at once when the connection is refused or the host is unknown
+        (:class:`~fleetforge.errors.AuthError` when the token is refused); after ``attempts``
+        tries, a second apart and more, when it does not answer the handshake within
+        ``connect_timeout`` seconds or the connection breaks. Each retry is logged as a warning
+        (logger ``fleetforge.client``)."""
         register_secret(token)
         endpoint = url if url.rstrip("/").endswith("/mcp") else url.rstrip("/") + "/mcp"
 
@@ -165,32 +189,83 @@ class McpTransport:
                 streamable_http_client(endpoint, http_client=http)
             )
             session = await stack.enter_async_context(FleetClientSession(read, write))
-            await session.initialize()
+            with anyio.fail_after(connect_timeout):
+                await session.initialize()
             return session
 
-        return cls("http", open_http, where=mask_url(endpoint))
+        return cls("http", open_http, where=mask_url(endpoint), url=url, attempts=attempts)
 
     async def open(self, stack: AsyncExitStack) -> None:
-        try:
-            self.session = await self._opener(stack)
-        except BaseException as exc:
-            status = _http_status(exc)
-            if status == 401:
-                raise AuthError(
-                    f"the fleet server at {self.where} refused the token (HTTP 401)"
-                ) from None
-            if status is not None:
-                raise FleetForgeError(
-                    f"the fleet server at {self.where} answered HTTP {status}"
-                ) from None
-            raise
-        stack.callback(setattr, self, "session", None)
+        attempt = 1
+        while True:
+            own = AsyncExitStack()
+            await own.__aenter__()
+            try:
+                self.session = await self._opener(own)
+            except BaseException as raised:
+                exc = raised
+                try:  # leaving the transport may raise the real error (its task group's)
+                    await own.__aexit__(type(raised), raised, raised.__traceback__)
+                except BaseException as left:
+                    exc = left
+                failure = self.failure(exc)
+                if failure is None:
+                    if exc is raised:
+                        raise
+                    raise exc from None
+                error, transient = failure
+                if not transient or attempt >= self.attempts:
+                    if transient:
+                        error = UnavailableError(
+                            f"{error.message} (gave up after {attempt} tries)", **error.context
+                        )
+                    raise error from exc
+                pause = float(attempt)
+                log.warning("%s; trying again in %gs (%d of %d)", error.message, pause,
+                            attempt + 1, self.attempts)  # fmt: skip
+                await anyio.sleep(pause)
+                attempt += 1
+                continue
+            stack.push_async_exit(self._leave(own))
+            return
+
+    def _leave(self, own: AsyncExitStack) -> Callable[..., Awaitable[bool | None]]:
+        async def leave(*exc_info: Any) -> bool | None:
+            self.session = None
+            try:
+                return await own.__aexit__(*exc_info)
+            except BaseException as failed:
+                # the server went away while the client was open: the transport's task group
+                # ends with the connection error; the caller gets the same error as at open
+                failure = None if failed is exc_info[1] else self.failure(failed)
+                if failure is None or failure[0] is failed:
+                    raise
+                raise failure[0] from failed
+
+        return leave
+
+    def failure(self, exc: BaseException) -> Failure | None:
+        """What a connection failure means (None: not one, or no server URL to say so)."""
+        return None if self.url is None else classify(exc, self.url)
 
     async def call(self, op: Operation[A, R], args: A) -> R:
         if self.session is None:
             raise UsageError("the client is not open: use `async with FleetClient...`")
         arguments = args.model_dump(mode="json", exclude_unset=True, by_alias=True)
-        result = await self.session.call_tool(op.tool, arguments)
+        # The JSON value domain, on the values as given: the JSON dump above, like the MCP
+        # session's encoder, writes a NaN or an Infinity as null. The same ContractError and
+        # pointer the server would give.
+        given = args.model_dump(mode="python", exclude_unset=True, by_alias=True)
+        check_tool_arguments(op.tool, given, lenient=("envelope",))
+        try:
+            result = await self.session.call_tool(op.tool, arguments)
+        except FleetForgeError:
+            raise
+        except Exception as exc:
+            failure = self.failure(exc)
+            if failure is None:
+                raise
+            raise failure[0] from exc
         body = result.structuredContent
         if result.isError:
             if isinstance(body, dict) and isinstance(body.get("error"), dict):
@@ -204,17 +279,3 @@ class McpTransport:
         except ValidationError as exc:
             raise InternalError(f"{op.tool} returned a result that is not a {op.result.__name__}: "
                                 f"{exc.errors()[0]['msg']}") from None  # fmt: skip
-
-
-def _http_status(exc: BaseException) -> int | None:
-    """The HTTP status inside an exception (group) raised while connecting, if any."""
-    import httpx
-
-    if isinstance(exc, httpx.HTTPStatusError):
-        return exc.response.status_code
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            status = _http_status(inner)
-            if status is not None:
-                return status
-    return None

@@ -9,7 +9,13 @@ from enum import StrEnum
 from functools import cache
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, TypeAdapter
+from pydantic import (
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    TypeAdapter,
+    model_serializer,
+)
 
 from fleetforge.contracts._base import (
     FLEET_PROTOCOL_VERSION,
@@ -116,6 +122,18 @@ class CompleteEnvelope(AgentRunEnvelope):
     kind: Literal["complete"] = Field("complete", description="Envelope kind.")
     output: Any = Field(description="The task's output (any JSON value).")
     usage: FleetUsage = Field(default_factory=FleetUsage, description="Resources used.")
+
+    @model_serializer(mode="wrap")
+    def _keep_null_output(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> Any:
+        # `output` is required and null is a valid output (a handler that returns None):
+        # dumps with exclude_none (the MCP client's, the store's) must still carry it
+        data = handler(self)
+        excluded = info.exclude or ()
+        if info.exclude_none and isinstance(data, dict) and "output" not in excluded:
+            data.setdefault("output", None)
+        return data
 
 
 class ErrorEnvelope(AgentRunEnvelope):

@@ -34,7 +34,22 @@ from fleetforge.errors import ContractError, UsageError
 from fleetforge.testing.fake_models import REPLAY_MODEL_INFO, scripted_crewai_llm
 from fleetforge.worker import TaskRun, Worker
 
-__all__ = ["SPEC_PATH", "DemoResult", "RealModel", "load_spec", "run_hello_fleet", "team"]
+__all__ = [
+    "SPEC_PATH",
+    "DemoResult",
+    "RealModel",
+    "load_spec",
+    "missing_extras",
+    "run_hello_fleet",
+    "team",
+]
+
+# the extras the four agents need, and a module of each that must be importable
+_EXTRAS = {
+    "langgraph": ("langgraph", "langchain_core"),
+    "autogen": ("autogen_agentchat", "autogen_ext"),
+    "crewai": ("crewai",),
+}
 
 SPEC_PATH = Path(__file__).with_name("hello_fleet.json")
 _ANGLES = [
@@ -82,6 +97,20 @@ def _loose_json(text: str, fallback: Any) -> Any:
     except json.JSONDecodeError:
         value = None
     return value if isinstance(value, dict) else fallback
+
+
+def missing_extras() -> list[str]:
+    """The extras (langgraph, autogen, crewai) whose frameworks are not installed here; the
+    demo needs all three. Looks the modules up without importing them."""
+    import importlib.util
+
+    def found(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            return False
+
+    return [extra for extra, modules in _EXTRAS.items() if not all(map(found, modules))]
 
 
 def load_spec() -> dict[str, Any]:

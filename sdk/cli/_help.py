@@ -1,0 +1,81 @@
+"""How ``fleetforge ... --help`` reads: an example under every command, flags without a type.
+
+Each command's help ends with an example (``EXAMPLES``, keyed by the command's path); a test
+checks that every command has one and that each example parses. Typer shows the type of every
+option, so a flag read ``--wait <bool>`` as if it took a value: flags show none here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from rich.markup import escape
+from typer.core import TyperOption
+
+__all__ = ["EXAMPLES", "add_examples", "flags_show_no_type"]
+
+EXAMPLES: dict[str, list[str]] = {
+    "validate": ["fleetforge validate --tree examples/hello_fleet/run_spec.json"],
+    "schemas list": ["fleetforge schemas list"],
+    "schemas show": ["fleetforge schemas show run_spec"],
+    "submit": ["fleetforge submit run.json --wait --timeout 600"],
+    "runs": ["fleetforge runs --status failed --label team=demo"],
+    "show": ["fleetforge show run_01M82TAAV3AZ36GNZDTDKMW2JH"],
+    "output": ["fleetforge output run_01M82TAAV3AZ36GNZDTDKMW2JH write"],
+    "cancel": ["fleetforge cancel run_01M82TAAV3AZ36GNZDTDKMW2JH --reason 'wrong topic'"],
+    "resume": ["fleetforge resume run_01M82TAAV3AZ36GNZDTDKMW2JH --value '\"yes\"'"],
+    "approve": ["fleetforge approve run_01M82TAAV3AZ36GNZDTDKMW2JH review --comment 'ship it'"],
+    "retry": ["fleetforge retry run_01M82TAAV3AZ36GNZDTDKMW2JH write"],
+    "work": ["fleetforge work --exit-when-idle --exec 'tr a-z A-Z'"],
+    "worker": [
+        "fleetforge worker my_agents:shout --exit-when-idle",
+        "fleetforge worker my_agents:shout --url http://127.0.0.1:8765/mcp --token ffk_...",
+    ],
+    "events": ["fleetforge events run_01M82TAAV3AZ36GNZDTDKMW2JH --type task_event --limit 20"],
+    "replay": ["fleetforge replay --verify"],
+    "artifacts put": ["fleetforge artifacts put notes.md --media-type text/markdown"],
+    "artifacts get": ["fleetforge artifacts get sha256:5891b5b5... --output notes.md"],
+    "db info": ["fleetforge db info"],
+    "db export": ["fleetforge db export fleet.jsonl"],
+    "db import": ["fleetforge --store postgresql://fleet@db/fleet db import fleet.jsonl"],
+    "mcp": ["fleetforge mcp --log-level INFO"],
+    "serve": ["fleetforge serve --port 8765"],
+    "token create": ["fleetforge token create worker-1 --scope work --worker-id worker-1"],
+    "token list": ["fleetforge token list --revoked"],
+    "token revoke": ["fleetforge token revoke worker-1"],
+    "armory list": ["fleetforge armory list"],
+    "armory show": ["fleetforge armory show workspace"],
+    "armory check": ["fleetforge armory check workspace"],
+    "demo": ["fleetforge demo --seed 7"],
+}
+
+
+def add_examples(app: typer.Typer, prefix: str = "") -> None:
+    """Put each command's example under its help (``epilog``), sub-apps included."""
+    for info in app.registered_commands:
+        path = f"{prefix}{info.name}"
+        lines = EXAMPLES.get(path)
+        if lines:
+            title = "Example" if len(lines) == 1 else "Examples"
+            # typer prints the epilog as rich markup, line breaks kept
+            info.epilog = f"{title}:\n" + "\n".join(f"  $ {escape(line)}" for line in lines)
+    for group in app.registered_groups:
+        if group.typer_instance is not None and group.name:
+            add_examples(group.typer_instance, f"{prefix}{group.name} ")
+
+
+def flags_show_no_type() -> None:
+    """Typer 0.29 prints every option's type in help, flags too (``--wait <bool>``): a flag
+    takes no value, so it gets none. (Only how help looks changes.)"""
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "_fleetforge", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        if self.is_flag and self.metavar is None:
+            return None
+        return shown(self, ctx)
+
+    display_type_rich._fleetforge = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]

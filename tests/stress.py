@@ -1,0 +1,106 @@
+"""Envelope delivery under repetition, outside CI: ``make stress`` (python -m tests.stress).
+
+1. Each framework example (examples/*_worker.py) N times (default 50), each in a process of
+   its own on a fresh SQLite fleet: the run completes and its stored ``task_event`` sequence
+   numbers are 0, 1, 2, ... with no gap, ``start`` first and ``complete`` last.
+2. The once flaky ``test_worker_runs_the_adapter_on_a_fleet[autogen-local]`` N times in a row,
+   each in its own pytest process.
+
+Prints one line per check and a summary; exits 1 when any run had a gap or failed.
+``python -m tests.stress --runs 5`` for a quick look.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+
+ROOT = Path(__file__).parents[1]
+EXAMPLES = ("langgraph_worker", "autogen_worker", "crewai_worker")
+FLAKY = "tests/test_adapters.py::test_worker_runs_the_adapter_on_a_fleet[autogen-local]"
+
+
+async def _check(tmp: Path) -> str | None:
+    """None when the run completed with every envelope in order, else what was wrong."""
+    from fleetforge.client import FleetClient
+
+    async with FleetClient.local(f"sqlite:///{tmp / 'fleet.db'}", artifacts=tmp / "cas") as client:
+        [run] = (await client.list_runs()).runs
+        events = await client.run_events(run.run_id, limit=10_000)
+    envelopes = [e.data.envelope for e in events if e.type == "task_event"]  # type: ignore[attr-defined]
+    seqs = [e.seq for e in envelopes]
+    if run.status != "completed":
+        return f"run {run.status}"
+    if seqs != list(range(len(seqs))):
+        return f"gap: {seqs}"
+    if envelopes[0].kind != "start" or envelopes[-1].kind != "complete":
+        return f"kinds {[e.kind for e in envelopes]}"
+    return None
+
+
+def examples(runs: int) -> bool:
+    """Each example in a process of its own, as a user runs it (cold imports and all)."""
+    ok = True
+    for name in EXAMPLES:
+        bad: list[str] = []
+        started = time.monotonic()
+        for n in range(runs):
+            with tempfile.TemporaryDirectory(prefix="fleetforge-stress-") as tmp:
+                env = os.environ | {"FLEETFORGE_STORE": f"sqlite:///{tmp}/fleet.db"}
+                done = subprocess.run(
+                    [sys.executable, str(ROOT / "examples" / f"{name}.py")],
+                    env=env, capture_output=True, text=True, check=False, timeout=300,
+                )  # fmt: skip
+                if done.returncode != 0:
+                    bad.append(f"run {n}: exit {done.returncode}: {done.stderr[-500:]}")
+                    continue
+                problem = anyio.run(_check, Path(tmp))
+            if problem is not None:
+                bad.append(f"run {n}: {problem}")
+        took = time.monotonic() - started
+        print(f"{name}: {runs - len(bad)}/{runs} runs with every envelope in order ({took:.0f}s)")
+        for line in bad:
+            print(f"  {line}")
+        ok &= not bad
+    return ok
+
+
+def flaky_test(runs: int) -> bool:
+    passed = 0
+    started = time.monotonic()
+    for n in range(runs):
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", FLAKY],
+            cwd=ROOT, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if done.returncode == 0:
+            passed += 1
+        else:
+            print(f"  run {n} failed:\n{done.stdout[-2000:]}")
+    took = time.monotonic() - started
+    print(f"{FLAKY}: {passed}/{runs} passed in a row ({took:.0f}s)")
+    return passed == runs
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=50)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="fleetforge-stress-home-") as home:
+        # CrewAI writes under $HOME and its storage dir: keep both out of the real home
+        os.environ.update(HOME=home, CREWAI_STORAGE_DIR=str(Path(home) / "crewai"))
+        ok = examples(args.runs)
+        ok &= flaky_test(args.runs)
+    print("stress: no envelope lost" if ok else "stress: FAILED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
