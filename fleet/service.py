@@ -54,7 +54,7 @@ from fleetforge.contracts.envelope import (
     EmitEnvelope,
     parse_envelope,
 )
-from fleetforge.contracts.events import EVENT_TYPES
+from fleetforge.contracts.events import EVENT_TYPES, parse_event
 from fleetforge.contracts.protocol import TaskFailure, TaskSuccess
 from fleetforge.contracts.spec import HumanStep, MapStep
 from fleetforge.errors import (
@@ -95,7 +95,7 @@ from fleetforge.fleet.scheduler import (
     resolve_value,
 )
 from fleetforge.fleet.scoring import ScorerError, require_scorers, score
-from fleetforge.fleet.store import EventStore, Unit
+from fleetforge.fleet.store import EventRow, EventStore, Unit
 from fleetforge.fleet.store._base import canonical_json, iso
 from fleetforge.ids import new_id
 from fleetforge.operations._base import Args, Call, Operation
@@ -568,6 +568,22 @@ class SyncFleetService:
         """A run's events (every run's when ``run_id`` is None) after the cursor ``after``;
         when there is none yet, wait up to ``wait_seconds`` for the next (long poll).
         NotFoundError for a run that does not exist."""
+        rows = self.event_rows(
+            run_id, after=after, limit=limit, types=types, wait_seconds=wait_seconds
+        )
+        return [parse_event(row.to_json()) for row in rows]
+
+    def event_rows(
+        self,
+        run_id: str | None,
+        *,
+        after: int = 0,
+        limit: int = 100,
+        types: Sequence[str] | None = None,
+        wait_seconds: float = 0.0,
+    ) -> list[EventRow]:
+        """Like :meth:`run_events`, the events as stored (not rebuilt as models: what readers
+        that must show any stored record, such as ``fleetforge events``, take)."""
         unknown = [t for t in types or () if t not in EVENT_TYPES]
         if unknown:
             raise ContractError(
@@ -577,7 +593,7 @@ class SyncFleetService:
         deadline = time.monotonic() + wait_seconds
         pause = 0.005
         while True:
-            found = self.store.query(run_id=run_id, types=types, after=after, limit=limit)
+            found = self.store.query_rows(run_id=run_id, types=types, after=after, limit=limit)
             if found:
                 return found
             if run_id is not None:

@@ -60,6 +60,25 @@ def _root(
             "$FLEETFORGE_HOME/artifacts.",
         ),
     ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            envvar="FLEETFORGE_URL",
+            help="A remote fleet (fleetforge serve, e.g. http://host:8765/mcp) instead of "
+            "--store: submit, runs, show, output, events, cancel, resume, approve, retry, "
+            "workers, artifacts, work and worker go there.",
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="FLEETFORGE_TOKEN",
+            help="Bearer token for --url (default: $FLEETFORGE_TOKEN).",
+            show_default=False,
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -77,7 +96,9 @@ def _root(
 ) -> None:
     """FleetForge: a control plane for fleets of AI agents."""
     set_debug(debug)
-    ctx.obj = Globals(store=store, artifacts=artifacts)
+    if url is not None and store is not None:
+        raise typer.BadParameter("give --url (a remote fleet) or --store (a local one), not both")
+    ctx.obj = Globals(store=store, artifacts=artifacts, url=url, token=token)
 
 
 app.command("validate")(_validate.validate)
@@ -90,6 +111,7 @@ app.command("cancel")(_runs.cancel)
 app.command("resume")(_runs.resume)
 app.command("approve")(_runs.approve)
 app.command("retry")(_runs.retry)
+app.command("workers")(_runs.workers)
 app.command("work")(_work.work)
 app.command("worker")(_work.worker)
 app.command("events")(_events.events)

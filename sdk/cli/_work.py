@@ -44,27 +44,15 @@ from fleetforge.cli._context import Scorers, globals_of, load_scorers
 from fleetforge.cli._errors import reporting
 from fleetforge.contracts import FleetTrustLevel, FleetUsage
 from fleetforge.errors import UsageError
-from fleetforge.redaction import mask_url
 
 __all__ = ["work", "worker"]
 
 _TRUST_HELP = "Its trust level: untrusted, sandboxed, internal or privileged."
-Url = Annotated[
-    str | None, typer.Option(help="A fleet server (fleetforge serve) instead of --store.")
-]
-Token = Annotated[
-    str | None,
-    typer.Option(
-        help="Bearer token for --url (default: $FLEETFORGE_TOKEN).", envvar="FLEETFORGE_TOKEN"
-    ),
-]
 
 
 def worker(
     ctx: typer.Context,
     target: Annotated[str, typer.Argument(help="The handler, as package.module:function.")],
-    url: Url = None,
-    token: Token = None,
     worker_id: Annotated[
         str | None,
         typer.Option(
@@ -94,9 +82,9 @@ def worker(
     In process (--store) this worker judges its own receipts: --scorers loads the custom
     scorers they need. With --url the server judges them (fleetforge serve --scorers)."""
     with reporting(out, err):
-        _scorers(scorers, url)
+        _scorers(scorers, globals_of(ctx).url)
         handler = _import(target)
-        _serve(ctx, handler, url=url, token=token, worker_id=worker_id, role=role,
+        _serve(ctx, handler, worker_id=worker_id, role=role,
                tools=tools, trust=trust, concurrency=concurrency, lease_seconds=lease_seconds,
                shutdown_grace=shutdown_grace, exit_when_idle=exit_when_idle,
                adapter=target.partition(":")[0], frameworks=["python"])  # fmt: skip
@@ -105,8 +93,6 @@ def worker(
 def work(
     ctx: typer.Context,
     command: Annotated[str, typer.Option("--exec", help="Shell command run once per task.")],
-    url: Url = None,
-    token: Token = None,
     worker_id: Annotated[
         str | None,
         typer.Option(
@@ -148,8 +134,8 @@ def work(
     default = f"exec-{socket.gethostname()}-{os.getpid()}"
     handler = _exec_handler(command, pass_env or [])
     with reporting(out, err):
-        _scorers(scorers, url)
-        _serve(ctx, handler, url=url, token=token, worker_id=worker_id, default_id=default,
+        _scorers(scorers, globals_of(ctx).url)
+        _serve(ctx, handler, worker_id=worker_id, default_id=default,
                role=role, tools=tools, trust=trust, concurrency=concurrency,
                lease_seconds=lease_seconds, shutdown_grace=shutdown_grace,
                exit_when_idle=exit_when_idle, adapter="exec",
@@ -182,8 +168,6 @@ def _serve(
     ctx: typer.Context,
     handler: Callable[..., Any],
     *,
-    url: str | None,
-    token: str | None,
     worker_id: str | None,
     role: str | None,
     tools: list[str] | None,
@@ -206,8 +190,8 @@ def _serve(
 
     async def main() -> None:
         client = (
-            FleetClient.connect(url, token=token)
-            if url
+            FleetClient.connect(g.url, token=g.token)
+            if g.url
             else FleetClient.local(g.store_url, artifacts=g.artifacts_root)
         )
         async with client:
@@ -229,7 +213,7 @@ def _serve(
                 default_id=default_id,
             )
             await runner.register()  # a bound token names the worker: print the real id
-            where = mask_url(url or g.store_url)
+            where = g.where
             async with anyio.create_task_group() as tg:
 
                 async def on_signal(*, task_status: TaskStatus[None]) -> None:

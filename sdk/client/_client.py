@@ -45,7 +45,7 @@ from fleetforge.errors import ContractError, UsageError
 from fleetforge.operations import Args, Operation, work
 from fleetforge.operations import artifacts as art
 from fleetforge.operations import runs as ops
-from fleetforge.operations.results import RunList, WorkerList
+from fleetforge.operations.results import EventPage, RunList, WorkerList
 
 __all__ = ["FleetClient"]
 
@@ -223,6 +223,26 @@ class FleetClient:
             wait_seconds=wait_seconds,
         )
         return [parse_event(record.model_dump(mode="json")) for record in page.events]
+
+    async def events_page(
+        self,
+        run_id: str | None = None,
+        *,
+        cursor: str | None = None,
+        limit: int = 100,
+        types: Sequence[str] | None = None,
+        wait_seconds: float = 0.0,
+    ) -> EventPage:
+        """A page of events as stored (each ``data`` a plain dict, whatever it holds), with the
+        cursors to continue (``next_cursor``) or to follow (``last_cursor``)."""
+        return await self._call(
+            ops.RUN_EVENTS,
+            run_id=run_id,
+            cursor=cursor,
+            limit=limit,
+            types=list(types) if types else None,
+            wait_seconds=wait_seconds,
+        )
 
     # ── work ────────────────────────────────────────────────────────────────────────────────
 

@@ -104,7 +104,9 @@ class LocalTransport:
             from fleetforge.fleet.access import Caller
 
             caller = Caller.as_worker(worker_id)
-        return await self.fleet.call(op, args, caller=caller, by=self.by)
+        store = self.fleet.sync.artifacts  # in process, the artifact store's own limit applies
+        limit = store.max_bytes if store is not None else 8 * 1024 * 1024
+        return await self.fleet.call(op, args, caller=caller, by=self.by, max_artifact_bytes=limit)
 
 
 class McpTransport:

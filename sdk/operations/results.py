@@ -59,6 +59,18 @@ class EventRecord(BaseModel):
     data: dict[str, Any] = Field(description="Type-specific fields.")
 
     @classmethod
+    def of_row(cls, row: Any) -> EventRecord:
+        """From a stored row (an ``EventRow``): its data as stored, whatever it holds."""
+        return cls.model_construct(
+            seq=row.seq,
+            event_id=row.event_id,
+            type=row.type,
+            run_id=row.run_id,
+            at=datetime.fromisoformat(row.at),
+            data=row.data,
+        )
+
+    @classmethod
     def of(cls, event: RunEvent) -> EventRecord:
         body = event.model_dump(mode="json", by_alias=True)
         return cls(

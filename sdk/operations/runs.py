@@ -133,13 +133,13 @@ class RunEventsArgs(Args):
 
 def _events(call: Call, a: RunEventsArgs) -> EventPage:
     after = _seq_cursor(a.cursor)
-    events = call.fleet.run_events(
+    rows = call.fleet.event_rows(
         a.run_id, after=after, limit=a.limit, types=a.types, wait_seconds=a.wait_seconds
     )
-    last = str(events[-1].seq) if events else str(after)
+    last = str(rows[-1].seq) if rows else str(after)
     return EventPage(
-        events=[EventRecord.of(e) for e in events],
-        next_cursor=last if len(events) == a.limit else None,
+        events=[EventRecord.of_row(row) for row in rows],
+        next_cursor=last if len(rows) == a.limit else None,
         last_cursor=last,
     )
 
