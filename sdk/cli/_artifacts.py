@@ -11,7 +11,7 @@ import typer
 from fleetforge.cli._console import err, out, print_json
 from fleetforge.cli._context import open_fleet
 from fleetforge.cli._errors import reporting
-from fleetforge.contracts import FleetArtifactKind
+from fleetforge.contracts.enums import FleetArtifactKind
 from fleetforge.errors import ContractError, UsageError
 
 __all__ = ["app"]

@@ -23,7 +23,7 @@ EXAMPLES: dict[str, list[str]] = {
     "runs": ["fleetforge runs --status failed --label team=demo"],
     "show": [
         "fleetforge show run_01M82TAAV3AZ36GNZDTDKMW2JH",
-        "fleetforge show run_01M82TAAV3AZ36GNZDTDKMW2JH --url http://fleet:8765/mcp --token ffk_...",
+        "fleetforge show run_01M82TAAV3AZ36GNZDTDKMW2JH --url http://h:8765/mcp --token ffk_...",
     ],
     "output": ["fleetforge output run_01M82TAAV3AZ36GNZDTDKMW2JH write"],
     "cancel": ["fleetforge cancel run_01M82TAAV3AZ36GNZDTDKMW2JH --reason 'wrong topic'"],

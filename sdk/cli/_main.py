@@ -17,48 +17,13 @@ from typing import Any
 import typer
 from rich.text import Text
 
+from fleetforge.cli._argv import hoist
 from fleetforge.cli._console import err
 from fleetforge.cli._errors import debugging, set_debug
 
-__all__ = ["GLOBAL_FLAGS", "GLOBAL_OPTIONS", "hoist", "run"]
+__all__ = ["run"]
 
 EXIT_INTERRUPTED = 130
-
-
-GLOBAL_OPTIONS = frozenset({"--store", "--artifacts", "--url", "--token"})
-"""Options of the ``fleetforge`` group that take a value; accepted after the command too."""
-GLOBAL_FLAGS = frozenset({"--debug"})
-
-
-def hoist(argv: Sequence[str]) -> list[str]:
-    """``argv`` with the group's options moved before the command and ``--json`` after it, so
-    both are accepted where people put them (``fleetforge mcp --store URL`` is how MCP client
-    configs are written; ``fleetforge --json runs`` how some type it)."""
-    front: list[str] = []
-    rest: list[str] = []
-    tail: list[str] = []
-    command_seen = False
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg == "--":
-            rest += argv[i:]
-            break
-        name = arg.split("=", 1)[0]
-        if name in GLOBAL_OPTIONS:
-            takes = 1 if "=" in arg else 2
-            front += argv[i : i + takes]
-            i += takes
-            continue
-        if arg in GLOBAL_FLAGS:
-            front.append(arg)
-        elif arg == "--json" and not command_seen:
-            tail.append(arg)
-        else:
-            command_seen = command_seen or not arg.startswith("-")
-            rest.append(arg)
-        i += 1
-    return front + rest + tail
 
 
 def run(app: Any, args: Sequence[str] | None = None) -> int:

@@ -18,11 +18,12 @@ from fleetforge.cli._context import Scorers, globals_of, load_scorers, open_flee
 from fleetforge.cli._errors import reporting
 from fleetforge.cli._files import read_json
 from fleetforge.cli._validate import dag_tree
-from fleetforge.contracts import FleetRunStatus, InputRequest, Run
+from fleetforge.contracts.enums import FleetRunStatus
 from fleetforge.errors import NotFoundError, StoreError, UsageError
 
 if TYPE_CHECKING:
     from fleetforge.client import SyncFleetClient
+    from fleetforge.contracts import InputRequest, Run
 
 __all__ = ["approve", "cancel", "output", "resume", "retry", "runs", "show", "submit", "workers"]
 

@@ -42,7 +42,7 @@ from anyio.abc import TaskStatus
 from fleetforge.cli._console import err, out, text
 from fleetforge.cli._context import Scorers, globals_of, load_scorers
 from fleetforge.cli._errors import reporting
-from fleetforge.contracts import FleetTrustLevel, FleetUsage
+from fleetforge.contracts.enums import FleetTrustLevel
 from fleetforge.errors import UsageError
 
 __all__ = ["work", "worker"]
@@ -325,6 +325,8 @@ def _exec_handler(command: str, pass_env: Sequence[str] = ()) -> Callable[..., A
             )
             err.print(text(f"{spec.task_id}: failed ({message})"))
             raise TaskError(message, kind="tool_error")
+        from fleetforge.contracts import FleetUsage
+
         task.usage = FleetUsage(wall_s=round(time.monotonic() - started, 6))
         err.print(text(f"{spec.task_id}: done"))
         return _parse(stdout)
