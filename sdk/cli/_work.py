@@ -22,6 +22,7 @@ latest (status 5 when a handler was still running).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -39,7 +40,7 @@ import anyio
 import typer
 from anyio.abc import TaskStatus
 
-from fleetforge.cli._console import err, out, text
+from fleetforge.cli._console import err, out, print_json, text
 from fleetforge.cli._context import Scorers, globals_of, load_scorers
 from fleetforge.cli._errors import reporting
 from fleetforge.contracts.enums import FleetTrustLevel
@@ -76,18 +77,22 @@ def worker(
         bool, typer.Option("--exit-when-idle", help="Stop when no task is waiting.")
     ] = False,
     scorers: Scorers = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="At the end, print what it did as JSON.")
+    ] = False,
 ) -> None:
     """Run a Python handler (module:function) for every task this worker can lease.
 
     In process (--store) this worker judges its own receipts: --scorers loads the custom
     scorers they need. With --url the server judges them (fleetforge serve --scorers)."""
-    with reporting(out, err):
+    with reporting(out, err, as_json=as_json):
         _scorers(scorers, globals_of(ctx).url)
         handler = _import(target)
         _serve(ctx, handler, worker_id=worker_id, role=role,
                tools=tools, trust=trust, concurrency=concurrency, lease_seconds=lease_seconds,
                shutdown_grace=shutdown_grace, exit_when_idle=exit_when_idle,
-               adapter=target.partition(":")[0], frameworks=["python"])  # fmt: skip
+               adapter=target.partition(":")[0], frameworks=["python"],
+               as_json=as_json)  # fmt: skip
 
 
 def work(
@@ -126,6 +131,9 @@ def work(
         ),
     ] = None,
     scorers: Scorers = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="At the end, print what it did as JSON.")
+    ] = False,
 ) -> None:
     """Lease tasks and run a shell command for each (inputs on stdin, result on stdout).
 
@@ -133,13 +141,13 @@ def work(
     scorers they need. With --url the server judges them (fleetforge serve --scorers)."""
     default = f"exec-{socket.gethostname()}-{os.getpid()}"
     handler = _exec_handler(command, pass_env or [])
-    with reporting(out, err):
+    with reporting(out, err, as_json=as_json):
         _scorers(scorers, globals_of(ctx).url)
         _serve(ctx, handler, worker_id=worker_id, default_id=default,
                role=role, tools=tools, trust=trust, concurrency=concurrency,
                lease_seconds=lease_seconds, shutdown_grace=shutdown_grace,
                exit_when_idle=exit_when_idle, adapter="exec",
-               frameworks=["exec"], poll_seconds=poll_seconds)  # fmt: skip
+               frameworks=["exec"], poll_seconds=poll_seconds, as_json=as_json)  # fmt: skip
 
 
 def _scorers(modules: list[str] | None, url: str | None) -> None:
@@ -180,6 +188,7 @@ def _serve(
     frameworks: list[str],
     poll_seconds: float = 1.0,
     default_id: str | None = None,
+    as_json: bool = False,
 ) -> None:
     from fleetforge.client import FleetClient
     from fleetforge.telemetry import configure
@@ -241,6 +250,8 @@ def _serve(
                     f"released, {stats.paused} paused, {stats.errors} errors"
                 )
             )
+            if as_json:
+                print_json({"worker_id": runner.worker_id, **dataclasses.asdict(stats)})
 
     anyio.run(main)
 
