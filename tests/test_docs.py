@@ -6,6 +6,7 @@ import json
 import re
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
@@ -105,3 +106,16 @@ def test_the_operations_table_in_the_contracts_is_the_operation_table() -> None:
     text = (ROOT / "docs" / "contracts.md").read_text(encoding="utf-8")
     start, end = text.index(BEGIN), text.index(END) + len(END)
     assert text[start:end] == markdown_table()
+
+
+@pytest.mark.anyio
+async def test_the_persistent_langchain_session_of_the_mcp_page_works(tmp_path: Path) -> None:
+    import sys
+
+    [block] = [b for b in _blocks((ROOT / "docs" / "mcp.md").read_text(), "python")
+               if "list_runs_through_one_session" in b]  # fmt: skip
+    scope: dict[str, Any] = {}
+    exec(compile(block, "docs/mcp.md", "exec"), scope)
+    fleetforge = str(Path(sys.executable).with_name("fleetforge"))
+    listed = await scope["list_runs_through_one_session"](fleetforge, f"sqlite:///{tmp_path}/f.db")
+    assert "runs" in listed

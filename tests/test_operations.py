@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -206,7 +207,12 @@ async def test_every_operation_gives_the_same_results_on_every_transport(tmp_pat
         errors = {name: await mistakes(c) for name, c in clients.items()}
         called = {name: c.transport.called for name, c in clients.items()}  # type: ignore[attr-defined]
     for name in ("stdio", "http"):
-        assert results[name] == results["local"], name
+        differ = [
+            "\n".join(difflib.unified_diff(want.split("}, {"), got.split("}, {"), lineterm=""))
+            for want, got in zip(results["local"], results[name], strict=True)
+            if want != got
+        ]
+        assert not differ, f"{name}:\n" + "\n".join(differ)
         assert errors[name] == errors["local"], name
     assert all(seen == set(OPERATIONS) for seen in called.values()), called
     assert ("get_run", "unknown", "NotFoundError") in errors["local"]
