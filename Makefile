@@ -91,6 +91,7 @@ stress: install
 
 schemas: install
 	$(BIN)/python -m fleetforge.schemas._build --out schemas
+	$(BIN)/python -m fleetforge.mcp_server._build --out mcp_server
 
 lock: $(BIN)/python
 	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv

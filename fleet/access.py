@@ -16,12 +16,20 @@ that pass no caller (the engine's own tests and tools) are trusted.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from fleetforge.fleet._state import TaskState
+if TYPE_CHECKING:  # a light module: surfaces import it to describe their callers
+    from fleetforge.fleet._state import TaskState
 
-__all__ = ["Caller", "DenialLimiter", "Refusal", "refusal"]
+__all__ = ["Caller", "DenialLimiter", "Refusal", "hash_token", "refusal"]
+
+
+def hash_token(token: str) -> str:
+    """The stored form of a bearer token: ``sha256:`` and the hex digest."""
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass(frozen=True)

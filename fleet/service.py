@@ -15,14 +15,13 @@ import hashlib
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 from itertools import islice
 from typing import Any, ParamSpec, TypeVar
 
 import anyio.to_thread
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from fleetforge._jsondomain import check_document, check_json_value, check_model
 from fleetforge.contracts import (
@@ -55,7 +54,7 @@ from fleetforge.contracts.envelope import (
     EmitEnvelope,
     parse_envelope,
 )
-from fleetforge.contracts.events import EVENT_TYPES
+from fleetforge.contracts.events import EVENT_TYPES, parse_event
 from fleetforge.contracts.protocol import TaskFailure, TaskSuccess
 from fleetforge.contracts.spec import HumanStep, MapStep
 from fleetforge.errors import (
@@ -96,13 +95,15 @@ from fleetforge.fleet.scheduler import (
     resolve_value,
 )
 from fleetforge.fleet.scoring import ScorerError, require_scorers, score
-from fleetforge.fleet.store import EventStore, Unit
+from fleetforge.fleet.store import EventRow, EventStore, Unit
 from fleetforge.fleet.store._base import canonical_json, iso
 from fleetforge.ids import new_id
+from fleetforge.operations._base import Args, Call, Operation
+from fleetforge.operations.results import RunList, WorkerRecord
 from fleetforge.redaction import get_logger
 from fleetforge.validation import pydantic_details, validate_run_spec
 
-__all__ = ["FleetService", "RunPage", "SyncFleetService", "WorkerInfo"]
+__all__ = ["FleetService", "SyncFleetService"]
 
 log = get_logger("fleetforge.fleet")
 Q = named_queries("service.sql")
@@ -113,6 +114,9 @@ _TRANSIENT_ATTEMPTS = 5
 
 P = ParamSpec("P")
 R = TypeVar("R")
+A = TypeVar("A", bound=Args)
+M = TypeVar("M", bound=BaseModel)
+DEFAULT_MAX_ARTIFACT_BYTES = 8 * 1024 * 1024
 
 
 def _retrying(method: Callable[P, R]) -> Callable[P, R]:
@@ -143,23 +147,6 @@ def _retrying(method: Callable[P, R]) -> Callable[P, R]:
         raise AssertionError("unreachable")
 
     return wrapper
-
-
-@dataclass(frozen=True)
-class WorkerInfo:
-    """A registered worker as :meth:`SyncFleetService.list_workers` shows it."""
-
-    spec: FleetWorkerSpec
-    status: str
-    last_seen_at: datetime
-
-
-@dataclass(frozen=True)
-class RunPage:
-    """One page of :meth:`SyncFleetService.list_runs`."""
-
-    runs: list[FleetRun]
-    next_cursor: str | None
 
 
 def _digest(value: Any) -> str:
@@ -387,7 +374,7 @@ class SyncFleetService:
         labels: Mapping[str, str] | None = None,
         cursor: str | None = None,
         limit: int = 50,
-    ) -> RunPage:
+    ) -> RunList:
         """Runs, newest first, a page at a time; filter by status and by labels (all must match)."""
         if not 1 <= limit <= 1000:
             raise UsageError(f"limit must be between 1 and 1000, got {limit}")
@@ -408,7 +395,7 @@ class SyncFleetService:
                 )
                 for r in rows:
                     if len(found) == limit:  # a further match may exist: hand out a cursor
-                        return RunPage(found, found[-1].run_id)
+                        return RunList(runs=found, next_cursor=found[-1].run_id)
                     after = r[0]
                     run_labels = tx.load_json(r[4])
                     if labels and any(run_labels.get(k) != v for k, v in labels.items()):
@@ -424,7 +411,7 @@ class SyncFleetService:
                     }
                     found.append(FleetRun.model_validate(handle))
                 if len(rows) < limit * 2:
-                    return RunPage(found, None)
+                    return RunList(runs=found, next_cursor=None)
 
     @_retrying
     def cancel_run(self, run_id: str, *, reason: str = "", by: str | None = None) -> Run:
@@ -569,9 +556,55 @@ class SyncFleetService:
             self._advance(unit, run_id, now)
             return self._get_run(unit, run_id)
 
-    def run_events(self, run_id: str, *, after: int = 0, limit: int = 100) -> list[RunEvent]:
-        """A run's events after the cursor ``after``."""
-        return self.store.query(run_id=run_id, after=after, limit=limit)
+    def run_events(
+        self,
+        run_id: str | None,
+        *,
+        after: int = 0,
+        limit: int = 100,
+        types: Sequence[str] | None = None,
+        wait_seconds: float = 0.0,
+    ) -> list[RunEvent]:
+        """A run's events (every run's when ``run_id`` is None) after the cursor ``after``;
+        when there is none yet, wait up to ``wait_seconds`` for the next (long poll).
+        NotFoundError for a run that does not exist."""
+        rows = self.event_rows(
+            run_id, after=after, limit=limit, types=types, wait_seconds=wait_seconds
+        )
+        return [parse_event(row.to_json()) for row in rows]
+
+    def event_rows(
+        self,
+        run_id: str | None,
+        *,
+        after: int = 0,
+        limit: int = 100,
+        types: Sequence[str] | None = None,
+        wait_seconds: float = 0.0,
+    ) -> list[EventRow]:
+        """Like :meth:`run_events`, the events as stored (not rebuilt as models: what readers
+        that must show any stored record, such as ``fleetforge events``, take)."""
+        unknown = [t for t in types or () if t not in EVENT_TYPES]
+        if unknown:
+            raise ContractError(
+                f"unknown event type {unknown[0]!r}",
+                details=[ErrorDetail("/types", f"{t!r} is not an event type") for t in unknown],
+            )
+        deadline = time.monotonic() + wait_seconds
+        pause = 0.005
+        while True:
+            found = self.store.query_rows(run_id=run_id, types=types, after=after, limit=limit)
+            if found:
+                return found
+            if run_id is not None:
+                with self.store.backend.read() as tx:
+                    if load_run_head(tx, run_id) is None:
+                        raise NotFoundError(f"no run '{run_id}'", run_id=run_id)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return found
+            self.store.backend.wait_for_events(min(remaining, pause))
+            pause = min(pause * 2, 0.5)
 
     # ── scheduling ───────────────────────────────────────────────────────────────────────────
 
@@ -869,11 +902,15 @@ class SyncFleetService:
             self._append(unit, [self._event("worker_heartbeat", None, now, worker_id=worker_id,
                                      status=status)])  # fmt: skip
 
-    def list_workers(self) -> list[WorkerInfo]:
+    def list_workers(self) -> list[WorkerRecord]:
         """Every registered worker with its status and when it was last seen."""
         with self.store.backend.read() as tx:
             return [
-                WorkerInfo(FleetWorkerSpec.model_validate(tx.load_json(r[1])), r[2], at(r[4]))
+                WorkerRecord(
+                    spec=FleetWorkerSpec.model_validate(tx.load_json(r[1])),
+                    status=r[2],
+                    last_seen_at=at(r[4]),
+                )
                 for r in tx.fetchall(Q["workers"])
             ]
 
@@ -1689,94 +1726,26 @@ def _over_budget(
 
 
 class FleetService:
-    """The async face of :class:`SyncFleetService`: same methods, awaitable.
+    """The engine for async surfaces (the MCP server, the client's local transport).
 
-    Each call runs in a worker thread (the database drivers are synchronous), so awaiting a
-    long-polling ``lease_task`` never blocks the event loop.
+    :meth:`call` runs an operation's engine call (:mod:`fleetforge.operations`) in a worker
+    thread: the database drivers are synchronous, so a long-polling lease never blocks the
+    event loop. ``sync`` is the :class:`SyncFleetService` underneath.
     """
 
     def __init__(self, store: EventStore, **options: Any) -> None:
         self.sync = SyncFleetService(store, **options)
 
-    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        fn = getattr(self.sync, method)
-        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
-
-    async def submit_run(self, spec: Mapping[str, Any] | RunSpec, **kw: Any) -> Run:
-        return await self._call("submit_run", spec, **kw)  # type: ignore[no-any-return]
-
-    async def get_run(self, run_id: str) -> Run:
-        return await self._call("get_run", run_id)  # type: ignore[no-any-return]
-
-    async def list_runs(self, **kw: Any) -> RunPage:
-        return await self._call("list_runs", **kw)  # type: ignore[no-any-return]
-
-    async def cancel_run(self, run_id: str, **kw: Any) -> Run:
-        return await self._call("cancel_run", run_id, **kw)  # type: ignore[no-any-return]
-
-    async def resume_run(self, run_id: str, **kw: Any) -> Run:
-        return await self._call("resume_run", run_id, **kw)  # type: ignore[no-any-return]
-
-    async def approve_step(self, run_id: str, step_id: str, **kw: Any) -> Run:
-        return await self._call("approve_step", run_id, step_id, **kw)  # type: ignore[no-any-return]
-
-    async def register_worker(self, spec: FleetWorkerSpec | Mapping[str, Any]) -> FleetWorkerSpec:
-        return await self._call("register_worker", spec)  # type: ignore[no-any-return]
-
-    async def lease_task(self, worker_id: str, **kw: Any) -> list[FleetInboxEntry]:
-        return await self._call("lease_task", worker_id, **kw)  # type: ignore[no-any-return]
-
-    async def heartbeat(self, task_id: str, fencing_token: int, **kw: Any) -> FleetLease:
-        return await self._call("heartbeat", task_id, fencing_token, **kw)  # type: ignore[no-any-return]
-
-    async def pause_task(self, task_id: str, fencing_token: int, **kw: Any) -> Run:
-        return await self._call("pause_task", task_id, fencing_token, **kw)  # type: ignore[no-any-return]
-
-    async def release_task(self, task_id: str, fencing_token: int, **kw: Any) -> None:
-        await self._call("release_task", task_id, fencing_token, **kw)
-
-    async def post_event(
+    async def call(
         self,
-        task_id: str,
-        fencing_token: int,
-        envelope: AgentRunEnvelope | Mapping[str, Any],
-        **kw: Any,
-    ) -> RunEvent:
-        return await self._call("post_event", task_id, fencing_token, envelope, **kw)  # type: ignore[no-any-return]
-
-    async def fail_task(
-        self,
-        task_id: str,
-        fencing_token: int,
-        kind: FleetTaskFailureKind | str,
-        message: str,
-        **kw: Any,
-    ) -> bool:
-        return await self._call("fail_task", task_id, fencing_token, kind, message, **kw)  # type: ignore[no-any-return]
-
-    async def post_receipt(
-        self, receipt: FleetReceipt | Mapping[str, Any], **kw: Any
-    ) -> FleetReceipt:
-        return await self._call("post_receipt", receipt, **kw)  # type: ignore[no-any-return]
-
-    async def complete_task(
-        self, task_id: str, fencing_token: int, output: Any, **kw: Any
-    ) -> FleetReceipt:
-        return await self._call("complete_task", task_id, fencing_token, output, **kw)  # type: ignore[no-any-return]
-
-    async def list_workers(self) -> list[WorkerInfo]:
-        return await self._call("list_workers")  # type: ignore[no-any-return]
-
-    async def retry_step(self, run_id: str, step_id: str, **kw: Any) -> Run:
-        return await self._call("retry_step", run_id, step_id, **kw)  # type: ignore[no-any-return]
-
-    async def put_artifact(
-        self, content: bytes, *, caller: Caller | None = None, **metadata: Any
-    ) -> Artifact:
-        return await self._call("put_artifact", content, caller=caller, **metadata)  # type: ignore[no-any-return]
-
-    async def get_artifact(self, digest: str) -> tuple[Artifact, bytes]:
-        return await self._call("get_artifact", digest)  # type: ignore[no-any-return]
-
-    async def run_events(self, run_id: str, **kw: Any) -> list[RunEvent]:
-        return await self._call("run_events", run_id, **kw)  # type: ignore[no-any-return]
+        op: Operation[A, M],
+        args: A,
+        *,
+        caller: Caller | None = None,
+        by: str | None = None,
+        client: dict[str, Any] | None = None,
+        max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES,
+    ) -> M:
+        """Run ``op`` with ``args`` as ``caller``; ``by`` is recorded on what a person does."""
+        call = Call(self.sync, caller, by, max_artifact_bytes, client)
+        return await anyio.to_thread.run_sync(op.run, call, args)

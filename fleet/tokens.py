@@ -15,7 +15,6 @@ A tokens file of earlier versions (``$FLEETFORGE_HOME/tokens.json``, or
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -30,6 +29,7 @@ from fleetforge.contracts.events import EVENT_TYPES, TokenScope
 from fleetforge.errors import ConflictError, ContractError, ErrorDetail, NotFoundError, UsageError
 from fleetforge.fleet._sql import named_queries
 from fleetforge.fleet._state import at, to_dt
+from fleetforge.fleet.access import hash_token
 from fleetforge.fleet.clock import Clock, clock_for
 from fleetforge.fleet.settings import fleet_home
 from fleetforge.fleet.store import EventStore
@@ -48,11 +48,6 @@ Q = named_queries("service.sql")
 SCOPES: tuple[TokenScope, ...] = get_args(TokenScope)
 TOKEN_PREFIX = "ffk_"
 _NAME_LIMIT = 200
-
-
-def hash_token(token: str) -> str:
-    """The stored form of a token: ``sha256:`` and the hex digest."""
-    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
 
 
 def legacy_tokens_path(environ: Mapping[str, str] | None = None) -> Path:

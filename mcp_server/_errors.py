@@ -18,7 +18,6 @@ from fleetforge._jsondomain import escape_unencodable
 from fleetforge.errors import ContractError, FleetForgeError, InternalError, NotFoundError
 from fleetforge.ids import new_id
 from fleetforge.redaction import get_logger
-from fleetforge.validation import pydantic_details
 
 __all__ = ["as_fleet_error", "error_result"]
 
@@ -30,6 +29,8 @@ def as_fleet_error(exc: BaseException, *, tool: str) -> FleetForgeError:
     if isinstance(exc, FleetForgeError):
         return exc
     if isinstance(exc, ValidationError):
+        from fleetforge.validation import pydantic_details
+
         return ContractError(
             f"invalid arguments for {tool}", details=pydantic_details(exc), tool=tool
         )

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -36,10 +35,11 @@ from mcp.types import (
 from fleetforge._jsondomain import check_tool_arguments, escape_unencodable
 from fleetforge.errors import ContractError
 from fleetforge.mcp_server._errors import error_result
+from fleetforge.redaction import get_logger
 
 __all__ = ["guard"]
 
-log = logging.getLogger("fleetforge.mcp")
+log = get_logger("fleetforge.mcp")
 
 
 def guard(server: Any) -> None:

@@ -21,15 +21,19 @@ refuse another. A token that names no worker holds the leases it takes itself.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import anyio.to_thread
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 
-from fleetforge.fleet.store import EventStore
-from fleetforge.fleet.tokens import SCOPES, TokenRecord, TokenStore, hash_token
+from fleetforge.fleet.access import hash_token
 from fleetforge.redaction import get_logger
 
-__all__ = ["SCOPES", "FleetAccessToken", "FleetTokenVerifier", "hash_token"]
+if TYPE_CHECKING:
+    from fleetforge.fleet.store import EventStore
+    from fleetforge.fleet.tokens import TokenRecord
+
+__all__ = ["FleetAccessToken", "FleetTokenVerifier"]
 
 log = get_logger("fleetforge.mcp_server.auth")
 
@@ -47,6 +51,8 @@ class FleetTokenVerifier(TokenVerifier):
     def __init__(
         self, store: EventStore, *, refresh_seconds: float = 1.0, miss_seconds: float = 0.1
     ) -> None:
+        from fleetforge.fleet.tokens import TokenStore
+
         self.tokens = TokenStore(store)
         self.refresh_seconds = refresh_seconds
         self.miss_seconds = miss_seconds

@@ -29,6 +29,8 @@ from fleetforge import __version__
 from fleetforge.errors import FleetForgeError, UsageError
 from fleetforge.fleet.service import FleetService
 from fleetforge.mcp_server.server import ServerOptions, build_server, check_listen
+from fleetforge.operations import OPERATIONS
+from fleetforge.operations.runs import ListRunsArgs
 
 __all__ = ["http_app", "serve_http"]
 
@@ -46,7 +48,7 @@ def http_app(fleet: FleetService, options: ServerOptions) -> Starlette:
             "stateless": options.stateless,
         }
         try:
-            await fleet.list_runs(limit=1)  # the store answers
+            await fleet.call(OPERATIONS["list_runs"], ListRunsArgs(limit=1))  # the store answers
         except FleetForgeError as exc:
             body.update(status="error", error=exc.to_dict()["error"])
             return JSONResponse(body, status_code=503)

@@ -58,15 +58,13 @@ def _in_process_post(client: Any) -> Callable[[str, int, AgentRunEnvelope], Any]
     the client would make). None otherwise: each envelope is then one awaited call."""
     from fleetforge.client import FleetClient
 
-    if getattr(client, "transport", None) != "local":
+    transport = getattr(client, "transport", None)
+    if getattr(transport, "kind", None) != "local":
         return None
     if getattr(type(client), "post_event", None) is not FleetClient.post_event:
         return None  # a client of its own making: its post_event is the one to call
-    try:
-        service = client.service
-    except FleetForgeError:  # not open: the client's own post_event will say so
-        return None
-    post = getattr(getattr(service, "sync", None), "post_event", None)
+    fleet = getattr(transport, "fleet", None)  # None until open: then post_event will say so
+    post = getattr(getattr(fleet, "sync", None), "post_event", None)
     return post if callable(post) else None
 
 

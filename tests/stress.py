@@ -32,7 +32,7 @@ async def _check(tmp: Path) -> str | None:
     from fleetforge.client import FleetClient
 
     async with FleetClient.local(f"sqlite:///{tmp / 'fleet.db'}", artifacts=tmp / "cas") as client:
-        [run] = await client.list_runs()
+        [run] = (await client.list_runs()).runs
         events = await client.run_events(run.run_id, limit=10_000)
     envelopes = [e.data.envelope for e in events if e.type == "task_event"]  # type: ignore[attr-defined]
     seqs = [e.seq for e in envelopes]

@@ -372,7 +372,7 @@ async def test_examples_complete_a_task_offline(name: str, tmp_path: Path) -> No
     output = await module.main(store)
     assert output == OUTPUT
     async with FleetClient.local(store, artifacts=tmp_path / "artifacts") as client:
-        [run] = await client.list_runs()
+        [run] = (await client.list_runs()).runs
         events = await client.run_events(run.run_id, limit=1000)
     envelopes = [e.data.envelope for e in events if e.type == "task_event"]  # type: ignore[attr-defined]
     assert [e.seq for e in envelopes] == list(range(len(envelopes)))  # every one, in order

@@ -109,3 +109,10 @@ def test_schemas_list_and_show() -> None:
 @pytest.mark.parametrize("command", [["schemas", "show", "nope"]])
 def test_not_found_exits_3(command: list[str]) -> None:
     assert runner.invoke(app, command).exit_code == 3
+
+
+def test_the_cli_artifact_limit_is_the_stores() -> None:
+    from fleetforge.cli._artifacts import DEFAULT_MAX_BYTES as cli_limit
+    from fleetforge.fleet.artifacts import DEFAULT_MAX_BYTES
+
+    assert cli_limit == DEFAULT_MAX_BYTES

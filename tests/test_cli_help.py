@@ -16,6 +16,7 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from fleetforge.cli import app
+from fleetforge.cli._argv import hoist
 from fleetforge.cli._demo import _again
 from fleetforge.cli._help import EXAMPLES
 from fleetforge.cli._main import run
@@ -44,6 +45,7 @@ def test_every_command_has_an_example_that_parses() -> None:
         for line in lines:
             words = shlex.split(line)
             assert words[0] == "fleetforge"
+            words = [words[0], *hoist(words[1:])]  # group options after the command, as run does
             # parse it as the CLI would, running nothing: its options and choices must exist
             ctx = root.make_context("fleetforge", words[1:])
             command, args = root, words[1 + words.index(path.split()[0]) :]

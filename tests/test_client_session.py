@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import anyio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -31,8 +32,8 @@ def _output_schemas() -> dict[str, dict[str, Any]]:
     """Each fleet tool's outputSchema, as the server advertises it."""
     with open_store("sqlite://") as store:
         server = build_server(FleetService(store))
-        tools = server._tool_manager.list_tools()
-        return {t.name: t.output_schema for t in tools if t.output_schema is not None}
+        tools = anyio.run(server.list_tools)
+        return {t.name: t.outputSchema for t in tools if t.outputSchema is not None}
 
 
 OUTPUT_SCHEMAS = _output_schemas()

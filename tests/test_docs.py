@@ -6,6 +6,7 @@ import json
 import re
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
@@ -97,3 +98,24 @@ def test_python_examples_in_the_docs_run(name: str, block: str) -> None:
 @pytest.mark.parametrize("block", [b for b in _blocks(README, "json") if '"steps"' in b])
 def test_run_specs_in_the_readme_are_valid(block: str) -> None:
     validate_run_spec(json.loads(block))
+
+
+def test_the_operations_table_in_the_contracts_is_the_operation_table() -> None:
+    from fleetforge.operations._docs import BEGIN, END, markdown_table
+
+    text = (ROOT / "docs" / "contracts.md").read_text(encoding="utf-8")
+    start, end = text.index(BEGIN), text.index(END) + len(END)
+    assert text[start:end] == markdown_table()
+
+
+@pytest.mark.anyio
+async def test_the_persistent_langchain_session_of_the_mcp_page_works(tmp_path: Path) -> None:
+    import sys
+
+    [block] = [b for b in _blocks((ROOT / "docs" / "mcp.md").read_text(), "python")
+               if "list_runs_through_one_session" in b]  # fmt: skip
+    scope: dict[str, Any] = {}
+    exec(compile(block, "docs/mcp.md", "exec"), scope)
+    fleetforge = str(Path(sys.executable).with_name("fleetforge"))
+    listed = await scope["list_runs_through_one_session"](fleetforge, f"sqlite:///{tmp_path}/f.db")
+    assert "runs" in listed

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,7 +20,9 @@ from fleetforge import errors, schemas
 from fleetforge.fleet.artifacts import ArtifactStore
 from fleetforge.fleet.service import FleetService
 from fleetforge.fleet.store import EventStore
-from fleetforge.mcp_server.server import TOOL_NAMES, ServerOptions, build_server
+from fleetforge.mcp_server._shim import lowlevel
+from fleetforge.mcp_server.server import ServerOptions, build_server
+from fleetforge.operations import OPERATIONS
 
 pytestmark = pytest.mark.anyio
 
@@ -114,7 +115,7 @@ async def connect(
 ) -> AsyncIterator[tuple[Client, FleetService]]:
     fleet = FleetService(store, artifacts=ArtifactStore(tmp_path / "artifacts"))
     server = build_server(fleet, ServerOptions(**options))
-    models = {t.name: t.fn_metadata.output_model for t in server._tool_manager.list_tools()}
+    models = {op.tool: op.result for op in OPERATIONS.values()}
     async with create_connected_server_and_client_session(server) as session:
         client = Client(session, models)
         await client.load()
@@ -133,7 +134,7 @@ async def lease_one(client: Client, worker: str = "w1", **kw: Any) -> dict[str, 
 async def test_tools_are_the_public_contract(store: EventStore, tmp_path: Path) -> None:
     async with connect(store, tmp_path) as (client, _):
         tools = {t.name: t for t in (await client.session.list_tools()).tools}
-    assert set(tools) == set(TOOL_NAMES)
+    assert set(tools) == {op.tool for op in OPERATIONS.values()}
     for tool in tools.values():
         assert len(tool.description or "") > 60, tool.name
         assert tool.annotations is not None
@@ -485,7 +486,11 @@ async def test_only_the_worker_holding_a_lease_may_act_on_it(
             error, _ = await client.fail(tool, "ContractError", **ids, **extra)
             assert error["details"] == [{"pointer": "/worker_id", "message": "is required"}]
         await client.fail(
-            "fleet_put_artifact", "ForbiddenError", content="eA==", **ids | {"worker_id": "w2"}
+            "fleet_put_artifact",
+            "ForbiddenError",
+            content="eA==",
+            task_id=ids["task_id"],
+            worker_id="w2",
         )
         done = await client.call("fleet_post_receipt", **ids, output="mine", worker_id="w1")
         assert done["worker_id"] == "w1"
@@ -502,10 +507,10 @@ async def test_unexpected_exceptions_hide_internals(
 ) -> None:
     async with connect(store, tmp_path) as (client, fleet):
 
-        async def broken(run_id: str) -> None:
+        def broken(run_id: str) -> None:
             raise RuntimeError("secret connection string postgres://u:p@db")
 
-        monkeypatch.setattr(fleet, "get_run", broken)
+        monkeypatch.setattr(fleet.sync, "get_run", broken)
         error, text = await client.fail("fleet_get_run", "InternalError", run_id="r")
     assert "secret" not in text
     assert "error id err_" in text
@@ -574,24 +579,19 @@ async def test_lease_waits_with_progress(store: EventStore, tmp_path: Path) -> N
 # ── schemas as clients see them ─────────────────────────────────────────────────────────────
 
 
-def test_output_schemas_stand_alone_and_stay_shallow() -> None:
-    from fleetforge.contracts import Run
-    from fleetforge.mcp_server._schema import inline_refs, summarize
+@pytest.mark.parametrize("op", list(OPERATIONS.values()), ids=lambda op: op.tool)
+def test_published_output_schemas_are_short_and_name_every_field(op: Any) -> None:
+    """Stock clients check every result against the schema (and the schema against the
+    metaschema) on every call: it has no subschema, and names each field with its type."""
+    from fleetforge.mcp_server._schema import published_output
 
-    full = Run.model_json_schema()
-    inline_refs(full)
-    short = summarize(full)
-    text = json.dumps(short)
-    assert "$ref" not in text
-    assert "fleetforge.dev" not in text
-    assert set(short["properties"]) == set(Run.model_fields)
-    usage = short["properties"]["usage"]  # one level down: in full
-    assert set(usage["properties"]) >= {"input_tokens", "output_tokens", "total_tokens"}
-    steps = short["properties"]["spec"]["properties"]["steps"]  # two levels down: a summary
-    assert steps.keys() <= {"title", "description", "type"}
-    assert steps["type"] == "array"
-    error = short["properties"]["error"]  # nullable scalars keep both types
-    assert sorted(error["anyOf"], key=str) == [{"type": "null"}, {"type": "string"}]
+    schema = published_output(op)
+    assert set(schema) == {"type", "title", "description"}
+    assert schema["type"] == "object"
+    for name in op.result.model_fields:
+        assert f" {name} (" in schema["description"], name
+    if op.result.__name__ in ("Run", "FleetReceipt", "FleetLease", "Artifact"):
+        assert "fleet://schemas/" in schema["description"]
 
 
 async def test_fleet_client_session_still_rejects_bad_results(
@@ -601,7 +601,7 @@ async def test_fleet_client_session_still_rejects_bad_results(
 
     from fleetforge.client import FleetClientSession
 
-    server = build_server(FleetService(store))._mcp_server
+    server = lowlevel(build_server(FleetService(store)))
     options = server.create_initialization_options()
     async with create_client_server_memory_streams() as ((c_read, c_write), (s_read, s_write)):
         import anyio
@@ -622,7 +622,9 @@ async def test_fleet_client_session_still_rejects_bad_results(
             tg.cancel_scope.cancel()
 
 
-def test_every_tool_is_documented() -> None:
-    doc = (Path(__file__).parents[1] / "docs" / "mcp.md").read_text()
-    documented = set(re.findall(r"^\| `(fleet_[a-z_]+)` \|", doc, flags=re.MULTILINE))
-    assert documented == set(TOOL_NAMES)
+def test_tools_json_is_the_operation_table() -> None:
+    """The tools a server lists (without loading the contracts) are the operation table's."""
+    from fleetforge.mcp_server._build import render
+
+    committed = Path(__file__).parents[1] / "mcp_server" / "tools.json"
+    assert committed.read_text(encoding="utf-8") == render(), "run `make schemas`"

@@ -308,7 +308,8 @@ async def test_http_a_lease_belongs_to_the_token_that_took_it(tmp_path: Path) ->
                     "step_id": "a", "task_id": ids["task_id"], "seed": 3,
                     "adapter": {"name": "t", "version": "1"}}  # fmt: skip
         for tool, args in (tools | {"fleet_post_event": {"envelope": envelope}}).items():
-            result = await session.call_tool(tool, ids | args | extra)
+            given = {"task_id": ids["task_id"]} if tool == "fleet_put_artifact" else ids
+            result = await session.call_tool(tool, given | args | extra)
             assert result.isError, tool
             assert result.structuredContent["error"]["code"] == "ForbiddenError", tool  # type: ignore[index]
 
@@ -434,7 +435,7 @@ async def test_http_a_worker_without_an_id_works_as_its_tokens_worker(tmp_path: 
             assert (stats.completed, done.status) == (1, "completed")
         # the sync client over HTTP (it entered the transport in one task, left it in another)
         with SyncFleetClient.connect(url, token=bound) as fleet:
-            assert len(fleet.list_runs()) == 2
+            assert len(fleet.list_runs().runs) == 2
     with open_store(env["FLEETFORGE_STORE"]) as store:
         registered = store.query(types=["worker_registered"], limit=10)
     assert [e.data.worker.worker_id for e in registered] == ["worker-1", "exec-here-1"]  # type: ignore[attr-defined]

@@ -177,7 +177,7 @@ async def test_errors_are_the_same_classes_on_every_transport(
         )
         assert receipt.status == "accepted"
         page = await client.list_runs(limit=1)
-        assert [r.run_id for r in page] == [run.run_id]
+        assert [r.run_id for r in page.runs] == [run.run_id]
         assert page.next_cursor is None
         artifact = await client.put_artifact(b"bytes!", media_type="text/plain")
         meta, content = await client.get_artifact(artifact.digest)

@@ -1,114 +1,39 @@
-"""The ``fleetforge`` command line: ``fleetforge --help`` lists the commands."""
+"""The ``fleetforge`` command line: ``fleetforge --help`` lists the commands.
+
+``main`` is the console script. ``fleetforge mcp`` (an MCP client spawns it, sometimes once per
+tool call) starts on a short path that loads neither the command-line framework nor the engine
+(:mod:`._mcp_fast`); every other command goes through the typer app (:mod:`._app`).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import sys
+from typing import TYPE_CHECKING, Any
 
-import typer
-
-from fleetforge import __version__
-from fleetforge.cli import (
-    _armory,
-    _artifacts,
-    _db,
-    _demo,
-    _events,
-    _mcp,
-    _runs,
-    _schemas,
-    _validate,
-    _work,
-)
-from fleetforge.cli._context import Globals
-from fleetforge.cli._errors import set_debug
-from fleetforge.cli._help import add_examples, flags_show_no_type
+if TYPE_CHECKING:
+    from fleetforge.cli._app import app
 
 __all__ = ["app", "main"]
-
-app = typer.Typer(
-    name="fleetforge",
-    help="FleetForge: a control plane for fleets of AI agents.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
-)
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"fleetforge {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    ctx: typer.Context,
-    store: Annotated[
-        str | None,
-        typer.Option(
-            "--store",
-            help="Store URL (sqlite:///PATH, sqlite://, postgresql://...). "
-            "Default: $FLEETFORGE_STORE, else $FLEETFORGE_HOME/fleet.db.",
-        ),
-    ] = None,
-    artifacts: Annotated[
-        str | None,
-        typer.Option(
-            "--artifacts",
-            help="Artifact root directory. Default: $FLEETFORGE_ARTIFACTS, else "
-            "$FLEETFORGE_HOME/artifacts.",
-        ),
-    ] = None,
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", callback=_version, is_eager=True, help="Print the version and exit."
-        ),
-    ] = False,
-    debug: Annotated[
-        bool,
-        typer.Option(
-            "--debug",
-            help="Show tracebacks and the debug log when something fails "
-            "(also: FLEETFORGE_DEBUG=1).",
-        ),
-    ] = False,
-) -> None:
-    """FleetForge: a control plane for fleets of AI agents."""
-    set_debug(debug)
-    ctx.obj = Globals(store=store, artifacts=artifacts)
-
-
-app.command("validate")(_validate.validate)
-app.add_typer(_schemas.app, name="schemas")
-app.command("submit")(_runs.submit)
-app.command("runs")(_runs.runs)
-app.command("show")(_runs.show)
-app.command("output")(_runs.output)
-app.command("cancel")(_runs.cancel)
-app.command("resume")(_runs.resume)
-app.command("approve")(_runs.approve)
-app.command("retry")(_runs.retry)
-app.command("work")(_work.work)
-app.command("worker")(_work.worker)
-app.command("events")(_events.events)
-app.command("replay")(_events.replay)
-app.add_typer(_artifacts.app, name="artifacts")
-app.add_typer(_db.app, name="db")
-app.command("mcp")(_mcp.mcp)
-app.command("serve")(_mcp.serve)
-app.add_typer(_mcp.token_app, name="token")
-app.add_typer(_armory.app, name="armory")
-app.command("demo")(_demo.demo)
-add_examples(app)
-flags_show_no_type()
 
 
 def main() -> None:
     """Entry point of the ``fleetforge`` script."""
-    import sys
+    from fleetforge.cli._argv import hoist
+    from fleetforge.cli._mcp_fast import fast_mcp
 
-    from fleetforge.cli._main import run
+    argv = hoist(sys.argv[1:])
+    code = fast_mcp(argv)
+    if code is None:
+        from fleetforge.cli._app import app
+        from fleetforge.cli._main import run
 
-    sys.exit(run(app))
+        code = run(app, argv)
+    sys.exit(code)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        from fleetforge.cli._app import app
+
+        return app
+    raise AttributeError(f"module 'fleetforge.cli' has no attribute {name!r}")

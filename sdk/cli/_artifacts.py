@@ -9,14 +9,14 @@ from typing import Annotated
 import typer
 
 from fleetforge.cli._console import err, out, print_json
-from fleetforge.cli._context import globals_of
+from fleetforge.cli._context import open_fleet
 from fleetforge.cli._errors import reporting
-from fleetforge.contracts import FleetArtifactKind
-from fleetforge.errors import UsageError
-from fleetforge.fleet.artifacts import DEFAULT_MAX_BYTES, ArtifactStore, record_artifact
-from fleetforge.fleet.store import open_store
+from fleetforge.contracts.enums import FleetArtifactKind
+from fleetforge.errors import ContractError, UsageError
 
 __all__ = ["app"]
+
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024  # fleetforge.fleet.artifacts.DEFAULT_MAX_BYTES (a test checks)
 
 app = typer.Typer(help="Put and get content-addressed artifacts.", no_args_is_help=True)
 
@@ -34,18 +34,21 @@ def put(
     as_json: Annotated[bool, typer.Option("--json", help="Print the metadata as JSON.")] = False,
 ) -> None:
     """Store a file under its sha256 digest and record its metadata; print the digest."""
-    g = globals_of(ctx)
     with reporting(out, err, as_json=as_json):
         try:
-            handle = file.open("rb")
+            with file.open("rb") as handle:
+                content = handle.read(max_bytes + 1)
         except OSError as exc:
             raise UsageError(f"cannot read {file}: {exc.strerror}", path=str(file)) from exc
-        with handle:
-            artifact = ArtifactStore(g.artifacts_root, max_bytes=max_bytes).put(
-                handle, media_type=media_type, kind=kind, name=file.name, run_id=run_id
+        if len(content) > max_bytes:
+            raise ContractError(
+                f"{file} is larger than the {max_bytes:,}-byte limit (--max-bytes)",
+                path=str(file),
             )
-        with open_store(g.store_url) as store:
-            record_artifact(store, artifact)
+        with open_fleet(ctx) as fleet:
+            artifact = fleet.put_artifact(
+                content, media_type=media_type, kind=kind, name=file.name, run_id=run_id
+            )
     if as_json:
         print_json(artifact.model_dump(mode="json"))
     else:
@@ -61,8 +64,8 @@ def get(
     ] = None,
 ) -> None:
     """Write an artifact's bytes (verified against the digest) to stdout or a file."""
-    with reporting(out, err):
-        content = ArtifactStore(globals_of(ctx).artifacts_root).get(digest)
+    with reporting(out, err), open_fleet(ctx, existing=True) as fleet:
+        _, content = fleet.get_artifact(digest)
         if output is None:
             sys.stdout.buffer.write(content)
             sys.stdout.buffer.flush()

@@ -1,4 +1,11 @@
-"""Options every command shares: ``--store`` and ``--artifacts`` (flag > environment > default)."""
+"""Options every command shares, and the one place a command gets its fleet.
+
+``--store`` / ``--artifacts`` name a local fleet (flag > environment > default); ``--url`` /
+``--token`` (or ``FLEETFORGE_URL`` / ``FLEETFORGE_TOKEN``) a remote one behind ``fleetforge
+serve``. :func:`open_fleet` gives a command a :class:`~fleetforge.client.SyncFleetClient` on
+either, so a command is written once for both. Nothing here imports the engine until a command
+runs.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +13,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from fleetforge.errors import NotFoundError
-from fleetforge.fleet.artifacts import ArtifactStore
-from fleetforge.fleet.service import SyncFleetService
-from fleetforge.fleet.settings import artifacts_root, store_url
-from fleetforge.fleet.store import EventStore, open_store
 
-__all__ = ["Globals", "Scorers", "globals_of", "load_scorers", "open_service", "opened_store"]
+if TYPE_CHECKING:
+    from fleetforge.client import SyncFleetClient
+    from fleetforge.fleet.store import EventStore
+
+__all__ = [
+    "Globals",
+    "Scorers",
+    "globals_of",
+    "load_scorers",
+    "open_fleet",
+    "opened_store",
+]
 
 Scorers = Annotated[
     list[str] | None,
@@ -41,14 +55,27 @@ def load_scorers(modules: list[str] | None) -> None:
 class Globals:
     store: str | None = None
     artifacts: str | None = None
+    url: str | None = None
+    token: str | None = None
 
     @property
     def store_url(self) -> str:
+        from fleetforge.fleet.settings import store_url
+
         return store_url(self.store)
 
     @property
     def artifacts_root(self) -> Path:
+        from fleetforge.fleet.settings import artifacts_root
+
         return artifacts_root(self.artifacts)
+
+    @property
+    def where(self) -> str:
+        """The fleet a command talks to, as it may be printed (no password)."""
+        from fleetforge.redaction import mask_url
+
+        return mask_url(self.url or self.store_url)
 
 
 def globals_of(ctx: typer.Context) -> Globals:
@@ -58,26 +85,46 @@ def globals_of(ctx: typer.Context) -> Globals:
 
 
 @contextmanager
-def open_service(ctx: typer.Context, *, existing: bool = False) -> Iterator[SyncFleetService]:
-    """The FleetService over this invocation's store and artifact root.
+def open_fleet(
+    ctx: typer.Context, *, existing: bool = False, by: str | None = "cli"
+) -> Iterator[SyncFleetClient]:
+    """The fleet this invocation names: a remote one (``--url``) or the local store.
 
-    ``existing``: the command reads, or acts on a run that must exist, so a store that does
-    not exist yet is not created (NotFoundError naming it). A run, step or artifact that is
-    not found is reported with the store it was looked for in."""
+    ``existing``: the command reads, or acts on a run that must exist, so a local store that
+    does not exist yet is not created (NotFoundError naming it). A run, step or artifact that
+    is not found is reported with the fleet it was looked for in. ``by``: who a person's
+    action is recorded as, locally (remotely the token says)."""
+    from fleetforge.client import FleetClient, LocalTransport, SyncFleetClient
+
+    g = globals_of(ctx)
+    if g.url is not None:
+        with SyncFleetClient.connect(g.url, token=g.token) as remote, _naming(g.where, remote=True):
+            yield remote
+        return
     with opened_store(ctx, existing=existing) as store:
-        yield SyncFleetService(store, artifacts=ArtifactStore(globals_of(ctx).artifacts_root))
+        local = FleetClient(LocalTransport(store, artifacts=g.artifacts_root, by=by))
+        with SyncFleetClient(local) as fleet, _naming(store.url):
+            yield fleet
 
 
 @contextmanager
 def opened_store(ctx: typer.Context, *, existing: bool = False) -> Iterator[EventStore]:
-    """This invocation's store (``existing``: see :func:`open_service`)."""
-    with open_store(globals_of(ctx).store_url, create=not existing) as store:
-        try:
-            yield store
-        except NotFoundError as exc:
-            if "store" in exc.context:
-                raise
-            raise NotFoundError(
-                f"{exc.message} in the store {store.url}", details=exc.details,
-                store=store.url, **exc.context,
-            ) from exc  # fmt: skip
+    """This invocation's local store (``existing``: see :func:`open_fleet`); for the commands
+    that work on a store itself (db, replay, token, serve, mcp, demo)."""
+    from fleetforge.fleet.store import open_store
+
+    with open_store(globals_of(ctx).store_url, create=not existing) as store, _naming(store.url):
+        yield store
+
+
+@contextmanager
+def _naming(where: str, *, remote: bool = False) -> Iterator[None]:
+    try:
+        yield
+    except NotFoundError as exc:
+        if "store" in exc.context:
+            raise
+        place = f"the fleet at {where}" if remote else f"the store {where}"
+        raise NotFoundError(
+            f"{exc.message} in {place}", details=exc.details, store=where, **exc.context
+        ) from exc

@@ -14,8 +14,6 @@ from fleetforge.cli._console import err, out, print_json, text
 from fleetforge.cli._context import globals_of
 from fleetforge.cli._errors import reporting
 from fleetforge.errors import UsageError
-from fleetforge.fleet.store import open_store
-from fleetforge.fleet.transfer import export_events, import_events
 
 __all__ = ["app"]
 
@@ -28,6 +26,8 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Store URL, schema version, event count and projection row counts."""
+    from fleetforge.fleet.store import open_store
+
     with reporting(out, err, as_json=as_json), open_store(globals_of(ctx).store_url) as store:
         details = store.info()
     if as_json:
@@ -60,6 +60,9 @@ def export(
     file: Annotated[str, typer.Argument(help="JSON-lines file to write ('-' = stdout).")],
 ) -> None:
     """Write every event (artifact metadata included) as JSON lines."""
+    from fleetforge.fleet.store import open_store
+    from fleetforge.fleet.transfer import export_events
+
     with reporting(out, err), open_store(globals_of(ctx).store_url) as store:
         handle = _open_text(file, "w")
         try:
@@ -76,6 +79,9 @@ def import_(
     file: Annotated[str, typer.Argument(help="A file written by 'db export' ('-' = stdin).")],
 ) -> None:
     """Append an export to an empty store; projections are built as the events land."""
+    from fleetforge.fleet.store import open_store
+    from fleetforge.fleet.transfer import import_events
+
     with reporting(out, err), open_store(globals_of(ctx).store_url) as store:
         handle = _open_text(file, "r")
         try:

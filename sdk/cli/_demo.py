@@ -19,7 +19,6 @@ from rich.text import Text
 from fleetforge.cli._console import err, out, text
 from fleetforge.cli._context import globals_of
 from fleetforge.cli._errors import reporting
-from fleetforge.contracts.artifact import artifact_path
 from fleetforge.errors import UsageError
 from fleetforge.redaction import mask_url
 
@@ -172,6 +171,8 @@ def _summary(
               + text(f": {run.status} in {result.seconds:.1f}s"))  # fmt: skip
     out.print(table)
     for artifact in stored:
+        from fleetforge.contracts.artifact import artifact_path
+
         where = artifacts_root / artifact_path(artifact.digest)
         out.print(text(f"artifact {artifact.name or ''} {artifact.digest}"))
         out.print(text(f"  at {where}"))

@@ -4,31 +4,33 @@ from __future__ import annotations
 
 import difflib
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from fleetforge.cli._console import err, json_text, out, text
-from fleetforge.cli._context import opened_store
+from fleetforge.cli._console import err, json_text, out, print_json, text
+from fleetforge.cli._context import globals_of, open_fleet, opened_store
 from fleetforge.cli._errors import reporting
-from fleetforge.contracts.events import EVENT_TYPES
 from fleetforge.errors import UsageError
-from fleetforge.fleet.replay import verify
-from fleetforge.fleet.service import SyncFleetService
-from fleetforge.fleet.store._base import EventRow
+
+if TYPE_CHECKING:
+    from fleetforge.operations.results import EventRecord
 
 __all__ = ["events", "replay"]
 
+_FOLLOW_WAIT_S = 5.0  # one long poll of --follow (the server answers as soon as events come)
+_PAGE = 1000
 
-def _summary(row: EventRow, width: int = 60) -> Text:
-    data = json.dumps(row.data, separators=(",", ":"), ensure_ascii=False)
+
+def _summary(record: EventRecord, width: int = 60) -> Text:
+    data = json.dumps(record.data, separators=(",", ":"), ensure_ascii=False)
     return text(data if len(data) <= width else data[: width - 1] + "…")
 
 
-def _time(row: EventRow) -> str:
-    return row.at[11:23]  # HH:MM:SS.mmm of the stored RFC 3339 UTC text
+def _time(record: EventRecord) -> str:
+    return record.at.strftime("%H:%M:%S.%f")[:-3]
 
 
 def events(
@@ -49,48 +51,59 @@ def events(
     Events are printed as stored (not rebuilt as models), so every stored event can be shown.
     A task_event row names the envelope it holds (task_event:start, task_event:emit/message,
     ...). When more events follow the page, stderr says how to get them (more: --after SEQ).
+    --follow waits for new events on the server (a long poll), locally or over --url.
     """
     with reporting(out, err, as_json=as_json):
-        _check_types(types or [])  # a typo is a usage mistake wherever the store is
-    with reporting(out, err, as_json=as_json), opened_store(ctx, existing=True) as store:
-        if run_id is not None:
-            SyncFleetService(store).get_run(run_id)  # an unknown run: exit 3, as show
+        _check_types(types or [])  # a typo is a usage mistake wherever the fleet is
+        if not 1 <= limit <= 10_000:
+            raise UsageError(f"--limit is between 1 and 10000, got {limit}")
+    with reporting(out, err, as_json=as_json), open_fleet(ctx, existing=True) as fleet:
         if follow:
-            err.print(f"following the events after {after} in {store.url} (Ctrl-C stops)",
+            where = globals_of(ctx).where
+            err.print(f"following the events after {after} in {where} (Ctrl-C stops)",
                       markup=False, highlight=False)  # fmt: skip
+            cursor = str(after)
             try:
-                for row in store.follow_rows(after=after, run_id=run_id, types=types):
-                    _line(row, as_json)
+                while True:
+                    page = fleet.events_page(run_id, cursor=cursor, limit=_PAGE, types=types,
+                                             wait_seconds=_FOLLOW_WAIT_S)  # fmt: skip
+                    for record in page.events:
+                        _line(record, as_json)
+                    cursor = page.last_cursor
             except KeyboardInterrupt:
                 return
-            return
-        found = store.query_rows(run_id=run_id, types=types, after=after, limit=limit + 1)
+        page = fleet.events_page(
+            run_id, cursor=str(after), limit=min(limit + 1, 10_000), types=types
+        )
+    found = page.events
     more, found = len(found) > limit, found[:limit]
     if as_json:
-        for row in found:
-            _line(row, True)
+        for record in found:
+            _line(record, True)
     else:
         table = Table(box=None, header_style="bold", pad_edge=False)
         for column in ("seq", "at", "type", "run", "data"):
             table.add_column(column, no_wrap=column != "data")
-        for row in found:
-            table.add_row(str(row.seq), _time(row), text(_type(row)), text(row.run_id or "-"),
-                          _summary(row))  # fmt: skip
+        for record in found:
+            table.add_row(str(record.seq), _time(record), text(_type(record)),
+                          text(record.run_id or "-"), _summary(record))  # fmt: skip
         out.print(table)
     if more and found:
         err.print(f"more: --after {found[-1].seq}", markup=False, highlight=False)
 
 
-def _type(row: EventRow) -> str:
+def _type(record: EventRecord) -> str:
     """The event's type; a task_event's names its envelope (task_event:emit/message)."""
-    envelope = row.data.get("envelope") if row.type == "task_event" else None
+    envelope = record.data.get("envelope") if record.type == "task_event" else None
     if not isinstance(envelope, dict):
-        return row.type
+        return record.type
     emitted = envelope.get("event")
     return f"task_event:{envelope.get('kind')}" + (f"/{emitted}" if emitted else "")
 
 
 def _check_types(types: list[str]) -> None:
+    from fleetforge.contracts.events import EVENT_TYPES
+
     unknown = [t for t in types if t not in EVENT_TYPES]
     if unknown:
         near = difflib.get_close_matches(unknown[0], list(EVENT_TYPES), n=3)
@@ -100,13 +113,17 @@ def _check_types(types: list[str]) -> None:
         )
 
 
-def _line(row: EventRow, as_json: bool) -> None:
+def _line(record: EventRecord, as_json: bool) -> None:
     if as_json:
-        line = json.dumps(row.to_json(), ensure_ascii=False, separators=(",", ":"))
+        body = {"event_id": record.event_id, "type": record.type, "run_id": record.run_id,
+                "at": record.at.isoformat().replace("+00:00", "Z"), "seq": record.seq,
+                "data": record.data}  # fmt: skip
+        line = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
         print(json_text(line), flush=True)
     else:
-        out.print(Text(f"{row.seq} {row.at} ") + text(f"{_type(row)} {row.run_id or '-'} ")
-                  + _summary(row))  # fmt: skip
+        at = record.at.isoformat().replace("+00:00", "Z")
+        out.print(Text(f"{record.seq} {at} ") + text(f"{_type(record)} {record.run_id or '-'} ")
+                  + _summary(record))  # fmt: skip
 
 
 def replay(
@@ -117,18 +134,32 @@ def replay(
             "--verify", help="Rebuild into a scratch database and compare; change nothing."
         ),
     ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print {events, differences} as JSON.")
+    ] = False,
 ) -> None:
     """Rebuild every projection from the events (or, with --verify, check them).
 
     With --verify the exit status is 1 when any projection row differs from what replay gives.
     """
-    with reporting(out, err), opened_store(ctx, existing=True) as store:
+    from fleetforge.fleet.replay import verify
+
+    with reporting(out, err, as_json=as_json), opened_store(ctx, existing=True) as store:
         if not check:
             count = store.rebuild()
-            out.print(f"rebuilt the projections from {count} events")
+            if as_json:
+                print_json({"rebuilt": True, "events": count, "differences": []})
+            else:
+                out.print(f"rebuilt the projections from {count} events")
             return
         differences = verify(store)
         count = store.count()
+    if as_json:
+        print_json({"rebuilt": False, "events": count,
+                    "differences": [str(d) for d in differences]})  # fmt: skip
+        if differences:
+            raise typer.Exit(1)
+        return
     if not differences:
         out.print(f"[green]ok[/] projections match a replay of {count} events")
         return

@@ -17,6 +17,7 @@ from typing import Any
 import typer
 from rich.text import Text
 
+from fleetforge.cli._argv import hoist
 from fleetforge.cli._console import err
 from fleetforge.cli._errors import debugging, set_debug
 
@@ -27,7 +28,7 @@ EXIT_INTERRUPTED = 130
 
 def run(app: Any, args: Sequence[str] | None = None) -> int:
     """Run the typer ``app`` on ``args`` (default: the command line); return the exit code."""
-    argv = list(sys.argv[1:] if args is None else args)
+    argv = hoist(sys.argv[1:] if args is None else args)
     set_debug("--debug" in argv)
     with _logging():
         return _run(app, argv)

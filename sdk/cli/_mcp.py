@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Literal
+from contextlib import ExitStack, contextmanager
+from typing import TYPE_CHECKING, Annotated
 
 import anyio
 import typer
@@ -13,23 +13,17 @@ import typer
 from fleetforge.cli._console import err, out, print_json, text
 from fleetforge.cli._context import Scorers, globals_of, load_scorers
 from fleetforge.cli._errors import reporting
+from fleetforge.cli._mcp_fast import log_level
 from fleetforge.errors import UsageError
 
 if TYPE_CHECKING:
+    from fleetforge.fleet.service import FleetService
     from fleetforge.fleet.store import EventStore
     from fleetforge.fleet.tokens import TokenStore
 
 __all__ = ["mcp", "serve", "token_app"]
 
-LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
-_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-
-def _level(value: str) -> LogLevel:
-    upper = value.upper()
-    if upper not in _LEVELS:
-        raise UsageError(f"--log-level must be one of {', '.join(_LEVELS)}, got {value!r}")
-    return upper  # type: ignore[return-value]
+_level = log_level
 
 
 def mcp(
@@ -39,20 +33,29 @@ def mcp(
     ] = "WARNING",
     scorers: Scorers = None,
 ) -> None:
-    """Serve the fleet's MCP tools over stdio (for Claude Desktop, Claude Code, Cursor...)."""
-    from fleetforge.fleet.artifacts import ArtifactStore
-    from fleetforge.fleet.service import FleetService
-    from fleetforge.fleet.store import open_store
-    from fleetforge.mcp_server.server import ServerOptions, build_server
-    from fleetforge.telemetry import configure
+    """Serve the fleet's MCP tools over stdio (for Claude Desktop, Claude Code, Cursor...).
 
-    configure("fleetforge-mcp")
+    The server answers at once; the store opens with the first call that needs it (a store
+    that cannot be opened is that call's error)."""
+    from fleetforge.mcp_server.server import ServerOptions, build_server
+
     g = globals_of(ctx)
-    with reporting(out, err), open_store(g.store_url) as store:
-        load_scorers(scorers)
-        fleet = FleetService(store, artifacts=ArtifactStore(g.artifacts_root))
-        server = build_server(fleet, ServerOptions(log_level=_level(log_level)))
-        anyio.run(server.run_stdio_async)
+    with reporting(out, err), ExitStack() as stack:
+        options = ServerOptions(log_level=_level(log_level))
+        if scorers:
+            load_scorers(scorers)  # a module that does not load: refuse to start
+
+        def open_engine() -> FleetService:
+            from fleetforge.fleet.artifacts import ArtifactStore
+            from fleetforge.fleet.service import FleetService
+            from fleetforge.fleet.store import open_store
+            from fleetforge.telemetry import configure
+
+            configure("fleetforge-mcp")
+            store = stack.enter_context(open_store(g.store_url))
+            return FleetService(store, artifacts=ArtifactStore(g.artifacts_root))
+
+        anyio.run(build_server(open_engine, options).run_stdio_async)
 
 
 def serve(

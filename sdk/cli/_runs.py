@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,15 +14,18 @@ from rich.table import Table
 from rich.text import Text
 
 from fleetforge.cli._console import err, json_text, markup_safe, out, print_json, text
-from fleetforge.cli._context import Scorers, load_scorers, open_service
+from fleetforge.cli._context import Scorers, globals_of, load_scorers, open_fleet
 from fleetforge.cli._errors import reporting
 from fleetforge.cli._files import read_json
 from fleetforge.cli._validate import dag_tree
-from fleetforge.contracts import FleetRunStatus, InputRequest, Run
+from fleetforge.contracts.enums import FleetRunStatus
 from fleetforge.errors import NotFoundError, StoreError, UsageError
-from fleetforge.fleet.service import SyncFleetService
 
-__all__ = ["approve", "cancel", "output", "resume", "retry", "runs", "show", "submit"]
+if TYPE_CHECKING:
+    from fleetforge.client import SyncFleetClient
+    from fleetforge.contracts import InputRequest, Run
+
+__all__ = ["approve", "cancel", "output", "resume", "retry", "runs", "show", "submit", "workers"]
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 _FINAL = {"completed", "failed", "cancelled"}
@@ -70,8 +73,9 @@ def submit(
     this process does not know (--scorers, entry points) is refused: the workers and servers
     that judge its receipts need it too.
     """
-    with reporting(out, err, as_json=as_json), open_service(ctx) as fleet:
-        load_scorers(scorers)
+    with reporting(out, err, as_json=as_json), open_fleet(ctx) as fleet:
+        if globals_of(ctx).url is None:  # in process, this process judges the spec's scorers
+            load_scorers(scorers)
         run = fleet.submit_run(read_json(file), idempotency_key=idempotency_key)
         if wait:
             run = _wait(fleet, run, timeout, quiet=as_json)
@@ -80,7 +84,7 @@ def submit(
         _exit_for(run)
 
 
-def _wait(fleet: SyncFleetService, run: Run, timeout: float, *, quiet: bool) -> Run:
+def _wait(fleet: SyncFleetClient, run: Run, timeout: float, *, quiet: bool) -> Run:
     deadline = time.monotonic() + timeout if timeout > 0 else None
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -128,7 +132,7 @@ def runs(
     """List runs, newest first."""
     with reporting(out, err, as_json=as_json):
         labels = dict(_pair(item) for item in label or [])
-        with open_service(ctx, existing=True) as fleet:
+        with open_fleet(ctx, existing=True) as fleet:
             page = fleet.list_runs(status=status, labels=labels, cursor=cursor, limit=limit)
     if as_json:
         body = {
@@ -162,7 +166,7 @@ def show(
     as_json: JsonFlag = False,
 ) -> None:
     """A run's status, its steps as a table, and its DAG as a tree with each step's state."""
-    with reporting(out, err, as_json=as_json), open_service(ctx, existing=True) as fleet:
+    with reporting(out, err, as_json=as_json), open_fleet(ctx, existing=True) as fleet:
         run = fleet.get_run(run_id)
         if as_json:
             print_json(_run_json(run))
@@ -200,9 +204,12 @@ def output(
     ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(help="The run.")],
     step_id: Annotated[str | None, typer.Argument(help="One step (default: every step).")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Compact JSON on one line (the default is indented).")
+    ] = False,
 ) -> None:
     """Print a run's outputs (or one step's) as JSON."""
-    with reporting(out, err), open_service(ctx, existing=True) as fleet:
+    with reporting(out, err, as_json=as_json), open_fleet(ctx, existing=True) as fleet:
         run = fleet.get_run(run_id)
         value: Any = run.outputs
         if step_id is not None:
@@ -211,7 +218,8 @@ def output(
             if step_id not in run.outputs:
                 raise NotFoundError(f"step '{step_id}' has no output yet")
             value = run.outputs[step_id]
-        print(json_text(json.dumps(value, indent=2, ensure_ascii=False)))
+        indent = None if as_json else 2
+        print(json_text(json.dumps(value, indent=indent, ensure_ascii=False)))
 
 
 def cancel(
@@ -221,8 +229,8 @@ def cancel(
     as_json: JsonFlag = False,
 ) -> None:
     """Cancel a run (exit 4 when it already ended)."""
-    with reporting(out, err, as_json=as_json), open_service(ctx, existing=True) as fleet:
-        run = fleet.cancel_run(run_id, reason=reason, by="cli")
+    with reporting(out, err, as_json=as_json), open_fleet(ctx, existing=True) as fleet:
+        run = fleet.cancel_run(run_id, reason=reason)
         _print_run(run, as_json)
 
 
@@ -253,8 +261,8 @@ def resume(
         for item in answer or []:
             key, raw = _pair(item, "--answer", "STEP=JSON or TASK_ID=JSON")
             answers[key] = _json_option(f"--answer {key}", raw)
-        with open_service(ctx, existing=True) as fleet:
-            run = fleet.resume_run(run_id, by="cli", value=given, values=answers)
+        with open_fleet(ctx, existing=True) as fleet:
+            run = fleet.resume_run(run_id, value=given, values=answers)
         _print_run(run, as_json)
 
 
@@ -273,9 +281,9 @@ def approve(
     by: Annotated[str | None, typer.Option(help="Who approves.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Approve a human step."""
-    with reporting(out, err, as_json=as_json), open_service(ctx, existing=True) as fleet:
-        run = fleet.approve_step(run_id, step_id, by=by, comment=comment)
+    """Approve a human step (recorded as approved by --by locally, by the token over --url)."""
+    with reporting(out, err, as_json=as_json), open_fleet(ctx, existing=True, by=by) as fleet:
+        run = fleet.approve_step(run_id, step_id, comment=comment)
         _print_run(run, as_json)
 
 
@@ -286,6 +294,27 @@ def retry(
     as_json: JsonFlag = False,
 ) -> None:
     """Run a failed step again, and what depends on it."""
-    with reporting(out, err, as_json=as_json), open_service(ctx, existing=True) as fleet:
-        run = fleet.retry_step(run_id, step_id, by="cli")
+    with reporting(out, err, as_json=as_json), open_fleet(ctx, existing=True) as fleet:
+        run = fleet.retry_step(run_id, step_id)
         _print_run(run, as_json)
+
+
+def workers(
+    ctx: typer.Context,
+    as_json: JsonFlag = False,
+) -> None:
+    """List the registered workers: what each serves, its status and when it was last seen."""
+    with reporting(out, err, as_json=as_json), open_fleet(ctx, existing=True) as fleet:
+        found = fleet.list_workers()
+    if as_json:
+        print_json(found.model_dump_json())
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("worker", "role", "status", "trust", "last seen", "tools"):
+        table.add_column(column, no_wrap=column != "tools")
+    for w in found.workers:
+        spec = w.spec
+        table.add_row(text(spec.worker_id), text(spec.role or "-"), text(w.status),
+                      text(spec.trust_level), w.last_seen_at.strftime("%Y-%m-%d %H:%M:%S"),
+                      text(", ".join(spec.tools) or "-"))  # fmt: skip
+    out.print(table)

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fleetforge import schemas
 from fleetforge.cli._console import err, out, print_json
 from fleetforge.cli._errors import reporting
 
@@ -22,6 +21,8 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
 ) -> None:
     """List every published schema with its title (--json adds each $id)."""
+    from fleetforge import schemas
+
     rows = [
         {"name": n, "title": schemas.load(n)["title"], "id": schemas.schema_id(n)}
         for n in schemas.names()
@@ -40,6 +41,8 @@ def list_(
 @app.command("show")
 def show(name: Annotated[str, typer.Argument(help="Schema name, e.g. run_spec.")]) -> None:
     """Print one schema as JSON."""
+    from fleetforge import schemas
+
     with reporting(out, err):
         document = schemas.load(name)
     print_json(document) if out.is_terminal else print(json.dumps(document, indent=2))

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.text import Text
 from rich.tree import Tree
 
-from fleetforge import schemas
 from fleetforge.cli._console import err, out, print_json, text
 from fleetforge.cli._errors import reporting
 from fleetforge.cli._files import read_json
-from fleetforge.contracts.spec import MapStep, RunSpec
-from fleetforge.validation import check_json_value, validate_run_spec
+
+if TYPE_CHECKING:
+    from fleetforge.contracts.spec import RunSpec
 
 __all__ = ["dag_tree", "validate"]
 
@@ -31,6 +31,9 @@ def validate(
     Exit status: 0 valid, 1 invalid (a table of JSON pointers and problems), 2 unreadable file,
     3 unknown schema.
     """
+    from fleetforge import schemas
+    from fleetforge.validation import check_json_value, validate_run_spec
+
     with reporting(out, err, as_json=as_json):
         document = read_json(file)
         if schema == "run_spec":
@@ -56,6 +59,8 @@ def _label(step: object, spec: RunSpec) -> Text:
     sid = getattr(step, "id", "?")
     kind = getattr(step, "type", "?")
     what = _does(step)
+    from fleetforge.contracts.spec import MapStep
+
     if isinstance(step, MapStep):
         what = f"over items → {step.step.type} {_does(step.step)}"
     label = Text.assemble(text(sid, "bold"), " ", text(kind, "dim"))

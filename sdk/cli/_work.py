@@ -22,6 +22,7 @@ latest (status 5 when a handler was still running).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -39,32 +40,20 @@ import anyio
 import typer
 from anyio.abc import TaskStatus
 
-from fleetforge.cli._console import err, out, text
+from fleetforge.cli._console import err, out, print_json, text
 from fleetforge.cli._context import Scorers, globals_of, load_scorers
 from fleetforge.cli._errors import reporting
-from fleetforge.contracts import FleetTrustLevel, FleetUsage
+from fleetforge.contracts.enums import FleetTrustLevel
 from fleetforge.errors import UsageError
-from fleetforge.redaction import mask_url
 
 __all__ = ["work", "worker"]
 
 _TRUST_HELP = "Its trust level: untrusted, sandboxed, internal or privileged."
-Url = Annotated[
-    str | None, typer.Option(help="A fleet server (fleetforge serve) instead of --store.")
-]
-Token = Annotated[
-    str | None,
-    typer.Option(
-        help="Bearer token for --url (default: $FLEETFORGE_TOKEN).", envvar="FLEETFORGE_TOKEN"
-    ),
-]
 
 
 def worker(
     ctx: typer.Context,
     target: Annotated[str, typer.Argument(help="The handler, as package.module:function.")],
-    url: Url = None,
-    token: Token = None,
     worker_id: Annotated[
         str | None,
         typer.Option(
@@ -88,25 +77,27 @@ def worker(
         bool, typer.Option("--exit-when-idle", help="Stop when no task is waiting.")
     ] = False,
     scorers: Scorers = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="At the end, print what it did as JSON.")
+    ] = False,
 ) -> None:
     """Run a Python handler (module:function) for every task this worker can lease.
 
     In process (--store) this worker judges its own receipts: --scorers loads the custom
     scorers they need. With --url the server judges them (fleetforge serve --scorers)."""
-    with reporting(out, err):
-        _scorers(scorers, url)
+    with reporting(out, err, as_json=as_json):
+        _scorers(scorers, globals_of(ctx).url)
         handler = _import(target)
-        _serve(ctx, handler, url=url, token=token, worker_id=worker_id, role=role,
+        _serve(ctx, handler, worker_id=worker_id, role=role,
                tools=tools, trust=trust, concurrency=concurrency, lease_seconds=lease_seconds,
                shutdown_grace=shutdown_grace, exit_when_idle=exit_when_idle,
-               adapter=target.partition(":")[0], frameworks=["python"])  # fmt: skip
+               adapter=target.partition(":")[0], frameworks=["python"],
+               as_json=as_json)  # fmt: skip
 
 
 def work(
     ctx: typer.Context,
     command: Annotated[str, typer.Option("--exec", help="Shell command run once per task.")],
-    url: Url = None,
-    token: Token = None,
     worker_id: Annotated[
         str | None,
         typer.Option(
@@ -140,6 +131,9 @@ def work(
         ),
     ] = None,
     scorers: Scorers = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="At the end, print what it did as JSON.")
+    ] = False,
 ) -> None:
     """Lease tasks and run a shell command for each (inputs on stdin, result on stdout).
 
@@ -147,13 +141,13 @@ def work(
     scorers they need. With --url the server judges them (fleetforge serve --scorers)."""
     default = f"exec-{socket.gethostname()}-{os.getpid()}"
     handler = _exec_handler(command, pass_env or [])
-    with reporting(out, err):
-        _scorers(scorers, url)
-        _serve(ctx, handler, url=url, token=token, worker_id=worker_id, default_id=default,
+    with reporting(out, err, as_json=as_json):
+        _scorers(scorers, globals_of(ctx).url)
+        _serve(ctx, handler, worker_id=worker_id, default_id=default,
                role=role, tools=tools, trust=trust, concurrency=concurrency,
                lease_seconds=lease_seconds, shutdown_grace=shutdown_grace,
                exit_when_idle=exit_when_idle, adapter="exec",
-               frameworks=["exec"], poll_seconds=poll_seconds)  # fmt: skip
+               frameworks=["exec"], poll_seconds=poll_seconds, as_json=as_json)  # fmt: skip
 
 
 def _scorers(modules: list[str] | None, url: str | None) -> None:
@@ -182,8 +176,6 @@ def _serve(
     ctx: typer.Context,
     handler: Callable[..., Any],
     *,
-    url: str | None,
-    token: str | None,
     worker_id: str | None,
     role: str | None,
     tools: list[str] | None,
@@ -196,6 +188,7 @@ def _serve(
     frameworks: list[str],
     poll_seconds: float = 1.0,
     default_id: str | None = None,
+    as_json: bool = False,
 ) -> None:
     from fleetforge.client import FleetClient
     from fleetforge.telemetry import configure
@@ -206,8 +199,8 @@ def _serve(
 
     async def main() -> None:
         client = (
-            FleetClient.connect(url, token=token)
-            if url
+            FleetClient.connect(g.url, token=g.token)
+            if g.url
             else FleetClient.local(g.store_url, artifacts=g.artifacts_root)
         )
         async with client:
@@ -229,7 +222,7 @@ def _serve(
                 default_id=default_id,
             )
             await runner.register()  # a bound token names the worker: print the real id
-            where = mask_url(url or g.store_url)
+            where = g.where
             async with anyio.create_task_group() as tg:
 
                 async def on_signal(*, task_status: TaskStatus[None]) -> None:
@@ -257,6 +250,8 @@ def _serve(
                     f"released, {stats.paused} paused, {stats.errors} errors"
                 )
             )
+            if as_json:
+                print_json({"worker_id": runner.worker_id, **dataclasses.asdict(stats)})
 
     anyio.run(main)
 
@@ -341,6 +336,8 @@ def _exec_handler(command: str, pass_env: Sequence[str] = ()) -> Callable[..., A
             )
             err.print(text(f"{spec.task_id}: failed ({message})"))
             raise TaskError(message, kind="tool_error")
+        from fleetforge.contracts import FleetUsage
+
         task.usage = FleetUsage(wall_s=round(time.monotonic() - started, 6))
         err.print(text(f"{spec.task_id}: done"))
         return _parse(stdout)

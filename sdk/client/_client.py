@@ -1,7 +1,8 @@
 """``FleetClient``: one typed API over the fleet, in process or over MCP (stdio or HTTP).
 
-Every transport returns the same contract models and raises the same FleetForgeError subclasses
-(over MCP they are rebuilt from the structured error's ``code``)::
+Every method is one operation of :mod:`fleetforge.operations`, carried by the client's
+transport (:mod:`._transports`); every transport returns the same models and raises the same
+FleetForgeError subclasses::
 
     async with FleetClient.local("sqlite:///fleet.db") as fleet:      # in process
     async with FleetClient.stdio() as fleet:                          # spawns `fleetforge mcp`
@@ -15,25 +16,21 @@ from __future__ import annotations
 
 import base64
 import os
-import shlex
-import sys
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
-from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Self, TypeVar
 
-import anyio
+from pydantic import BaseModel, ValidationError
 
-from fleetforge._jsondomain import check_tool_arguments
-from fleetforge.client._unavailable import classify
+from fleetforge._jsondomain import check_model
+from fleetforge.client._transports import LocalTransport, McpTransport, Transport
 from fleetforge.contracts import (
     Artifact,
     FleetArtifactRef,
     FleetInboxEntry,
     FleetLease,
     FleetReceipt,
-    FleetRun,
     FleetRunStatus,
     FleetTaskFailureKind,
     FleetUsage,
@@ -44,48 +41,25 @@ from fleetforge.contracts import (
     parse_event,
 )
 from fleetforge.contracts.envelope import AgentRunEnvelope
-from fleetforge.errors import (
-    ContractError,
-    FleetForgeError,
-    InternalError,
-    UnavailableError,
-    UsageError,
-    error_from_dict,
-)
-from fleetforge.redaction import get_logger
-from fleetforge.redaction import register as register_secret
+from fleetforge.errors import ContractError, UsageError
+from fleetforge.operations import Args, Operation, work
+from fleetforge.operations import artifacts as art
+from fleetforge.operations import runs as ops
+from fleetforge.operations.results import EventPage, RunList, WorkerList
 
-__all__ = ["FleetClient", "RunList", "Transport"]
+__all__ = ["FleetClient"]
 
-log = get_logger("fleetforge.client")
-
-Transport = Literal["local", "stdio", "http"]
-
-
-class RunList(list[FleetRun]):
-    """A page of runs; ``next_cursor`` continues it (None on the last page)."""
-
-    next_cursor: str | None = None
-
-
-def _json_spec(spec: Mapping[str, Any] | RunSpec) -> dict[str, Any]:
-    if isinstance(spec, RunSpec):  # python mode: a NaN stays NaN, and is refused (not null)
-        return spec.model_dump(mode="python", exclude_none=True, by_alias=True)
-    return dict(spec)
+A = TypeVar("A", bound=Args)
+R = TypeVar("R", bound=BaseModel)
 
 
 class FleetClient:
     """The fleet's API for agent code and tools; build one with :meth:`local`, :meth:`stdio`
-    or :meth:`connect` and use it as an async context manager."""
+    or :meth:`connect` (or hand it a transport) and use it as an async context manager."""
 
-    def __init__(self, transport: Transport, opener: Any) -> None:
-        self.transport: Transport = transport
-        self._opener = opener
-        self._url: str | None = None  # the server (http)
-        self._attempts = 1
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
         self._stack: AsyncExitStack | None = None
-        self._service: Any = None  # FleetService (local)
-        self._session: Any = None  # FleetClientSession (MCP)
 
     # ── constructors ────────────────────────────────────────────────────────────────────────
 
@@ -99,20 +73,7 @@ class FleetClient:
     ) -> FleetClient:
         """In process, over a store (an open ``EventStore``, a store URL, or the default
         ``FLEETFORGE_STORE`` / ``$FLEETFORGE_HOME/fleet.db``)."""
-
-        async def open_local(stack: AsyncExitStack) -> tuple[Any, None]:
-            from fleetforge.fleet.artifacts import ArtifactStore
-            from fleetforge.fleet.service import FleetService
-            from fleetforge.fleet.settings import artifacts_root, store_url
-            from fleetforge.fleet.store import EventStore, open_store
-
-            opened = store
-            if not isinstance(store, EventStore):
-                opened = stack.enter_context(open_store(store_url(store)))
-            root = Path(artifacts) if artifacts is not None else artifacts_root()
-            return FleetService(opened, artifacts=ArtifactStore(root), **service_options), None
-
-        return cls("local", open_local)
+        return cls(LocalTransport(store, artifacts=artifacts, **service_options))
 
     @classmethod
     def stdio(
@@ -123,28 +84,7 @@ class FleetClient:
         cwd: str | os.PathLike[str] | None = None,
     ) -> FleetClient:
         """Over MCP stdio: spawn ``command`` (default: this environment's ``fleetforge mcp``)."""
-        if command is None:
-            argv = [str(Path(sys.executable).with_name("fleetforge")), "mcp"]
-        elif isinstance(command, str):
-            argv = shlex.split(command)
-        else:
-            argv = list(command)
-
-        async def open_stdio(stack: AsyncExitStack) -> tuple[None, Any]:
-            from mcp import StdioServerParameters
-            from mcp.client.stdio import stdio_client
-
-            from fleetforge.client._session import FleetClientSession
-
-            merged = {**os.environ, **(env or {})}
-            where = Path(cwd) if cwd is not None else None
-            params = StdioServerParameters(command=argv[0], args=argv[1:], env=merged, cwd=where)
-            read, write = await stack.enter_async_context(stdio_client(params))
-            session = await stack.enter_async_context(FleetClientSession(read, write))
-            await session.initialize()
-            return None, session
-
-        return cls("stdio", open_stdio)
+        return cls(McpTransport.stdio(command, env=env, cwd=cwd))
 
     @classmethod
     def connect(
@@ -156,76 +96,26 @@ class FleetClient:
         connect_timeout: float = 10.0,
         attempts: int = 3,
     ) -> FleetClient:
-        """Over MCP streamable HTTP (``fleetforge serve``), with a bearer token.
-
-        Opening it raises :class:`~fleetforge.errors.UnavailableError` when the server cannot
-        be reached: at once when the connection is refused or the host is unknown
-        (:class:`~fleetforge.errors.AuthError` when the token is refused); after ``attempts``
-        tries, a second apart and more, when it does not answer the handshake within
-        ``connect_timeout`` seconds or the connection breaks. Each retry is logged as a warning
-        (logger ``fleetforge.client``)."""
-
-        register_secret(token)
-
-        async def open_http(stack: AsyncExitStack) -> tuple[None, Any]:
-            import httpx
-            from mcp.client.streamable_http import streamable_http_client
-
-            from fleetforge.client._session import FleetClientSession
-
-            headers = {"Authorization": f"Bearer {token}"} if token else {}
-            http = await stack.enter_async_context(
-                httpx.AsyncClient(headers=headers, timeout=timeout)
-            )
-            endpoint = url if url.rstrip("/").endswith("/mcp") else url.rstrip("/") + "/mcp"
-            read, write, _ = await stack.enter_async_context(
-                streamable_http_client(endpoint, http_client=http)
-            )
-            session = await stack.enter_async_context(FleetClientSession(read, write))
-            with anyio.fail_after(connect_timeout):
-                await session.initialize()
-            return None, session
-
-        client = cls("http", open_http)
-        client._url = url
-        client._attempts = max(attempts, 1)
-        return client
+        """Over MCP streamable HTTP (``fleetforge serve``), with a bearer token; a server that
+        cannot be reached is an :class:`~fleetforge.errors.UnavailableError` (see
+        :meth:`McpTransport.http`)."""
+        transport = McpTransport.http(
+            url, token=token, timeout=timeout, connect_timeout=connect_timeout, attempts=attempts
+        )
+        return cls(transport)
 
     # ── lifecycle ───────────────────────────────────────────────────────────────────────────
 
     async def __aenter__(self) -> Self:
-        attempt = 1
-        while True:
-            stack = AsyncExitStack()
-            await stack.__aenter__()
-            try:
-                self._service, self._session = await self._opener(stack)
-            except BaseException as raised:
-                exc = raised
-                try:  # leaving the transport may raise the real error (its task group's)
-                    await stack.__aexit__(type(raised), raised, raised.__traceback__)
-                except BaseException as left:
-                    exc = left
-                failure = None if self._url is None else classify(exc, self._url)
-                if failure is None:
-                    if exc is raised:
-                        raise
-                    raise exc from None
-                error, transient = failure
-                if not transient or attempt >= self._attempts:
-                    if transient:
-                        error = UnavailableError(
-                            f"{error.message} (gave up after {attempt} tries)", **error.context
-                        )
-                    raise error from exc
-                pause = float(attempt)
-                log.warning("%s; trying again in %gs (%d of %d)", error.message, pause,
-                            attempt + 1, self._attempts)  # fmt: skip
-                await anyio.sleep(pause)
-                attempt += 1
-                continue
-            self._stack = stack
-            return self
+        stack = AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            await self.transport.open(stack)
+        except BaseException as exc:
+            await stack.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._stack = stack
+        return self
 
     async def __aexit__(
         self,
@@ -234,56 +124,22 @@ class FleetClient:
         tb: TracebackType | None,
     ) -> None:
         stack, self._stack = self._stack, None
-        self._service = self._session = None
-        if stack is None:
-            return
-        try:
+        if stack is not None:
             await stack.__aexit__(exc_type, exc, tb)
-        except BaseException as failed:
-            # the server went away while the client was open: the transport's task group
-            # ends with the connection error, and the caller gets the same error as at open
-            failure = None if self._url is None or failed is exc else classify(failed, self._url)
-            if failure is None or failure[0] is failed:
-                raise
-            raise failure[0] from failed
 
-    @property
-    def service(self) -> Any:
-        """The in-process FleetService (local transport only)."""
-        if self._service is None:
-            raise UsageError("this client is not a local, open client")
-        return self._service
-
-    async def _tool(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        if self._session is None:
+    async def _call(self, op: Operation[A, R], /, **fields: Any) -> R:
+        """Validate ``fields`` as ``op``'s arguments (ContractError with pointers) and run it."""
+        if self._stack is None:
             raise UsageError("the client is not open: use `async with FleetClient...`")
-        # The JSON value domain, before the MCP session's JSON encoder silently writes a NaN or
-        # an Infinity as null: the same ContractError and pointer the server would give.
-        check_tool_arguments(name, arguments, lenient=("envelope",))
         try:
-            result = await self._session.call_tool(name, arguments)
-        except FleetForgeError:
-            raise
-        except Exception as exc:
-            failure = None if self._url is None else classify(exc, self._url)
-            if failure is None:
-                raise
-            raise failure[0] from exc
-        body = result.structuredContent
-        if result.isError:
-            if isinstance(body, dict) and isinstance(body.get("error"), dict):
-                raise error_from_dict(body)
-            text = " ".join(getattr(c, "text", "") for c in result.content)
-            raise InternalError(f"{name} failed: {text}")
-        if not isinstance(body, dict):
-            raise InternalError(f"{name} returned no structured content")
-        return body
+            args = op.args.model_validate(fields)
+        except ValidationError as exc:
+            from fleetforge.validation import pydantic_details
 
-    @property
-    def _local(self) -> bool:
-        if self._service is None and self._session is None:
-            raise UsageError("the client is not open: use `async with FleetClient...`")
-        return self._service is not None
+            raise ContractError(
+                f"invalid arguments for {op.name}", details=pydantic_details(exc)
+            ) from None
+        return await self.transport.call(op, args)
 
     # ── runs ────────────────────────────────────────────────────────────────────────────────
 
@@ -295,30 +151,25 @@ class FleetClient:
         Records a ``run {name}`` span; its trace context goes with every task of the run."""
         from fleetforge.telemetry import current_trace_context, tracer
 
-        name = spec.name if isinstance(spec, RunSpec) else str(spec.get("name", ""))
-        with tracer.start_as_current_span(f"run {name}") as span:
+        body = (
+            spec.model_dump(mode="python", exclude_none=True, by_alias=True)  # NaN stays NaN
+            if isinstance(spec, RunSpec)
+            else dict(spec)
+        )
+        with tracer.start_as_current_span(f"run {body.get('name', '')}") as span:
             trace = current_trace_context()
-            if self._local:
-                run: Run = await self._service.submit_run(
-                    spec, idempotency_key=idempotency_key, trace=trace
-                )
-            else:
-                body = await self._tool(
-                    "fleet_submit_run",
-                    {
-                        "spec": _json_spec(spec),
-                        "idempotency_key": idempotency_key,
-                        "trace": trace.model_dump(exclude_none=True) or None,
-                    },
-                )
-                run = Run.model_validate(body)
+            run = await self._call(
+                ops.SUBMIT_RUN,
+                spec=body,
+                idempotency_key=idempotency_key,
+                trace=trace if trace.traceparent else None,
+            )
             span.set_attribute("fleet.run_id", run.run_id)
             return run
 
     async def get_run(self, run_id: str) -> Run:
-        if self._local:
-            return await self._service.get_run(run_id)  # type: ignore[no-any-return]
-        return Run.model_validate(await self._tool("fleet_get_run", {"run_id": run_id}))
+        """A run with every step's state, its outputs and its usage."""
+        return await self._call(ops.GET_RUN, run_id=run_id)
 
     async def list_runs(
         self,
@@ -329,60 +180,69 @@ class FleetClient:
         limit: int = 50,
     ) -> RunList:
         """A page of runs, newest first (``.next_cursor`` continues)."""
-        page = RunList()
-        if self._local:
-            got = await self._service.list_runs(
-                status=status, labels=labels, cursor=cursor, limit=limit
-            )
-            page.extend(got.runs)
-            page.next_cursor = got.next_cursor
-            return page
-        body = await self._tool(
-            "fleet_list_runs",
-            {
-                "status": str(status) if status else None,
-                "labels": dict(labels) if labels else None,
-                "cursor": cursor,
-                "limit": limit,
-            },
+        return await self._call(
+            ops.LIST_RUNS, status=status, labels=labels, cursor=cursor, limit=limit
         )
-        page.extend(FleetRun.model_validate(r) for r in body["runs"])
-        page.next_cursor = body.get("next_cursor")
-        return page
 
     async def cancel_run(self, run_id: str, *, reason: str = "") -> Run:
-        if self._local:
-            return await self._service.cancel_run(run_id, reason=reason)  # type: ignore[no-any-return]
-        body = await self._tool("fleet_cancel_run", {"run_id": run_id, "reason": reason})
-        return Run.model_validate(body)
+        """Cancel a run; workers holding its tasks are told on their next call."""
+        return await self._call(ops.CANCEL_RUN, run_id=run_id, reason=reason)
 
     async def resume_run(
         self, run_id: str, *, value: Any = None, values: Mapping[str, Any] | None = None
     ) -> Run:
         """Resume a paused run; ``value`` goes to the tasks that paused for input, ``values``
         answers them one by one (keys: task ids, or step ids)."""
-        if self._local:
-            return await self._service.resume_run(run_id, value=value, values=values)  # type: ignore[no-any-return]
-        arguments = {"run_id": run_id, "value": value, "values": dict(values or {})}
-        return Run.model_validate(await self._tool("fleet_resume_run", arguments))
+        return await self._call(ops.RESUME_RUN, run_id=run_id, value=value, values=values)
 
     async def approve_step(self, run_id: str, step_id: str, *, comment: str | None = None) -> Run:
-        if self._local:
-            return await self._service.approve_step(run_id, step_id, comment=comment)  # type: ignore[no-any-return]
-        body = await self._tool(
-            "fleet_approve_step", {"run_id": run_id, "step_id": step_id, "comment": comment}
-        )
-        return Run.model_validate(body)
+        """Approve a waiting human step."""
+        return await self._call(ops.APPROVE_STEP, run_id=run_id, step_id=step_id, comment=comment)
 
-    async def run_events(self, run_id: str, *, after: int = 0, limit: int = 100) -> list[RunEvent]:
-        """A run's events after the cursor ``after`` (a ``seq``)."""
-        if self._local:
-            await self._service.get_run(run_id)
-            return await self._service.run_events(run_id, after=after, limit=limit)  # type: ignore[no-any-return]
-        body = await self._tool(
-            "fleet_run_events", {"run_id": run_id, "cursor": str(after), "limit": limit}
+    async def retry_step(self, run_id: str, step_id: str) -> Run:
+        """Run a failed or skipped step again, and what depends on it."""
+        return await self._call(ops.RETRY_STEP, run_id=run_id, step_id=step_id)
+
+    async def run_events(
+        self,
+        run_id: str | None = None,
+        *,
+        after: int = 0,
+        limit: int = 100,
+        types: Sequence[str] | None = None,
+        wait_seconds: float = 0.0,
+    ) -> list[RunEvent]:
+        """Events after the cursor ``after`` (a ``seq``) of one run, or of every run; with
+        ``wait_seconds``, wait that long for the next one when there is none yet."""
+        page = await self._call(
+            ops.RUN_EVENTS,
+            run_id=run_id,
+            cursor=str(after),
+            limit=limit,
+            types=list(types) if types else None,
+            wait_seconds=wait_seconds,
         )
-        return [parse_event(e) for e in body["events"]]
+        return [parse_event(record.model_dump(mode="json")) for record in page.events]
+
+    async def events_page(
+        self,
+        run_id: str | None = None,
+        *,
+        cursor: str | None = None,
+        limit: int = 100,
+        types: Sequence[str] | None = None,
+        wait_seconds: float = 0.0,
+    ) -> EventPage:
+        """A page of events as stored (each ``data`` a plain dict, whatever it holds), with the
+        cursors to continue (``next_cursor``) or to follow (``last_cursor``)."""
+        return await self._call(
+            ops.RUN_EVENTS,
+            run_id=run_id,
+            cursor=cursor,
+            limit=limit,
+            types=list(types) if types else None,
+            wait_seconds=wait_seconds,
+        )
 
     # ── work ────────────────────────────────────────────────────────────────────────────────
 
@@ -394,26 +254,19 @@ class FleetClient:
         ``id_from_token``: over HTTP, a token bound to a worker registers as that worker,
         whatever ``spec.worker_id`` says (a token that names no worker uses it)."""
         worker = spec if isinstance(spec, FleetWorkerSpec) else FleetWorkerSpec.model_validate(spec)
-        if self._local:
-            return await self._service.register_worker(worker)  # type: ignore[no-any-return]
-        arguments = {
-            "worker_id": None if id_from_token and self.transport == "http" else worker.worker_id,
-            "role": worker.role,
-            "tools": list(worker.tools),
-            "trust_level": str(worker.trust_level),
-            "labels": dict(worker.labels),
-            "name": worker.name,
-        }
+        fields = worker.model_dump(mode="json", include=set(work.RegisterWorkerArgs.model_fields))
+        if not (id_from_token and self.transport.kind == "http"):
+            return await self._call(work.REGISTER_WORKER, **fields)
         try:
-            body = await self._tool("fleet_register_worker", arguments)
+            return await self._call(work.REGISTER_WORKER, **fields | {"worker_id": None})
         except ContractError as exc:
-            if arguments["worker_id"] is not None or not _asks_for_worker_id(exc):
+            if not any(d.pointer == "/worker_id" for d in exc.details):
                 raise
-            # the token names no worker: register under the id given
-            body = await self._tool(
-                "fleet_register_worker", {**arguments, "worker_id": worker.worker_id}
-            )
-        return FleetWorkerSpec.model_validate(body)
+            return await self._call(work.REGISTER_WORKER, **fields)  # the token names no worker
+
+    async def list_workers(self) -> WorkerList:
+        """Every registered worker with its status and when it was last seen."""
+        return await self._call(work.LIST_WORKERS)
 
     async def lease_task(
         self,
@@ -423,24 +276,15 @@ class FleetClient:
         wait_seconds: float = 0.0,
         max_tasks: int = 1,
     ) -> list[FleetInboxEntry]:
-        if self._local:
-            return await self._service.lease_task(  # type: ignore[no-any-return]
-                worker_id,
-                lease_seconds=lease_seconds,
-                wait_seconds=wait_seconds,
-                max_tasks=max_tasks,
-                caller=_as(worker_id),
-            )
-        body = await self._tool(
-            "fleet_lease_task",
-            {
-                "worker_id": worker_id,
-                "lease_seconds": lease_seconds,
-                "wait_seconds": wait_seconds,
-                "max_tasks": max_tasks,
-            },
+        """Lease up to ``max_tasks`` tasks, waiting up to ``wait_seconds`` for one."""
+        leased = await self._call(
+            work.LEASE_TASK,
+            worker_id=worker_id,
+            lease_seconds=lease_seconds,
+            wait_seconds=wait_seconds,
+            max_tasks=max_tasks,
         )
-        return [FleetInboxEntry.model_validate(t) for t in body["tasks"]]
+        return leased.tasks
 
     async def heartbeat(
         self,
@@ -452,38 +296,24 @@ class FleetClient:
     ) -> FleetLease:
         """Extend a lease. ``worker_id``: the worker holding it (every task call names it
         unless the client's token names the worker; only the holder may act on a lease)."""
-        if self._local:
-            return await self._service.heartbeat(  # type: ignore[no-any-return]
-                task_id, fencing_token, lease_seconds=lease_seconds, caller=_as(worker_id)
-            )
-        body = await self._tool(
-            "fleet_heartbeat",
-            {
-                "task_id": task_id,
-                "fencing_token": fencing_token,
-                "lease_seconds": lease_seconds,
-                "worker_id": worker_id,
-            },
+        return await self._call(
+            work.HEARTBEAT,
+            task_id=task_id,
+            fencing_token=fencing_token,
+            lease_seconds=lease_seconds,
+            worker_id=worker_id,
         )
-        return FleetLease.model_validate(body)
 
     async def release_task(
         self, task_id: str, fencing_token: int, *, reason: str = "", worker_id: str | None = None
     ) -> None:
         """Give a leased task back unfinished (the same attempt is requeued)."""
-        if self._local:
-            await self._service.release_task(
-                task_id, fencing_token, reason=reason, caller=_as(worker_id)
-            )
-            return
-        await self._tool(
-            "fleet_release_task",
-            {
-                "task_id": task_id,
-                "fencing_token": fencing_token,
-                "reason": reason,
-                "worker_id": worker_id,
-            },
+        await self._call(
+            work.RELEASE_TASK,
+            task_id=task_id,
+            fencing_token=fencing_token,
+            reason=reason,
+            worker_id=worker_id,
         )
 
     async def pause_task(
@@ -497,25 +327,14 @@ class FleetClient:
     ) -> Run:
         """Stop a leased task to wait for input: the run pauses until ``resume_run(value=...)``,
         and the task's next lease carries the value (``entry.resume``)."""
-        if self._local:
-            return await self._service.pause_task(  # type: ignore[no-any-return]
-                task_id,
-                fencing_token,
-                reason=reason,
-                waiting_for=list(waiting_for),
-                caller=_as(worker_id),
-            )
-        body = await self._tool(
-            "fleet_pause_task",
-            {
-                "task_id": task_id,
-                "fencing_token": fencing_token,
-                "reason": reason,
-                "waiting_for": list(waiting_for),
-                "worker_id": worker_id,
-            },
+        return await self._call(
+            work.PAUSE_TASK,
+            task_id=task_id,
+            fencing_token=fencing_token,
+            reason=reason,
+            waiting_for=list(waiting_for),
+            worker_id=worker_id,
         )
-        return Run.model_validate(body)
 
     async def post_event(
         self,
@@ -526,26 +345,19 @@ class FleetClient:
         worker_id: str | None = None,
     ) -> int:
         """Record an agent-run envelope for a leased task; returns the event's ``seq``."""
-        if self._local:
-            event = await self._service.post_event(
-                task_id, fencing_token, envelope, caller=_as(worker_id)
-            )
-            return int(event.seq or 0)
-        body = (
-            envelope.model_dump(mode="python", exclude_none=True)
-            if isinstance(envelope, AgentRunEnvelope)
-            else dict(envelope)
+        if isinstance(envelope, AgentRunEnvelope):
+            # the JSON value domain on the model's values first: its JSON dump writes NaN as null
+            body = check_model(envelope, what="envelope").model_dump(mode="json", exclude_none=True)
+        else:
+            body = dict(envelope)
+        posted = await self._call(
+            work.POST_EVENT,
+            task_id=task_id,
+            fencing_token=fencing_token,
+            envelope=body,
+            worker_id=worker_id,
         )
-        posted = await self._tool(
-            "fleet_post_event",
-            {
-                "task_id": task_id,
-                "fencing_token": fencing_token,
-                "envelope": body,
-                "worker_id": worker_id,
-            },
-        )
-        return int(posted["seq"])
+        return posted.seq
 
     async def complete_task(
         self,
@@ -559,34 +371,16 @@ class FleetClient:
         worker_id: str | None = None,
     ) -> FleetReceipt:
         """Post the output of a leased task; returns the scored receipt."""
-        if self._local:
-            return await self._service.complete_task(  # type: ignore[no-any-return]
-                task_id,
-                fencing_token,
-                output,
-                usage=usage,
-                artifacts=artifacts,
-                receipt_id=receipt_id,
-                caller=_as(worker_id),
-            )
-        used = usage.model_dump(mode="json") if isinstance(usage, FleetUsage) else usage
-        refs = [
-            a.model_dump(mode="json") if isinstance(a, FleetArtifactRef) else dict(a)
-            for a in artifacts
-        ]
-        body = await self._tool(
-            "fleet_post_receipt",
-            {
-                "task_id": task_id,
-                "fencing_token": fencing_token,
-                "output": output,
-                "usage": used,
-                "artifacts": refs,
-                "receipt_id": receipt_id,
-                "worker_id": worker_id,
-            },
+        return await self._call(
+            work.COMPLETE_TASK,
+            task_id=task_id,
+            fencing_token=fencing_token,
+            output=output,
+            usage=usage,
+            artifacts=list(artifacts),
+            receipt_id=receipt_id,
+            worker_id=worker_id,
         )
-        return FleetReceipt.model_validate(body)
 
     async def fail_task(
         self,
@@ -598,21 +392,15 @@ class FleetClient:
         worker_id: str | None = None,
     ) -> bool:
         """Report a failed attempt; True when another attempt will follow."""
-        if self._local:
-            return await self._service.fail_task(  # type: ignore[no-any-return]
-                task_id, fencing_token, kind, message, caller=_as(worker_id)
-            )
-        body = await self._tool(
-            "fleet_fail_task",
-            {
-                "task_id": task_id,
-                "fencing_token": fencing_token,
-                "kind": str(FleetTaskFailureKind(kind)),
-                "message": message,
-                "worker_id": worker_id,
-            },
+        failed = await self._call(
+            work.FAIL_TASK,
+            task_id=task_id,
+            fencing_token=fencing_token,
+            kind=kind,
+            message=message,
+            worker_id=worker_id,
         )
-        return bool(body["will_retry"])
+        return failed.will_retry
 
     # ── artifacts ───────────────────────────────────────────────────────────────────────────
 
@@ -622,30 +410,10 @@ class FleetClient:
         """Store bytes (``media_type``, ``name``, ``kind``, ``run_id``, ``step_id``,
         ``task_id``); returns the artifact with its digest. An artifact of a task needs the
         worker holding its lease (``worker_id``)."""
-        if self._local:
-            return await self._service.put_artifact(  # type: ignore[no-any-return]
-                content, caller=_as(worker_id), **metadata
-            )
-        args = {"content": base64.b64encode(content).decode(), "worker_id": worker_id, **metadata}
-        if "kind" in args:
-            args["kind"] = str(args["kind"])
-        return Artifact.model_validate(await self._tool("fleet_put_artifact", args))
+        encoded = base64.b64encode(content).decode()
+        return await self._call(art.PUT_ARTIFACT, content=encoded, worker_id=worker_id, **metadata)
 
     async def get_artifact(self, digest: str) -> tuple[Artifact, bytes]:
-        if self._local:
-            return await self._service.get_artifact(digest)  # type: ignore[no-any-return]
-        body = await self._tool("fleet_get_artifact", {"digest": digest})
-        return Artifact.model_validate(body["artifact"]), base64.b64decode(body["content"])
-
-
-def _asks_for_worker_id(exc: ContractError) -> bool:
-    return any(d.pointer == "/worker_id" for d in exc.details)
-
-
-def _as(worker_id: str | None) -> Any:
-    """The in-process caller a task call names (None: trusted, unchecked)."""
-    if worker_id is None:
-        return None
-    from fleetforge.fleet.access import Caller
-
-    return Caller.as_worker(worker_id)
+        """An artifact's metadata and its bytes (verified against the digest)."""
+        found = await self._call(art.GET_ARTIFACT, digest=digest)
+        return found.artifact, base64.b64decode(found.content)

@@ -1,4 +1,4 @@
-"""Structured results of the MCP tools that have no contract type of their own."""
+"""Results of the operations that have no contract type of their own."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from fleetforge.contracts import Artifact, FleetInboxEntry, FleetRun, RunEvent
+from fleetforge.contracts import (
+    Artifact,
+    FleetInboxEntry,
+    FleetRun,
+    FleetWorkerSpec,
+    FleetWorkerStatus,
+    RunEvent,
+)
 
 __all__ = [
     "ArtifactContent",
@@ -17,6 +24,8 @@ __all__ = [
     "LeasedTasks",
     "PostedEvent",
     "RunList",
+    "WorkerList",
+    "WorkerRecord",
 ]
 
 
@@ -48,6 +57,18 @@ class EventRecord(BaseModel):
     run_id: str | None = Field(description="The run, or null for worker events.")
     at: datetime = Field(description="When it happened.")
     data: dict[str, Any] = Field(description="Type-specific fields.")
+
+    @classmethod
+    def of_row(cls, row: Any) -> EventRecord:
+        """From a stored row (an ``EventRow``): its data as stored, whatever it holds."""
+        return cls.model_construct(
+            seq=row.seq,
+            event_id=row.event_id,
+            type=row.type,
+            run_id=row.run_id,
+            at=datetime.fromisoformat(row.at),
+            data=row.data,
+        )
 
     @classmethod
     def of(cls, event: RunEvent) -> EventRecord:
@@ -96,3 +117,17 @@ class ArtifactContent(BaseModel):
 
     artifact: Artifact = Field(description="Recorded metadata.")
     content: str = Field(description="The bytes, base64-encoded (standard alphabet, padded).")
+
+
+class WorkerRecord(BaseModel):
+    """A registered worker: what it declared, its status and when it was last seen."""
+
+    spec: FleetWorkerSpec = Field(description="What the worker registered with.")
+    status: FleetWorkerStatus = Field(description="idle, busy or offline.")
+    last_seen_at: datetime = Field(description="Its last registration, heartbeat or lease.")
+
+
+class WorkerList(BaseModel):
+    """The registered workers."""
+
+    workers: list[WorkerRecord] = Field(description="Every registered worker, by id.")
