@@ -70,6 +70,7 @@ from fleetforge.errors import (
     StoreError,
     UsageError,
 )
+from fleetforge.fleet._events import engine_row
 from fleetforge.fleet._sql import named_queries
 from fleetforge.fleet._state import (
     RunHead,
@@ -82,6 +83,7 @@ from fleetforge.fleet._state import (
     load_step_tasks,
     load_steps,
     load_task,
+    load_task_and_run,
     task_from_row,
     to_dt,
 )
@@ -96,7 +98,7 @@ from fleetforge.fleet.scheduler import (
 )
 from fleetforge.fleet.scoring import ScorerError, require_scorers, score
 from fleetforge.fleet.store import EventRow, EventStore, Unit
-from fleetforge.fleet.store._base import canonical_json, iso
+from fleetforge.fleet.store._base import hashed_json, iso
 from fleetforge.ids import new_id
 from fleetforge.operations._base import Args, Call, Operation
 from fleetforge.operations.results import RunList, WorkerRecord
@@ -111,6 +113,7 @@ _FINAL_STEP = {"completed", "failed", "skipped", "cancelled"}
 _TOOL_EVENTS = {"tool_called", "tool_refused"}
 _EXPIRY_SCAN_EVERY = timedelta(milliseconds=100)
 _TRANSIENT_ATTEMPTS = 5
+_WORKER_CACHE_S = 1.0
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -150,7 +153,7 @@ def _retrying(method: Callable[P, R]) -> Callable[P, R]:
 
 
 def _digest(value: Any) -> str:
-    return "sha256:" + hashlib.sha256(canonical_json(value).encode()).hexdigest()
+    return "sha256:" + hashlib.sha256(hashed_json(value).encode()).hexdigest()
 
 
 class SyncFleetService:
@@ -173,12 +176,13 @@ class SyncFleetService:
         self._parsed_tasks: dict[str, FleetTaskSpec] = {}
         self._expiry_checked: datetime | None = None
         self._denials = DenialLimiter()
+        self._workers: dict[str, tuple[float, FleetWorkerSpec]] = {}
 
     # ── helpers ──────────────────────────────────────────────────────────────────────────────
 
-    def _event(self, type_: str, run_id: str | None, at: datetime, **data: Any) -> RunEvent:
-        fields = {"event_id": new_id("evt"), "run_id": run_id, "at": at, "data": data}
-        return EVENT_TYPES[type_].model_validate(fields)
+    def _event(self, type_: str, run_id: str | None, at: datetime, **data: Any) -> EventRow:
+        """An event of the engine, in its stored form (see :mod:`fleetforge.fleet._events`)."""
+        return engine_row(type_, run_id, at, data)
 
     def _spec(self, unit: Unit, run_id: str) -> RunSpec:
         """The run's spec (immutable once submitted, so parsed once per service)."""
@@ -228,11 +232,11 @@ class SyncFleetService:
         unit.memo[key] = run
         return run
 
-    def _append(self, unit: Unit, events: Sequence[RunEvent]) -> None:
+    def _append(self, unit: Unit, events: Sequence[EventRow]) -> None:
         for event in events:
             if event.type.startswith("run_"):
                 unit.memo.pop(("run", event.run_id), None)
-        unit.append(events)
+        unit.append_rows(events)
 
     # ── who may act ──────────────────────────────────────────────────────────────────────────
 
@@ -747,7 +751,7 @@ class SyncFleetService:
         now: datetime,
         available: datetime,
         resume: Mapping[str, Any] | None = None,
-    ) -> RunEvent:
+    ) -> EventRow:
         """``resume``: the ``{"value": ...}`` a task that paused for input continues with; it
         stays with the task through expiries, releases and retries until the task ends."""
         return self._event(
@@ -891,6 +895,7 @@ class SyncFleetService:
             self._append(
                 unit, [self._event("worker_registered", None, self.clock.now(), worker=worker)]
             )
+        self._workers.pop(worker.worker_id, None)
         return worker
 
     @_retrying
@@ -931,13 +936,23 @@ class SyncFleetService:
         return quiet
 
     def _worker(self, unit: Unit, worker_id: str) -> FleetWorkerSpec:
+        """The worker's registered spec. Kept for up to a second per service: a lease reads
+        it on every call, and a worker re-registered by another process is seen within 1 s
+        (one registered here at once)."""
+        cached = self._workers.get(worker_id)
+        if cached is not None and time.monotonic() - cached[0] < _WORKER_CACHE_S:
+            return cached[1]
         row = unit.tx.fetchone(Q["worker"], {"worker_id": worker_id})
         if row is None:
             raise NotFoundError(
                 f"no worker '{worker_id}': register it first (register_worker)",
                 worker_id=worker_id,
             )
-        return FleetWorkerSpec.model_validate(unit.tx.load_json(row[1]))
+        spec = FleetWorkerSpec.model_validate(unit.tx.load_json(row[1]))
+        if len(self._workers) >= 4096:
+            self._workers.clear()
+        self._workers[worker_id] = (time.monotonic(), spec)
+        return spec
 
     def lease_task(
         self,
@@ -999,44 +1014,26 @@ class SyncFleetService:
                         if _matches(t.spec, worker))  # fmt: skip
             chosen = list(islice(matching, max_tasks))
             expires = now + timedelta(seconds=lease_seconds)
-            # their steps' rows, locked in one order so that two leases never wait on each other
-            steps: dict[tuple[str, str], tuple[str, int]] = {}
-            for run_id, step_id in sorted({(t.run_id, t.step_id) for t in chosen}):
-                key_params = {"run_id": run_id, "step_id": step_id}
-                row = unit.tx.fetchone(unit.tx.for_update(Q["step_status"]), key_params)
-                steps[run_id, step_id] = (row[0], int(row[1])) if row else ("", 0)
-            events: list[RunEvent] = []
-            started: set[tuple[str, str]] = set()
-            for task in chosen:
-                events.append(
-                    self._event(
-                        "task_leased",
-                        task.run_id,
-                        now,
-                        task_id=task.task_id,
-                        entry_id=task.entry_id,
-                        attempt=task.attempt,
-                        worker_id=worker_id,
-                        fencing_token=task.fencing_token + 1,
-                        expires_at=expires,
-                        credential=None if caller is None else caller.credential,
-                    )
+            credential = None if caller is None else caller.credential
+            # A lease starts its step's attempt (the steps projection does, from task_leased);
+            # steps rows are locked by that projection, so the events go in (run, step) order:
+            # two leases never wait on each other's step rows in opposite orders.
+            events = [
+                self._event(
+                    "task_leased",
+                    task.run_id,
+                    now,
+                    task_id=task.task_id,
+                    entry_id=task.entry_id,
+                    attempt=task.attempt,
+                    worker_id=worker_id,
+                    fencing_token=task.fencing_token + 1,
+                    expires_at=expires,
+                    step_id=task.step_id,
+                    credential=credential,
                 )
-                key = (task.run_id, task.step_id)
-                if key not in started:
-                    status, attempt = steps[key]
-                    if status != "running" or attempt < task.attempt:
-                        events.append(
-                            self._event(
-                                "step_started",
-                                task.run_id,
-                                now,
-                                step_id=task.step_id,
-                                task_id=task.task_id,
-                                attempt=task.attempt,
-                            )
-                        )
-                    started.add(key)
+                for task in sorted(chosen, key=lambda t: (t.run_id, t.step_id, t.task_id))
+            ]
             self._append(unit, events)
             return [
                 FleetInboxEntry(
@@ -1131,8 +1128,21 @@ class SyncFleetService:
         task = load_task(unit.tx, task_id, lock=True)
         if task is None:
             raise NotFoundError(f"no task '{task_id}'", task_id=task_id)
-        run = self._run(unit, task.run_id)
-        if run.status == "cancelled":
+        self._check_lease(task, self._run(unit, task.run_id).status, fencing_token, caller, what)
+        return task
+
+    def _check_lease(
+        self,
+        task: TaskState,
+        run_status: str,
+        fencing_token: int,
+        caller: Caller | None,
+        what: str,
+    ) -> None:
+        """Raise unless ``fencing_token`` holds ``task``'s unexpired lease and ``caller`` may
+        act on it (see :meth:`_held`)."""
+        task_id = task.task_id
+        if run_status == "cancelled":
             raise RunCancelledError(
                 f"run cancelled: run '{task.run_id}' was cancelled; stop working on '{task_id}'",
                 run_id=task.run_id,
@@ -1141,14 +1151,10 @@ class SyncFleetService:
         if (
             task.status != "leased"
             and task.fencing_token == fencing_token
-            and run.status
-            in {
-                "failed",
-                "completed",
-            }
+            and run_status in {"failed", "completed"}
         ):
             raise AlreadyCompletedError(
-                f"run '{task.run_id}' already {run.status}; stop working on '{task_id}'",
+                f"run '{task.run_id}' already {run_status}; stop working on '{task_id}'",
                 run_id=task.run_id,
                 task_id=task_id,
             )
@@ -1161,7 +1167,6 @@ class SyncFleetService:
                 task_id=task_id,
             )
         self._authorize(task, caller, what)
-        return task
 
     def _lock_run_of(self, unit: Unit, task_id: str) -> None:
         """Lock the run of a task (see :meth:`_run`); NotFoundError names the task."""
@@ -1179,10 +1184,40 @@ class SyncFleetService:
         lease_seconds: float = 30.0,
         caller: Caller | None = None,
     ) -> FleetLease:
-        """Extend a lease. Raises LeaseLostError (stale token, or the wall-time budget is
-        spent) or RunCancelledError."""
+        """Keep a lease. Raises LeaseLostError (stale token, or the wall-time budget is
+        spent) or RunCancelledError.
+
+        The lease is extended to ``lease_seconds`` from now, with a ``task_heartbeat`` event,
+        only when less than half of ``lease_seconds`` remains; otherwise the heartbeat is a
+        read-only check of the fencing token and returns the lease as it stands (a worker
+        that heartbeats every third of its lease, as :class:`~fleetforge.worker.Worker` does,
+        writes every other heartbeat; the rule reads only stored state, so replay agrees).
+        """
         self.expire_leases()
         now = self.clock.now()
+        if lease_seconds <= 0:
+            raise UsageError(f"lease_seconds must be positive, got {lease_seconds}")
+        with self.store.backend.read() as tx:
+            task = load_task_and_run(tx, task_id, _run_of(task_id))
+            if task is None:
+                raise NotFoundError(f"no task '{task_id}'", task_id=task_id)
+            assert task.run_status is not None
+            try:
+                self._check_lease(task, task.run_status, fencing_token, caller, "heartbeat")
+            except Refusal:
+                pass  # refused in the write path below, which records the refusal
+            else:
+                if _lease_holds(task, now, lease_seconds) and not _over_wall_time(
+                    self._task_spec(task), task, now
+                ):
+                    assert task.leased_at is not None
+                    assert task.lease_expires_at is not None
+                    return FleetLease(
+                        worker_id=task.worker_id or "",
+                        fencing_token=fencing_token,
+                        leased_at=task.leased_at,
+                        expires_at=task.lease_expires_at,
+                    )
         lost: LeaseLostError | None = None
         with self.store.transaction() as unit:
             task = self._held(
@@ -1392,7 +1427,7 @@ class SyncFleetService:
         envelope: AgentRunEnvelope | Mapping[str, Any],
         *,
         caller: Caller | None = None,
-    ) -> RunEvent:
+    ) -> EventRow:
         """Record an adapter envelope for a leased task (checkpoints also as checkpoint_saved)."""
         envelope = check_document(envelope, what="envelope")
         if not isinstance(envelope, AgentRunEnvelope):
@@ -1521,31 +1556,18 @@ class SyncFleetService:
         posted = receipt.model_copy(
             update={"prev_hash": prev, "hash": _digest(body), "posted_at": now}
         )
-        self._append(unit, [self._event("receipt_posted", task.run_id, now, receipt=posted)])
         verdict, failure, extra = self._judge(posted, task, now)
         accepted = verdict.passed and failure is None
-        self._append(
-            unit,
-            [
-                *extra,
-                self._event(
-                    "receipt_accepted" if accepted else "receipt_rejected",
-                    task.run_id,
-                    now,
-                    receipt_id=posted.receipt_id,
-                    task_id=task.task_id,
-                    score=verdict,
-                    hash=posted.hash,
-                ),
-            ],
-        )
+        status = FleetReceiptStatus.ACCEPTED if accepted else FleetReceiptStatus.REJECTED
+        judged = posted.model_copy(update={"status": status, "score": verdict})
+        self._append(unit, [*extra, self._event("receipt_recorded", task.run_id, now,
+                                                receipt=judged)])  # fmt: skip
         if accepted:
             self._task_succeeded(unit, task, getattr(posted.result, "output", None), now)
         else:
             kind, message = failure or (FleetTaskFailureKind.INVALID_OUTPUT, verdict.reason)
             self._task_failed(unit, task, kind, message, now)
-        status = FleetReceiptStatus.ACCEPTED if accepted else FleetReceiptStatus.REJECTED
-        return posted.model_copy(update={"status": status, "score": verdict})
+        return judged
 
     @_retrying
     def complete_task(
@@ -1600,7 +1622,7 @@ class SyncFleetService:
 
     def _judge(
         self, receipt: FleetReceipt, task: TaskState, now: datetime
-    ) -> tuple[FleetScore, tuple[FleetTaskFailureKind, str] | None, list[RunEvent]]:
+    ) -> tuple[FleetScore, tuple[FleetTaskFailureKind, str] | None, list[EventRow]]:
         """(score, failure if the attempt failed, extra events such as budget_exceeded)."""
         if isinstance(receipt.result, TaskFailure):
             reason = f"{receipt.result.kind}: {receipt.result.message}"
@@ -1705,6 +1727,19 @@ def _same_receipt(unit: Unit, known: tuple[Any, ...], receipt: FleetReceipt) -> 
             "score": FleetScore.model_validate(score_value) if score_value else None,
         }
     )
+
+
+def _lease_holds(task: TaskState, now: datetime, lease_seconds: float) -> bool:
+    """True when at least half of ``lease_seconds`` remains of the lease: no need to extend."""
+    expires = task.lease_expires_at
+    return expires is not None and (expires - now).total_seconds() >= lease_seconds / 2
+
+
+def _over_wall_time(spec: FleetTaskSpec, task: TaskState, now: datetime) -> bool:
+    budget = spec.budget
+    if budget is None or budget.max_wall_s is None or task.leased_at is None:
+        return False
+    return (now - task.leased_at).total_seconds() > budget.max_wall_s
 
 
 def _over_budget(
