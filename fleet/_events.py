@@ -27,19 +27,24 @@ from fleetforge.fleet.store._base import EventRow, iso, storage_json
 from fleetforge.ids import new_id
 from fleetforge.redaction import contains_secret, scrub
 
-__all__ = ["engine_row", "json_value", "timestamp"]
+__all__ = ["data_model", "engine_row", "json_value", "timestamp"]
 
 _REQUIRED = object()
+
+
+def data_model(event_type: str) -> type[BaseModel]:
+    """The pydantic model of an event type's ``data`` (to validate data from outside)."""
+    model = EVENT_TYPES[event_type].model_fields["data"].annotation
+    assert isinstance(model, type), event_type
+    assert issubclass(model, BaseModel), event_type
+    return model
 
 
 @cache
 def _fields(event_type: str) -> tuple[tuple[str, Any, Callable[[], Any] | None], ...]:
     """(name, default or _REQUIRED, default factory) of the data model's fields, in order."""
-    data_model = EVENT_TYPES[event_type].model_fields["data"].annotation
-    assert isinstance(data_model, type), event_type
-    assert issubclass(data_model, BaseModel), event_type
     fields: list[tuple[str, Any, Callable[[], Any] | None]] = []
-    for name, info in data_model.model_fields.items():
+    for name, info in data_model(event_type).model_fields.items():
         factory = info.default_factory
         if factory is not None:
             fields.append((name, _REQUIRED, factory))  # type: ignore[arg-type]
