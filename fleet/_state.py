@@ -24,6 +24,7 @@ __all__ = [
     "load_steps",
     "load_task",
     "load_task_and_run",
+    "load_task_for_receipt",
     "task_from_row",
     "to_dt",
 ]
@@ -191,6 +192,15 @@ def load_task(tx: Tx, task_id: str, *, lock: bool = False) -> TaskState | None:
     sql = tx.for_update(Q["task"]) if lock else Q["task"]
     row = tx.fetchone(sql, {"task_id": task_id})
     return None if row is None else task_from_row(tx, row)
+
+
+def load_task_for_receipt(tx: Tx, task_id: str, receipt_id: str) -> tuple[TaskState | None, bool]:
+    """The task, locked, and whether its receipt ``receipt_id`` is stored already."""
+    params = {"task_id": task_id, "run_id": task_id.split(".", 1)[0], "receipt_id": receipt_id}
+    row = tx.fetchone(tx.for_update(Q["task_for_receipt"]), params)
+    if row is None:
+        return None, False
+    return task_from_row(tx, row[:18]), bool(row[18])
 
 
 def load_task_and_run(tx: Tx, task_id: str, run_id: str) -> TaskState | None:

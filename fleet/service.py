@@ -85,6 +85,7 @@ from fleetforge.fleet._state import (
     load_steps,
     load_task,
     load_task_and_run,
+    load_task_for_receipt,
     task_from_row,
     to_dt,
 )
@@ -123,6 +124,7 @@ _TOOL_EVENTS = {"tool_called", "tool_refused"}
 _EXPIRY_SCAN_EVERY = timedelta(milliseconds=100)
 _TRANSIENT_ATTEMPTS = 5
 _WORKER_CACHE_S = 1.0
+_UNREAD = object()
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -1534,14 +1536,31 @@ class SyncFleetService:
             receipt = FleetReceipt.model_validate(dict(receipt))
         self.expire_leases()
         with self.store.transaction() as unit:
-            self._lock_run_of(unit, receipt.task_id)  # then a repeat waits for the first verdict
-            known = self._known_receipt(unit, receipt.task_id, receipt.receipt_id, caller)
-            if known is not None:
-                return _same_receipt(unit, known, receipt)
-            task = self._held(
-                unit, receipt.task_id, receipt.fencing_token, caller=caller, what="post_receipt"
+            target = self._receipt_target(
+                unit, receipt.task_id, receipt.receipt_id, receipt.fencing_token, caller
             )
-            return self._post_receipt(unit, receipt, task)
+            if not isinstance(target, TaskState):
+                return _same_receipt(unit, target, receipt)
+            return self._post_receipt(unit, receipt, target)
+
+    def _receipt_target(
+        self, unit: Unit, task_id: str, receipt_id: str, fencing_token: int, caller: Caller | None
+    ) -> TaskState | tuple[Any, ...]:
+        """The task a receipt is for, held by ``fencing_token`` and ``caller`` — or, when
+        ``receipt_id`` was posted already, that stored receipt (a repeat has one effect). The
+        run's row is locked first, so a repeat waits for the first verdict; the task is read
+        (and locked) with whether the receipt is known, in one statement."""
+        self._lock_run_of(unit, task_id)
+        task, known = load_task_for_receipt(unit.tx, task_id, receipt_id)
+        if task is None:
+            raise NotFoundError(f"no task '{task_id}'", task_id=task_id)
+        if known:
+            stored = self._known_receipt(unit, task_id, receipt_id, caller)
+            assert stored is not None
+            return stored
+        self._check_lease(task, self._run(unit, task.run_id).status, fencing_token, caller,
+                          "post_receipt")  # fmt: skip
+        return task
 
     def _known_receipt(
         self, unit: Unit, task_id: str, receipt_id: str, caller: Caller | None
@@ -1565,8 +1584,11 @@ class SyncFleetService:
         """Score, chain and record a receipt for ``task`` (held by it), inside ``unit``."""
         now = self.clock.now()
         _check_receipt(receipt, task)
-        row = unit.tx.fetchone(Q["last_receipt_hash"], {"run_id": task.run_id})
-        prev = row[0] if row else None
+        chain = unit.memo.get(("last_hash", task.run_id), _UNREAD)
+        if chain is _UNREAD:  # the run is locked: its chain's head stays ours to the end
+            row = unit.tx.fetchone(Q["last_receipt_hash"], {"run_id": task.run_id})
+            chain = row[0] if row else None
+        prev = chain
         body = receipt.model_dump(mode="json", exclude={"status", "score", "hash", "posted_at"})
         body["prev_hash"] = prev
         posted = receipt.model_copy(
@@ -1576,6 +1598,7 @@ class SyncFleetService:
         accepted = verdict.passed and failure is None
         status = FleetReceiptStatus.ACCEPTED if accepted else FleetReceiptStatus.REJECTED
         judged = posted.model_copy(update={"status": status, "score": verdict})
+        unit.memo[("last_hash", task.run_id)] = posted.hash
         self._append(unit, [*extra, self._event("receipt_recorded", task.run_id, now,
                                                 receipt=judged)])  # fmt: skip
         if accepted:
@@ -1611,15 +1634,15 @@ class SyncFleetService:
     def _complete_in(self, unit: Unit, done: _Completion, caller: Caller | None) -> FleetReceipt:
         """Post ``done``'s success receipt (after its envelopes) inside ``unit``."""
         task_id, fencing_token = done.task_id, done.fencing_token
-        self._lock_run_of(unit, task_id)  # then a repeat waits for the first verdict
-        known = self._known_receipt(unit, task_id, done.receipt_id, caller)
-        if known is not None:
+        target = self._receipt_target(unit, task_id, done.receipt_id, fencing_token, caller)
+        if not isinstance(target, TaskState):
+            known = target
             stored = FleetReceipt.model_validate(unit.tx.load_json(known[1]))
             update = {"fencing_token": fencing_token, "result": done.result,
                       "usage": done.usage, "artifacts": done.artifacts}  # fmt: skip
             again = stored.model_copy(update=update)
             return _same_receipt(unit, known, again)
-        task = self._held(unit, task_id, fencing_token, caller=caller, what="post_receipt")
+        task = target
         if done.envelopes:
             now = self.clock.now()
             for envelope in done.envelopes:

@@ -101,6 +101,11 @@ def _leased(tx: Tx, e: EventRow) -> None:
     if step_id is None:
         return
     key = {"run_id": e.run_id, "step_id": step_id}
+    task_id = e.data["task_id"]
+    if task_id == f"{e.run_id}.{step_id}":  # the step's only task (not a map item)
+        params = {**key, "attempt": e.data["attempt"], "task_ids": canonical_json([task_id])}
+        tx.execute(Q["step_lease_single"], {**params, "at": e.at})
+        return
     row = tx.fetchone(tx.for_update(Q["step_lease"]), key)  # concurrent leases of a map step
     if row is None:
         return

@@ -43,6 +43,12 @@ SELECT task_ids FROM steps WHERE run_id = :run_id AND step_id = :step_id;
 -- name: step_lease
 SELECT status, attempt, task_ids FROM steps WHERE run_id = :run_id AND step_id = :step_id;
 
+-- name: step_lease_single
+-- a lease of a step's only task starts its attempt unless that attempt is running
+UPDATE steps SET status = 'running', attempt = :attempt, task_ids = :task_ids,
+                 started_at = COALESCE(started_at, :at)
+WHERE run_id = :run_id AND step_id = :step_id AND (status <> 'running' OR attempt < :attempt);
+
 -- name: step_started
 UPDATE steps SET status = 'running', attempt = :attempt, task_ids = :task_ids,
                  started_at = COALESCE(started_at, :at)

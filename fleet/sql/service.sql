@@ -27,6 +27,14 @@ SELECT t.run_id, t.task_id, t.step_id, t.map_index, t.entry_id, t.attempt, t.sta
 FROM tasks t JOIN runs r ON r.run_id = t.run_id
 WHERE t.run_id = :run_id AND t.task_id = :task_id;
 
+-- name: task_for_receipt
+SELECT t.run_id, t.task_id, t.step_id, t.map_index, t.entry_id, t.attempt, t.status, t.spec,
+       t.worker_id, t.fencing_token, t.leased_at, t.lease_expires_at, t.expiries, t.output,
+       t.enqueued_at, t.available_at, t.resume, t.lease_credential,
+       (SELECT COUNT(*) FROM receipts r WHERE r.run_id = t.run_id AND r.task_id = t.task_id
+          AND r.receipt_id = :receipt_id)
+FROM tasks t WHERE t.run_id = :run_id AND t.task_id = :task_id;
+
 -- name: step_tasks
 SELECT run_id, task_id, step_id, map_index, entry_id, attempt, status, spec, worker_id,
        fencing_token, leased_at, lease_expires_at, expiries, output, enqueued_at, available_at,
