@@ -34,6 +34,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, time
+from itertools import islice
 from pathlib import Path, PurePath
 from typing import IO, Any, Literal, Protocol, runtime_checkable
 
@@ -211,10 +212,17 @@ class QueueSink:
         with self._lock:
             return self._items[0] if self._items else None
 
-    def ack(self) -> None:
-        """Remove the oldest envelope (the one :meth:`peek` gave): it was delivered."""
+    def peek_many(self, limit: int) -> list[AgentRunEnvelope]:
+        """The oldest ``limit`` envelopes not yet taken, oldest first (they stay queued)."""
         with self._lock:
-            self._items.popleft()
+            return list(islice(self._items, limit))
+
+    def ack(self, count: int = 1) -> None:
+        """Remove the oldest ``count`` envelopes (the ones :meth:`peek` or :meth:`peek_many`
+        gave): they were delivered."""
+        with self._lock:
+            for _ in range(count):
+                self._items.popleft()
 
     def drain(self) -> list[AgentRunEnvelope]:
         """Everything written since the last drain, in order."""

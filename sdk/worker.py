@@ -16,11 +16,16 @@ the exception (:func:`~fleetforge.adapter.failure_kind_of`; raise :class:`TaskEr
 it). A handler that drives the adapter itself (framework adapters do) may call ``complete`` or
 ``error`` on its own; the Worker then uses what it reported.
 
-Heartbeats run in the background every ``lease_seconds / 3``. When the lease is lost or the run
-is cancelled, an async handler is cancelled and a sync one (run in a thread) sees
-``task.cancelled`` set; no receipt is posted. :meth:`Worker.stop` (the CLI calls it on SIGINT or
-SIGTERM) stops leasing and gives running tasks ``shutdown_grace`` seconds to finish; the rest
-are cancelled and released back to the inbox.
+What the tasks report goes to the fleet in batches (:mod:`fleetforge._delivery`): envelopes
+of all running tasks in one ``post_events`` call every 20 ms, finished tasks' receipts (each
+with its last envelopes) in one ``complete_tasks`` call that also leases the next tasks for the
+slots it frees, gathered within ``batch_window`` seconds (not waiting when no other task is
+still working). Heartbeats of all running tasks go in one ``heartbeat_many`` call every
+``lease_seconds / 3``. When the lease is lost or the run is cancelled, an async handler is
+cancelled and a sync one (run in a thread) sees ``task.cancelled`` set; no receipt is posted.
+:meth:`Worker.stop` (the CLI calls it on SIGINT or SIGTERM) stops leasing and gives running
+tasks ``shutdown_grace`` seconds to finish; the rest are cancelled and released back to the
+inbox.
 """
 
 from __future__ import annotations
@@ -36,9 +41,10 @@ from typing import Any
 import anyio
 import anyio.from_thread
 import anyio.to_thread
+from anyio.abc import TaskGroup
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from fleetforge._delivery import LOST, Outbox
+from fleetforge._delivery import BATCH_WINDOW, LOST, Courier, Outbox, WorkerCalls
 from fleetforge.adapter import (
     AgentRunAdapter,
     AgentRunContext,
@@ -55,7 +61,8 @@ from fleetforge.contracts import (
     FleetUsage,
     FleetWorkerSpec,
 )
-from fleetforge.errors import ContractError, UsageError
+from fleetforge.errors import ContractError, UsageError, error_from_dict
+from fleetforge.operations.batches import MAX_ITEMS
 from fleetforge.redaction import get_logger
 from fleetforge.telemetry import context_from, tracer
 
@@ -134,6 +141,15 @@ class WorkerStats:
         return done + self.lost + self.released + self.paused
 
 
+@dataclass
+class _Held:
+    """A lease the heartbeats keep, and what to do when it is lost."""
+
+    task_id: str
+    fencing_token: int
+    lost: Callable[[BaseException], None]
+
+
 # Once shutdown_grace is over: how long a cancelled handler gets to stop, and how long the last
 # envelopes and the release call get (the CLI exits 4.5 s after the grace period at the latest).
 _HANDLER_STOP_WAIT = 0.5
@@ -159,9 +175,12 @@ class Worker:
         adapter_name: str = "fleetforge",
         validation: ValidationMode = "strict",
         default_id: str | None = None,
+        batch_window: float = BATCH_WINDOW,
     ) -> None:
         if concurrency < 1:
             raise UsageError(f"concurrency must be at least 1, got {concurrency}")
+        if not 0 <= batch_window <= 1:
+            raise UsageError(f"batch_window must be between 0 and 1 second, got {batch_window}")
         caps = (
             capabilities.model_dump(mode="json")
             if isinstance(capabilities, FleetWorkerSpec)
@@ -183,11 +202,19 @@ class Worker:
         self.shutdown_grace = shutdown_grace
         self.adapter_name = adapter_name
         self.validation: ValidationMode = validation
+        self.batch_window = batch_window
         self.stats = WorkerStats()
         self._stopping = False
         self._stop_event: anyio.Event | None = None
-        self._running = 0
+        self._running = 0  # tasks leased and not yet accounted for
+        self._reserved = 0  # slots of lease calls in flight
+        self._leased_total = 0
+        self._max_tasks: int | None = None
         self._slot_freed: anyio.Event | None = None
+        self._held: dict[str, _Held] = {}
+        self._calls = WorkerCalls(client)
+        self._courier = Courier(self._calls)
+        self._tasks: TaskGroup | None = None
 
     @property
     def worker_id(self) -> str:
@@ -221,55 +248,132 @@ class Worker:
         if not self._registered:
             await self.register()
         self._slot_freed = anyio.Event()
-        leased_total = 0
+        self._leased_total, self._reserved, self._max_tasks = 0, 0, max_tasks
+        self._calls = WorkerCalls(self.client, self.worker_id)
+        courier = self._courier = Courier(
+            self._calls,
+            window=self.batch_window,
+            busy=lambda: self._running - courier.waiting,
+            reserve=self._reserve,
+            leased=self._leased,
+            lease_seconds=self.lease_seconds,
+        )
+        async with anyio.create_task_group() as services:
+            await services.start(courier.run)
+            services.start_soon(self._heartbeats)
+            async with anyio.create_task_group() as tasks:
+                self._tasks = tasks
+                await self._lease(stop_when_idle=stop_when_idle, max_tasks=max_tasks)
+            self._tasks = None
+            services.cancel_scope.cancel()
+        return self.stats
+
+    async def _lease(self, *, stop_when_idle: bool, max_tasks: int | None) -> None:
+        """Lease for free slots: at once after work, long-polling a little longer each time
+        when idle. (Receipts lease the next tasks for the slots they free: see _reserve.)"""
+        assert self._slot_freed is not None
         wait = 0.0
-        async with anyio.create_task_group() as tg:
-            while not self._stopping:
-                if max_tasks is not None and leased_total >= max_tasks:
+        while not self._stopping:
+            free = self.concurrency - self._running - self._reserved
+            if max_tasks is not None:
+                if self._leased_total >= max_tasks:
                     break
-                free = self.concurrency - self._running
-                if free <= 0:
-                    await self._slot_freed.wait()
-                    self._slot_freed = anyio.Event()
-                    continue
-                want = free if max_tasks is None else min(free, max_tasks - leased_total)
-                finished_before = self.stats.handled
+                free = min(free, max_tasks - self._leased_total - self._reserved)
+            if free <= 0:
+                await self._slot_freed.wait()
+                self._slot_freed = anyio.Event()
+                continue
+            finished_before = self.stats.handled
+            self._reserved += free
+            try:
                 entries = await self.client.lease_task(
                     self.worker_id,
                     lease_seconds=self.lease_seconds,
                     wait_seconds=wait,
-                    max_tasks=want,
+                    max_tasks=free,
                 )
-                if not entries:
-                    # idle = nothing running, and nothing finished (and maybe scheduled
-                    # a next step) while this lease call was out
-                    if stop_when_idle and self._running == 0:
-                        if self.stats.handled == finished_before:
-                            break
-                        continue
-                    # idle: long-poll a little longer each time, up to poll_seconds
-                    wait = min(max(wait * 2, 0.05), self.poll_seconds)
+            finally:
+                self._reserved -= free
+            if not entries:
+                # idle = nothing running or being leased, and nothing finished (and maybe
+                # scheduled a next step) while this lease call was out
+                if stop_when_idle and self._running == 0 and self._reserved == 0:
+                    if self.stats.handled == finished_before:
+                        break
                     continue
-                wait = 0.0
-                leased_total += len(entries)
-                for entry in entries:
-                    self._running += 1
+                # idle: long-poll a little longer each time, up to poll_seconds
+                wait = min(max(wait * 2, 0.05), self.poll_seconds)
+                continue
+            wait = 0.0
+            self._start(entries)
 
-                    async def work(entry: FleetInboxEntry = entry) -> None:
-                        try:
-                            await self._work(entry)
-                        except Exception as exc:  # a bug here or in the client: say so, go on
-                            self.stats.errors += 1
-                            self.stats.lost += 1  # its lease will expire and the fleet requeue it
-                            log.exception("task %s: unexpected error in the worker (%s: %s)",
-                                          entry.task.task_id, type(exc).__name__, exc)  # fmt: skip
-                        finally:
-                            self._running -= 1
-                            if self._slot_freed is not None:
-                                self._slot_freed.set()
+    def _reserve(self, freed: int) -> int:
+        """How many tasks a call carrying ``freed`` receipts leases with them: the slots they
+        free and any others free, none once stopping (reserved until :meth:`_leased`)."""
+        if self._stopping or self._tasks is None:
+            return 0
+        free = self.concurrency - (self._running - freed) - self._reserved
+        if self._max_tasks is not None:
+            free = min(free, self._max_tasks - self._leased_total - self._reserved)
+        wanted = max(0, min(free, 100))
+        self._reserved += wanted
+        return wanted
 
-                    tg.start_soon(work)
-        return self.stats
+    def _leased(self, entries: list[FleetInboxEntry], reserved: int) -> None:
+        self._reserved -= reserved
+        if entries:
+            self._start(entries)
+        elif reserved and self._slot_freed is not None:
+            self._slot_freed.set()
+
+    def _start(self, entries: list[FleetInboxEntry]) -> None:
+        assert self._tasks is not None
+        self._leased_total += len(entries)
+        for entry in entries:
+            self._running += 1
+            self._tasks.start_soon(self._work_safely, entry)
+
+    async def _work_safely(self, entry: FleetInboxEntry) -> None:
+        try:
+            await self._work(entry)
+        except Exception as exc:  # a bug here or in the client: say so, go on
+            self.stats.errors += 1
+            self.stats.lost += 1  # its lease will expire and the fleet requeue it
+            log.exception("task %s: unexpected error in the worker (%s: %s)",
+                          entry.task.task_id, type(exc).__name__, exc)  # fmt: skip
+        finally:
+            self._running -= 1
+            if self._slot_freed is not None:
+                self._slot_freed.set()
+            self._courier.nudge()
+
+    async def _heartbeats(self) -> None:
+        """Every ``heartbeat_seconds``: keep the leases of all running tasks, in one call."""
+        while True:
+            await anyio.sleep(self.heartbeat_seconds)
+            held = list(self._held.values())
+            for start in range(0, len(held), MAX_ITEMS):
+                await self._beat(held[start : start + MAX_ITEMS])
+
+    async def _beat(self, held: list[_Held]) -> None:
+        try:
+            result = await self._calls.heartbeat_many(
+                [(h.task_id, h.fencing_token) for h in held], lease_seconds=self.lease_seconds
+            )
+        except Exception as exc:  # a blip: the next heartbeat may get through
+            log.warning("heartbeat of %d tasks failed (%s: %s)", len(held),
+                        type(exc).__name__, exc)  # fmt: skip
+            return
+        for failure in result.failures:
+            one = held[failure.index]
+            error = error_from_dict(failure.error)
+            if self._held.get(one.task_id) is not one:
+                continue  # it finished meanwhile
+            if isinstance(error, LOST):
+                one.lost(error)
+            else:
+                log.warning("task %s: heartbeat failed (%s: %s)", one.task_id,
+                            type(error).__name__, error)  # fmt: skip
 
     # ── one task ────────────────────────────────────────────────────────────────────────────
 
@@ -332,7 +436,9 @@ class Worker:
     async def _attempt(self, run: TaskRun, token: int, sink: QueueSink) -> str:
         task_id = run.task.task_id
         me = self.worker_id  # every call on the lease names the worker holding it
-        outbox = Outbox(self.client, task_id, token, sink, worker_id=me)
+        courier = self._courier
+        outbox = Outbox(self.client, task_id, token, sink, worker_id=me, courier=courier,
+                        validated=self.validation == "strict")  # fmt: skip
         halted: list[str] = []  # why the attempt stopped early (the first reason wins)
         released: list[str] = []  # the outcome, when the shutdown watcher gave the task back
         handler_scope = anyio.CancelScope()
@@ -345,25 +451,12 @@ class Worker:
                 run.cancelled.set()
                 handler_scope.cancel()
 
-        async def deliver_live() -> None:  # envelopes reach the fleet while the handler works
-            await outbox.deliver_until(handler_done)
-            if outbox.stopped:
-                halt("lease lost" if outbox.lost else "undeliverable")
+        def undelivered() -> None:  # live delivery stopped while the handler works
+            halt("lease lost" if outbox.lost else "undeliverable")
 
-        async def heartbeat() -> None:
-            while True:
-                await anyio.sleep(self.heartbeat_seconds)
-                try:
-                    await self.client.heartbeat(
-                        task_id, token, lease_seconds=self.lease_seconds, worker_id=me
-                    )
-                except LOST as exc:
-                    outbox.abort(f"lease lost: {exc}")
-                    halt(f"lease lost: {exc}")
-                    return
-                except Exception as exc:  # a blip: the next heartbeat may get through
-                    log.warning("task %s: heartbeat failed (%s: %s)", task_id,
-                                type(exc).__name__, exc)  # fmt: skip
+        def lease_lost(exc: BaseException) -> None:  # from the heartbeats
+            outbox.abort(f"lease lost: {exc}")
+            halt(f"lease lost: {exc}")
 
         async def watch_shutdown() -> None:
             assert self._stop_event is not None
@@ -380,26 +473,33 @@ class Worker:
 
         output: Any = None
         error: BaseException | None = None
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(deliver_live)
-            tg.start_soon(heartbeat)
-            tg.start_soon(watch_shutdown)
-            try:
-                run.adapter.start()
-                with handler_scope:
-                    output = await self._call_handler(run)
-            except LOST as exc:  # the handler's own calls to the fleet found the task gone
-                halt(f"lease lost: {exc}")
-            except Exception as exc:
-                error = exc
-            handler_done.set()
-            if not halted:
-                error = self._end_envelopes(run, output, error)
-                if not await outbox.deliver():  # every envelope, before the receipt
-                    halt("lease lost" if outbox.lost else "undeliverable")
-            if halted and halted[0] == "released":
-                await release_done.wait()  # the watcher is giving the task back
-            tg.cancel_scope.cancel()
+        self._held[task_id] = _Held(task_id, token, lease_lost)
+        courier.watch(outbox, undelivered)  # envelopes reach the fleet while the handler works
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(watch_shutdown)
+                try:
+                    run.adapter.start()
+                    with handler_scope:
+                        output = await self._call_handler(run)
+                except LOST as exc:  # the handler's own calls to the fleet found the task gone
+                    halt(f"lease lost: {exc}")
+                except Exception as exc:
+                    error = exc
+                handler_done.set()
+                courier.unwatch(outbox)  # what is left goes with the result
+                if not halted:
+                    error = self._end_envelopes(run, output, error)
+                    succeeded = error is None and run.adapter.failure is None
+                    # a receipt carries the last envelopes; a failure or pause posts them first
+                    if not succeeded and not await outbox.deliver():
+                        halt("lease lost" if outbox.lost else "undeliverable")
+                if halted and halted[0] == "released":
+                    await release_done.wait()  # the watcher is giving the task back
+                tg.cancel_scope.cancel()
+        finally:
+            courier.unwatch(outbox)
+            del self._held[task_id]
 
         if halted:
             self._close(run, halted[0] if not outbox.problem else outbox.problem)
@@ -429,14 +529,19 @@ class Worker:
                 kind, message = run.adapter.failure
                 await self.client.fail_task(task_id, token, kind, message, worker_id=me)
                 return "failed"
-            receipt = await self.client.complete_task(
-                task_id,
-                token,
-                run.adapter.output,
-                usage=run.adapter.usage,
-                artifacts=run.artifacts,
-                worker_id=me,
-            )
+            try:
+                receipt = await courier.complete(
+                    outbox, run.adapter.output, usage=run.adapter.usage, artifacts=run.artifacts
+                )
+            except LOST:
+                raise
+            except Exception:
+                if outbox.problem is None:
+                    raise  # the fleet refused the receipt
+                if outbox.lost:
+                    log.warning("task %s: %s; no receipt posted", task_id, outbox.problem)
+                    return "lost"
+                return await self._undeliverable(run, token, outbox)
         except LOST as exc:
             log.warning("task %s: %s; the result was not recorded", task_id, exc)
             return "lost"

@@ -8,6 +8,7 @@ import logging
 import signal
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ import pytest
 
 from fleetforge.client import FleetClient
 from fleetforge.contracts import RunEvent
-from fleetforge.errors import ConflictError
+from fleetforge.errors import ConflictError, FleetForgeError
+from fleetforge.operations.results import CompletedTasks, ItemFailure, PostedEvents
 from fleetforge.worker import TaskRun, Worker
 
 from .test_mcp_transports import FLEETFORGE, fleet_env
@@ -67,27 +69,80 @@ async def test_a_thousand_envelopes_arrive_in_order_and_none_is_a_null_output(
     )
 
 
+def _field(item: Any, name: str) -> Any:
+    return item[name] if isinstance(item, Mapping) else getattr(item, name)
+
+
 class BreakingClient:
-    """A client whose connection breaks on the Nth post_event of a task (and, optionally, whose
-    complete_task is refused); everything else goes to the real client."""
+    """The real client, except that the connection breaks before it sends the call carrying
+    the ``break_at``-th envelope of task ``a`` (nothing of that call is recorded), and that task
+    ``a``'s receipt can be refused as the fleet would refuse it (a failed item of
+    ``complete_tasks``; ``complete_task`` raises it). It counts the envelopes of ``a`` recorded
+    and the batch calls made."""
 
     def __init__(self, client: FleetClient, *, break_at: int | None = None,
-                 refuse_complete: BaseException | None = None) -> None:  # fmt: skip
+                 refuse_complete: FleetForgeError | None = None) -> None:  # fmt: skip
         self._client = client
-        self._posts: dict[str, int] = {}
         self.break_at = break_at
         self.refuse_complete = refuse_complete
+        self.recorded = 0  # envelopes of task a the fleet recorded
+        self.broke: str | None = None  # the call that broke
+        self.calls: list[str] = []
+        self._waiting: list[tuple[int, anyio.Event]] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
 
-    async def post_event(self, task_id: str, token: int, envelope: Any, **kw: Any) -> int:
-        n = self._posts[task_id] = self._posts.get(task_id, 0) + 1
-        if task_id.endswith(".a") and n == self.break_at:
+    async def wait_recorded(self, count: int) -> None:
+        """Until ``count`` envelopes of task a are recorded."""
+        if self.recorded < count:
+            event = anyio.Event()
+            self._waiting.append((count, event))
+            await event.wait()
+
+    def _record(self, count: int) -> None:
+        self.recorded += count
+        for wanted, event in self._waiting:
+            if self.recorded >= wanted:
+                event.set()
+
+    def _carrying(self, method: str, count: int) -> None:
+        """A call about to carry ``count`` envelopes of task a: breaks if it holds the one."""
+        self.calls.append(method)
+        at = self.break_at
+        if at is not None and self.broke is None and self.recorded < at <= self.recorded + count:
+            self.broke = method
             raise anyio.BrokenResourceError("the connection to the fleet broke")
-        return await self._client.post_event(task_id, token, envelope, **kw)
+
+    async def post_events(self, items: list[Any], **kw: Any) -> PostedEvents:
+        mine = [i for i, item in enumerate(items) if _field(item, "task_id").endswith(".a")]
+        self._carrying("post_events", len(mine))
+        posted: PostedEvents = await self._client.post_events(items, **kw)
+        self._record(sum(1 for i in mine if posted.events[i] is not None))
+        return posted
+
+    async def complete_tasks(self, items: list[Any], **kw: Any) -> CompletedTasks:
+        mine = [i for i, item in enumerate(items) if _field(item, "task_id").endswith(".a")]
+        self._carrying("complete_tasks", sum(len(_field(items[i], "envelopes")) for i in mine))
+        refused = set(mine) if self.refuse_complete is not None else set()
+        sent = [item for i, item in enumerate(items) if i not in refused]
+        done = CompletedTasks(receipts=[])
+        if sent:
+            done = await self._client.complete_tasks(sent, **kw)
+        answers = iter(done.receipts)
+        receipts = [None if i in refused else next(answers) for i in range(len(items))]
+        failures = [
+            ItemFailure(index=i, task_id=_field(items[i], "task_id"), error=error.to_dict())
+            for i in sorted(refused)
+            if (error := self.refuse_complete) is not None
+        ]
+        for i in mine:
+            if receipts[i] is not None:
+                self._record(len(_field(items[i], "envelopes")))
+        return CompletedTasks(receipts=receipts, failures=failures, leased=done.leased)
 
     async def complete_task(self, task_id: str, token: int, output: Any, **kw: Any) -> Any:
+        self.calls.append("complete_task")
         if task_id.endswith(".a") and self.refuse_complete is not None:
             raise self.refuse_complete
         return await self._client.complete_task(task_id, token, output, **kw)
@@ -96,12 +151,21 @@ class BreakingClient:
 B = spec({"id": "b", "type": "tool", "tool": "t"})  # a second run the worker goes on to
 
 
+@pytest.mark.parametrize("where", ["post_events", "complete_tasks"])
 async def test_an_envelope_that_cannot_be_delivered_fails_the_task_not_a_receipt_over_a_hole(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    where: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # #0..#3 are recorded live; the call carrying #4 breaks: a live post_events while the
+    # handler still works, or the complete_tasks that carries #4..#11 with the receipt
     async def handler(task: TaskRun) -> str:
+        a = task.task.step_id == "a"
         for n in range(10):
+            if a and n == 3:
+                await client.wait_recorded(4)  # start and three messages reached the fleet
             task.adapter.emit("message", {"role": "assistant", "content": str(n)})
+            if a and n == 3 and where == "post_events":
+                with anyio.fail_after(30):  # cancelled when the live delivery of #4 breaks
+                    await anyio.sleep_forever()
         return "done"
 
     async with client_for("local", tmp_path) as real:
@@ -112,6 +176,7 @@ async def test_an_envelope_that_cannot_be_delivered_fails_the_task_not_a_receipt
             stats = await Worker(client, handler, worker_id="w").run(stop_when_idle=True)  # type: ignore[arg-type]
         events = await all_events(real, run.run_id)
         assert (await real.get_run(other.run_id)).status == "completed"
+    assert client.broke == where
     assert (stats.completed, stats.failed, stats.errors) == (1, 1, 1)  # it went on
     a = [e for e in envelopes_of(events) if e.step_id == "a"]
     assert [e.seq for e in a] == [0, 1, 2, 3]  # what was recorded has no hole
@@ -120,7 +185,8 @@ async def test_an_envelope_that_cannot_be_delivered_fails_the_task_not_a_receipt
     message = failed.message  # type: ignore[attr-defined]
     assert "envelope #4 (emit:message) could not be delivered" in message
     assert "BrokenResourceError" in message
-    assert "4 of 12 envelopes were recorded" in message
+    written = 5 if where == "post_events" else 12  # the handler was stopped at #4, or not
+    assert f"4 of {written} envelopes were recorded" in message
     assert str(failed.kind) == "transient"  # type: ignore[attr-defined]
     assert f"{run.run_id}.a" in caplog.text
     assert "could not be delivered" in caplog.text
@@ -162,6 +228,9 @@ async def test_a_refused_receipt_is_logged_counted_and_the_worker_goes_on(
         events = await all_events(real, run.run_id)
     assert (stats.completed, stats.failed, stats.errors) == (1, 1, 1)
     assert done.outputs == {"b": "out"}
+    # refused in the batch, the receipt was tried alone (what a single call would have said)
+    assert client.calls.index("complete_tasks") < client.calls.index("complete_task")
+    assert [e.seq for e in envelopes_of(events)] == [0, 1]  # its envelopes all recorded
     [failed] = [e.data for e in events if e.type == "task_failed"]
     assert failed.message == f"the result was refused: ConflictError: {squatted}"  # type: ignore[attr-defined]
     [line] = [r for r in caplog.records if "refused" in r.getMessage()]
