@@ -4,10 +4,12 @@ replay rebuilds and what migration 0006 backfills into an existing store."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import statistics
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +18,7 @@ from fleetforge.contracts import FleetInboxEntry
 from fleetforge.fleet.clock import ManualClock
 from fleetforge.fleet.replay import verify
 from fleetforge.fleet.service import SyncFleetService
-from fleetforge.fleet.store import EventStore, open_store
+from fleetforge.fleet.store import EventRow, EventStore, open_store
 
 # A task's fate: ("ok", output) or ("fail", failure kind).
 Outcome = Callable[[FleetInboxEntry], tuple[str, Any]]
@@ -82,15 +84,15 @@ def _settle(
     return settled
 
 
-def _width(store: EventStore, sqlite: int, postgres: int) -> int:
-    return sqlite if store.backend.name == "sqlite" else postgres
-
-
 # ── a wide map ───────────────────────────────────────────────────────────────────────────────
 
 
-def test_a_map_of_10000_items_completes(store: EventStore, fleet: SyncFleetService) -> None:
-    width = _width(store, 10_000, 2_000)  # PostgreSQL's round trips: 2,000 keeps CI short
+# 10,000 items (the issue's size) under `make stress`; in CI 1,000 keeps the file near 30 s
+WIDE_MAP = 10_000 if os.environ.get("FLEETFORGE_STRESS") == "1" else 1_000
+
+
+def test_a_wide_map_completes(fleet: SyncFleetService) -> None:
+    width = WIDE_MAP
     run = fleet.submit_run(
         _spec(_tool("plan"), _map("each", "steps.plan.output#/items", "plan"), _tool("end", "each"))
     )
@@ -105,7 +107,7 @@ def test_a_map_of_10000_items_completes(store: EventStore, fleet: SyncFleetServi
     final = fleet.get_run(run.run_id)
     assert final.status == "completed"
     assert final.outputs["each"] == list(range(width))
-    assert verify(store) == []
+    assert verify(fleet.store) == []
 
 
 def test_max_parallel_enqueues_items_in_order_as_slots_free(fleet: SyncFleetService) -> None:
@@ -333,6 +335,81 @@ def test_projections_equal_replay_after_wide_runs(fleet: SyncFleetService) -> No
     assert verify(fleet.store) == []
 
 
+def _before_0_2(rows: Iterable[EventRow]) -> list[dict[str, Any]]:
+    """The events as the engine wrote them before 0.2: a lease without ``step_id``, followed by
+    a ``step_started`` when it started its step's attempt; ``receipt_posted`` (the receipt as
+    received: pending, no score) then ``receipt_accepted`` or ``receipt_rejected``."""
+    running: dict[tuple[str | None, str], int] = {}  # steps running: their attempt
+    events: list[dict[str, Any]] = []
+    for row in rows:
+        event = row.to_json()
+        del event["seq"]
+        data = event["data"]
+        if row.type == "task_leased" and "step_id" in data:
+            step_id = data.pop("step_id")
+            events.append(event)
+            if running.get((row.run_id, step_id), 0) < data["attempt"]:
+                running[row.run_id, step_id] = data["attempt"]
+                started = {"step_id": step_id, "task_id": data["task_id"],
+                           "attempt": data["attempt"]}  # fmt: skip
+                events.append(event | {"event_id": f"{row.event_id}s", "type": "step_started",
+                                       "data": started})  # fmt: skip
+            continue
+        if row.type in {"step_completed", "step_failed", "step_skipped", "step_reset",
+                        "step_ready", "breakpoint_hit", "task_paused"}:  # fmt: skip
+            running.pop((row.run_id, data["step_id"]), None)
+        if row.type == "receipt_recorded":
+            receipt = data["receipt"]
+            verdict = {"receipt_id": receipt["receipt_id"], "task_id": receipt["task_id"],
+                       "score": receipt["score"], "hash": receipt["hash"]}  # fmt: skip
+            posted = receipt | {"status": "pending", "score": None}
+            events.append(event | {"type": "receipt_posted", "data": {"receipt": posted}})
+            events.append(event | {"event_id": f"{row.event_id}v", "data": verdict,
+                                   "type": f"receipt_{receipt['status']}"})  # fmt: skip
+            continue
+        events.append(event)
+    return events
+
+
+_SCHEDULING_ROWS = {
+    "steps": "SELECT run_id, step_id, status, deps_open, items_done, next_item FROM steps",
+    "tasks": "SELECT run_id, task_id, status, attempt FROM tasks",
+    "step_edges": "SELECT run_id, step_id, dependent_id FROM step_edges",
+    "run_progress": "SELECT run_id, unfinished_steps FROM run_progress",
+}
+
+
+def _scheduling_rows(store: EventStore) -> dict[str, list[tuple[Any, ...]]]:
+    with store.backend.read() as tx:
+        return {t: sorted(tuple(r) for r in tx.fetchall(q)) for t, q in _SCHEDULING_ROWS.items()}
+
+
+def test_a_log_written_before_0_2_projects_the_same_counters(
+    store: EventStore, clock: ManualClock, tmp_path: Path
+) -> None:
+    """step_started, receipt_posted and receipt_accepted/rejected (the task cycle's events
+    before 0.2) move the counters as task_leased and receipt_recorded do, and the runs go on
+    from such a log."""
+    with open_store(f"sqlite:///{tmp_path / 'new.db'}") as new:
+        runs = _mixed_runs(_service(new, clock))
+        expected = _scheduling_rows(new)
+        old = _before_0_2(new.iter_rows())
+    assert {e["type"] for e in old} >= {"step_started", "receipt_posted", "receipt_accepted"}
+    assert not {e["type"] for e in old} & {"receipt_recorded"}
+    store.append_json(old)
+    assert _scheduling_rows(store) == expected
+    _check_counters(store)
+    assert verify(store) == []
+    fleet = _service(store, clock)
+    for name in ("reset", "fan"):
+        _settle(fleet, name, lambda e: _item_output(e) if "item" in e.task.inputs else ("ok", 1))
+    fleet.resume_run(runs["pause"])
+    _settle(fleet, "pause", lambda e: ("ok", e.task.step_id))
+    assert {fleet.get_run(r).status for r in runs.values()} == {"completed"}
+    _check_counters(store)
+    assert verify(store) == []
+
+
 _DOWNGRADE = {
     "sqlite": [
         "DROP TRIGGER steps_counters",
@@ -449,17 +526,19 @@ def _work_meter(store: EventStore, samples: list[int]) -> Iterator[None]:
 
 def _receipt_work(fleet: SyncFleetService, spec: dict[str, Any], output: Outcome) -> float:
     """The median database work of the receipts of 10 tasks from the middle of a run of
-    ``spec`` (which then runs to its end)."""
+    ``spec`` (whose worker role is its own: what it leaves queued is no other run's)."""
+    role = spec["defaults"]["worker"]["role"]
+    fleet.register_worker({"worker_id": role, "role": role, "tools": ["*"]})
     run = fleet.submit_run(spec)
-    _settle(fleet, "any", output, limit=20)
-    leased = fleet.lease_task("any", max_tasks=10, lease_seconds=600)
+    _settle(fleet, role, output, limit=20)
+    leased = fleet.lease_task(role, max_tasks=10, lease_seconds=600)
+    assert len(leased) == 10
     samples: list[int] = []
     with _work_meter(fleet.store, samples):
         for entry in leased:
             assert entry.lease is not None
             fleet.complete_task(entry.task.task_id, entry.lease.fencing_token, output(entry)[1])
-    _settle(fleet, "any", output)
-    assert fleet.get_run(run.run_id).status == "completed"
+    assert fleet.get_run(run.run_id).status == "running"
     return statistics.median(samples)
 
 
@@ -474,10 +553,10 @@ def test_a_receipts_database_work_does_not_grow_with_the_run(
             plan = _tool("plan", inputs={"n": {"from": "inputs.n"}})
             slots = {"max_parallel": 10} if shape == "map_max_parallel" else {}
             each = _map("each", "steps.plan.output#/items", "plan", **slots)
-            return _spec(plan, each, inputs={"n": width})
+            return _spec(plan, each, inputs={"n": width}, role=f"{shape}{width}")
         wide = [_tool(f"s{i}") for i in range(width)]
         join = [_tool("join", *(s["id"] for s in wide))] if shape == "fan_in" else []
-        return _spec(*wide, *join)
+        return _spec(*wide, *join, role=f"{shape}{width}")
 
     def output(entry: FleetInboxEntry) -> tuple[str, Any]:
         if entry.task.step_id == "plan":
