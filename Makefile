@@ -4,7 +4,7 @@
 #   make check-mcp  drive `fleetforge mcp` with the MCP Inspector CLI (needs Node.js/npx)
 #   make bench  run the benchmarks (prints a table, writes benchmarks/results/*.json)
 #   make stress envelope delivery under repetition, outside CI (50 runs of each framework example,
-#               the once flaky Worker test 50 times in a row; ~15 min)
+#               the once flaky Worker test 50 times in a row, a 10,000-item map on both stores; ~17 min)
 #   make lock   re-resolve the dev environment into requirements-dev.lock
 #
 # The installer is uv, bootstrapped from PyPI into .venv at the version the lock pins; when it

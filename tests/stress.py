@@ -5,6 +5,8 @@
    numbers are 0, 1, 2, ... with no gap, ``start`` first and ``complete`` last.
 2. The once flaky ``test_worker_runs_the_adapter_on_a_fleet[autogen-local]`` N times in a row,
    each in its own pytest process.
+3. Wide runs at full size (issue 20): the map of 10,000 items completes on both stores and its
+   counters equal replay (``tests/test_wide_runs.py`` with FLEETFORGE_STRESS=1; CI runs 1,000).
 
 Prints one line per check and a summary; exits 1 when any run had a gap or failed.
 ``python -m tests.stress --runs 5`` for a quick look.
@@ -25,6 +27,7 @@ import anyio
 ROOT = Path(__file__).parents[1]
 EXAMPLES = ("langgraph_worker", "autogen_worker", "crewai_worker")
 FLAKY = "tests/test_adapters.py::test_worker_runs_the_adapter_on_a_fleet[autogen-local]"
+WIDE = "tests/test_wide_runs.py::test_a_wide_map_completes"
 
 
 async def _check(tmp: Path) -> str | None:
@@ -89,6 +92,21 @@ def flaky_test(runs: int) -> bool:
     return passed == runs
 
 
+def wide_runs() -> bool:
+    """The wide-run test at the issue's size, once on each store (PostgreSQL must run)."""
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--timeout=900", WIDE],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+        env=os.environ | {"FLEETFORGE_STRESS": "1", "CI": "true"},
+    )  # fmt: skip
+    took = time.monotonic() - started
+    print(f"{WIDE} at 10,000 items: {'passed' if done.returncode == 0 else 'FAILED'} ({took:.0f}s)")
+    if done.returncode != 0:
+        print(done.stdout[-2000:])
+    return done.returncode == 0
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=50)
@@ -98,6 +116,7 @@ def main(argv: list[str]) -> int:
         os.environ.update(HOME=home, CREWAI_STORAGE_DIR=str(Path(home) / "crewai"))
         ok = examples(args.runs)
         ok &= flaky_test(args.runs)
+        ok &= wide_runs()
     print("stress: no envelope lost" if ok else "stress: FAILED")
     return 0 if ok else 1
 

@@ -1,4 +1,13 @@
-"""The runs and steps projection: one row per run, one per step, from run_* and step_* events."""
+"""The runs and steps projection: one row per run, one per step, from run_* and step_* events.
+
+Besides what ``get_run`` shows, it keeps what the scheduler reads instead of scanning a run on
+every receipt (flat cost for wide runs): ``step_edges`` (one row per dependency, from the spec),
+``run_progress.unfinished_steps`` (steps without a final status), ``steps.deps_open`` (a step's
+dependencies not completed), and for map steps ``steps.items_done`` / ``steps.next_item`` (items
+completed; the next item to enqueue, which ``step_reset`` sets back to 0). Triggers of the
+schema keep ``unfinished_steps``, ``deps_open`` and ``items_done`` as steps' and tasks' statuses
+change (``sql/<backend>/schema.sql``); replay rebuilds them all exactly.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +42,7 @@ def _submitted(tx: Tx, e: EventRow) -> None:
         },
     )
     for position, step in enumerate(spec["steps"]):
+        needs = dict.fromkeys(step.get("depends_on") or ())  # distinct, in order
         tx.execute(
             Q["step_insert"],
             {
@@ -41,8 +51,14 @@ def _submitted(tx: Tx, e: EventRow) -> None:
                 "position": position,
                 "type": step["type"],
                 "task_ids": canonical_json([]),
+                "deps_open": len(needs),
             },
         )
+        for needed in needs:
+            edge = {"run_id": e.run_id, "step_id": needed, "dependent_id": step["id"]}
+            tx.execute(Q["step_edge_insert"], edge)
+    unfinished = {"run_id": e.run_id, "unfinished_steps": len(spec["steps"])}
+    tx.execute(Q["run_progress_insert"], unfinished)
 
 
 def _run_status(status: str) -> Callable[[Tx, EventRow], None]:
@@ -154,7 +170,12 @@ class RunsProjection:
     """Rows of ``runs`` and ``steps``."""
 
     name = "runs"
-    tables = {"runs": ("run_id",), "steps": ("run_id", "step_id")}
+    tables = {
+        "runs": ("run_id",),
+        "steps": ("run_id", "step_id"),
+        "step_edges": ("run_id", "step_id", "dependent_id"),
+        "run_progress": ("run_id",),
+    }
     _handlers: dict[str, Callable[[Tx, EventRow], None]] = {
         "run_submitted": _submitted,
         "run_started": _started,

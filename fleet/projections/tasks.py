@@ -20,6 +20,10 @@ def _key(e: EventRow) -> dict[str, object]:
 def _enqueued(tx: Tx, e: EventRow) -> None:
     task = e.data["task"]
     worker = task.get("worker") or {}
+    index = task.get("map_index")
+    if index is not None:  # an item of a map step (its step's items_done: a schema trigger)
+        params = {"run_id": e.run_id, "step_id": task["step_id"], "next_item": index + 1}
+        tx.execute(Q["step_next_item"], params)
     tx.execute(
         Q["task_enqueue"],
         {

@@ -10,8 +10,25 @@ VALUES (:run_id, :name, 'pending', :seed, :labels, :spec, :outputs, NULL, :idemp
 
 -- name: step_insert
 INSERT INTO steps (run_id, step_id, position, type, status, attempt, task_ids, output,
-                   failure_kind, error, started_at, finished_at)
-VALUES (:run_id, :step_id, :position, :type, 'pending', 0, :task_ids, NULL, NULL, NULL, NULL, NULL);
+                   failure_kind, error, started_at, finished_at, deps_open, items_done,
+                   next_item)
+VALUES (:run_id, :step_id, :position, :type, 'pending', 0, :task_ids, NULL, NULL, NULL, NULL, NULL,
+        :deps_open, 0, 0);
+
+-- What the scheduler reads instead of scanning a run (see RunsProjection). The counters that
+-- follow statuses (run_progress.unfinished_steps, steps.deps_open, steps.items_done) are kept
+-- by triggers of the schema on every status change, whichever statement makes it.
+
+-- name: step_edge_insert
+INSERT INTO step_edges (run_id, step_id, dependent_id) VALUES (:run_id, :step_id, :dependent_id);
+
+-- name: run_progress_insert
+INSERT INTO run_progress (run_id, unfinished_steps) VALUES (:run_id, :unfinished_steps);
+
+-- name: step_next_item
+-- a map item enqueued: the next item is the one after it (at least)
+UPDATE steps SET next_item = :next_item
+WHERE run_id = :run_id AND step_id = :step_id AND next_item < :next_item;
 
 -- name: run_set_status
 UPDATE runs SET status = :status, updated_at = :at WHERE run_id = :run_id;
@@ -27,7 +44,7 @@ WHERE run_id = :run_id;
 
 -- name: step_reset
 UPDATE steps SET status = 'pending', output = NULL, failure_kind = NULL, error = NULL,
-                 finished_at = NULL
+                 finished_at = NULL, next_item = 0
 WHERE run_id = :run_id AND step_id = :step_id;
 
 -- name: run_reopened

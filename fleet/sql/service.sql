@@ -105,10 +105,6 @@ SELECT digest, size_bytes, media_type, kind, name, path, created_at, run_id, ste
        labels
 FROM artifacts WHERE digest = :digest;
 
--- name: map_progress
-SELECT SUM(CASE WHEN status = 'completed' THEN 1 ELSE 0 END), COUNT(*), MAX(map_index)
-FROM tasks WHERE run_id = :run_id AND step_id = :step_id;
-
 -- name: map_outputs
 SELECT map_index, output FROM tasks
 WHERE run_id = :run_id AND step_id = :step_id ORDER BY map_index;
@@ -122,10 +118,29 @@ SELECT spec, trace FROM runs WHERE run_id = :run_id;
 -- name: step_status
 SELECT status, attempt FROM steps WHERE run_id = :run_id AND step_id = :step_id;
 
--- name: unfinished_steps
--- the final statuses are the service's _FINAL_STEP
-SELECT COUNT(*) FROM steps
-WHERE run_id = :run_id AND status NOT IN ('completed', 'failed', 'skipped', 'cancelled');
+-- Scheduling reads (fleet/scheduling.py): counters the projections keep, one row each (or the
+-- dependents of one step), so that a receipt's cost does not grow with the run.
+
+-- name: run_unfinished_steps
+SELECT unfinished_steps FROM run_progress WHERE run_id = :run_id;
+
+-- name: step_dependents
+-- each dependent's row by its key (a join lets PostgreSQL's generic plan of a young table walk
+-- every step of the run)
+SELECT e.dependent_id,
+       (SELECT s.status FROM steps s WHERE s.run_id = e.run_id AND s.step_id = e.dependent_id),
+       (SELECT s.deps_open FROM steps s WHERE s.run_id = e.run_id AND s.step_id = e.dependent_id),
+       (SELECT s.position FROM steps s WHERE s.run_id = e.run_id AND s.step_id = e.dependent_id)
+FROM step_edges e WHERE e.run_id = :run_id AND e.step_id = :step_id;
+
+-- name: map_counters
+SELECT items_done, next_item FROM steps WHERE run_id = :run_id AND step_id = :step_id;
+
+-- name: step_output
+SELECT output FROM steps WHERE run_id = :run_id AND step_id = :step_id AND status = 'completed';
+
+-- name: task_attempt
+SELECT attempt FROM tasks WHERE run_id = :run_id AND task_id = :task_id;
 
 -- name: step_statuses
 SELECT step_id, status, attempt FROM steps WHERE run_id = :run_id ORDER BY position;

@@ -59,7 +59,24 @@ CREATE TABLE steps (
     error text,
     started_at timestamptz,
     finished_at timestamptz,
+    deps_open integer NOT NULL DEFAULT 0,  -- dependencies not completed
+    items_done integer NOT NULL DEFAULT 0,  -- map: item tasks completed
+    next_item integer NOT NULL DEFAULT 0,  -- map: the next item to enqueue
     PRIMARY KEY (run_id, step_id)
+);
+
+-- One row per dependency: step_id is needed by dependent_id (from the spec).
+CREATE TABLE step_edges (
+    run_id text NOT NULL,
+    step_id text NOT NULL,
+    dependent_id text NOT NULL,
+    PRIMARY KEY (run_id, step_id, dependent_id)
+);
+
+-- Steps not completed, failed, skipped or cancelled: the run completes at 0.
+CREATE TABLE run_progress (
+    run_id text PRIMARY KEY,
+    unfinished_steps integer NOT NULL
 );
 
 -- Content-addressed: one row per digest, whichever run stored it first.
@@ -146,3 +163,52 @@ CREATE TABLE tokens (
     revoked_at timestamptz
 );
 CREATE UNIQUE INDEX tokens_active_name ON tokens (name) WHERE revoked_at IS NULL;
+
+-- The counters follow every change of a status, whichever statement makes it: a step finishing
+-- or opening again moves run_progress.unfinished_steps, and its completing (or a completed step
+-- opening again) moves deps_open of the steps that depend on it; a map item's task completing
+-- (or enqueued again once completed) moves its step's items_done. Each row is updated by its
+-- key: a join would leave PostgreSQL's generic plan on a young table free to walk a whole run.
+CREATE FUNCTION fleetforge_step_counters() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    was_final boolean := OLD.status IN ('completed', 'failed', 'skipped', 'cancelled');
+    is_final boolean := NEW.status IN ('completed', 'failed', 'skipped', 'cancelled');
+    delta integer := CASE WHEN NEW.status = 'completed' THEN -1 ELSE 1 END;
+    dependent text;
+BEGIN
+    IF was_final <> is_final THEN
+        UPDATE run_progress
+        SET unfinished_steps = unfinished_steps + CASE WHEN is_final THEN -1 ELSE 1 END
+        WHERE run_id = NEW.run_id;
+    END IF;
+    IF (OLD.status = 'completed') <> (NEW.status = 'completed') THEN
+        FOR dependent IN
+            SELECT e.dependent_id FROM step_edges e
+            WHERE e.run_id = NEW.run_id AND e.step_id = NEW.step_id
+        LOOP
+            UPDATE steps SET deps_open = deps_open + delta
+            WHERE run_id = NEW.run_id AND step_id = dependent;
+        END LOOP;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER steps_counters AFTER UPDATE OF status ON steps FOR EACH ROW
+    WHEN ((OLD.status IN ('completed', 'failed', 'skipped', 'cancelled'))
+              <> (NEW.status IN ('completed', 'failed', 'skipped', 'cancelled'))
+          OR (OLD.status = 'completed') <> (NEW.status = 'completed'))
+    EXECUTE FUNCTION fleetforge_step_counters();
+
+CREATE FUNCTION fleetforge_task_counters() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE steps
+    SET items_done = items_done + CASE WHEN NEW.status = 'completed' THEN 1 ELSE -1 END
+    WHERE run_id = NEW.run_id AND step_id = NEW.step_id;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER tasks_counters AFTER UPDATE OF status ON tasks FOR EACH ROW
+    WHEN (NEW.map_index IS NOT NULL AND (OLD.status = 'completed') <> (NEW.status = 'completed'))
+    EXECUTE FUNCTION fleetforge_task_counters();

@@ -57,7 +57,24 @@ CREATE TABLE steps (
     error TEXT,
     started_at TEXT,
     finished_at TEXT,
+    deps_open INTEGER NOT NULL DEFAULT 0,  -- dependencies not completed
+    items_done INTEGER NOT NULL DEFAULT 0,  -- map: item tasks completed
+    next_item INTEGER NOT NULL DEFAULT 0,  -- map: the next item to enqueue
     PRIMARY KEY (run_id, step_id)
+);
+
+-- One row per dependency: step_id is needed by dependent_id (from the spec).
+CREATE TABLE step_edges (
+    run_id TEXT NOT NULL,
+    step_id TEXT NOT NULL,
+    dependent_id TEXT NOT NULL,
+    PRIMARY KEY (run_id, step_id, dependent_id)
+);
+
+-- Steps not completed, failed, skipped or cancelled: the run completes at 0.
+CREATE TABLE run_progress (
+    run_id TEXT PRIMARY KEY,
+    unfinished_steps INTEGER NOT NULL
 );
 
 -- Content-addressed: one row per digest, whichever run stored it first.
@@ -144,3 +161,35 @@ CREATE TABLE tokens (
     revoked_at TEXT
 );
 CREATE UNIQUE INDEX tokens_active_name ON tokens (name) WHERE revoked_at IS NULL;
+
+-- The counters follow every change of a status, whichever statement makes it: a step finishing
+-- or opening again moves run_progress.unfinished_steps, and its completing (or a completed step
+-- opening again) moves deps_open of the steps that depend on it; a map item's task completing
+-- (or enqueued again once completed) moves its step's items_done.
+CREATE TRIGGER steps_counters AFTER UPDATE OF status ON steps
+WHEN (OLD.status IN ('completed', 'failed', 'skipped', 'cancelled'))
+         <> (NEW.status IN ('completed', 'failed', 'skipped', 'cancelled'))
+     OR (OLD.status = 'completed') <> (NEW.status = 'completed')
+BEGIN
+    UPDATE run_progress
+    SET unfinished_steps = unfinished_steps
+        + (OLD.status IN ('completed', 'failed', 'skipped', 'cancelled'))
+        - (NEW.status IN ('completed', 'failed', 'skipped', 'cancelled'))
+    WHERE run_id = NEW.run_id
+      AND (OLD.status IN ('completed', 'failed', 'skipped', 'cancelled'))
+          <> (NEW.status IN ('completed', 'failed', 'skipped', 'cancelled'));
+    UPDATE steps
+    SET deps_open = deps_open + (OLD.status = 'completed') - (NEW.status = 'completed')
+    WHERE run_id = NEW.run_id
+      AND step_id IN (SELECT e.dependent_id FROM step_edges e
+                      WHERE e.run_id = NEW.run_id AND e.step_id = NEW.step_id)
+      AND (OLD.status = 'completed') <> (NEW.status = 'completed');
+END;
+
+CREATE TRIGGER tasks_counters AFTER UPDATE OF status ON tasks
+WHEN NEW.map_index IS NOT NULL AND (OLD.status = 'completed') <> (NEW.status = 'completed')
+BEGIN
+    UPDATE steps
+    SET items_done = items_done + (NEW.status = 'completed') - (OLD.status = 'completed')
+    WHERE run_id = NEW.run_id AND step_id = NEW.step_id;
+END;
