@@ -1,0 +1,369 @@
+"""Leases: handing tasks out, fencing, heartbeats, expiry, release and pause."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from fnmatch import fnmatchcase
+from itertools import islice
+from typing import Any
+
+from fleetforge._jsondomain import check_json_value
+from fleetforge.contracts import (
+    FleetInboxEntry,
+    FleetInboxStatus,
+    FleetLease,
+    FleetResume,
+    FleetTrustLevel,
+    FleetWorkerSpec,
+    Run,
+)
+from fleetforge.errors import (
+    AlreadyCompletedError,
+    ForbiddenError,
+    LeaseLostError,
+    NotFoundError,
+    RunCancelledError,
+    UsageError,
+)
+from fleetforge.fleet._state import TaskState, load_task, task_from_row
+from fleetforge.fleet.access import Caller, refusal
+from fleetforge.fleet.service.core import Q, retrying, run_of, ts
+from fleetforge.fleet.service.workers import Workers
+from fleetforge.fleet.store import Unit
+
+_EXPIRY_SCAN_EVERY = timedelta(milliseconds=100)
+
+
+class Leasing(Workers):
+    """Leases: handing tasks out, fencing, heartbeats, expiry, release and pause."""
+
+    def lease_task(
+        self,
+        worker_id: str,
+        *,
+        lease_seconds: float = 30.0,
+        wait_seconds: float = 0.0,
+        max_tasks: int = 1,
+        caller: Caller | None = None,
+    ) -> list[FleetInboxEntry]:
+        """Lease up to ``max_tasks`` tasks this worker can do, each with a fencing token.
+
+        Waits up to ``wait_seconds`` for one to appear (long poll). Returns [] when none came.
+        The leases belong to ``caller`` (its worker, and its token when that names no worker):
+        only it may act on them.
+        """
+        if caller is not None and caller.worker_id not in (None, worker_id):
+            raise ForbiddenError(
+                f"forbidden: {caller.label} acts as worker '{caller.worker_id}', not '{worker_id}'"
+            )
+        if lease_seconds <= 0:
+            raise UsageError(f"lease_seconds must be positive, got {lease_seconds}")
+        if not 1 <= max_tasks <= 100:
+            raise UsageError(f"max_tasks must be between 1 and 100, got {max_tasks}")
+        deadline = time.monotonic() + max(wait_seconds, 0.0)
+        pause = (
+            0.005  # SQLite polls with backoff (5 ms doubling to 0.5 s); PostgreSQL wakes on NOTIFY
+        )
+        while True:
+            self.expire_leases()
+            leased = self._lease_once(worker_id, lease_seconds, max_tasks, caller)
+            remaining = deadline - time.monotonic()
+            if leased or remaining <= 0:
+                return leased
+            self.store.backend.wait_for_events(min(remaining, pause))
+            pause = min(pause * 2, 0.5)
+
+    @retrying
+    def _lease_once(
+        self, worker_id: str, lease_seconds: float, max_tasks: int, caller: Caller | None
+    ) -> list[FleetInboxEntry]:
+        with self.store.transaction() as unit:
+            return self._lease_in(unit, worker_id, lease_seconds, max_tasks, caller)
+
+    def _lease_in(
+        self,
+        unit: Unit,
+        worker_id: str,
+        lease_seconds: float,
+        max_tasks: int,
+        caller: Caller | None,
+    ) -> list[FleetInboxEntry]:
+        """Lease up to ``max_tasks`` tasks for ``worker_id`` inside ``unit``."""
+        now = self.clock.now()
+        worker = self._worker(unit, worker_id)
+        # Candidates are locked as they are read, and ones other leases hold are passed
+        # over (PostgreSQL's SKIP LOCKED): concurrent workers spread over the inbox.
+        unit.tx.prefer_index_order()
+        rows = unit.tx.fetchall(
+            unit.tx.for_update(Q["lease_candidates"], skip_locked=True),
+            {
+                "now": ts(now),
+                "role": worker.role,
+                "rank": worker.trust_level.rank,
+                "limit": max_tasks * 8,
+            },
+        )
+        # decode candidates lazily: most match, so usually only max_tasks rows are read
+        matching = (t for t in (task_from_row(unit.tx, r) for r in rows)
+                    if _matches(t.spec, worker))  # fmt: skip
+        chosen = list(islice(matching, max_tasks))
+        expires = now + timedelta(seconds=lease_seconds)
+        credential = None if caller is None else caller.credential
+        # A lease starts its step's attempt (the steps projection does, from task_leased);
+        # steps rows are locked by that projection, so the events go in (run, step) order:
+        # two leases never wait on each other's step rows in opposite orders.
+        events = [
+            self._event(
+                "task_leased",
+                task.run_id,
+                now,
+                task_id=task.task_id,
+                entry_id=task.entry_id,
+                attempt=task.attempt,
+                worker_id=worker_id,
+                fencing_token=task.fencing_token + 1,
+                expires_at=expires,
+                step_id=task.step_id,
+                credential=credential,
+            )
+            for task in sorted(chosen, key=lambda t: (t.run_id, t.step_id, t.task_id))
+        ]
+        self._append(unit, events)
+        return [
+            FleetInboxEntry(
+                entry_id=task.entry_id,
+                task=self._task_spec(task),
+                attempt=task.attempt,
+                status=FleetInboxStatus.LEASED,
+                enqueued_at=task.enqueued_at,
+                available_at=task.available_at,
+                lease=FleetLease(
+                    worker_id=worker_id,
+                    fencing_token=task.fencing_token + 1,
+                    leased_at=now,
+                    expires_at=expires,
+                ),
+                resume=None if task.resume is None else FleetResume(**task.resume),
+            )
+            for task in chosen
+        ]
+
+    @retrying
+    def expire_leases(self, *, limit: int = 100, force: bool = False) -> int:
+        """Return tasks whose lease lapsed to the inbox (attempt + 1); after
+        ``max_lease_expiries`` lapses the step fails with ``timeout``. Returns how many.
+
+        Scans at most every 100 ms of clock time unless ``force``; between scans a lapsed lease
+        is still refused, by :meth:`_held`'s own check of its expiry.
+        """
+        now = self.clock.now()
+        last = self._expiry_checked
+        if not force and last is not None and now - last < _EXPIRY_SCAN_EVERY:
+            return 0
+        self._expiry_checked = now
+        with self.store.backend.read() as tx:
+            due = [r[0] for r in tx.fetchall(Q["expired_leases"], {"now": ts(now), "limit": limit})]
+        if not due:
+            return 0
+        count = 0
+        with self.store.transaction() as unit:
+            for task_id in sorted(due):  # by run: runs are locked in one order
+                self._lock_run_of(unit, task_id)
+                task = load_task(unit.tx, task_id, lock=True)
+                if task is None or task.status != "leased" or not task.lease_expires_at:
+                    continue
+                if task.lease_expires_at >= now:
+                    continue
+                count += 1
+                self._append(
+                    unit,
+                    [
+                        self._event(
+                            "task_lease_expired",
+                            task.run_id,
+                            now,
+                            task_id=task.task_id,
+                            worker_id=task.worker_id,
+                            fencing_token=task.fencing_token,
+                            reason="no heartbeat before the lease expired",
+                        )
+                    ],
+                )
+                if task.expiries + 1 >= self.max_lease_expiries:
+                    message = f"the lease expired {task.expiries + 1} times"
+                    self._fail_step(unit, task.run_id, task.step_id, "timeout", message, now)
+                    continue
+                spec = self._task_spec(task)
+                enqueue = self._enqueue_event(spec, task.attempt + 1, now, now, task.resume)
+                self._append(unit, [enqueue])
+        return count
+
+    def _held(
+        self,
+        unit: Unit,
+        task_id: str,
+        fencing_token: int,
+        *,
+        caller: Caller | None,
+        what: str,
+        lock_run: bool = True,
+    ) -> TaskState:
+        """The task, if this fencing token still holds an unexpired lease and ``caller`` holds
+        it (see :mod:`.access`); raise otherwise. A stale token is LeaseLostError whoever
+        calls, so an honest worker that lost its lease is told so, not refused.
+
+        The task's row is locked, and first its run's unless ``lock_run`` is false (what
+        changes only the task: heartbeats, events, a release).
+        """
+        if lock_run:
+            self._lock_run_of(unit, task_id)
+        task = load_task(unit.tx, task_id, lock=True)
+        if task is None:
+            raise NotFoundError(f"no task '{task_id}'", task_id=task_id)
+        self._check_lease(task, self._run(unit, task.run_id).status, fencing_token, caller, what)
+        return task
+
+    def _check_lease(
+        self,
+        task: TaskState,
+        run_status: str,
+        fencing_token: int,
+        caller: Caller | None,
+        what: str,
+    ) -> None:
+        """Raise unless ``fencing_token`` holds ``task``'s unexpired lease and ``caller`` may
+        act on it (see :meth:`_held`)."""
+        task_id = task.task_id
+        if run_status == "cancelled":
+            raise RunCancelledError(
+                f"run cancelled: run '{task.run_id}' was cancelled; stop working on '{task_id}'",
+                run_id=task.run_id,
+                task_id=task_id,
+            )
+        if (
+            task.status != "leased"
+            and task.fencing_token == fencing_token
+            and run_status in {"failed", "completed"}
+        ):
+            raise AlreadyCompletedError(
+                f"run '{task.run_id}' already {run_status}; stop working on '{task_id}'",
+                run_id=task.run_id,
+                task_id=task_id,
+            )
+        expired = task.lease_expires_at is not None and task.lease_expires_at < self.clock.now()
+        if task.status != "leased" or task.fencing_token != fencing_token or expired:
+            raise LeaseLostError(
+                f"lease lost: stale fencing token {fencing_token} for task '{task_id}' "
+                f"(the task is {'expired' if expired else task.status}, current token "
+                f"{task.fencing_token})",
+                task_id=task_id,
+            )
+        self._authorize(task, caller, what)
+
+    def _lock_run_of(self, unit: Unit, task_id: str) -> None:
+        """Lock the run of a task (see :meth:`_run`); NotFoundError names the task."""
+        try:
+            self._run(unit, run_of(task_id), lock=True)
+        except NotFoundError:
+            raise NotFoundError(f"no task '{task_id}'", task_id=task_id) from None
+
+    @retrying
+    def release_task(
+        self,
+        task_id: str,
+        fencing_token: int,
+        *,
+        reason: str = "",
+        caller: Caller | None = None,
+    ) -> None:
+        """Give a leased task back unfinished (graceful shutdown): the same attempt is requeued.
+
+        An ``admin`` caller may release any lease; the event records who did."""
+        check_json_value({"reason": reason}, what="arguments")
+        now = self.clock.now()
+        admin = caller is not None and caller.admin
+        with self.store.transaction() as unit:
+            task = self._held(
+                unit,
+                task_id,
+                fencing_token,
+                caller=None if admin else caller,
+                what="release",
+                lock_run=False,
+            )
+            by = None
+            if admin and caller is not None and refusal(caller, task) is not None:
+                by = caller.label
+            self._append(
+                unit,
+                [
+                    self._event(
+                        "task_released",
+                        task.run_id,
+                        now,
+                        task_id=task_id,
+                        worker_id=task.worker_id,
+                        fencing_token=fencing_token,
+                        reason=reason,
+                        by=by,
+                    ),
+                    self._enqueue_event(self._task_spec(task), task.attempt, now, now, task.resume),
+                ],
+            )
+
+    @retrying
+    def pause_task(
+        self,
+        task_id: str,
+        fencing_token: int,
+        *,
+        reason: str = "",
+        waiting_for: Sequence[Any] = (),
+        caller: Caller | None = None,
+    ) -> Run:
+        """Stop a leased task to wait for input (a LangGraph ``interrupt()``, a question for a
+        person): the lease ends, the step waits and the run pauses until ``resume_run``, whose
+        value the task's next lease carries (``FleetInboxEntry.resume``)."""
+        waiting_for = check_json_value(
+            {"reason": reason, "waiting_for": list(waiting_for)}, what="arguments"
+        )["waiting_for"]
+        now = self.clock.now()
+        with self.store.transaction() as unit:
+            task = self._held(unit, task_id, fencing_token, caller=caller, what="pause")
+            run = self._run(unit, task.run_id)
+            events = [
+                self._event(
+                    "task_paused",
+                    task.run_id,
+                    now,
+                    task_id=task_id,
+                    step_id=task.step_id,
+                    attempt=task.attempt,
+                    worker_id=task.worker_id,
+                    fencing_token=fencing_token,
+                    reason=reason,
+                    waiting_for=list(waiting_for),
+                )
+            ]
+            if run.status == "running":
+                events.append(
+                    self._event(
+                        "run_paused", task.run_id, now, reason="interrupt", step_id=task.step_id
+                    )
+                )
+            self._append(unit, events)
+            return self._get_run(unit, task.run_id)
+
+
+def _matches(task_spec: Mapping[str, Any], worker: FleetWorkerSpec) -> bool:
+    """Does the worker offer the tools and labels the task's profile asks for?"""
+    profile = task_spec.get("worker") or {}
+    for need in profile.get("tools", []):
+        if not any(fnmatchcase(need, have) or fnmatchcase(have, need) for have in worker.tools):
+            return False
+    labels = profile.get("labels") or {}
+    if any(worker.labels.get(k) != v for k, v in labels.items()):
+        return False
+    return FleetTrustLevel(profile.get("min_trust", "untrusted")).admits(worker.trust_level)
