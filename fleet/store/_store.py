@@ -100,22 +100,23 @@ class EventStore:
         """One write transaction: read projection state, then append events, atomically.
 
         Projections are applied as events are appended (later reads in the unit see them); the
-        event rows themselves are inserted together when the unit ends, in one statement, so
-        on PostgreSQL the append lock is held only for that insert and the commit.
+        event rows themselves are inserted together when the unit ends, in one statement, after
+        every row lock the unit took (see postgres.py); their ``seq`` is set once it commits.
         """
         with self.backend.write() as tx:
             unit = Unit(self, tx)
             yield unit
             unit.flush()
+        unit.settle()
 
     def append_rows(self, rows: Sequence[EventRow]) -> None:
-        """Insert rows (their ``seq`` is set) and apply projections, in one transaction."""
+        """Apply projections and insert rows (their ``seq`` is set), in one transaction."""
         if not rows:
             return
         with self.backend.write() as tx:
-            self.backend.insert_events(tx, rows)
             for row in rows:
                 self.project(tx, row)
+            self.backend.insert_events(tx, rows)  # last, as a unit does (see transaction)
 
     def project(self, tx: Tx, row: EventRow) -> None:
         """Apply one stored event to every projection that handles its type (inside ``tx``)."""
@@ -151,11 +152,21 @@ class EventStore:
         after: int = 0,
         limit: int = 1000,
     ) -> list[EventRow]:
-        """Like :meth:`query`, without building models (for export, replay and followers)."""
+        """Like :meth:`query`, without building models (for export, replay and followers).
+
+        Only events below the backend's horizon (:meth:`Backend.horizon`) are returned, so the
+        ``seq`` of the last one is a cursor that skips nothing: no event with a lower ``seq``
+        can commit later. Every event committed before the call is below it."""
         if limit < 1:
             raise UsageError(f"limit must be at least 1, got {limit}")
         params: dict[str, Any] = {"after": after, "limit": limit}
         where = ["seq > :after"]
+        horizon = self.backend.horizon()
+        if horizon is not None:
+            if horizon <= after:
+                return []
+            where.append("seq <= :horizon")
+            params["horizon"] = horizon
         if run_id is not None:
             where.append("run_id = :run_id")
             params["run_id"] = run_id
@@ -172,8 +183,14 @@ class EventStore:
             return [self.backend.decode_row(r) for r in tx.fetchall(sql, params)]
 
     def latest(self, *, run_id: str | None = None) -> RunEvent | None:
-        """The newest event (of one run), or None."""
-        where, params = ("WHERE run_id = :run_id", {"run_id": run_id}) if run_id else ("", {})
+        """The newest event (of one run) below the horizon (so its ``seq`` is a safe cursor),
+        or None."""
+        params: dict[str, Any] = {"run_id": run_id} if run_id else {}
+        where = "WHERE run_id = :run_id" if run_id else ""
+        horizon = self.backend.horizon()
+        if horizon is not None:
+            where = f"{where} AND seq <= :horizon" if where else "WHERE seq <= :horizon"
+            params["horizon"] = horizon
         sql = f"SELECT {_COLUMNS} FROM events {where} ORDER BY seq DESC LIMIT 1"
         with self.backend.read() as tx:
             row = tx.fetchone(sql, params)
@@ -213,10 +230,11 @@ class EventStore:
     ) -> Iterator[RunEvent]:
         """Yield events after the cursor ``after`` as they commit, until ``stop`` is set.
 
-        Never misses an event: on SQLite writers are serialized, and on PostgreSQL appends take
-        a lock that makes commit order equal ``seq`` order, so no lower ``seq`` can commit after
-        a reader has seen a higher one. Between reads it waits for a notification (PostgreSQL
-        LISTEN) or polls (SQLite), at most ``poll_interval`` seconds.
+        Never misses an event, and yields them in strictly increasing ``seq`` order: each read
+        stops at the backend's horizon (:meth:`query_rows`), below which no event can still
+        commit (on SQLite writers are serialized; on PostgreSQL a horizon read waits for the
+        appends in flight, see postgres.py). Between reads it waits for a notification
+        (PostgreSQL LISTEN) or polls (SQLite), at most ``poll_interval`` seconds.
         """
         rows = self.follow_rows(after=after, run_id=run_id, types=types, stop=stop,
                                 poll_interval=poll_interval, batch=batch)  # fmt: skip
@@ -314,10 +332,11 @@ class Unit:
         self.tx = tx
         self.memo: dict[Any, Any] = {}
         self._pending: list[tuple[RunEvent, EventRow]] = []
+        self._inserted: list[tuple[RunEvent, EventRow]] = []
 
     def append(self, events: Sequence[RunEvent]) -> list[RunEvent]:
         """Apply the events' projections now and insert the events when the unit ends (one
-        statement for all); each event's ``seq`` is set on the given model at that point."""
+        statement for all); each event's ``seq`` is set on the given model once it commits."""
         for event in events:
             row = _row(event)
             self.store.project(self.tx, row)
@@ -325,13 +344,18 @@ class Unit:
         return list(events)
 
     def flush(self) -> None:
-        """Insert the appended events (in append order) and set their ``seq``."""
+        """Insert the appended events (in append order); :meth:`settle` sets their ``seq``."""
         if not self._pending:
             return
         pending, self._pending = self._pending, []
         self.store.backend.insert_events(self.tx, [row for _, row in pending])
-        for event, row in pending:
+        self._inserted += pending
+
+    def settle(self) -> None:
+        """Once the transaction has committed: set each inserted event's ``seq``."""
+        for event, row in self._inserted:
             event.seq = row.seq
+        self._inserted = []
 
 
 def _row(event: RunEvent) -> EventRow:

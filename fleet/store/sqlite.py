@@ -168,6 +168,9 @@ class SqliteBackend:
         for offset, row in enumerate(reversed(rows)):
             row.seq = last - offset
 
+    def horizon(self) -> None:
+        return None  # writers are serialized: commit order is seq order
+
     def decode_row(self, row: tuple[Any, ...]) -> EventRow:
         seq, event_id, run_id, type_, at, data = row
         return EventRow(seq, event_id, run_id or None, type_, at, json.loads(data))
