@@ -331,8 +331,9 @@ class Unit:
         self.store = store
         self.tx = tx
         self.memo: dict[Any, Any] = {}
-        self._pending: list[tuple[RunEvent, EventRow]] = []
-        self._inserted: list[tuple[RunEvent, EventRow]] = []
+        self._pending: list[tuple[RunEvent | None, EventRow]] = []
+        self._inserted: list[tuple[RunEvent | None, EventRow]] = []
+        self._savepoints = 0
 
     def append(self, events: Sequence[RunEvent]) -> list[RunEvent]:
         """Apply the events' projections now and insert the events when the unit ends (one
@@ -343,6 +344,31 @@ class Unit:
             self._pending.append((event, row))
         return list(events)
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A step of the unit that is all or nothing: when the block raises, what it wrote
+        (projection rows, events to insert) is undone and the unit goes on without it."""
+        self._savepoints += 1
+        name = f"fleetforge_item_{self._savepoints}"
+        mark = len(self._pending)
+        self.tx.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self.tx.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            self.tx.execute(f"RELEASE SAVEPOINT {name}")
+            del self._pending[mark:]
+            self.memo.clear()  # reads cached in the block may be of undone writes
+            raise
+        self.tx.execute(f"RELEASE SAVEPOINT {name}")
+
+    def append_rows(self, rows: Sequence[EventRow]) -> None:
+        """Like :meth:`append`, for events already in their stored form (the engine's: see
+        :mod:`fleetforge.fleet._events`); each row's ``seq`` is set once the unit has committed."""
+        for row in rows:
+            self.store.project(self.tx, row)
+            self._pending.append((None, row))
+
     def flush(self) -> None:
         """Insert the appended events (in append order); :meth:`settle` sets their ``seq``."""
         if not self._pending:
@@ -352,9 +378,11 @@ class Unit:
         self._inserted += pending
 
     def settle(self) -> None:
-        """Once the transaction has committed: set each inserted event's ``seq``."""
+        """Once the transaction has committed: set each inserted event's ``seq`` (rows given
+        to :meth:`append_rows` have theirs set by the backend)."""
         for event, row in self._inserted:
-            event.seq = row.seq
+            if event is not None:
+                event.seq = row.seq
         self._inserted = []
 
 
