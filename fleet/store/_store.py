@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,11 +14,13 @@ from fleetforge.contracts.events import RunEvent, parse_event
 from fleetforge.errors import UsageError
 from fleetforge.fleet.projections import DEFAULT_PROJECTIONS, Projection
 from fleetforge.fleet.store._base import Backend, EventRow, Tx, iso, storage_json
+from fleetforge.fleet.store._group import DEFAULT_GROUP_MAX, GroupCommit
 from fleetforge.redaction import contains_secret, scrub
 
 __all__ = ["EventStore", "StoreInfo", "Unit"]
 
 _COLUMNS = "seq, event_id, run_id, type, at, data"
+GROUP_COMMIT_BY_DEFAULT = frozenset({"sqlite"})  # see docs/contracts.md, "Group commit"
 _EVENT_DEPTH = MAX_DEPTH + EVENT_DEPTH_SLACK
 
 
@@ -41,8 +43,22 @@ class EventStore:
     manager or call :meth:`close`.
     """
 
-    def __init__(self, backend: Backend, projections: Sequence[Projection] | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        projections: Sequence[Projection] | None = None,
+        *,
+        group_commit: bool | None = None,
+        group_max: int = DEFAULT_GROUP_MAX,
+    ) -> None:
         self.backend = backend
+        if group_commit is None:
+            group_commit = backend.name in GROUP_COMMIT_BY_DEFAULT
+        # concurrent units share a transaction (see _group.py); rebuild() never joins one
+        self.group = GroupCommit(backend, max_units=group_max) if group_commit else None
+        self._write: Callable[[], AbstractContextManager[Tx]] = (
+            self.group.unit if self.group is not None else backend.write
+        )
         self.projections: tuple[Projection, ...] = tuple(
             DEFAULT_PROJECTIONS if projections is None else projections
         )
@@ -97,23 +113,30 @@ class EventStore:
 
     @contextmanager
     def transaction(self) -> Iterator[Unit]:
-        """One write transaction: read projection state, then append events, atomically.
+        """One write unit: read projection state, then append events, atomically.
 
         Projections are applied as events are appended (later reads in the unit see them); the
         event rows themselves are inserted together when the unit ends, in one statement, after
         every row lock the unit took (see postgres.py); their ``seq`` is set once it commits.
+
+        With group commit (the default on SQLite) units that run at the same time share one
+        transaction, each in its own savepoint; the ``with`` block returns only once the
+        transaction has committed, and raises if it did not. A unit that raises is undone
+        alone. Callbacks given to :meth:`Unit.after_commit` run after the commit, in order.
         """
-        with self.backend.write() as tx:
+        with self._write() as tx:
             unit = Unit(self, tx)
             yield unit
             unit.flush()
         unit.settle()
+        for callback in unit.committed:
+            callback()
 
     def append_rows(self, rows: Sequence[EventRow]) -> None:
         """Apply projections and insert rows (their ``seq`` is set), in one transaction."""
         if not rows:
             return
-        with self.backend.write() as tx:
+        with self._write() as tx:
             for row in rows:
                 self.project(tx, row)
             self.backend.insert_events(tx, rows)  # last, as a unit does (see transaction)
@@ -324,16 +347,27 @@ class EventStore:
 
 
 class Unit:
-    """An open write transaction of a store: reads see the projections of the events appended
-    so far. ``memo`` is the caller's scratch space for the length of the unit."""
+    """An open write unit of a store: reads see the projections of the events appended so far
+    (and of the units before it in its group). ``memo`` is the caller's scratch space for the
+    length of the unit; it goes with the unit when the unit is undone.
+
+    What outlives the unit (a cache in the service) must not be filled from the unit's own
+    writes unless they are immutable and keyed by ids the unit created: the unit may still
+    be undone after its body returned (its group's COMMIT failing). Fill such caches in an
+    :meth:`after_commit` callback."""
 
     def __init__(self, store: EventStore, tx: Tx) -> None:
         self.store = store
         self.tx = tx
         self.memo: dict[Any, Any] = {}
+        self.committed: list[Callable[[], None]] = []
         self._pending: list[tuple[RunEvent | None, EventRow]] = []
         self._inserted: list[tuple[RunEvent | None, EventRow]] = []
         self._savepoints = 0
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the unit has committed (never if it is rolled back)."""
+        self.committed.append(callback)
 
     def append(self, events: Sequence[RunEvent]) -> list[RunEvent]:
         """Apply the events' projections now and insert the events when the unit ends (one
@@ -355,6 +389,9 @@ class Unit:
         try:
             yield
         except BaseException:
+            recover = getattr(self.tx, "recover", None)  # PostgreSQL's pipeline, after an error
+            if recover is not None:
+                recover()
             self.tx.execute(f"ROLLBACK TO SAVEPOINT {name}")
             self.tx.execute(f"RELEASE SAVEPOINT {name}")
             del self._pending[mark:]

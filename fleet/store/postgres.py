@@ -126,8 +126,10 @@ def _pg(sql: str) -> str:
 
 
 class _PgTx:
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], url: str) -> None:
         self._conn = conn
+        self._url = url
+        self.pipeline: psycopg.Pipeline | None = None  # a write's, set by write()
         # INSERTs whose RETURNING seq is read after the commit (same flush), with their rows
         self.inserted: list[tuple[psycopg.Cursor[Any], Sequence[EventRow]]] = []
 
@@ -160,6 +162,48 @@ class _PgTx:
         # A young inbox has no statistics yet, and PostgreSQL's guess then is a bitmap scan
         # that reads every queued task and sorts them; the ordered index walk stops at LIMIT.
         self._conn.execute("SELECT set_config('enable_bitmapscan', 'off', true)")
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """One unit's part of a group transaction (see ``_group.py``): rolled back alone when
+        its body raises, with the INSERTs it queued forgotten (their seqs are read after the
+        group's COMMIT). Its end waits for the server, so an error of a statement the body
+        queued is raised here, in the unit that made it, not in the next unit's body; driver
+        errors are translated here too (this runs in the unit's own thread)."""
+        conn, mark = self._conn, len(self.inserted)
+        with _translated(self._url):
+            conn.execute("SAVEPOINT fleetforge_unit", prepare=False)
+            try:
+                yield
+                conn.execute("RELEASE SAVEPOINT fleetforge_unit", prepare=False)
+                self._sync()
+            except BaseException:
+                del self.inserted[mark:]
+                # after an error the pipeline skips what was queued up to the sync that
+                # reported it (the RELEASE, and any savepoint of the body's), so this
+                # savepoint is still there to roll back to once the pipeline is through
+                self.recover()
+                conn.execute("ROLLBACK TO SAVEPOINT fleetforge_unit", prepare=False)
+                conn.execute("RELEASE SAVEPOINT fleetforge_unit", prepare=False)
+                self._sync()
+                raise
+
+    def recover(self) -> None:
+        """After an error: let the pipeline skip what it still holds (it does, up to the next
+        sync, once a statement failed), so a ROLLBACK TO queued next runs. The transaction
+        itself stays failed until then."""
+        if self.pipeline is not None:
+            with suppress(psycopg.Error):
+                self.pipeline.sync()
+
+    def _sync(self) -> None:
+        """Wait for the statements queued in the pipeline (there is none without one)."""
+        if self.pipeline is not None:
+            self.pipeline.sync()
+
+    def alive(self) -> bool:
+        """Whether the transaction is still open and usable (not failed, not lost)."""
+        return self._conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
 
     @property
     def connection(self) -> psycopg.Connection[Any]:
@@ -280,7 +324,7 @@ class PostgresBackend:
     @contextmanager
     def write(self, *, exclusive: bool = False) -> Iterator[_PgTx]:
         with _translated(self.url), self._pool.connection() as conn:
-            tx = _PgTx(conn)
+            tx = _PgTx(conn, self.url)
             commit: psycopg.Cursor[Any] | None = None
             try:
                 # Pipeline mode: statements whose results nobody reads (the projections'
@@ -288,7 +332,8 @@ class PostgresBackend:
                 # a read sends the queue in the same flush, and so does the pipeline's end,
                 # after COMMIT. An error in a queued statement is raised at the next read or at
                 # the end; the transaction then rolls back (the pool's connection context).
-                with conn.pipeline() if _PIPELINE else nullcontext():
+                with conn.pipeline() if _PIPELINE else nullcontext() as pipeline:
+                    tx.pipeline = pipeline
                     conn.execute("BEGIN", prepare=False)
                     if exclusive:
                         self._exclude_writers(conn)
@@ -332,7 +377,7 @@ class PostgresBackend:
         # autocommit: each statement reads the commits before it (READ COMMITTED's view of a
         # transaction, without its BEGIN and COMMIT round trips)
         with _translated(self.url), self._pool.connection() as conn:
-            yield _PgTx(conn)
+            yield _PgTx(conn, self.url)
 
     def horizon(self) -> int:
         """The highest ``seq`` below which the log is final (see the module docstring): every
