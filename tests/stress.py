@@ -7,14 +7,19 @@
    each in its own pytest process.
 3. Wide runs at full size (issue 20): the map of 10,000 items completes on both stores and its
    counters equal replay (``tests/test_wide_runs.py`` with FLEETFORGE_STRESS=1; CI runs 1,000).
+4. Followers under concurrent appends (tests/test_store_follow_concurrent.py) at full size: 8
+   writer threads x 1,000 transactions (some holding their commit open), ``follow_rows`` and a
+   pager reading at the same time, on SQLite and on a private PostgreSQL: each reader saw every
+   seq of the table, in order.
 
 Prints one line per check and a summary; exits 1 when any run had a gap or failed.
-``python -m tests.stress --runs 5`` for a quick look.
+``python -m tests.stress --runs 5`` for a quick look, ``--only followers`` for one check.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -107,16 +112,54 @@ def wide_runs() -> bool:
     return done.returncode == 0
 
 
+def followers(transactions: int = 1000) -> bool:
+    from fleetforge.testing.postgres import find_postgres_bin, postgres_server
+    from tests.test_store_follow_concurrent import WRITERS, check, follow_while_writing
+
+    ok = True
+    bindir = find_postgres_bin()
+    with tempfile.TemporaryDirectory(prefix="fleetforge-stress-follow-") as tmp:
+        urls = {"sqlite": f"sqlite:///{tmp}/fleet.db"}
+        with postgres_server(bindir) if bindir else contextlib.nullcontext("") as pg:
+            if pg:
+                urls["postgres"] = pg
+            else:
+                print("followers [postgres]: PostgreSQL server programs not found")
+                ok = False
+            for name, url in urls.items():
+                started = time.monotonic()
+                try:
+                    seen = follow_while_writing(url, writers=WRITERS, transactions=transactions)
+                    check(seen)
+                    verdict = f"both readers saw all {len(seen.table)} events in order"
+                except AssertionError as exc:
+                    verdict, ok = f"FAILED: {exc}", False
+                took = time.monotonic() - started
+                print(f"followers [{name}]: {WRITERS} writers x {transactions} transactions: "
+                      f"{verdict} ({took:.0f}s)")  # fmt: skip
+    return ok
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=50)
+    checks = ["examples", "flaky", "wide", "followers"]
+    parser.add_argument("--only", choices=checks, action="append",
+                        help="run only these checks (repeatable); default: all")  # fmt: skip
     args = parser.parse_args(argv)
+    only = set(args.only or checks)
+    ok = True
     with tempfile.TemporaryDirectory(prefix="fleetforge-stress-home-") as home:
         # CrewAI writes under $HOME and its storage dir: keep both out of the real home
         os.environ.update(HOME=home, CREWAI_STORAGE_DIR=str(Path(home) / "crewai"))
-        ok = examples(args.runs)
-        ok &= flaky_test(args.runs)
-        ok &= wide_runs()
+        if "examples" in only:
+            ok &= examples(args.runs)
+        if "flaky" in only:
+            ok &= flaky_test(args.runs)
+        if "wide" in only:
+            ok &= wide_runs()
+        if "followers" in only:
+            ok &= followers()
     print("stress: no envelope lost" if ok else "stress: FAILED")
     return 0 if ok else 1
 

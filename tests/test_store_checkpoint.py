@@ -31,10 +31,11 @@ def test_a_grown_wal_is_checkpointed_in_the_background(tmp_path: Path) -> None:
     writer = _wal_db(path)
     checkpointer = Checkpointer(str(path), threshold=64 * 1024)
     try:
-        for _ in range(3):
-            writer.execute("INSERT INTO t VALUES (?)", ("x" * 50_000,))
-            checkpointer.committed()
-        writer.execute("INSERT INTO t VALUES (?)", ("y" * 50_000,))
+        # the WAL grows past the threshold before the checkpointer is told: told after each
+        # write, it may checkpoint after the first one, and (the WAL restarting at its start)
+        # not again, so the file would hold one row
+        for text in ("x", "x", "x", "y"):
+            writer.execute("INSERT INTO t VALUES (?)", (text * 50_000,))
         checkpointer.committed()
         _until(lambda: checkpointer.checkpoints >= 1)
         # with automatic checkpoints off, only a checkpoint moves pages into the database file

@@ -85,9 +85,16 @@ class Workers(Steps):
                 worker_id=worker_id,
             )
         spec = FleetWorkerSpec.model_validate(unit.tx.load_json(row[1]))
-        if len(self._workers) >= 4096:
-            self._workers.clear()
-        self._workers[worker_id] = (time.monotonic(), spec)
+        read_at = time.monotonic()
+
+        def remember() -> None:
+            if len(self._workers) >= 4096:
+                self._workers.clear()
+            self._workers[worker_id] = (read_at, spec)
+
+        # once committed: with group commit the row read may be another unit's registration
+        # in the same transaction, which its COMMIT failing would undo
+        unit.after_commit(remember)
         return spec
 
     def _batch_worker(self, worker_id: str | None, caller: Caller | None, wanted: int) -> str:

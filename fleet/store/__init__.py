@@ -8,7 +8,9 @@
 One URL picks the backend, in SQLAlchemy's forms: ``sqlite:///relative.db``,
 ``sqlite:////absolute.db``, ``sqlite://`` (in memory), ``postgresql://user:pass@host:port/db``.
 Query parameters tune a backend: ``?synchronous=full`` (SQLite), ``?pool_size=8`` or any libpq
-parameter such as ``?host=/run/postgresql`` (PostgreSQL).
+parameter such as ``?host=/run/postgresql`` (PostgreSQL); and the store on either backend:
+``?group_commit=on|off`` (concurrent write units share one transaction; on by default on SQLite)
+and ``?group_max=16`` (at most that many units per transaction).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from fleetforge.errors import NotFoundError, UsageError
 from fleetforge.fleet.projections import Projection
 from fleetforge.fleet.settings import fleet_home, parse_store_url
 from fleetforge.fleet.store._base import Backend, EventRow, Tx
+from fleetforge.fleet.store._group import DEFAULT_GROUP_MAX
 from fleetforge.fleet.store._store import EventStore, StoreInfo, Unit
 from fleetforge.redaction import mask_url, register_url
 
@@ -46,16 +49,18 @@ def open_backend(url: str, *, create: bool = True) -> Backend:
     NotFoundError and nothing is created."""
     register_url(url)
     parsed = parse_store_url(url)
+    options = dict(parsed.options)
+    _group_options(options)  # the store's, not the backend's
     if parsed.backend == "sqlite":
         from fleetforge.fleet.store.sqlite import SqliteBackend
 
         if parsed.path:
             _check_sqlite_path(url, Path(parsed.path), create=create)
-        return SqliteBackend(parsed.path, parsed.options)
+        return SqliteBackend(parsed.path, options)
     from fleetforge.fleet.store.postgres import PostgresBackend
 
     assert parsed.dsn is not None
-    return PostgresBackend(parsed.dsn, parsed.options)
+    return PostgresBackend(parsed.dsn, options)
 
 
 def open_store(
@@ -63,7 +68,24 @@ def open_store(
 ) -> EventStore:
     """Open the store a URL names, applying pending migrations (``create``: see
     :func:`open_backend`)."""
-    return EventStore(open_backend(url, create=create), projections)
+    group_commit, group_max = _group_options(dict(parse_store_url(url).options))
+    backend = open_backend(url, create=create)
+    return EventStore(backend, projections, group_commit=group_commit, group_max=group_max)
+
+
+_SWITCH = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
+
+
+def _group_options(options: dict[str, str]) -> tuple[bool | None, int]:
+    """Take ``group_commit`` and ``group_max`` out of a URL's options (None: the backend's
+    default)."""
+    switch = options.pop("group_commit", None)
+    if switch is not None and switch.lower() not in _SWITCH:
+        raise UsageError(f"store option group_commit must be on or off, got {switch!r}")
+    size = options.pop("group_max", str(DEFAULT_GROUP_MAX))
+    if not size.isdigit() or int(size) < 1:
+        raise UsageError(f"store option group_max must be a positive integer, got {size!r}")
+    return (None if switch is None else _SWITCH[switch.lower()]), int(size)
 
 
 def _check_sqlite_path(url: str, path: Path, *, create: bool) -> None:

@@ -191,17 +191,26 @@ class Backend(Protocol):
     """The store URL, with any password masked."""
 
     def write(self, *, exclusive: bool = False) -> AbstractContextManager[Tx]:
-        """A write transaction. Appends are serialized when events are inserted (see
-        postgres.py); ``exclusive`` serializes the whole transaction with every other writer
-        (rebuilding projections)."""
+        """A write transaction; ``exclusive`` serializes the whole transaction with every other
+        writer (rebuilding projections)."""
         ...
 
     def read(self) -> AbstractContextManager[Tx]:
-        """A read-only transaction (one consistent snapshot)."""
+        """Reads that change nothing. Each statement sees what committed before it; statements
+        of one ``read`` may see different commits (READ COMMITTED)."""
         ...
 
     def insert_events(self, tx: Tx, rows: Sequence[EventRow]) -> None:
-        """Insert rows in order and set each row's ``seq``."""
+        """Insert rows in order, in ``tx``; each row's ``seq`` is set by the time the write
+        transaction has committed (PostgreSQL reads them back with the COMMIT). Call it last
+        in a transaction, after every row lock it takes (see postgres.py)."""
+        ...
+
+    def horizon(self) -> int | None:
+        """The highest ``seq`` below which the log is final: every event with a lower or equal
+        ``seq`` has committed, or never will, so a cursor may move up to it and skip nothing.
+        None when commits land in ``seq`` order (SQLite: writers are serialized), so that every
+        committed event is below the horizon."""
         ...
 
     def decode_row(self, row: tuple[Any, ...]) -> EventRow:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,11 +14,13 @@ from fleetforge.contracts.events import RunEvent, parse_event
 from fleetforge.errors import UsageError
 from fleetforge.fleet.projections import DEFAULT_PROJECTIONS, Projection
 from fleetforge.fleet.store._base import Backend, EventRow, Tx, iso, storage_json
+from fleetforge.fleet.store._group import DEFAULT_GROUP_MAX, GroupCommit
 from fleetforge.redaction import contains_secret, scrub
 
 __all__ = ["EventStore", "StoreInfo", "Unit"]
 
 _COLUMNS = "seq, event_id, run_id, type, at, data"
+GROUP_COMMIT_BY_DEFAULT = frozenset({"sqlite"})  # see docs/contracts.md, "Group commit"
 _EVENT_DEPTH = MAX_DEPTH + EVENT_DEPTH_SLACK
 
 
@@ -41,8 +43,22 @@ class EventStore:
     manager or call :meth:`close`.
     """
 
-    def __init__(self, backend: Backend, projections: Sequence[Projection] | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        projections: Sequence[Projection] | None = None,
+        *,
+        group_commit: bool | None = None,
+        group_max: int = DEFAULT_GROUP_MAX,
+    ) -> None:
         self.backend = backend
+        if group_commit is None:
+            group_commit = backend.name in GROUP_COMMIT_BY_DEFAULT
+        # concurrent units share a transaction (see _group.py); rebuild() never joins one
+        self.group = GroupCommit(backend, max_units=group_max) if group_commit else None
+        self._write: Callable[[], AbstractContextManager[Tx]] = (
+            self.group.unit if self.group is not None else backend.write
+        )
         self.projections: tuple[Projection, ...] = tuple(
             DEFAULT_PROJECTIONS if projections is None else projections
         )
@@ -97,25 +113,33 @@ class EventStore:
 
     @contextmanager
     def transaction(self) -> Iterator[Unit]:
-        """One write transaction: read projection state, then append events, atomically.
+        """One write unit: read projection state, then append events, atomically.
 
         Projections are applied as events are appended (later reads in the unit see them); the
-        event rows themselves are inserted together when the unit ends, in one statement, so
-        on PostgreSQL the append lock is held only for that insert and the commit.
+        event rows themselves are inserted together when the unit ends, in one statement, after
+        every row lock the unit took (see postgres.py); their ``seq`` is set once it commits.
+
+        With group commit (the default on SQLite) units that run at the same time share one
+        transaction, each in its own savepoint; the ``with`` block returns only once the
+        transaction has committed, and raises if it did not. A unit that raises is undone
+        alone. Callbacks given to :meth:`Unit.after_commit` run after the commit, in order.
         """
-        with self.backend.write() as tx:
+        with self._write() as tx:
             unit = Unit(self, tx)
             yield unit
             unit.flush()
+        unit.settle()
+        for callback in unit.committed:
+            callback()
 
     def append_rows(self, rows: Sequence[EventRow]) -> None:
-        """Insert rows (their ``seq`` is set) and apply projections, in one transaction."""
+        """Apply projections and insert rows (their ``seq`` is set), in one transaction."""
         if not rows:
             return
-        with self.backend.write() as tx:
-            self.backend.insert_events(tx, rows)
+        with self._write() as tx:
             for row in rows:
                 self.project(tx, row)
+            self.backend.insert_events(tx, rows)  # last, as a unit does (see transaction)
 
     def project(self, tx: Tx, row: EventRow) -> None:
         """Apply one stored event to every projection that handles its type (inside ``tx``)."""
@@ -151,11 +175,21 @@ class EventStore:
         after: int = 0,
         limit: int = 1000,
     ) -> list[EventRow]:
-        """Like :meth:`query`, without building models (for export, replay and followers)."""
+        """Like :meth:`query`, without building models (for export, replay and followers).
+
+        Only events below the backend's horizon (:meth:`Backend.horizon`) are returned, so the
+        ``seq`` of the last one is a cursor that skips nothing: no event with a lower ``seq``
+        can commit later. Every event committed before the call is below it."""
         if limit < 1:
             raise UsageError(f"limit must be at least 1, got {limit}")
         params: dict[str, Any] = {"after": after, "limit": limit}
         where = ["seq > :after"]
+        horizon = self.backend.horizon()
+        if horizon is not None:
+            if horizon <= after:
+                return []
+            where.append("seq <= :horizon")
+            params["horizon"] = horizon
         if run_id is not None:
             where.append("run_id = :run_id")
             params["run_id"] = run_id
@@ -172,8 +206,14 @@ class EventStore:
             return [self.backend.decode_row(r) for r in tx.fetchall(sql, params)]
 
     def latest(self, *, run_id: str | None = None) -> RunEvent | None:
-        """The newest event (of one run), or None."""
-        where, params = ("WHERE run_id = :run_id", {"run_id": run_id}) if run_id else ("", {})
+        """The newest event (of one run) below the horizon (so its ``seq`` is a safe cursor),
+        or None."""
+        params: dict[str, Any] = {"run_id": run_id} if run_id else {}
+        where = "WHERE run_id = :run_id" if run_id else ""
+        horizon = self.backend.horizon()
+        if horizon is not None:
+            where = f"{where} AND seq <= :horizon" if where else "WHERE seq <= :horizon"
+            params["horizon"] = horizon
         sql = f"SELECT {_COLUMNS} FROM events {where} ORDER BY seq DESC LIMIT 1"
         with self.backend.read() as tx:
             row = tx.fetchone(sql, params)
@@ -213,10 +253,11 @@ class EventStore:
     ) -> Iterator[RunEvent]:
         """Yield events after the cursor ``after`` as they commit, until ``stop`` is set.
 
-        Never misses an event: on SQLite writers are serialized, and on PostgreSQL appends take
-        a lock that makes commit order equal ``seq`` order, so no lower ``seq`` can commit after
-        a reader has seen a higher one. Between reads it waits for a notification (PostgreSQL
-        LISTEN) or polls (SQLite), at most ``poll_interval`` seconds.
+        Never misses an event, and yields them in strictly increasing ``seq`` order: each read
+        stops at the backend's horizon (:meth:`query_rows`), below which no event can still
+        commit (on SQLite writers are serialized; on PostgreSQL a horizon read waits for the
+        appends in flight, see postgres.py). Between reads it waits for a notification
+        (PostgreSQL LISTEN) or polls (SQLite), at most ``poll_interval`` seconds.
         """
         rows = self.follow_rows(after=after, run_id=run_id, types=types, stop=stop,
                                 poll_interval=poll_interval, batch=batch)  # fmt: skip
@@ -306,19 +347,31 @@ class EventStore:
 
 
 class Unit:
-    """An open write transaction of a store: reads see the projections of the events appended
-    so far. ``memo`` is the caller's scratch space for the length of the unit."""
+    """An open write unit of a store: reads see the projections of the events appended so far
+    (and of the units before it in its group). ``memo`` is the caller's scratch space for the
+    length of the unit; it goes with the unit when the unit is undone.
+
+    What outlives the unit (a cache in the service) must not be filled from the unit's own
+    writes unless they are immutable and keyed by ids the unit created: the unit may still
+    be undone after its body returned (its group's COMMIT failing). Fill such caches in an
+    :meth:`after_commit` callback."""
 
     def __init__(self, store: EventStore, tx: Tx) -> None:
         self.store = store
         self.tx = tx
         self.memo: dict[Any, Any] = {}
+        self.committed: list[Callable[[], None]] = []
         self._pending: list[tuple[RunEvent | None, EventRow]] = []
+        self._inserted: list[tuple[RunEvent | None, EventRow]] = []
         self._savepoints = 0
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the unit has committed (never if it is rolled back)."""
+        self.committed.append(callback)
 
     def append(self, events: Sequence[RunEvent]) -> list[RunEvent]:
         """Apply the events' projections now and insert the events when the unit ends (one
-        statement for all); each event's ``seq`` is set on the given model at that point."""
+        statement for all); each event's ``seq`` is set on the given model once it commits."""
         for event in events:
             row = _row(event)
             self.store.project(self.tx, row)
@@ -336,6 +389,9 @@ class Unit:
         try:
             yield
         except BaseException:
+            recover = getattr(self.tx, "recover", None)  # PostgreSQL's pipeline, after an error
+            if recover is not None:
+                recover()
             self.tx.execute(f"ROLLBACK TO SAVEPOINT {name}")
             self.tx.execute(f"RELEASE SAVEPOINT {name}")
             del self._pending[mark:]
@@ -345,20 +401,26 @@ class Unit:
 
     def append_rows(self, rows: Sequence[EventRow]) -> None:
         """Like :meth:`append`, for events already in their stored form (the engine's: see
-        :mod:`fleetforge.fleet._events`); each row's ``seq`` is set when the unit ends."""
+        :mod:`fleetforge.fleet._events`); each row's ``seq`` is set once the unit has committed."""
         for row in rows:
             self.store.project(self.tx, row)
             self._pending.append((None, row))
 
     def flush(self) -> None:
-        """Insert the appended events (in append order) and set their ``seq``."""
+        """Insert the appended events (in append order); :meth:`settle` sets their ``seq``."""
         if not self._pending:
             return
         pending, self._pending = self._pending, []
         self.store.backend.insert_events(self.tx, [row for _, row in pending])
-        for event, row in pending:
+        self._inserted += pending
+
+    def settle(self) -> None:
+        """Once the transaction has committed: set each inserted event's ``seq`` (rows given
+        to :meth:`append_rows` have theirs set by the backend)."""
+        for event, row in self._inserted:
             if event is not None:
                 event.seq = row.seq
+        self._inserted = []
 
 
 def _row(event: RunEvent) -> EventRow:

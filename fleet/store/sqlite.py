@@ -5,6 +5,8 @@ One connection per store, guarded by a lock; WAL journal; ``BEGIN IMMEDIATE`` fo
 writers are serialized and commit order equals ``seq`` order; a busy timeout so writers in other
 processes wait instead of failing. ``synchronous`` defaults to NORMAL (durable against a crashed
 process; the last transactions may be lost on power failure); ``?synchronous=full`` changes it.
+Concurrent units of one process share a transaction (group commit, see ``_group.py``), each in
+a savepoint of its own (:meth:`_SqliteTx.savepoint`), on this one connection.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ _INSERT_CHUNK = 500  # rows per INSERT: 5 parameters each, well under SQLite's 3
 
 
 class _SqliteTx:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, url: str) -> None:
         self._conn = conn
+        self._url = url
+        self._lost = False
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         self._conn.execute(sql, params or {})
@@ -66,6 +70,28 @@ class _SqliteTx:
     def last_rowid(self) -> int:
         row = self._conn.execute("SELECT last_insert_rowid()").fetchone()
         return int(row[0])
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """One unit's part of a group transaction (see ``_group.py``): rolled back alone when
+        its body raises. Runs in the unit's own thread, so driver errors are translated here."""
+        with _translated(self._url):
+            self._conn.execute("SAVEPOINT fleetforge_unit")
+            try:
+                yield
+            except BaseException:
+                try:
+                    self._conn.execute("ROLLBACK TO fleetforge_unit")
+                    self._conn.execute("RELEASE fleetforge_unit")
+                except sqlite3.Error:
+                    self._lost = True  # its writes may remain: the group must not commit
+                raise
+            self._conn.execute("RELEASE fleetforge_unit")
+
+    def alive(self) -> bool:
+        """Whether the transaction is still open and holds nothing but whole units (SQLite
+        rolls a transaction back by itself after some errors: a full disk, an I/O error)."""
+        return self._conn.in_transaction and not self._lost
 
 
 class SqliteBackend:
@@ -136,11 +162,17 @@ class SqliteBackend:
         with self._lock, _translated(self.url):
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                yield _SqliteTx(self._conn)
+                yield _SqliteTx(self._conn, self.url)
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:  # SQLite may have rolled back already
+                    self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
+            try:
+                self._conn.execute("COMMIT")
+            except sqlite3.Error:
+                if self._conn.in_transaction:  # a COMMIT that failed leaves it open
+                    self._conn.execute("ROLLBACK")
+                raise
         if self._checkpointer is not None:
             self._checkpointer.committed()
 
@@ -149,7 +181,7 @@ class SqliteBackend:
         with self._lock, _translated(self.url):
             self._conn.execute("BEGIN")
             try:
-                yield _SqliteTx(self._conn)
+                yield _SqliteTx(self._conn, self.url)
             finally:
                 self._conn.execute("COMMIT")
 
@@ -177,6 +209,9 @@ class SqliteBackend:
                 raise StoreError("SQLite returned sequence numbers that are not consecutive")
             for row, seq in zip(chunk, seqs, strict=True):
                 row.seq = seq
+
+    def horizon(self) -> None:
+        return None  # writers are serialized: commit order is seq order
 
     def decode_row(self, row: tuple[Any, ...]) -> EventRow:
         seq, event_id, run_id, type_, at, data = row
