@@ -517,11 +517,19 @@ def _work_meter(store: EventStore, samples: list[int]) -> Iterator[None]:
                 yield tx
                 samples.append(_tuples_read(tx) - before)
 
-    store.backend.write = metered  # type: ignore[method-assign]
+    # without group commit the store calls the write it bound when opened (PostgreSQL's default)
+    grouped = store.group is not None
+    if grouped:
+        store.backend.write = metered  # type: ignore[method-assign]
+    else:
+        store._write = metered
     try:
         yield
     finally:
-        del store.backend.write  # type: ignore[method-assign]
+        if grouped:
+            del store.backend.write  # type: ignore[method-assign]
+        else:
+            store._write = write
 
 
 def _receipt_work(fleet: SyncFleetService, spec: dict[str, Any], output: Outcome) -> float:
