@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,8 @@ __all__ = [
     "load_step_tasks",
     "load_steps",
     "load_task",
+    "load_task_and_run",
+    "load_task_for_receipt",
     "task_from_row",
     "to_dt",
 ]
@@ -81,6 +84,9 @@ class StepState:
 
 @dataclass
 class TaskState:
+    """A row of ``tasks``. Its spec (JSON, ~1 KB) is decoded on first use: a lease check, a
+    heartbeat and a receipt never need it (the service keeps parsed specs by entry)."""
+
     run_id: str
     task_id: str
     step_id: str
@@ -88,7 +94,7 @@ class TaskState:
     entry_id: str
     attempt: int
     status: str
-    spec: dict[str, Any]
+    spec_json: Any
     worker_id: str | None
     fencing_token: int
     leased_at: datetime | None
@@ -99,6 +105,16 @@ class TaskState:
     available_at: datetime
     resume: dict[str, Any] | None = None  # {"value": ...} once resume_run gave it a value
     lease_credential: str | None = None  # the unbound token that took the lease, if one did
+    run_status: str | None = None  # read with the task when the query joins its run
+    _spec: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        if self._spec is None:
+            self._spec = (
+                json.loads(self.spec_json) if isinstance(self.spec_json, str) else (self.spec_json)
+            )
+        return self._spec
 
 
 def load_run(tx: Tx, run_id: str) -> RunState | None:
@@ -147,6 +163,7 @@ def load_steps(tx: Tx, run_id: str) -> dict[str, StepState]:
 def task_from_row(tx: Tx, r: tuple[Any, ...]) -> TaskState:
     j = tx.load_json
     output = None if r[13] is None else j(r[13])
+    run_status = r[18] if len(r) > 18 else None
     return TaskState(
         r[0],
         r[1],
@@ -155,7 +172,7 @@ def task_from_row(tx: Tx, r: tuple[Any, ...]) -> TaskState:
         r[4],
         int(r[5]),
         r[6],
-        j(r[7]),
+        r[7],
         r[8],
         int(r[9]),
         to_dt(r[10]),
@@ -166,6 +183,7 @@ def task_from_row(tx: Tx, r: tuple[Any, ...]) -> TaskState:
         at(r[15]),
         None if r[16] is None else j(r[16]),
         r[17],
+        run_status,
     )
 
 
@@ -173,6 +191,21 @@ def load_task(tx: Tx, task_id: str, *, lock: bool = False) -> TaskState | None:
     """The task; ``lock`` holds its row to the end of the transaction."""
     sql = tx.for_update(Q["task"]) if lock else Q["task"]
     row = tx.fetchone(sql, {"task_id": task_id})
+    return None if row is None else task_from_row(tx, row)
+
+
+def load_task_for_receipt(tx: Tx, task_id: str, receipt_id: str) -> tuple[TaskState | None, bool]:
+    """The task, locked, and whether its receipt ``receipt_id`` is stored already."""
+    params = {"task_id": task_id, "run_id": task_id.split(".", 1)[0], "receipt_id": receipt_id}
+    row = tx.fetchone(tx.for_update(Q["task_for_receipt"]), params)
+    if row is None:
+        return None, False
+    return task_from_row(tx, row[:18]), bool(row[18])
+
+
+def load_task_and_run(tx: Tx, task_id: str, run_id: str) -> TaskState | None:
+    """The task with its run's status (``run_status``), in one read (no lock)."""
+    row = tx.fetchone(Q["task_and_run"], {"task_id": task_id, "run_id": run_id})
     return None if row is None else task_from_row(tx, row)
 
 

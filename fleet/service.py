@@ -15,6 +15,7 @@ import hashlib
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 from itertools import islice
@@ -70,6 +71,7 @@ from fleetforge.errors import (
     StoreError,
     UsageError,
 )
+from fleetforge.fleet._events import data_model, engine_row
 from fleetforge.fleet._sql import named_queries
 from fleetforge.fleet._state import (
     RunHead,
@@ -82,6 +84,8 @@ from fleetforge.fleet._state import (
     load_step_tasks,
     load_steps,
     load_task,
+    load_task_and_run,
+    load_task_for_receipt,
     task_from_row,
     to_dt,
 )
@@ -95,11 +99,19 @@ from fleetforge.fleet.scheduler import (
     resolve_value,
 )
 from fleetforge.fleet.scoring import ScorerError, require_scorers, score
-from fleetforge.fleet.store import EventRow, EventStore, Unit
-from fleetforge.fleet.store._base import canonical_json, iso
+from fleetforge.fleet.store import EventRow, EventStore, Tx, Unit
+from fleetforge.fleet.store._base import hashed_json, iso
 from fleetforge.ids import new_id
 from fleetforge.operations._base import Args, Call, Operation
-from fleetforge.operations.results import RunList, WorkerRecord
+from fleetforge.operations.results import (
+    CompletedTasks,
+    HeartbeatResults,
+    ItemFailure,
+    PostedEvent,
+    PostedEvents,
+    RunList,
+    WorkerRecord,
+)
 from fleetforge.redaction import get_logger
 from fleetforge.validation import pydantic_details, validate_run_spec
 
@@ -111,6 +123,8 @@ _FINAL_STEP = {"completed", "failed", "skipped", "cancelled"}
 _TOOL_EVENTS = {"tool_called", "tool_refused"}
 _EXPIRY_SCAN_EVERY = timedelta(milliseconds=100)
 _TRANSIENT_ATTEMPTS = 5
+_WORKER_CACHE_S = 1.0
+_UNREAD = object()
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -150,7 +164,7 @@ def _retrying(method: Callable[P, R]) -> Callable[P, R]:
 
 
 def _digest(value: Any) -> str:
-    return "sha256:" + hashlib.sha256(canonical_json(value).encode()).hexdigest()
+    return "sha256:" + hashlib.sha256(hashed_json(value).encode()).hexdigest()
 
 
 class SyncFleetService:
@@ -173,12 +187,13 @@ class SyncFleetService:
         self._parsed_tasks: dict[str, FleetTaskSpec] = {}
         self._expiry_checked: datetime | None = None
         self._denials = DenialLimiter()
+        self._workers: dict[str, tuple[float, FleetWorkerSpec]] = {}
 
     # ── helpers ──────────────────────────────────────────────────────────────────────────────
 
-    def _event(self, type_: str, run_id: str | None, at: datetime, **data: Any) -> RunEvent:
-        fields = {"event_id": new_id("evt"), "run_id": run_id, "at": at, "data": data}
-        return EVENT_TYPES[type_].model_validate(fields)
+    def _event(self, type_: str, run_id: str | None, at: datetime, **data: Any) -> EventRow:
+        """An event of the engine, in its stored form (see :mod:`fleetforge.fleet._events`)."""
+        return engine_row(type_, run_id, at, data)
 
     def _spec(self, unit: Unit, run_id: str) -> RunSpec:
         """The run's spec (immutable once submitted, so parsed once per service)."""
@@ -228,11 +243,11 @@ class SyncFleetService:
         unit.memo[key] = run
         return run
 
-    def _append(self, unit: Unit, events: Sequence[RunEvent]) -> None:
+    def _append(self, unit: Unit, events: Sequence[EventRow]) -> None:
         for event in events:
             if event.type.startswith("run_"):
                 unit.memo.pop(("run", event.run_id), None)
-        unit.append(events)
+        unit.append_rows(events)
 
     # ── who may act ──────────────────────────────────────────────────────────────────────────
 
@@ -747,7 +762,7 @@ class SyncFleetService:
         now: datetime,
         available: datetime,
         resume: Mapping[str, Any] | None = None,
-    ) -> RunEvent:
+    ) -> EventRow:
         """``resume``: the ``{"value": ...}`` a task that paused for input continues with; it
         stays with the task through expiries, releases and retries until the task ends."""
         return self._event(
@@ -891,6 +906,7 @@ class SyncFleetService:
             self._append(
                 unit, [self._event("worker_registered", None, self.clock.now(), worker=worker)]
             )
+        self._workers.pop(worker.worker_id, None)
         return worker
 
     @_retrying
@@ -931,13 +947,23 @@ class SyncFleetService:
         return quiet
 
     def _worker(self, unit: Unit, worker_id: str) -> FleetWorkerSpec:
+        """The worker's registered spec. Kept for up to a second per service: a lease reads
+        it on every call, and a worker re-registered by another process is seen within 1 s
+        (one registered here at once)."""
+        cached = self._workers.get(worker_id)
+        if cached is not None and time.monotonic() - cached[0] < _WORKER_CACHE_S:
+            return cached[1]
         row = unit.tx.fetchone(Q["worker"], {"worker_id": worker_id})
         if row is None:
             raise NotFoundError(
                 f"no worker '{worker_id}': register it first (register_worker)",
                 worker_id=worker_id,
             )
-        return FleetWorkerSpec.model_validate(unit.tx.load_json(row[1]))
+        spec = FleetWorkerSpec.model_validate(unit.tx.load_json(row[1]))
+        if len(self._workers) >= 4096:
+            self._workers.clear()
+        self._workers[worker_id] = (time.monotonic(), spec)
+        return spec
 
     def lease_task(
         self,
@@ -979,83 +1005,76 @@ class SyncFleetService:
     def _lease_once(
         self, worker_id: str, lease_seconds: float, max_tasks: int, caller: Caller | None
     ) -> list[FleetInboxEntry]:
-        now = self.clock.now()
         with self.store.transaction() as unit:
-            worker = self._worker(unit, worker_id)
-            # Candidates are locked as they are read, and ones other leases hold are passed
-            # over (PostgreSQL's SKIP LOCKED): concurrent workers spread over the inbox.
-            unit.tx.prefer_index_order()
-            rows = unit.tx.fetchall(
-                unit.tx.for_update(Q["lease_candidates"], skip_locked=True),
-                {
-                    "now": _ts(now),
-                    "role": worker.role,
-                    "rank": worker.trust_level.rank,
-                    "limit": max_tasks * 8,
-                },
+            return self._lease_in(unit, worker_id, lease_seconds, max_tasks, caller)
+
+    def _lease_in(
+        self,
+        unit: Unit,
+        worker_id: str,
+        lease_seconds: float,
+        max_tasks: int,
+        caller: Caller | None,
+    ) -> list[FleetInboxEntry]:
+        """Lease up to ``max_tasks`` tasks for ``worker_id`` inside ``unit``."""
+        now = self.clock.now()
+        worker = self._worker(unit, worker_id)
+        # Candidates are locked as they are read, and ones other leases hold are passed
+        # over (PostgreSQL's SKIP LOCKED): concurrent workers spread over the inbox.
+        unit.tx.prefer_index_order()
+        rows = unit.tx.fetchall(
+            unit.tx.for_update(Q["lease_candidates"], skip_locked=True),
+            {
+                "now": _ts(now),
+                "role": worker.role,
+                "rank": worker.trust_level.rank,
+                "limit": max_tasks * 8,
+            },
+        )
+        # decode candidates lazily: most match, so usually only max_tasks rows are read
+        matching = (t for t in (task_from_row(unit.tx, r) for r in rows)
+                    if _matches(t.spec, worker))  # fmt: skip
+        chosen = list(islice(matching, max_tasks))
+        expires = now + timedelta(seconds=lease_seconds)
+        credential = None if caller is None else caller.credential
+        # A lease starts its step's attempt (the steps projection does, from task_leased);
+        # steps rows are locked by that projection, so the events go in (run, step) order:
+        # two leases never wait on each other's step rows in opposite orders.
+        events = [
+            self._event(
+                "task_leased",
+                task.run_id,
+                now,
+                task_id=task.task_id,
+                entry_id=task.entry_id,
+                attempt=task.attempt,
+                worker_id=worker_id,
+                fencing_token=task.fencing_token + 1,
+                expires_at=expires,
+                step_id=task.step_id,
+                credential=credential,
             )
-            # decode candidates lazily: most match, so usually only max_tasks rows are read
-            matching = (t for t in (task_from_row(unit.tx, r) for r in rows)
-                        if _matches(t.spec, worker))  # fmt: skip
-            chosen = list(islice(matching, max_tasks))
-            expires = now + timedelta(seconds=lease_seconds)
-            # their steps' rows, locked in one order so that two leases never wait on each other
-            steps: dict[tuple[str, str], tuple[str, int]] = {}
-            for run_id, step_id in sorted({(t.run_id, t.step_id) for t in chosen}):
-                key_params = {"run_id": run_id, "step_id": step_id}
-                row = unit.tx.fetchone(unit.tx.for_update(Q["step_status"]), key_params)
-                steps[run_id, step_id] = (row[0], int(row[1])) if row else ("", 0)
-            events: list[RunEvent] = []
-            started: set[tuple[str, str]] = set()
-            for task in chosen:
-                events.append(
-                    self._event(
-                        "task_leased",
-                        task.run_id,
-                        now,
-                        task_id=task.task_id,
-                        entry_id=task.entry_id,
-                        attempt=task.attempt,
-                        worker_id=worker_id,
-                        fencing_token=task.fencing_token + 1,
-                        expires_at=expires,
-                        credential=None if caller is None else caller.credential,
-                    )
-                )
-                key = (task.run_id, task.step_id)
-                if key not in started:
-                    status, attempt = steps[key]
-                    if status != "running" or attempt < task.attempt:
-                        events.append(
-                            self._event(
-                                "step_started",
-                                task.run_id,
-                                now,
-                                step_id=task.step_id,
-                                task_id=task.task_id,
-                                attempt=task.attempt,
-                            )
-                        )
-                    started.add(key)
-            self._append(unit, events)
-            return [
-                FleetInboxEntry(
-                    entry_id=task.entry_id,
-                    task=self._task_spec(task),
-                    attempt=task.attempt,
-                    status=FleetInboxStatus.LEASED,
-                    enqueued_at=task.enqueued_at,
-                    available_at=task.available_at,
-                    lease=FleetLease(
-                        worker_id=worker_id,
-                        fencing_token=task.fencing_token + 1,
-                        leased_at=now,
-                        expires_at=expires,
-                    ),
-                    resume=None if task.resume is None else FleetResume(**task.resume),
-                )
-                for task in chosen
-            ]
+            for task in sorted(chosen, key=lambda t: (t.run_id, t.step_id, t.task_id))
+        ]
+        self._append(unit, events)
+        return [
+            FleetInboxEntry(
+                entry_id=task.entry_id,
+                task=self._task_spec(task),
+                attempt=task.attempt,
+                status=FleetInboxStatus.LEASED,
+                enqueued_at=task.enqueued_at,
+                available_at=task.available_at,
+                lease=FleetLease(
+                    worker_id=worker_id,
+                    fencing_token=task.fencing_token + 1,
+                    leased_at=now,
+                    expires_at=expires,
+                ),
+                resume=None if task.resume is None else FleetResume(**task.resume),
+            )
+            for task in chosen
+        ]
 
     @_retrying
     def expire_leases(self, *, limit: int = 100, force: bool = False) -> int:
@@ -1131,8 +1150,21 @@ class SyncFleetService:
         task = load_task(unit.tx, task_id, lock=True)
         if task is None:
             raise NotFoundError(f"no task '{task_id}'", task_id=task_id)
-        run = self._run(unit, task.run_id)
-        if run.status == "cancelled":
+        self._check_lease(task, self._run(unit, task.run_id).status, fencing_token, caller, what)
+        return task
+
+    def _check_lease(
+        self,
+        task: TaskState,
+        run_status: str,
+        fencing_token: int,
+        caller: Caller | None,
+        what: str,
+    ) -> None:
+        """Raise unless ``fencing_token`` holds ``task``'s unexpired lease and ``caller`` may
+        act on it (see :meth:`_held`)."""
+        task_id = task.task_id
+        if run_status == "cancelled":
             raise RunCancelledError(
                 f"run cancelled: run '{task.run_id}' was cancelled; stop working on '{task_id}'",
                 run_id=task.run_id,
@@ -1141,14 +1173,10 @@ class SyncFleetService:
         if (
             task.status != "leased"
             and task.fencing_token == fencing_token
-            and run.status
-            in {
-                "failed",
-                "completed",
-            }
+            and run_status in {"failed", "completed"}
         ):
             raise AlreadyCompletedError(
-                f"run '{task.run_id}' already {run.status}; stop working on '{task_id}'",
+                f"run '{task.run_id}' already {run_status}; stop working on '{task_id}'",
                 run_id=task.run_id,
                 task_id=task_id,
             )
@@ -1161,7 +1189,6 @@ class SyncFleetService:
                 task_id=task_id,
             )
         self._authorize(task, caller, what)
-        return task
 
     def _lock_run_of(self, unit: Unit, task_id: str) -> None:
         """Lock the run of a task (see :meth:`_run`); NotFoundError names the task."""
@@ -1179,64 +1206,89 @@ class SyncFleetService:
         lease_seconds: float = 30.0,
         caller: Caller | None = None,
     ) -> FleetLease:
-        """Extend a lease. Raises LeaseLostError (stale token, or the wall-time budget is
-        spent) or RunCancelledError."""
+        """Keep a lease. Raises LeaseLostError (stale token, or the wall-time budget is
+        spent) or RunCancelledError.
+
+        The lease is extended to ``lease_seconds`` from now, with a ``task_heartbeat`` event,
+        only when less than half of ``lease_seconds`` remains; otherwise the heartbeat is a
+        read-only check of the fencing token and returns the lease as it stands (a worker
+        that heartbeats every third of its lease, as :class:`~fleetforge.worker.Worker` does,
+        writes every other heartbeat; the rule reads only stored state, so replay agrees).
+        """
         self.expire_leases()
         now = self.clock.now()
-        lost: LeaseLostError | None = None
+        if lease_seconds <= 0:
+            raise UsageError(f"lease_seconds must be positive, got {lease_seconds}")
+        with self.store.backend.read() as tx:
+            lease = self._lease_as_it_stands(tx, task_id, fencing_token, lease_seconds, caller, now)
+        if lease is not None:
+            return lease
         with self.store.transaction() as unit:
-            task = self._held(
-                unit, task_id, fencing_token, caller=caller, what="heartbeat", lock_run=False
+            kept = self._heartbeat_in(unit, task_id, fencing_token, lease_seconds, caller, now)
+        if isinstance(kept, LeaseLostError):
+            raise kept  # the budget's events are committed: the task failed
+        return kept
+
+    def _heartbeat_in(
+        self,
+        unit: Unit,
+        task_id: str,
+        fencing_token: int,
+        lease_seconds: float,
+        caller: Caller | None,
+        now: datetime,
+    ) -> FleetLease | LeaseLostError:
+        """Extend a lease inside ``unit``; a spent wall-time budget fails the task instead and
+        comes back as the LeaseLostError to raise once that is committed."""
+        task = self._held(
+            unit, task_id, fencing_token, caller=caller, what="heartbeat", lock_run=False
+        )
+        budget = self._task_spec(task).budget
+        elapsed = (now - task.leased_at).total_seconds() if task.leased_at else 0.0
+        if budget and budget.max_wall_s is not None and elapsed > budget.max_wall_s:
+            self._append(
+                unit,
+                [
+                    self._event(
+                        "budget_exceeded",
+                        task.run_id,
+                        now,
+                        budget="wall_time",
+                        limit=budget.max_wall_s,
+                        used=elapsed,
+                        step_id=task.step_id,
+                        task_id=task_id,
+                    )
+                ],
             )
-            budget = self._task_spec(task).budget
-            elapsed = (now - task.leased_at).total_seconds() if task.leased_at else 0.0
-            if budget and budget.max_wall_s is not None and elapsed > budget.max_wall_s:
-                self._append(
-                    unit,
-                    [
-                        self._event(
-                            "budget_exceeded",
-                            task.run_id,
-                            now,
-                            budget="wall_time",
-                            limit=budget.max_wall_s,
-                            used=elapsed,
-                            step_id=task.step_id,
-                            task_id=task_id,
-                        )
-                    ],
+            message = f"wall time {elapsed:.1f}s exceeds the budget of {budget.max_wall_s}s"
+            self._run(unit, task.run_id, lock=True)  # failing the task may change the run
+            self._task_failed(unit, task, FleetTaskFailureKind.BUDGET_EXCEEDED, message, now)
+            return LeaseLostError(f"lease lost: {message}", task_id=task_id)
+
+        expires = now + timedelta(seconds=lease_seconds)
+        self._append(
+            unit,
+            [
+                self._event(
+                    "task_heartbeat",
+                    task.run_id,
+                    now,
+                    task_id=task_id,
+                    worker_id=task.worker_id,
+                    fencing_token=fencing_token,
+                    expires_at=expires,
                 )
-                message = f"wall time {elapsed:.1f}s exceeds the budget of {budget.max_wall_s}s"
-                self._run(unit, task.run_id, lock=True)  # failing the task may change the run
-                self._task_failed(unit, task, FleetTaskFailureKind.BUDGET_EXCEEDED, message, now)
-                lost = LeaseLostError(f"lease lost: {message}", task_id=task_id)
-            else:
-                expires = now + timedelta(seconds=lease_seconds)
-                self._append(
-                    unit,
-                    [
-                        self._event(
-                            "task_heartbeat",
-                            task.run_id,
-                            now,
-                            task_id=task_id,
-                            worker_id=task.worker_id,
-                            fencing_token=fencing_token,
-                            expires_at=expires,
-                        )
-                    ],
-                )
-                lease = FleetLease.model_validate(
-                    {
-                        "worker_id": task.worker_id,
-                        "fencing_token": fencing_token,
-                        "leased_at": task.leased_at,
-                        "expires_at": expires,
-                    }
-                )
-        if lost is not None:
-            raise lost
-        return lease
+            ],
+        )
+        return FleetLease.model_validate(
+            {
+                "worker_id": task.worker_id,
+                "fencing_token": fencing_token,
+                "leased_at": task.leased_at,
+                "expires_at": expires,
+            }
+        )
 
     @_retrying
     def release_task(
@@ -1392,60 +1444,61 @@ class SyncFleetService:
         envelope: AgentRunEnvelope | Mapping[str, Any],
         *,
         caller: Caller | None = None,
-    ) -> RunEvent:
+    ) -> EventRow:
         """Record an adapter envelope for a leased task (checkpoints also as checkpoint_saved)."""
-        envelope = check_document(envelope, what="envelope")
-        if not isinstance(envelope, AgentRunEnvelope):
-            from fleetforge import schemas
-
-            schemas.validate("agent_run", dict(envelope))
-            envelope = parse_envelope(dict(envelope))
+        envelope = self._envelope(envelope)
         self.expire_leases()
-        now = self.clock.now()
         with self.store.transaction() as unit:
             task = self._held(
                 unit, task_id, fencing_token, caller=caller, what="post_event", lock_run=False
             )
-            mismatched = [
-                ErrorDetail(f"/{field}", f"is {getattr(envelope, field)!r}, the task's is {want!r}")
-                for field, want in (
-                    ("run_id", task.run_id),
-                    ("step_id", task.step_id),
-                    ("task_id", task.task_id),
+            return self._post_event_in(unit, task, envelope, self.clock.now())
+
+    def _post_event_in(
+        self, unit: Unit, task: TaskState, envelope: AgentRunEnvelope, now: datetime
+    ) -> EventRow:
+        """Record ``envelope`` for ``task`` (held) inside ``unit``; return its task_event."""
+        mismatched = [
+            ErrorDetail(f"/{field}", f"is {getattr(envelope, field)!r}, the task's is {want!r}")
+            for field, want in (
+                ("run_id", task.run_id),
+                ("step_id", task.step_id),
+                ("task_id", task.task_id),
+            )
+            if getattr(envelope, field) != want
+        ]
+        if mismatched:
+            raise ContractError("the envelope is for another task", details=mismatched)
+        task_id = task.task_id
+        events = [self._event("task_event", task.run_id, now, task_id=task_id, envelope=envelope)]
+        if isinstance(envelope, EmitEnvelope) and envelope.payload.get("type") in _TOOL_EVENTS:
+            # the armory reports tool calls as custom emits; they are fleet facts too, and
+            # worker-made: validated here (engine events are not, see fleet._events)
+            kind = envelope.payload["type"]
+            fields = {k: v for k, v in envelope.payload.items() if k != "type"}
+            fields |= {"task_id": task_id, "worker_id": task.worker_id}
+            try:
+                report = data_model(kind).model_validate(fields)
+            except ValidationError as exc:
+                raise ContractError(
+                    f"invalid {kind} report", details=pydantic_details(exc, prefix="/payload")
+                ) from None
+            values = {name: getattr(report, name) for name in type(report).model_fields}
+            events.append(self._event(kind, task.run_id, now, **values))
+        if isinstance(envelope, CheckpointEnvelope):
+            events.append(
+                self._event(
+                    "checkpoint_saved",
+                    task.run_id,
+                    now,
+                    task_id=task_id,
+                    checkpoint_id=envelope.checkpoint_id,
+                    state_digest=envelope.state_digest,
+                    artifact=envelope.artifact,
                 )
-                if getattr(envelope, field) != want
-            ]
-            if mismatched:
-                raise ContractError("the envelope is for another task", details=mismatched)
-            events = [
-                self._event("task_event", task.run_id, now, task_id=task_id, envelope=envelope)
-            ]
-            if isinstance(envelope, EmitEnvelope) and envelope.payload.get("type") in _TOOL_EVENTS:
-                # the armory reports tool calls as custom emits; they are fleet facts too
-                fields = {k: v for k, v in envelope.payload.items() if k != "type"}
-                fields |= {"task_id": task_id, "worker_id": task.worker_id}
-                try:
-                    tool_event = self._event(envelope.payload["type"], task.run_id, now, **fields)
-                except ValidationError as exc:
-                    raise ContractError(
-                        f"invalid {envelope.payload['type']} report",
-                        details=pydantic_details(exc, prefix="/payload"),
-                    ) from None
-                events.append(tool_event)
-            if isinstance(envelope, CheckpointEnvelope):
-                events.append(
-                    self._event(
-                        "checkpoint_saved",
-                        task.run_id,
-                        now,
-                        task_id=task_id,
-                        checkpoint_id=envelope.checkpoint_id,
-                        state_digest=envelope.state_digest,
-                        artifact=envelope.artifact,
-                    )
-                )
-            self._append(unit, events)
-            return events[0]  # its seq is set when the unit commits
+            )
+        self._append(unit, events)
+        return events[0]  # its seq is set when the unit commits
 
     @_retrying
     def fail_task(
@@ -1483,14 +1536,37 @@ class SyncFleetService:
             receipt = FleetReceipt.model_validate(dict(receipt))
         self.expire_leases()
         with self.store.transaction() as unit:
-            self._lock_run_of(unit, receipt.task_id)  # then a repeat waits for the first verdict
-            known = self._known_receipt(unit, receipt.task_id, receipt.receipt_id, caller)
-            if known is not None:
-                return _same_receipt(unit, known, receipt)
-            task = self._held(
-                unit, receipt.task_id, receipt.fencing_token, caller=caller, what="post_receipt"
+            target = self._receipt_target(
+                unit, receipt.task_id, receipt.receipt_id, receipt.fencing_token, caller
             )
-            return self._post_receipt(unit, receipt, task)
+            if not isinstance(target, TaskState):
+                return _same_receipt(unit, target, receipt)
+            return self._post_receipt(unit, receipt, target)
+
+    def _receipt_target(
+        self, unit: Unit, task_id: str, receipt_id: str, fencing_token: int, caller: Caller | None
+    ) -> TaskState | tuple[Any, ...]:
+        """The task a receipt is for, held by ``fencing_token`` and ``caller`` — or, when
+        ``receipt_id`` was posted already, that stored receipt (a repeat has one effect). The
+        run's row is locked first, so a repeat waits for the first verdict; the task is read
+        (and locked) with whether the receipt is known, in one statement."""
+        self._lock_run_of(unit, task_id)
+        prefetched = unit.memo.pop(("receipt_target", task_id), None)
+        task: TaskState | None
+        if prefetched is not None:  # read for the whole batch (see _prefetch_receipts)
+            task, receipts = prefetched
+            known = receipt_id in receipts
+        else:
+            task, known = load_task_for_receipt(unit.tx, task_id, receipt_id)
+        if task is None:
+            raise NotFoundError(f"no task '{task_id}'", task_id=task_id)
+        if known:
+            stored = self._known_receipt(unit, task_id, receipt_id, caller)
+            assert stored is not None
+            return stored
+        self._check_lease(task, self._run(unit, task.run_id).status, fencing_token, caller,
+                          "post_receipt")  # fmt: skip
+        return task
 
     def _known_receipt(
         self, unit: Unit, task_id: str, receipt_id: str, caller: Caller | None
@@ -1514,38 +1590,29 @@ class SyncFleetService:
         """Score, chain and record a receipt for ``task`` (held by it), inside ``unit``."""
         now = self.clock.now()
         _check_receipt(receipt, task)
-        row = unit.tx.fetchone(Q["last_receipt_hash"], {"run_id": task.run_id})
-        prev = row[0] if row else None
+        chain = unit.memo.get(("last_hash", task.run_id), _UNREAD)
+        if chain is _UNREAD:  # the run is locked: its chain's head stays ours to the end
+            row = unit.tx.fetchone(Q["last_receipt_hash"], {"run_id": task.run_id})
+            chain = row[0] if row else None
+        prev = chain
         body = receipt.model_dump(mode="json", exclude={"status", "score", "hash", "posted_at"})
         body["prev_hash"] = prev
         posted = receipt.model_copy(
             update={"prev_hash": prev, "hash": _digest(body), "posted_at": now}
         )
-        self._append(unit, [self._event("receipt_posted", task.run_id, now, receipt=posted)])
         verdict, failure, extra = self._judge(posted, task, now)
         accepted = verdict.passed and failure is None
-        self._append(
-            unit,
-            [
-                *extra,
-                self._event(
-                    "receipt_accepted" if accepted else "receipt_rejected",
-                    task.run_id,
-                    now,
-                    receipt_id=posted.receipt_id,
-                    task_id=task.task_id,
-                    score=verdict,
-                    hash=posted.hash,
-                ),
-            ],
-        )
+        status = FleetReceiptStatus.ACCEPTED if accepted else FleetReceiptStatus.REJECTED
+        judged = posted.model_copy(update={"status": status, "score": verdict})
+        unit.memo[("last_hash", task.run_id)] = posted.hash
+        self._append(unit, [*extra, self._event("receipt_recorded", task.run_id, now,
+                                                receipt=judged)])  # fmt: skip
         if accepted:
             self._task_succeeded(unit, task, getattr(posted.result, "output", None), now)
         else:
             kind, message = failure or (FleetTaskFailureKind.INVALID_OUTPUT, verdict.reason)
             self._task_failed(unit, task, kind, message, now)
-        status = FleetReceiptStatus.ACCEPTED if accepted else FleetReceiptStatus.REJECTED
-        return posted.model_copy(update={"status": status, "score": verdict})
+        return judged
 
     @_retrying
     def complete_task(
@@ -1565,42 +1632,297 @@ class SyncFleetService:
         repeating the call (a client retrying after a lost reply) returns the first verdict.
         A caller-chosen id is unique within the task only.
         """
-        rid = (
-            receipt_id
-            or "rcp_" + hashlib.sha256(f"{task_id}:{fencing_token}".encode()).hexdigest()[:26]
-        )
-        used = usage if isinstance(usage, FleetUsage) else FleetUsage.model_validate(usage or {})
-        refs = [a if isinstance(a, FleetArtifactRef) else FleetArtifactRef.model_validate(a)
-                for a in artifacts]  # fmt: skip
-        output, used, refs = _checked_result(output, used, refs)
-        result = TaskSuccess(output=output)
+        done = _completion(task_id, fencing_token, output, usage, artifacts, receipt_id)
         self.expire_leases()
         with self.store.transaction() as unit:
-            self._lock_run_of(unit, task_id)  # then a repeat waits for the first verdict
-            known = self._known_receipt(unit, task_id, rid, caller)
-            if known is not None:
-                stored = FleetReceipt.model_validate(unit.tx.load_json(known[1]))
-                again = stored.model_copy(update={"fencing_token": fencing_token, "result": result,
-                                                  "usage": used, "artifacts": refs})  # fmt: skip
-                return _same_receipt(unit, known, again)
-            task = self._held(unit, task_id, fencing_token, caller=caller, what="post_receipt")
-            receipt = FleetReceipt(
-                receipt_id=rid,
-                run_id=task.run_id,
-                step_id=task.step_id,
-                task_id=task_id,
-                attempt=task.attempt,
-                worker_id=task.worker_id or "",
-                fencing_token=fencing_token,
-                result=result,
-                usage=used,
-                artifacts=refs,
+            return self._complete_in(unit, done, caller)
+
+    def _complete_in(self, unit: Unit, done: _Completion, caller: Caller | None) -> FleetReceipt:
+        """Post ``done``'s success receipt (after its envelopes) inside ``unit``."""
+        task_id, fencing_token = done.task_id, done.fencing_token
+        target = self._receipt_target(unit, task_id, done.receipt_id, fencing_token, caller)
+        if not isinstance(target, TaskState):
+            known = target
+            stored = FleetReceipt.model_validate(unit.tx.load_json(known[1]))
+            update = {"fencing_token": fencing_token, "result": done.result,
+                      "usage": done.usage, "artifacts": done.artifacts}  # fmt: skip
+            again = stored.model_copy(update=update)
+            return _same_receipt(unit, known, again)
+        task = target
+        if done.envelopes:
+            now = self.clock.now()
+            for envelope in done.envelopes:
+                self._post_event_in(unit, task, envelope, now)
+        receipt = FleetReceipt(
+            receipt_id=done.receipt_id,
+            run_id=task.run_id,
+            step_id=task.step_id,
+            task_id=task_id,
+            attempt=task.attempt,
+            worker_id=task.worker_id or "",
+            fencing_token=fencing_token,
+            result=done.result,
+            usage=done.usage,
+            artifacts=done.artifacts,
+        )
+        return self._post_receipt(unit, receipt, task)
+
+    # ── batches ──────────────────────────────────────────────────────────────────────────────
+
+    @_retrying
+    def complete_tasks(
+        self,
+        items: Sequence[Any],
+        *,
+        worker_id: str | None = None,
+        lease_next: int = 0,
+        lease_seconds: float = 30.0,
+        caller: Caller | None = None,
+    ) -> CompletedTasks:
+        """Post success receipts for several leased tasks, each with the envelopes that go
+        before it, and lease up to ``lease_next`` more tasks for ``worker_id``: one write
+        transaction. Each item is all or nothing (a savepoint): one that fails (a stale lease,
+        a bad envelope) is in ``failures`` and changes nothing, the others are recorded.
+
+        ``items``: objects with ``task_id``, ``fencing_token``, ``output`` and optionally
+        ``usage``, ``artifacts``, ``receipt_id``, ``envelopes`` (a
+        :class:`~fleetforge.operations.batches.TaskCompletion`, or anything shaped like one).
+        """
+        if not 0 <= lease_next <= 100:
+            raise UsageError(f"lease_next must be between 0 and 100, got {lease_next}")
+        worker = self._batch_worker(worker_id, caller, lease_next)
+        failures: list[ItemFailure] = []
+        prepared: dict[int, _Completion] = {}
+        for index, item in enumerate(items):
+            try:
+                prepared[index] = _completion(
+                    item.task_id,
+                    item.fencing_token,
+                    item.output,
+                    getattr(item, "usage", None),
+                    getattr(item, "artifacts", None) or (),
+                    getattr(item, "receipt_id", None),
+                    [self._envelope(e) for e in getattr(item, "envelopes", None) or ()],
+                )
+            except FleetForgeError as exc:
+                failures.append(_failure(index, item.task_id, exc))
+        receipts: list[FleetReceipt | None] = [None] * len(items)
+        refused: list[Refusal] = []
+        self.expire_leases()
+        with self.store.transaction() as unit:
+            self._prefetch_receipts(unit, [d.task_id for d in prepared.values()])
+            for index in sorted(prepared, key=lambda i: prepared[i].task_id):  # runs in order
+                done = prepared[index]
+                work = functools.partial(self._complete_in, unit, done, caller)
+                receipts[index] = self._item(unit, index, done.task_id, failures, refused, work)
+            leased = (
+                self._lease_in(unit, worker, lease_seconds, lease_next, caller) if worker else []
             )
-            return self._post_receipt(unit, receipt, task)
+        self._record_refusals(refused)
+        failures.sort(key=lambda f: f.index)
+        return CompletedTasks(receipts=receipts, failures=failures, leased=leased)
+
+    @_retrying
+    def heartbeat_many(
+        self,
+        items: Sequence[Any],
+        *,
+        lease_seconds: float = 30.0,
+        caller: Caller | None = None,
+    ) -> HeartbeatResults:
+        """Keep several leases (items with ``task_id`` and ``fencing_token``): one read for
+        all, and one write transaction for those that need extending (see :meth:`heartbeat`).
+        A lease that is lost is in ``failures`` (stop working on that task)."""
+        if lease_seconds <= 0:
+            raise UsageError(f"lease_seconds must be positive, got {lease_seconds}")
+        self.expire_leases()
+        now = self.clock.now()
+        leases: list[FleetLease | None] = [None] * len(items)
+        failures: list[ItemFailure] = []
+        extend: list[int] = []
+        with self.store.backend.read() as tx:
+            for index, item in enumerate(items):
+                try:
+                    kept = self._lease_as_it_stands(
+                        tx, item.task_id, item.fencing_token, lease_seconds, caller, now
+                    )
+                except FleetForgeError as exc:
+                    failures.append(_failure(index, item.task_id, exc))
+                    continue
+                if kept is None:
+                    extend.append(index)
+                leases[index] = kept
+        refused: list[Refusal] = []
+        if extend:
+            with self.store.transaction() as unit:
+                for index in sorted(extend, key=lambda i: items[i].task_id):
+                    item = items[index]
+                    task_id, token = item.task_id, item.fencing_token
+                    work = functools.partial(
+                        self._heartbeat_in, unit, task_id, token, lease_seconds, caller, now
+                    )
+                    extended = self._item(unit, index, item.task_id, failures, refused, work)
+                    if isinstance(extended, LeaseLostError):  # its task failed (committed)
+                        failures.append(_failure(index, item.task_id, extended))
+                    else:
+                        leases[index] = extended
+        self._record_refusals(refused)
+        failures.sort(key=lambda f: f.index)
+        return HeartbeatResults(leases=leases, failures=failures)
+
+    @_retrying
+    def post_events(self, items: Sequence[Any], *, caller: Caller | None = None) -> PostedEvents:
+        """Record several envelopes (items with ``task_id``, ``fencing_token``, ``envelope``)
+        of leased tasks in one write transaction, in order; one that is refused is in
+        ``failures`` and the others are recorded."""
+        failures: list[ItemFailure] = []
+        envelopes: dict[int, AgentRunEnvelope] = {}
+        for index, item in enumerate(items):
+            try:
+                envelopes[index] = self._envelope(item.envelope)
+            except FleetForgeError as exc:
+                failures.append(_failure(index, item.task_id, exc))
+        posted: list[PostedEvent | None] = [None] * len(items)
+        refused: list[Refusal] = []
+        rows: dict[int, EventRow] = {}
+        self.expire_leases()
+        now = self.clock.now()
+        with self.store.transaction() as unit:
+            held: dict[tuple[str, int], TaskState] = {}
+            for index, envelope in envelopes.items():  # in order: a task's envelopes stay so
+                item = items[index]
+
+                def post(i: Any = item, e: AgentRunEnvelope = envelope) -> EventRow:
+                    key = (i.task_id, i.fencing_token)
+                    if key not in held:
+                        held[key] = self._held(unit, i.task_id, i.fencing_token, caller=caller,
+                                               what="post_event", lock_run=False)  # fmt: skip
+                    return self._post_event_in(unit, held[key], e, now)
+
+                row = self._item(unit, index, item.task_id, failures, refused, post)
+                if row is not None:
+                    rows[index] = row
+        for index, row in rows.items():  # seqs are set once the unit has ended
+            posted[index] = PostedEvent(seq=row.seq, event_id=row.event_id)
+        self._record_refusals(refused)
+        failures.sort(key=lambda f: f.index)
+        return PostedEvents(events=posted, failures=failures)
+
+    def _item(
+        self,
+        unit: Unit,
+        index: int,
+        task_id: str,
+        failures: list[ItemFailure],
+        refused: list[Refusal],
+        work: Callable[[], R],
+    ) -> R | None:
+        """Run one item of a batch in a savepoint of ``unit``; a FleetForgeError (or a refusal)
+        undoes what the item wrote and becomes its failure. Store errors end the batch."""
+        try:
+            with unit.savepoint():
+                return work()
+        except Refusal as denied:
+            refused.append(denied)
+            forbidden = ForbiddenError(f"forbidden: {denied.reason}", task_id=denied.task_id)
+            failures.append(_failure(index, task_id, forbidden))
+        except StoreError:
+            raise
+        except FleetForgeError as exc:
+            failures.append(_failure(index, task_id, exc))
+        return None
+
+    def _prefetch_receipts(self, unit: Unit, task_ids: Sequence[str]) -> None:
+        """Read (and lock) what a batch of receipts needs in four statements, not four per
+        receipt: on PostgreSQL each read is a round trip. The runs are locked first, in one
+        order, then the tasks; :meth:`_receipt_target` takes each task's entry once (a second
+        receipt for one task reads it afresh), and a savepoint rollback drops them all."""
+        if len(task_ids) < 2:
+            return
+        backend, tx = self.store.backend, unit.tx
+        run_ids = sorted({_run_of(t) for t in task_ids})
+        params: dict[str, Any] = {}
+        runs = backend.in_list("run_id", run_ids, params)
+        for row in tx.fetchall(tx.for_update(Q["runs_locked"].format(runs=runs)), params):
+            unit.memo[("run", row[0])] = RunHead(row[0], row[1], int(row[2]))
+            unit.memo[("locked", row[0])] = True
+        params = {}
+        tasks = backend.in_list("task_id", sorted(set(task_ids)), params)
+        known: dict[str, set[str]] = {}
+        for task_id, receipt_id in tx.fetchall(Q["receipts_of_tasks"].format(tasks=tasks), params):
+            known.setdefault(task_id, set()).add(receipt_id)
+        sql = tx.for_update(Q["tasks_for_receipts"].format(tasks=tasks))
+        for row in tx.fetchall(sql, params):
+            task = task_from_row(tx, row)
+            unit.memo[("receipt_target", task.task_id)] = (task, known.get(task.task_id, set()))
+        params = {}
+        runs = backend.in_list("run_id", run_ids, params)
+        heads = dict(tx.fetchall(Q["chain_heads"].format(runs=runs), params))
+        for run_id in run_ids:
+            unit.memo[("last_hash", run_id)] = heads.get(run_id)
+
+    def _record_refusals(self, refused: Sequence[Refusal]) -> None:
+        for denied in refused:
+            self._record_refusal(denied)
+
+    def _batch_worker(self, worker_id: str | None, caller: Caller | None, wanted: int) -> str:
+        """The worker a batch leases for: the caller's, or ``worker_id`` (when it may)."""
+        if wanted == 0:
+            return ""
+        if caller is not None and caller.worker_id not in (None, worker_id or caller.worker_id):
+            raise ForbiddenError(
+                f"forbidden: {caller.label} acts as worker '{caller.worker_id}', not '{worker_id}'"
+            )
+        worker = worker_id or (caller.worker_id if caller is not None else None)
+        if not worker:
+            raise UsageError("lease_next needs the worker to lease for (worker_id)")
+        return worker
+
+    def _envelope(self, envelope: AgentRunEnvelope | Mapping[str, Any]) -> AgentRunEnvelope:
+        """An envelope from outside, checked (JSON value domain, then its schema)."""
+        envelope = check_document(envelope, what="envelope")
+        if isinstance(envelope, AgentRunEnvelope):
+            return envelope
+        from fleetforge import schemas
+
+        schemas.validate("agent_run", dict(envelope))
+        return parse_envelope(dict(envelope))
+
+    def _lease_as_it_stands(
+        self,
+        tx: Tx,
+        task_id: str,
+        fencing_token: int,
+        lease_seconds: float,
+        caller: Caller | None,
+        now: datetime,
+    ) -> FleetLease | None:
+        """The lease, checked read-only, when it needs no extending; None when a write must
+        extend it (or refuse the caller, or end a spent wall-time budget)."""
+        task = load_task_and_run(tx, task_id, _run_of(task_id))
+        if task is None:
+            raise NotFoundError(f"no task '{task_id}'", task_id=task_id)
+        assert task.run_status is not None
+        try:
+            self._check_lease(task, task.run_status, fencing_token, caller, "heartbeat")
+        except Refusal:
+            return None  # refused in the write path, which records the refusal
+        if not _lease_holds(task, now, lease_seconds):
+            return None
+        if _over_wall_time(self._task_spec(task), task, now):
+            return None
+        assert task.leased_at is not None
+        assert task.lease_expires_at is not None
+        return FleetLease(
+            worker_id=task.worker_id or "",
+            fencing_token=fencing_token,
+            leased_at=task.leased_at,
+            expires_at=task.lease_expires_at,
+        )
 
     def _judge(
         self, receipt: FleetReceipt, task: TaskState, now: datetime
-    ) -> tuple[FleetScore, tuple[FleetTaskFailureKind, str] | None, list[RunEvent]]:
+    ) -> tuple[FleetScore, tuple[FleetTaskFailureKind, str] | None, list[EventRow]]:
         """(score, failure if the attempt failed, extra events such as budget_exceeded)."""
         if isinstance(receipt.result, TaskFailure):
             reason = f"{receipt.result.kind}: {receipt.result.message}"
@@ -1629,6 +1951,46 @@ class SyncFleetService:
             verdict = FleetScore(passed=False, score=0, scorer=exc.context["scorer"],
                                  reason=exc.message)  # fmt: skip
             return verdict, (FleetTaskFailureKind.INTERNAL, exc.message), []
+
+
+@dataclass(frozen=True)
+class _Completion:
+    """A success receipt to post, checked and with its id (see ``complete_task``)."""
+
+    task_id: str
+    fencing_token: int
+    receipt_id: str
+    result: TaskSuccess
+    usage: FleetUsage
+    artifacts: list[FleetArtifactRef]
+    envelopes: tuple[AgentRunEnvelope, ...] = ()
+
+
+def _completion(
+    task_id: str,
+    fencing_token: int,
+    output: Any,
+    usage: FleetUsage | Mapping[str, Any] | None,
+    artifacts: Sequence[FleetArtifactRef | Mapping[str, Any]],
+    receipt_id: str | None,
+    envelopes: Sequence[AgentRunEnvelope] = (),
+) -> _Completion:
+    """Check a completion's content (ContractError) and give it its receipt id: by default
+    one derived from the task and fencing token, so a repeated call has one effect."""
+    rid = (
+        receipt_id
+        or "rcp_" + hashlib.sha256(f"{task_id}:{fencing_token}".encode()).hexdigest()[:26]
+    )
+    used = usage if isinstance(usage, FleetUsage) else FleetUsage.model_validate(usage or {})
+    refs = [a if isinstance(a, FleetArtifactRef) else FleetArtifactRef.model_validate(a)
+            for a in artifacts]  # fmt: skip
+    output, used, refs = _checked_result(output, used, refs)
+    result = TaskSuccess(output=output)
+    return _Completion(task_id, fencing_token, rid, result, used, refs, tuple(envelopes))
+
+
+def _failure(index: int, task_id: str, error: FleetForgeError) -> ItemFailure:
+    return ItemFailure(index=index, task_id=task_id, error=error.to_dict()["error"])
 
 
 def _checked_result(
@@ -1705,6 +2067,19 @@ def _same_receipt(unit: Unit, known: tuple[Any, ...], receipt: FleetReceipt) -> 
             "score": FleetScore.model_validate(score_value) if score_value else None,
         }
     )
+
+
+def _lease_holds(task: TaskState, now: datetime, lease_seconds: float) -> bool:
+    """True when at least half of ``lease_seconds`` remains of the lease: no need to extend."""
+    expires = task.lease_expires_at
+    return expires is not None and (expires - now).total_seconds() >= lease_seconds / 2
+
+
+def _over_wall_time(spec: FleetTaskSpec, task: TaskState, now: datetime) -> bool:
+    budget = spec.budget
+    if budget is None or budget.max_wall_s is None or task.leased_at is None:
+        return False
+    return (now - task.leased_at).total_seconds() > budget.max_wall_s
 
 
 def _over_budget(

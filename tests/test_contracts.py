@@ -51,6 +51,7 @@ DESIGN_EVENTS = [
     "receipt_posted",
     "receipt_accepted",
     "receipt_rejected",
+    "receipt_recorded",
     "budget_exceeded",
     "breakpoint_hit",
     "checkpoint_saved",

@@ -40,9 +40,8 @@ async def test_hello_fleet_end_to_end(
         events = await client.run_events(result.run.run_id, limit=10_000)
     run = result.run
     assert str(run.status) == "completed", run.error
-    accepted = [e for e in events if e.type == "receipt_accepted"]
-    assert len(accepted) == 4
-    assert not [e for e in events if e.type == "receipt_rejected"]
+    receipts = [e.data.receipt for e in events if e.type == "receipt_recorded"]
+    assert [r.status for r in receipts] == ["accepted"] * 4
     # the writer's draft: in the workspace and in the CAS at sha256/<b1>/<b2>/<digest>
     write = run.outputs["write"]
     draft = (workspace / "draft.md").read_text()
@@ -103,7 +102,7 @@ async def test_hello_fleet_with_a_real_model_provider(
     assert run.outputs["write"]["draft"] == DRAFT
     assert (workspace / "draft.md").read_text() == DRAFT
     assert run.usage.total_tokens > 0  # the provider's usage reached the receipts
-    assert sum(e.type == "receipt_accepted" for e in events) == 4
+    assert sum(e.type == "receipt_recorded" for e in events) == 4
 
 
 def test_a_real_model_needs_a_key_or_a_base_url() -> None:

@@ -246,7 +246,7 @@ async def test_lease_heartbeat_event_receipt_cycle(store: EventStore, tmp_path: 
             page = await client.call("fleet_run_events", run_id=run_id, cursor=cursor, limit=5)
             types += [e["type"] for e in page["events"]]
             cursor = page["next_cursor"]
-        assert types.count("receipt_accepted") == 2
+        assert types.count("receipt_recorded") == 2
         assert types[-1] == "run_completed"
         assert "task_event" in types
         tail = await client.call("fleet_run_events", run_id=run_id, cursor=page["last_cursor"])

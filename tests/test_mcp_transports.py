@@ -409,7 +409,7 @@ async def test_two_servers_on_one_postgres_never_double_lease(tmp_path: Path, pg
     assert len([n for n in done.values() if n]) >= 2  # both servers did work
     with open_store(pg_url) as store:
         leased = Counter(e.data.task_id for e in store.query(types=["task_leased"], limit=10_000))
-        accepted = store.count(types=["receipt_accepted"])
+        accepted = store.count(types=["receipt_recorded"])
     assert len(leased) == tasks
     assert set(leased.values()) == {1}
     assert accepted == tasks

@@ -34,6 +34,8 @@ SPEC = {
     ],
 }
 ONE = {"name": "one", "seed": 1, "steps": [{"id": "x", "type": "tool", "tool": "t"}]}
+THREE = {"name": "three", "seed": 2,
+         "steps": [{"id": s, "type": "tool", "tool": "t"} for s in ("p", "q", "r")]}  # fmt: skip
 
 
 class Recording:
@@ -105,6 +107,28 @@ async def exercise(fleet: FleetClient) -> list[Any]:
     seen.append(await fleet.run_events(run.run_id, limit=1000))
     other = await fleet.submit_run(ONE)
     seen.append(await fleet.cancel_run(other.run_id, reason="enough"))
+    # batches: two leases kept (one stale), envelopes, receipts carrying the next lease
+    wide = await fleet.submit_run(THREE)
+    (p, kp), (q, kq) = (held(e) for e in await fleet.lease_task("w", max_tasks=2))
+    beats = [{"task_id": p, "fencing_token": kp}, {"task_id": q, "fencing_token": kq + 9}]
+    seen.append(await fleet.heartbeat_many(beats, worker_id="w"))
+    start = envelope | {"kind": "start", "run_id": wide.run_id, "step_id": "p", "task_id": p}
+    emit = start | {"kind": "emit", "seq": 1}
+    seen.append(await fleet.post_events([{"task_id": p, "fencing_token": kp, "envelope": start}],
+                                        worker_id="w"))  # fmt: skip
+    done = await fleet.complete_tasks(
+        [
+            {"task_id": p, "fencing_token": kp, "output": "P", "envelopes": [emit]},
+            {"task_id": q, "fencing_token": kq + 1, "output": "stale"},
+            {"task_id": q, "fencing_token": kq, "output": "Q"},
+        ],
+        lease_next=2,
+        worker_id="w",
+    )
+    seen.append(done)
+    assert [r is None for r in done.receipts] == [False, True, False]
+    assert [t.task.step_id for t in done.leased] == ["r"]
+    seen.append(await fleet.run_events(wide.run_id, limit=1000))
     return seen
 
 

@@ -355,7 +355,7 @@ def test_receipts_are_idempotent_and_chained(fleet: SyncFleetService) -> None:
     first = fleet.post_receipt(posted)
     again = fleet.post_receipt(posted)
     assert (again.status, again.hash) == (first.status, first.hash) == ("accepted", first.hash)
-    assert fleet.store.count(types=["receipt_posted"]) == 1
+    assert fleet.store.count(types=["receipt_recorded"]) == 1
     with pytest.raises(ConflictError, match="different content"):
         fleet.post_receipt(
             posted.model_copy(update={"result": {"outcome": "success", "output": 2}})

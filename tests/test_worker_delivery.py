@@ -62,7 +62,9 @@ async def test_a_thousand_envelopes_arrive_in_order_and_none_is_a_null_output(
     assert envelopes[-1].output is None
     # the receipt comes after the last envelope
     types = [e.type for e in events]
-    assert types.index("receipt_posted") > max(i for i, t in enumerate(types) if t == "task_event")
+    assert types.index("receipt_recorded") > max(
+        i for i, t in enumerate(types) if t == "task_event"
+    )
 
 
 class BreakingClient:

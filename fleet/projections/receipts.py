@@ -15,11 +15,20 @@ class ReceiptsProjection:
 
     name = "receipts"
     tables = {"receipts": ("run_id", "task_id", "receipt_id")}
-    handles = frozenset({"receipt_posted", "receipt_accepted", "receipt_rejected"})
+    handles = frozenset(
+        {"receipt_recorded", "receipt_posted", "receipt_accepted", "receipt_rejected"}
+    )
 
     def apply(self, tx: Tx, event: EventRow) -> None:
-        if event.type == "receipt_posted":
+        if event.type in ("receipt_recorded", "receipt_posted"):
+            # receipt_recorded carries the verdict; receipt_posted (logs before 0.2) is pending
+            # until its receipt_accepted / receipt_rejected
             receipt = event.data["receipt"]
+            recorded = event.type == "receipt_recorded"
+            status = receipt["status"] if recorded else "pending"
+            score = receipt.get("score") if recorded else None
+            if recorded:  # the column keeps the receipt as posted; the verdict has its own
+                receipt = receipt | {"status": "pending", "score": None}
             tx.execute(
                 Q["receipt_insert"],
                 {
@@ -33,6 +42,8 @@ class ReceiptsProjection:
                     "hash": receipt["hash"],
                     "prev_hash": receipt.get("prev_hash"),
                     "at": event.at,
+                    "status": status,
+                    "score": None if score is None else canonical_json(score),
                 },
             )
         else:

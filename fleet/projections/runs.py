@@ -94,6 +94,31 @@ def _step_started(tx: Tx, e: EventRow) -> None:
     tx.execute(Q["step_started"], {**params, "at": e.at})
 
 
+def _leased(tx: Tx, e: EventRow) -> None:
+    """A lease starts its step's attempt unless that attempt is running already (logs before
+    0.2 have no ``step_id`` here and record a ``step_started`` instead)."""
+    step_id = e.data.get("step_id")
+    if step_id is None:
+        return
+    key = {"run_id": e.run_id, "step_id": step_id}
+    task_id = e.data["task_id"]
+    if task_id == f"{e.run_id}.{step_id}":  # the step's only task (not a map item)
+        params = {**key, "attempt": e.data["attempt"], "task_ids": canonical_json([task_id])}
+        tx.execute(Q["step_lease_single"], {**params, "at": e.at})
+        return
+    row = tx.fetchone(tx.for_update(Q["step_lease"]), key)  # concurrent leases of a map step
+    if row is None:
+        return
+    status, attempt = row[0], int(row[1])
+    if status == "running" and attempt >= e.data["attempt"]:
+        return
+    task_ids: list[Any] = tx.load_json(row[2])
+    if e.data["task_id"] not in task_ids:
+        task_ids.append(e.data["task_id"])
+    params = {**key, "attempt": e.data["attempt"], "task_ids": canonical_json(task_ids)}
+    tx.execute(Q["step_started"], {**params, "at": e.at})
+
+
 def _step_finished(tx: Tx, e: EventRow) -> None:
     output = e.data.get("output") if e.type == "step_completed" else None
     tx.execute(
@@ -142,11 +167,13 @@ class RunsProjection:
         "breakpoint_hit": _step_status("waiting"),
         "task_paused": _step_status("waiting"),
         "step_started": _step_started,
+        "task_leased": _leased,
         "step_completed": _step_finished,
         "step_failed": _step_finished,
         "step_skipped": _step_finished,
         "step_reset": _step_reset,
         "receipt_posted": _usage,
+        "receipt_recorded": _usage,
     }
     handles = frozenset(_handlers)
 

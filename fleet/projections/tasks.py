@@ -84,6 +84,18 @@ def _receipt_posted(tx: Tx, e: EventRow) -> None:
         tx.execute(Q["task_output"], {**key, "output": canonical_json(result.get("output"))})
 
 
+def _receipt_recorded(tx: Tx, e: EventRow) -> None:
+    receipt = e.data["receipt"]
+    result = receipt["result"]
+    output = result.get("output") if result.get("outcome") == "success" else None
+    key = {"run_id": e.run_id, "task_id": receipt["task_id"]}
+    accepted = 1 if receipt["status"] == "accepted" else 0
+    if result.get("outcome") != "success" and not accepted:
+        return  # a failure report: task_failed follows
+    params = {**key, "output": canonical_json(output), "accepted": accepted}
+    tx.execute(Q["task_receipt"], params)
+
+
 def _accepted(tx: Tx, e: EventRow) -> None:
     tx.execute(Q["task_completed"], _key(e))
 
@@ -112,6 +124,7 @@ class TasksProjection:
         "task_released": _lease_ended("released", 0),
         "task_paused": _paused,
         "task_failed": _failed,
+        "receipt_recorded": _receipt_recorded,
         "receipt_posted": _receipt_posted,
         "receipt_accepted": _accepted,
         "run_paused": _hold(1),

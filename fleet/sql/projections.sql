@@ -40,6 +40,15 @@ UPDATE steps SET status = :status WHERE run_id = :run_id AND step_id = :step_id;
 -- name: step_task_ids
 SELECT task_ids FROM steps WHERE run_id = :run_id AND step_id = :step_id;
 
+-- name: step_lease
+SELECT status, attempt, task_ids FROM steps WHERE run_id = :run_id AND step_id = :step_id;
+
+-- name: step_lease_single
+-- a lease of a step's only task starts its attempt unless that attempt is running
+UPDATE steps SET status = 'running', attempt = :attempt, task_ids = :task_ids,
+                 started_at = COALESCE(started_at, :at)
+WHERE run_id = :run_id AND step_id = :step_id AND (status <> 'running' OR attempt < :attempt);
+
 -- name: step_started
 UPDATE steps SET status = 'running', attempt = :attempt, task_ids = :task_ids,
                  started_at = COALESCE(started_at, :at)
@@ -110,6 +119,13 @@ UPDATE tasks SET output = :output WHERE run_id = :run_id AND task_id = :task_id;
 UPDATE tasks SET status = 'completed', lease_expires_at = NULL
 WHERE run_id = :run_id AND task_id = :task_id;
 
+-- name: task_receipt
+-- a recorded receipt: its output kept (also when rejected), the task completed if accepted
+UPDATE tasks SET output = :output,
+                 status = CASE WHEN :accepted = 1 THEN 'completed' ELSE status END,
+                 lease_expires_at = CASE WHEN :accepted = 1 THEN NULL ELSE lease_expires_at END
+WHERE run_id = :run_id AND task_id = :task_id;
+
 -- name: tasks_hold
 UPDATE tasks SET held = :held WHERE run_id = :run_id;
 
@@ -130,7 +146,7 @@ UPDATE workers SET status = :status, last_seen_at = :at WHERE worker_id = :worke
 INSERT INTO receipts (run_id, receipt_id, position, task_id, step_id, attempt, worker_id, status,
                       receipt, score, hash, prev_hash, posted_at)
 SELECT :run_id, :receipt_id, COALESCE(MAX(position), 0) + 1, :task_id, :step_id, :attempt,
-       :worker_id, 'pending', :receipt, NULL, :hash, :prev_hash, :at
+       :worker_id, :status, :receipt, :score, :hash, :prev_hash, :at
 FROM receipts WHERE run_id = :run_id;
 
 -- name: receipt_verdict

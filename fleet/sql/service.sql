@@ -20,6 +20,40 @@ SELECT run_id, task_id, step_id, map_index, entry_id, attempt, status, spec, wor
        resume, lease_credential
 FROM tasks WHERE task_id = :task_id;
 
+-- name: task_and_run
+SELECT t.run_id, t.task_id, t.step_id, t.map_index, t.entry_id, t.attempt, t.status, t.spec,
+       t.worker_id, t.fencing_token, t.leased_at, t.lease_expires_at, t.expiries, t.output,
+       t.enqueued_at, t.available_at, t.resume, t.lease_credential, r.status
+FROM tasks t JOIN runs r ON r.run_id = t.run_id
+WHERE t.run_id = :run_id AND t.task_id = :task_id;
+
+-- name: task_for_receipt
+SELECT t.run_id, t.task_id, t.step_id, t.map_index, t.entry_id, t.attempt, t.status, t.spec,
+       t.worker_id, t.fencing_token, t.leased_at, t.lease_expires_at, t.expiries, t.output,
+       t.enqueued_at, t.available_at, t.resume, t.lease_credential,
+       (SELECT COUNT(*) FROM receipts r WHERE r.run_id = t.run_id AND r.task_id = t.task_id
+          AND r.receipt_id = :receipt_id)
+FROM tasks t WHERE t.run_id = :run_id AND t.task_id = :task_id;
+
+-- name: runs_locked
+-- the runs of a batch, locked in one order ({runs} is a backend's IN condition on run_id)
+SELECT run_id, status, seed FROM runs WHERE {runs} ORDER BY run_id;
+
+-- name: tasks_for_receipts
+-- the tasks of a batch, locked, with the receipt ids they have ({tasks}: IN on task_id)
+SELECT run_id, task_id, step_id, map_index, entry_id, attempt, status, spec, worker_id,
+       fencing_token, leased_at, lease_expires_at, expiries, output, enqueued_at, available_at,
+       resume, lease_credential
+FROM tasks WHERE {tasks} ORDER BY run_id, task_id;
+
+-- name: receipts_of_tasks
+SELECT task_id, receipt_id FROM receipts WHERE {tasks};
+
+-- name: chain_heads
+-- the last receipt hash of each run ({runs}: IN on run_id)
+SELECT run_id, hash FROM receipts r
+WHERE {runs} AND position = (SELECT MAX(position) FROM receipts m WHERE m.run_id = r.run_id);
+
 -- name: step_tasks
 SELECT run_id, task_id, step_id, map_index, entry_id, attempt, status, spec, worker_id,
        fencing_token, leased_at, lease_expires_at, expiries, output, enqueued_at, available_at,

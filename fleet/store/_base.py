@@ -16,9 +16,21 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
-__all__ = ["Backend", "EventRow", "Tx", "canonical_json", "chunks", "iso", "storage_json"]
+import orjson
+
+__all__ = [
+    "Backend",
+    "EventRow",
+    "Tx",
+    "canonical_json",
+    "chunks",
+    "hashed_json",
+    "iso",
+    "storage_json",
+]
 
 T = TypeVar("T")
+_SORTED = orjson.OPT_SORT_KEYS
 
 
 def canonical_json(value: Any) -> str:
@@ -28,11 +40,23 @@ def canonical_json(value: Any) -> str:
     return _dumps(value, sort_keys=True)
 
 
+def hashed_json(value: Any) -> str:
+    """The canonical JSON that digests are computed over (spec digests, the receipt chain):
+    Python's ``json`` module's text, sorted keys, so a digest never changes between versions
+    (orjson, which writes the columns, spells some floats differently: ``1e-05`` / ``0.00001``)."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if "e+" not in text:
+        return text
+    parts: list[str] = []
+    _encode(value, parts, True)
+    return "".join(parts)
+
+
 def storage_json(value: Any) -> str:
     """JSON text for a database column: compact, and every float written so that it reads back
     as the same float on every backend. (NaN and Infinity are kept out by the JSON value domain
-    at the fleet's boundaries; a store written before that may hold them, so replaying it
-    must not fail here.)
+    at the fleet's boundaries. orjson, which writes the text, writes them as ``null``: a store
+    written before the value domain that holds one replays it as null.)
 
     PostgreSQL keeps ``jsonb`` numbers as ``numeric`` and prints ``1.2345678901234568e+18`` as
     ``1234567890123456800``, which reads back as an *integer* (another value; beyond 2**63 one
@@ -42,7 +66,11 @@ def storage_json(value: Any) -> str:
 
 
 def _dumps(value: Any, *, sort_keys: bool) -> str:
-    text = json.dumps(value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False)
+    try:
+        text = orjson.dumps(value, option=_SORTED if sort_keys else 0).decode()
+    except TypeError:  # an integer past 64 bits or a non-string key (data stored before the
+        # JSON value domain): json.dumps writes those as before
+        text = json.dumps(value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False)
     if "e+" not in text:  # no float has an exponent (or only a string says "e+")
         return text
     parts: list[str] = []

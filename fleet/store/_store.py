@@ -313,7 +313,8 @@ class Unit:
         self.store = store
         self.tx = tx
         self.memo: dict[Any, Any] = {}
-        self._pending: list[tuple[RunEvent, EventRow]] = []
+        self._pending: list[tuple[RunEvent | None, EventRow]] = []
+        self._savepoints = 0
 
     def append(self, events: Sequence[RunEvent]) -> list[RunEvent]:
         """Apply the events' projections now and insert the events when the unit ends (one
@@ -324,6 +325,31 @@ class Unit:
             self._pending.append((event, row))
         return list(events)
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A step of the unit that is all or nothing: when the block raises, what it wrote
+        (projection rows, events to insert) is undone and the unit goes on without it."""
+        self._savepoints += 1
+        name = f"fleetforge_item_{self._savepoints}"
+        mark = len(self._pending)
+        self.tx.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self.tx.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            self.tx.execute(f"RELEASE SAVEPOINT {name}")
+            del self._pending[mark:]
+            self.memo.clear()  # reads cached in the block may be of undone writes
+            raise
+        self.tx.execute(f"RELEASE SAVEPOINT {name}")
+
+    def append_rows(self, rows: Sequence[EventRow]) -> None:
+        """Like :meth:`append`, for events already in their stored form (the engine's: see
+        :mod:`fleetforge.fleet._events`); each row's ``seq`` is set when the unit ends."""
+        for row in rows:
+            self.store.project(self.tx, row)
+            self._pending.append((None, row))
+
     def flush(self) -> None:
         """Insert the appended events (in append order) and set their ``seq``."""
         if not self._pending:
@@ -331,7 +357,8 @@ class Unit:
         pending, self._pending = self._pending, []
         self.store.backend.insert_events(self.tx, [row for _, row in pending])
         for event, row in pending:
-            event.seq = row.seq
+            if event is not None:
+                event.seq = row.seq
 
 
 def _row(event: RunEvent) -> EventRow:

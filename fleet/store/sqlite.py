@@ -19,11 +19,13 @@ from typing import Any
 
 from fleetforge.errors import ConflictError, StoreError, UsageError
 from fleetforge.fleet.store._base import EventRow
+from fleetforge.fleet.store._checkpoint import BACKSTOP_PAGES, Checkpointer
 from fleetforge.fleet.store.migrations import check_version
 
 __all__ = ["SqliteBackend"]
 
 _SYNCHRONOUS = {"off", "normal", "full", "extra"}
+_INSERT_CHUNK = 500  # rows per INSERT: 5 parameters each, well under SQLite's 32,766
 
 
 class _SqliteTx:
@@ -54,6 +56,9 @@ class _SqliteTx:
 
     def prefer_index_order(self) -> None:
         pass
+
+    def fetchall_positional(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return self._conn.execute(sql, params).fetchall()
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         self._conn.executemany(sql, rows)
@@ -96,6 +101,7 @@ class SqliteBackend:
                 pause = min(pause * 2, 0.2)
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open SQLite store {self.url}: {exc}") from exc
+        self._checkpointer = Checkpointer(path) if path else None
 
     def _connect(self, path: str | None, busy_ms: int) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -108,11 +114,10 @@ class SqliteBackend:
             conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
             if path:
                 conn.execute("PRAGMA journal_mode = WAL")
-                # Checkpoint every 10,000 pages (~40 MiB of WAL) rather than SQLite's 1,000: a
-                # fleet rewrites the same inbox pages many times over, and each checkpoint
-                # copies a page once however often it changed. The WAL file is cut back to
-                # 64 MiB after a checkpoint.
-                conn.execute("PRAGMA wal_autocheckpoint = 10000")
+                # Checkpoints run in a thread of their own (._checkpoint): the writer's own
+                # automatic checkpoint is only a backstop, far above SQLite's 1,000 pages. The
+                # WAL file is cut back to 64 MiB after a checkpoint.
+                conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
                 conn.execute(f"PRAGMA journal_size_limit = {64 * 1024 * 1024}")
             conn.execute("PRAGMA cache_size = -65536")  # 64 MiB of page cache (default 2 MiB)
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
@@ -136,6 +141,8 @@ class SqliteBackend:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
 
     @contextmanager
     def read(self) -> Iterator[_SqliteTx]:
@@ -149,24 +156,27 @@ class SqliteBackend:
     # ── dialect ──────────────────────────────────────────────────────────────────────────────
 
     def insert_events(self, tx: Any, rows: Sequence[EventRow]) -> None:
+        # One multi-row INSERT ... RETURNING per 500 rows (a unit's events go in together).
         # Writers are serialized (BEGIN IMMEDIATE), so one statement's rows get consecutive
-        # rowids: the last one tells every seq.
-        tx.executemany(
-            "INSERT INTO events (run_id, event_id, type, at, data) VALUES (?, ?, ?, ?, ?)",
-            [
-                (
-                    row.run_id or "",
-                    row.event_id,
-                    row.type,
-                    row.at,
-                    row.data_json(),
+        # seqs in VALUES order; RETURNING's own order is unspecified, hence the sort.
+        for start in range(0, len(rows), _INSERT_CHUNK):
+            chunk = rows[start : start + _INSERT_CHUNK]
+            values = ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
+            params: list[Any] = []
+            for row in chunk:
+                params += (row.run_id or "", row.event_id, row.type, row.at, row.data_json())
+            seqs = sorted(
+                int(r[0])
+                for r in tx.fetchall_positional(
+                    "INSERT INTO events (run_id, event_id, type, at, data) VALUES "
+                    f"{values} RETURNING seq",
+                    params,
                 )
-                for row in rows
-            ],
-        )
-        last = tx.last_rowid()
-        for offset, row in enumerate(reversed(rows)):
-            row.seq = last - offset
+            )
+            if seqs != list(range(seqs[0], seqs[0] + len(chunk))):
+                raise StoreError("SQLite returned sequence numbers that are not consecutive")
+            for row, seq in zip(chunk, seqs, strict=True):
+                row.seq = seq
 
     def decode_row(self, row: tuple[Any, ...]) -> EventRow:
         seq, event_id, run_id, type_, at, data = row
@@ -197,6 +207,9 @@ class SqliteBackend:
         return int(row[0]) if row else 0
 
     def close(self) -> None:
+        checkpointer, self._checkpointer = getattr(self, "_checkpointer", None), None
+        if checkpointer is not None:
+            checkpointer.close()
         with self._lock:
             self._conn.close()
 

@@ -149,11 +149,11 @@ def _summary(
         data = event.data
         if event.type == "task_event":
             adapters.setdefault(data.envelope.step_id, data.envelope.adapter.name)
-        elif event.type in ("receipt_accepted", "receipt_rejected"):
-            step = data.task_id.rsplit(".", 1)[-1]
-            receipts[step] = f"{event.type.removeprefix('receipt_')} ({data.score.scorer})"
-        elif event.type == "receipt_posted":
-            stored.extend(data.receipt.artifacts)
+        elif event.type == "receipt_recorded":
+            receipt = data.receipt
+            scorer = receipt.score.scorer if receipt.score else "-"
+            receipts[receipt.step_id] = f"{receipt.status} ({scorer})"
+            stored.extend(receipt.artifacts)
         elif event.type == "tool_called":
             tools[data.tool] += 1
     table = Table(

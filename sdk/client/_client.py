@@ -42,10 +42,18 @@ from fleetforge.contracts import (
 )
 from fleetforge.contracts.envelope import AgentRunEnvelope
 from fleetforge.errors import ContractError, UsageError
-from fleetforge.operations import Args, Operation, work
+from fleetforge.operations import Args, Operation, batches, work
 from fleetforge.operations import artifacts as art
 from fleetforge.operations import runs as ops
-from fleetforge.operations.results import EventPage, RunList, WorkerList
+from fleetforge.operations.batches import LeaseItem, TaskCompletion, TaskEnvelope
+from fleetforge.operations.results import (
+    CompletedTasks,
+    EventPage,
+    HeartbeatResults,
+    PostedEvents,
+    RunList,
+    WorkerList,
+)
 
 __all__ = ["FleetClient"]
 
@@ -402,6 +410,52 @@ class FleetClient:
         )
         return failed.will_retry
 
+    # ── batches ─────────────────────────────────────────────────────────────────────────────
+
+    async def complete_tasks(
+        self,
+        items: Sequence[TaskCompletion | Mapping[str, Any]],
+        *,
+        lease_next: int = 0,
+        lease_seconds: float = 30.0,
+        worker_id: str | None = None,
+    ) -> CompletedTasks:
+        """Post several receipts (each with its last envelopes) and lease up to ``lease_next``
+        new tasks, in one transaction; failed items are in ``failures``."""
+        return await self._call(
+            batches.COMPLETE_TASKS,
+            items=[_item(i) for i in items],
+            lease_next=lease_next,
+            lease_seconds=lease_seconds,
+            worker_id=worker_id,
+        )
+
+    async def heartbeat_many(
+        self,
+        items: Sequence[LeaseItem | Mapping[str, Any]],
+        *,
+        lease_seconds: float = 30.0,
+        worker_id: str | None = None,
+    ) -> HeartbeatResults:
+        """Keep several leases; a lost one is null in ``leases`` and listed in ``failures``."""
+        return await self._call(
+            batches.HEARTBEAT_MANY,
+            items=[_item(i) for i in items],
+            lease_seconds=lease_seconds,
+            worker_id=worker_id,
+        )
+
+    async def post_events(
+        self,
+        items: Sequence[TaskEnvelope | Mapping[str, Any]],
+        *,
+        worker_id: str | None = None,
+    ) -> PostedEvents:
+        """Record several envelopes of leased tasks, in order, in one transaction."""
+        return await self._call(
+            batches.POST_EVENTS, items=[_item(i) for i in items], worker_id=worker_id
+        )
+
     # ── artifacts ───────────────────────────────────────────────────────────────────────────
 
     async def put_artifact(
@@ -417,3 +471,23 @@ class FleetClient:
         """An artifact's metadata and its bytes (verified against the digest)."""
         found = await self._call(art.GET_ARTIFACT, digest=digest)
         return found.artifact, base64.b64decode(found.content)
+
+
+def _item(item: BaseModel | Mapping[str, Any]) -> dict[str, Any]:
+    """A batch item as its operation's arguments take it (envelope models dumped as JSON)."""
+    if isinstance(item, BaseModel):
+        return item.model_dump(mode="json", exclude_none=True)
+    fields = dict(item)
+    for key in ("envelope",):
+        if isinstance(fields.get(key), BaseModel):
+            fields[key] = _envelope_json(fields[key])
+    if "envelopes" in fields:
+        fields["envelopes"] = [
+            _envelope_json(e) if isinstance(e, BaseModel) else e for e in fields["envelopes"]
+        ]
+    return fields
+
+
+def _envelope_json(envelope: BaseModel) -> dict[str, Any]:
+    # the JSON value domain on the model's values first: its JSON dump writes NaN as null
+    return check_model(envelope, what="envelope").model_dump(mode="json", exclude_none=True)

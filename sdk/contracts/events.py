@@ -145,6 +145,11 @@ class TaskLeasedData(ProtocolModel):
     worker_id: Identifier = Field(description="The worker.")
     fencing_token: int = Field(ge=1, description="New fencing token (monotonic per task).")
     expires_at: Timestamp = Field(description="When the lease lapses without a heartbeat.")
+    step_id: Identifier | None = Field(
+        None,
+        description="The task's step, which the lease starts (its attempt) when it is not "
+        "running yet. Absent in logs before 0.2, which record a `step_started` instead.",
+    )
     credential: str | None = Field(
         None,
         description="Id of the bearer token that took the lease when that token names no "
@@ -221,18 +226,25 @@ class TaskEventData(ProtocolModel):
 
 
 class ReceiptPostedData(ProtocolModel):
-    """A worker posted a receipt."""
+    """A worker posted a receipt (logs before 0.2; now ``receipt_recorded``)."""
 
     receipt: FleetReceipt = Field(description="The receipt as received.")
 
 
 class ReceiptVerdictData(ProtocolModel):
-    """The fleet accepted or rejected a receipt."""
+    """The fleet accepted or rejected a receipt (logs before 0.2; now ``receipt_recorded``)."""
 
     receipt_id: Identifier = Field(description="The receipt.")
     task_id: Identifier = Field(description="Its task.")
     score: FleetScore = Field(description="The scorer's verdict.")
     hash: Digest | None = Field(None, description="Chain hash of the receipt.")
+
+
+class ReceiptRecordedData(ProtocolModel):
+    """A worker posted a receipt and the fleet judged it, in one event: the receipt as chained
+    (``prev_hash``, ``hash``, ``posted_at``) with its verdict (``status``, ``score``)."""
+
+    receipt: FleetReceipt = Field(description="The receipt with its status and score.")
 
 
 class BudgetExceededData(ProtocolModel):
@@ -461,6 +473,10 @@ class ReceiptRejected(RunEvent):
     """A receipt failed its scorer."""
     type: Literal["receipt_rejected"] = Field("receipt_rejected", description="Event type.")
     data: ReceiptVerdictData = Field(description="Event data.")
+class ReceiptRecorded(RunEvent):
+    """A receipt was posted and judged (accepted or rejected: see its status)."""
+    type: Literal["receipt_recorded"] = Field("receipt_recorded", description="Event type.")
+    data: ReceiptRecordedData = Field(description="Event data.")
 class BudgetExceeded(RunEvent):
     """A budget was exceeded."""
     type: Literal["budget_exceeded"] = Field("budget_exceeded", description="Event type.")
@@ -538,6 +554,7 @@ AnyRunEvent = Annotated[
     | ReceiptPosted
     | ReceiptAccepted
     | ReceiptRejected
+    | ReceiptRecorded
     | BudgetExceeded
     | BreakpointHit
     | CheckpointSaved
@@ -581,6 +598,7 @@ __all__ = [
     "CheckpointSaved",
     "ReceiptAccepted",
     "ReceiptPosted",
+    "ReceiptRecorded",
     "ReceiptRejected",
     "RunCancelled",
     "RunCompleted",

@@ -12,6 +12,7 @@ from typing import Any
 
 from fleetforge.operations._base import Args, Call, Operation, Scope
 from fleetforge.operations.artifacts import GET_ARTIFACT, PUT_ARTIFACT
+from fleetforge.operations.batches import COMPLETE_TASKS, HEARTBEAT_MANY, POST_EVENTS
 from fleetforge.operations.runs import (
     APPROVE_STEP,
     CANCEL_RUN,
@@ -63,6 +64,9 @@ OPERATIONS: dict[str, Operation[Any, Any]] = {
         FAIL_TASK,
         RELEASE_TASK,
         PAUSE_TASK,
+        COMPLETE_TASKS,
+        HEARTBEAT_MANY,
+        POST_EVENTS,
         PUT_ARTIFACT,
         GET_ARTIFACT,
     )

@@ -10,6 +10,8 @@ from pydantic import BaseModel, Field
 from fleetforge.contracts import (
     Artifact,
     FleetInboxEntry,
+    FleetLease,
+    FleetReceipt,
     FleetRun,
     FleetWorkerSpec,
     FleetWorkerStatus,
@@ -18,11 +20,15 @@ from fleetforge.contracts import (
 
 __all__ = [
     "ArtifactContent",
+    "CompletedTasks",
     "EventPage",
     "EventRecord",
     "FailResult",
+    "HeartbeatResults",
+    "ItemFailure",
     "LeasedTasks",
     "PostedEvent",
+    "PostedEvents",
     "RunList",
     "WorkerList",
     "WorkerRecord",
@@ -131,3 +137,50 @@ class WorkerList(BaseModel):
     """The registered workers."""
 
     workers: list[WorkerRecord] = Field(description="Every registered worker, by id.")
+
+
+# ── batches ─────────────────────────────────────────────────────────────────────────────────
+
+
+class ItemFailure(BaseModel):
+    """One item of a batch that had no effect; the others did."""
+
+    index: int = Field(description="Position of the item in the call's list.")
+    task_id: str = Field(description="The item's task.")
+    error: dict[str, Any] = Field(
+        description="The error as a single call would have raised it: {code, message, details}."
+    )
+
+
+class CompletedTasks(BaseModel):
+    """What a batch of receipts did, and the tasks leased next in the same transaction."""
+
+    receipts: list[FleetReceipt | None] = Field(
+        description="Per item, in order: its receipt with status and score; null when it failed "
+        "(see failures)."
+    )
+    failures: list[ItemFailure] = Field(
+        default_factory=list, description="Items with no effect (stale lease, bad content, ...)."
+    )
+    leased: list[FleetInboxEntry] = Field(
+        default_factory=list, description="Tasks leased for `lease_next`, as lease_task gives them."
+    )
+
+
+class HeartbeatResults(BaseModel):
+    """Leases after a batch of heartbeats."""
+
+    leases: list[FleetLease | None] = Field(
+        description="Per item, in order: the lease as it stands (extended when less than half "
+        "was left); null when it failed (see failures: stop working on that task)."
+    )
+    failures: list[ItemFailure] = Field(default_factory=list, description="Leases not kept.")
+
+
+class PostedEvents(BaseModel):
+    """Where a batch of envelopes was recorded."""
+
+    events: list[PostedEvent | None] = Field(
+        description="Per item, in order: its task_event; null when it failed (see failures)."
+    )
+    failures: list[ItemFailure] = Field(default_factory=list, description="Envelopes refused.")

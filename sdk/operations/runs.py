@@ -163,7 +163,7 @@ RUN_EVENTS = Operation(
     EventPage,
     "read",
     "Run events",
-    """A run's events in order (run_submitted, step_ready, task_leased, receipt_accepted, ...), a
+    """A run's events in order (run_submitted, step_ready, task_leased, receipt_recorded, ...), a
 page at a time. To follow a run, call again with last_cursor as cursor (wait_seconds makes the
 call wait for the next event). Without run_id: every run's events.""",
     _events,

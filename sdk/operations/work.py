@@ -40,6 +40,9 @@ __all__ = [
     "POST_EVENT",
     "REGISTER_WORKER",
     "RELEASE_TASK",
+    "FencingToken",
+    "TaskId",
+    "WorkerId",
 ]
 
 WorkerId = Annotated[

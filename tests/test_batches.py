@@ -1,0 +1,181 @@
+"""Batch operations on both stores: one transaction, each item all or nothing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fleetforge.contracts import FleetInboxEntry
+from fleetforge.fleet.access import Caller
+from fleetforge.fleet.clock import ManualClock
+from fleetforge.fleet.replay import verify
+from fleetforge.fleet.service import SyncFleetService
+from fleetforge.fleet.store import EventStore, open_store
+from fleetforge.operations.batches import LeaseItem, TaskCompletion, TaskEnvelope
+
+from .test_service import agent, spec
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def fleet(store: EventStore, clock: ManualClock) -> SyncFleetService:
+    service = SyncFleetService(store, clock=clock)
+    service.register_worker({"worker_id": "w1", "tools": ["*"]})
+    service.register_worker({"worker_id": "w2", "tools": ["*"]})
+    return service
+
+
+def envelope(
+    entry: FleetInboxEntry, kind: str = "emit", seq: int = 1, **fields: Any
+) -> dict[str, Any]:
+    task = entry.task
+    body = {"kind": kind, "seq": seq, "at": "2026-12-01T00:00:00Z", "run_id": task.run_id,
+            "step_id": task.step_id, "task_id": task.task_id, "seed": task.seed,
+            "adapter": {"name": "t", "version": "1"}}  # fmt: skip
+    if kind == "emit":
+        body |= {"event": "message", "payload": {"text": "hi"}}
+    return body | fields
+
+
+def token(entry: FleetInboxEntry) -> int:
+    assert entry.lease is not None
+    return entry.lease.fencing_token
+
+
+def test_receipts_with_envelopes_and_the_next_lease_in_one_call(fleet: SyncFleetService) -> None:
+    run = fleet.submit_run(spec(agent("a"), agent("b"), agent("c"), agent("d"), agent("e")))
+    a, b, c = fleet.lease_task("w1", max_tasks=3)
+    items = [
+        TaskCompletion(task_id=a.task.task_id, fencing_token=token(a), output="A",
+                       envelopes=[envelope(a, "start", 0), envelope(a)]),
+        # the second envelope is another task's: the whole item is undone, its first too
+        TaskCompletion(task_id=b.task.task_id, fencing_token=token(b), output="B",
+                       envelopes=[envelope(b, "start", 0), envelope(c)]),
+        TaskCompletion(task_id=c.task.task_id, fencing_token=token(c) + 1, output="stale"),
+    ]  # fmt: skip
+    done = fleet.complete_tasks(items, worker_id="w1", lease_next=2, lease_seconds=60)
+    assert [r.status if r else None for r in done.receipts] == ["accepted", None, None]
+    assert [(f.index, f.error["code"]) for f in done.failures] == [
+        (1, "ContractError"),
+        (2, "LeaseLostError"),
+    ]
+    assert {e.task.step_id for e in done.leased} == {"d", "e"}
+    events = fleet.store.query(run_id=run.run_id, types=["task_event"])
+    assert [e.data.task_id for e in events] == [a.task.task_id] * 2
+    steps = {s.step_id: s.status for s in fleet.get_run(run.run_id).steps}
+    assert steps == {"a": "completed", "b": "running", "c": "running", "d": "running",
+                     "e": "running"}  # fmt: skip
+    # b and c are still held and can be finished; repeating a's receipt has one effect
+    finish = [
+        TaskCompletion(
+            task_id=t.task.task_id, fencing_token=token(t), output=t.task.step_id.upper()
+        )
+        for t in (a, b, c, *done.leased)
+    ]
+    again = fleet.complete_tasks(finish, worker_id="w1")
+    assert [r.status for r in again.receipts if r] == ["accepted"] * 5
+    assert again.receipts[0] == done.receipts[0]
+    assert fleet.get_run(run.run_id).status == "completed"
+    assert fleet.store.count(types=["receipt_recorded"]) == 5
+    assert verify(fleet.store) == []
+
+
+def test_an_item_on_another_workers_lease_is_refused_and_recorded(
+    fleet: SyncFleetService,
+) -> None:
+    fleet.submit_run(spec(agent("a"), agent("b")))
+    [a] = fleet.lease_task("w1")
+    [b] = fleet.lease_task("w2")
+    w2 = Caller.as_worker("w2")
+    done = fleet.complete_tasks(
+        [TaskCompletion(task_id=a.task.task_id, fencing_token=token(a), output="mine?"),
+         TaskCompletion(task_id=b.task.task_id, fencing_token=token(b), output="B")],
+        caller=w2,
+    )  # fmt: skip
+    assert done.receipts[0] is None
+    assert done.receipts[1] is not None
+    assert done.failures[0].error["code"] == "ForbiddenError"
+    [denied] = fleet.store.query(types=["access_denied"])
+    assert (denied.data.what, denied.data.task_id) == ("post_receipt", a.task.task_id)
+    assert verify(fleet.store) == []
+
+
+def test_heartbeats_keep_extend_or_lose_each_lease(
+    fleet: SyncFleetService, clock: ManualClock
+) -> None:
+    fleet.submit_run(
+        spec(agent("a"), agent("b"), agent("c", optional=True, budget={"max_wall_s": 5}))
+    )
+    a, b, c = fleet.lease_task("w1", max_tasks=3, lease_seconds=10)
+    clock.advance(6)  # 4 s of 10 left: each needs extending; c is past its wall-time budget
+    items = [LeaseItem(task_id=t.task.task_id, fencing_token=token(t)) for t in (a, b, c)]
+    items[1] = LeaseItem(task_id=b.task.task_id, fencing_token=token(b) + 1)  # stale
+    kept = fleet.heartbeat_many(items, lease_seconds=10)
+    assert kept.leases[0] is not None
+    assert kept.leases[0].expires_at == clock.now() + timedelta(seconds=10)
+    assert kept.leases[1] is None
+    assert kept.leases[2] is None
+    assert [(f.index, f.error["code"]) for f in kept.failures] == [
+        (1, "LeaseLostError"),
+        (2, "LeaseLostError"),
+    ]
+    assert "budget" in kept.failures[1].error["message"]
+    assert fleet.store.count(types=["budget_exceeded"]) == 1  # c's failure is committed
+    clock.advance(1)  # 9 of 10 s left: a read-only check writes nothing
+    before = fleet.store.info().latest_seq
+    again = fleet.heartbeat_many(items[:1], lease_seconds=10)
+    assert again.leases[0] == kept.leases[0]
+    assert fleet.store.info().latest_seq == before
+    assert verify(fleet.store) == []
+
+
+def test_envelopes_in_order_with_a_bad_one_refused_alone(fleet: SyncFleetService) -> None:
+    run = fleet.submit_run(spec(agent("a"), agent("b")))
+    a, b = fleet.lease_task("w1", max_tasks=2)
+
+    def item(entry: FleetInboxEntry, body: dict[str, Any]) -> TaskEnvelope:
+        return TaskEnvelope(task_id=entry.task.task_id, fencing_token=token(entry), envelope=body)
+
+    items = [
+        item(a, envelope(a, "start", 0)),
+        item(b, envelope(b, "start", 0)),
+        item(a, {"kind": "nope"}),
+        item(a, envelope(a)),
+    ]
+    posted = fleet.post_events(items)
+    assert [p is None for p in posted.events] == [False, False, True, False]
+    seqs = [p.seq for p in posted.events if p]
+    assert seqs == sorted(seqs)
+    assert posted.failures[0].index == 2
+    stored = fleet.store.query(run_id=run.run_id, types=["task_event"])
+    assert [e.seq for e in stored] == seqs
+
+
+def test_a_batch_is_one_write_transaction(tmp_path: Path) -> None:
+    # counted on SQLite, whose statements can be traced; PostgreSQL runs the same code path
+    store = open_store(f"sqlite:///{tmp_path / 'one.db'}")
+    fleet = SyncFleetService(store, clock=ManualClock())
+    fleet.register_worker({"worker_id": "w1", "tools": ["*"]})
+    fleet.submit_run(spec(*(agent(s) for s in "abcdef")))
+    leased = fleet.lease_task("w1", max_tasks=3)
+    statements: list[str] = []
+    store.backend._conn.set_trace_callback(statements.append)  # type: ignore[attr-defined]
+    try:
+        fleet.complete_tasks(
+            [TaskCompletion(task_id=t.task.task_id, fencing_token=token(t), output=1,
+                            envelopes=[envelope(t, "start", 0)]) for t in leased],
+            worker_id="w1",
+            lease_next=3,
+        )  # fmt: skip
+    finally:
+        store.backend._conn.set_trace_callback(None)  # type: ignore[attr-defined]
+        store.close()
+    assert sum(s.startswith("BEGIN IMMEDIATE") for s in statements) == 1
+    assert sum(s == "COMMIT" for s in statements) == 1
