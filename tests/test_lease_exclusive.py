@@ -4,7 +4,9 @@ N worker processes race over M tasks (independent tool steps). Each leases 1-5 t
 with a 1 s lease, then per task (chosen by the task id, first lease only): abandons it (no
 heartbeat: the lease expires and another worker gets attempt 2; once it lapsed the abandoner
 posts a receipt with its stale token, which must be refused), releases it, or heartbeats (30 s)
-and posts its receipt. Afterwards every ``task_leased``, ``task_heartbeat``,
+and posts its receipt; half of the workers post their receipts in one ``complete_tasks`` call
+that also leases their next tasks (``lease_next``), the others one ``post_receipt`` each.
+Afterwards every ``task_leased``, ``task_heartbeat``,
 ``task_lease_expired``, ``task_released``, receipt and failure event is read back in ``seq``
 order and checked: a task is leased only when no lease of it is live, with a larger fencing
 token; a lease ends (expiry, release, receipt) only under its own token, and an expiry only after
@@ -35,6 +37,7 @@ from fleetforge.errors import LeaseLostError
 from fleetforge.fleet.replay import verify
 from fleetforge.fleet.service import SyncFleetService
 from fleetforge.fleet.store import EventRow, open_store
+from fleetforge.operations.batches import TaskCompletion
 
 ROOT = Path(__file__).parents[1]
 FULL = os.environ.get("FLEETFORGE_LEASE_FULL") == "1"
@@ -62,7 +65,9 @@ def _fate(entry: FleetInboxEntry) -> str:
 def _work(fleet: SyncFleetService, worker_id: str) -> Counter[str]:
     done: Counter[str] = Counter()
     abandoned: list[tuple[float, FleetInboxEntry]] = []
-    batch = 1 + int(worker_id.removeprefix("w")) % 5
+    number = int(worker_id.removeprefix("w"))
+    batch, chained = 1 + number % 5, number % 2 == 1
+    leased: list[FleetInboxEntry] = []
     idle_since = time.monotonic()
     while time.monotonic() - idle_since < IDLE_S or abandoned:
         # a lease that lapsed (with a margin for the clocks): its receipt must be refused
@@ -73,7 +78,8 @@ def _work(fleet: SyncFleetService, worker_id: str) -> Counter[str]:
                 done["stale_accepted"] += 1
             except LeaseLostError:
                 done["stale_refused"] += 1
-        leased = fleet.lease_task(worker_id, max_tasks=batch, lease_seconds=LEASE_S)
+        if not leased:
+            leased = fleet.lease_task(worker_id, max_tasks=batch, lease_seconds=LEASE_S)
         if not leased:
             time.sleep(0.02)
             continue
@@ -95,6 +101,22 @@ def _work(fleet: SyncFleetService, worker_id: str) -> Counter[str]:
                     keep.append(entry)
             except LeaseLostError:  # this slow worker's lease lapsed: another one has it
                 done["lost"] += 1
+        leased = []
+        if chained and keep:  # the receipts and the next lease in one transaction
+            items = [
+                TaskCompletion(task_id=e.task.task_id, fencing_token=token, output=worker_id)
+                for e in keep
+                if (token := e.lease.fencing_token if e.lease else 0)
+            ]
+            batch_done = fleet.complete_tasks(
+                items, worker_id=worker_id, lease_next=batch, lease_seconds=LEASE_S
+            )
+            lost = len(batch_done.failures)
+            assert all(f.error["code"] == "LeaseLostError" for f in batch_done.failures), batch_done
+            done["completed"] += len(items) - lost
+            done["lost"] += lost
+            leased = list(batch_done.leased)
+            continue
         for entry in keep:
             try:
                 fleet.post_receipt(FleetReceipt.success(entry, worker_id))
