@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from dataclasses import dataclass, field
 
 from fleetforge.adapter import AgentRunAdapter, AgentRunContext, MemorySink
 from fleetforge.contracts import FleetInboxEntry, FleetReceipt
@@ -29,6 +29,26 @@ BATCH_API = callable(getattr(SyncFleetService, "complete_tasks", None))
 HEARTBEAT_MANY = callable(getattr(SyncFleetService, "heartbeat_many", None))
 POST_EVENTS = callable(getattr(SyncFleetService, "post_events", None))
 LEASE_SECONDS = 60.0
+
+
+# Items of the batch calls. The service reads them by attribute ("anything shaped like" the
+# operation table's TaskCompletion / LeaseItem / TaskEnvelope); these carry the adapter's
+# AgentRunEnvelope objects as they are, as the unbatched post_event is given them.
+@dataclass(frozen=True)
+class Held:
+    task_id: str
+    fencing_token: int
+
+
+@dataclass(frozen=True)
+class Completion(Held):
+    output: None = None
+    envelopes: list[AgentRunEnvelope] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Envelope(Held):
+    envelope: AgentRunEnvelope
 
 
 def envelopes_for(entry: FleetInboxEntry, count: int) -> list[AgentRunEnvelope]:
@@ -54,25 +74,19 @@ def cycle(fleet: SyncFleetService, entry: FleetInboxEntry, envelopes: int = 0) -
     task_id, token = entry.task.task_id, _token(entry)
     fleet.heartbeat(task_id, token, lease_seconds=LEASE_SECONDS)
     posts = envelopes_for(entry, envelopes)
-    if posts and POST_EVENTS:
-        items = [{"task_id": task_id, "fencing_token": token, "envelopes": posts}]
-        fleet.post_events(items)  # type: ignore[attr-defined]
+    if posts and POST_EVENTS:  # the task's envelopes in one call
+        done = fleet.post_events([Envelope(task_id, token, e) for e in posts])
+        if done.failures:
+            raise RuntimeError(f"post_events refused {len(done.failures)}: {done.failures[:3]}")
     else:
         for envelope in posts:
             fleet.post_event(task_id, token, envelope)
     fleet.post_receipt(FleetReceipt.success(entry, None))
 
 
-def completion(entry: FleetInboxEntry, envelopes: int) -> dict[str, Any]:
+def completion(entry: FleetInboxEntry, envelopes: int) -> Completion:
     """One item of ``complete_tasks``: the receipt's fields and the task's envelopes."""
-    item: dict[str, Any] = {
-        "task_id": entry.task.task_id,
-        "fencing_token": _token(entry),
-        "output": None,
-    }
-    if envelopes:
-        item["envelopes"] = envelopes_for(entry, envelopes)
-    return item
+    return Completion(entry.task.task_id, _token(entry), None, envelopes_for(entry, envelopes))
 
 
 def batch_cycle(
@@ -85,12 +99,14 @@ def batch_cycle(
     """Heartbeats, then receipts (+ envelopes) of every leased task in one call that leases the
     next ones; returns those."""
     if HEARTBEAT_MANY:
-        beats = [{"task_id": e.task.task_id, "fencing_token": _token(e)} for e in leased]
-        fleet.heartbeat_many(beats, lease_seconds=LEASE_SECONDS)  # type: ignore[attr-defined]
+        beats = [Held(e.task.task_id, _token(e)) for e in leased]
+        kept = fleet.heartbeat_many(beats, lease_seconds=LEASE_SECONDS)
+        if kept.failures:
+            raise RuntimeError(f"heartbeat_many lost {len(kept.failures)}: {kept.failures[:3]}")
     else:
         for entry in leased:
             fleet.heartbeat(entry.task.task_id, _token(entry), lease_seconds=LEASE_SECONDS)
-    done = fleet.complete_tasks(  # type: ignore[attr-defined]
+    done = fleet.complete_tasks(
         [completion(e, envelopes) for e in leased],
         worker_id=worker_id,
         lease_next=lease_next,

@@ -66,17 +66,17 @@ COUNT_CYCLES = 50  # counted per kind after 10 warm-up ones: one 50-step run com
 SDK_TASKS = 400 if QUICK else 5000
 SERVE_TASKS = 200 if QUICK else 2000
 WIDE_ITEMS = 1000 if QUICK else 10_000
-WIDE_LIMIT_S = 120 if QUICK else 1800  # a wide run not done by then is reported unfinished
+# a wide run not done by then is reported unfinished (its receipts so far still give the p50)
+WIDE_LIMIT_S = float(os.environ.get("FLEETFORGE_BENCH_WIDE_LIMIT_S", 120 if QUICK else 1800))
 CHAINS = 100 if QUICK else 200
 CPUS = os.cpu_count() or 0
 PEERS_JSON = Path(os.environ.get("FLEETFORGE_PEERS_JSON", "/tmp/qpeers_results.json"))
 MODE = "batched" if BATCH_API else "max10"  # the mode of the headline (goal) figures
 
+# Issue 20's goals, as ratios measured in one run (the issue restates issue 5's absolute
+# tasks/s goals this way: the machine's speed varies 2x by day). The peer ratios are added by
+# _peers() when the peers' JSON is there.
 GOALS: dict[str, tuple[str, float]] = {
-    "sqlite_full_1w_threads_max1_tasks_per_s": (">=", 1000),
-    "sqlite_normal_1w_threads_max1_tasks_per_s": (">=", 2000),
-    "postgres_4w_procs_max1_tasks_per_s": (">=", 1000),
-    "postgres_4w_procs_max10_tasks_per_s": (">=", 2000),
     "sqlite_normal_parent_child_p50_ms": ("<=", 5.0),
     "postgres_parent_child_p50_ms": ("<=", 5.0),
     f"sqlite_full_1w_{MODE}_env4_vs_noop_ratio": (">=", 0.5),
@@ -86,8 +86,6 @@ GOALS: dict[str, tuple[str, float]] = {
     "sqlite_normal_wide_vs_10step_receipt_p50_ratio": ("<=", 1.5),
     "postgres_wide_vs_10step_receipt_p50_ratio": ("<=", 1.5),
 }
-if BATCH_API:
-    GOALS["postgres_4w_procs_batched_tasks_per_s"] = (">=", 2000)
 NOTES: list[str] = []  # printed after the table and kept in the JSON (run.py)
 
 
@@ -109,37 +107,66 @@ def _submit(fleet: SyncFleetService, tasks: int, per_run: int = 50) -> None:
 # ── 1. counts per cycle ──────────────────────────────────────────────────────────────────────
 
 WARM = 10
-KINDS: dict[str, tuple[int, bool]] = {"noop": (0, False), "env4": (ENVELOPES, False)}
+# kind: (envelopes per task, batch size; 0 = single calls: lease_task(max_tasks=1), heartbeat,
+# post_event(s), post_receipt). A batch of n: heartbeat_many of the n held leases, then one
+# complete_tasks of their n receipts (+ envelopes) with lease_next=n, which leases the next n.
+KINDS: dict[str, tuple[int, int]] = {"noop": (0, 0), "env4": (ENVELOPES, 0)}
 if BATCH_API:
-    KINDS |= {"batched": (0, True), "batched_env4": (ENVELOPES, True)}
+    KINDS |= {"chained": (0, 1), "batched": (0, 10), "batched_env4": (ENVELOPES, 10)}
+KIND_TEXT = {
+    "noop": "single calls, no-op",
+    "env4": "single calls, 4 envelopes",
+    "chained": "complete_tasks of 1, lease_next=1",
+    "batched": "complete_tasks of 10, lease_next=10",
+    "batched_env4": "complete_tasks of 10 + 4 envelopes each",
+}
 
 
 class _Cycles:
-    """Counted cycles of one kind, in a steady state (batched: 10 leased at a time, each call
-    completing 10 and leasing the next 10)."""
+    """Counted cycles of one kind, in a steady state (batched: n leased at a time, each call
+    completing n and leasing the next n)."""
 
     def __init__(self, fleet: SyncFleetService, kind: str) -> None:
         self.fleet = fleet
-        self.envelopes, self.batched = KINDS[kind]
+        self.envelopes, self.batch = KINDS[kind]
         self.leased: list[Any] = []
 
     def tasks_needed(self, cycles: int) -> int:
-        return cycles + (20 if self.batched else 0)
+        return cycles + 2 * self.batch
 
     def run(self, cycles: int) -> int:
         fleet = self.fleet
-        if not self.batched:
+        if not self.batch:
             for _ in range(cycles):
                 [entry] = fleet.lease_task("counter", max_tasks=1, lease_seconds=60)
                 cycle(fleet, entry, self.envelopes)
             return cycles
         if not self.leased:
-            self.leased = fleet.lease_task("counter", max_tasks=10, lease_seconds=60)
+            self.leased = fleet.lease_task("counter", max_tasks=self.batch, lease_seconds=60)
         done = 0
         while done < cycles:
             done += len(self.leased)
-            self.leased = batch_cycle(fleet, "counter", self.leased, self.envelopes, 10)
+            self.leased = batch_cycle(fleet, "counter", self.leased, self.envelopes, self.batch)
         return done
+
+
+def _count_table(figures: dict[str, float]) -> None:
+    """One line per store and kind: the figures the issue asks for, per task cycle."""
+    for store in ("sqlite", "postgres"):
+        for kind in KINDS:
+            key = f"{store}_{kind}_cycle_"
+            if f"{key}statements" not in figures:
+                continue
+            trips = figures.get(f"{key}round_trips")
+            syncs = figures.get(f"{key}wal_syncs", figures.get(f"{key}wal_commits", 0.0))
+            _note(
+                f"counts per cycle, {store:8} {KIND_TEXT[kind]:40}: "
+                f"{figures[f'{key}statements']:5.1f} statements, "
+                + (f"{trips:5.1f} round trips, " if trips is not None else "")
+                + f"{figures[f'{key}write_transactions']:4.2f} write transactions, "
+                + f"{syncs:4.2f} fsyncs, {figures[f'{key}events']:4.1f} events, "
+                + f"{figures[f'{key}projection_rows']:4.1f} projection rows"
+            )
 
 
 def _count_sqlite(tmp: str) -> dict[str, float]:
@@ -507,6 +534,10 @@ def _sdk_worker(tmp: str) -> dict[str, float]:
 
     worker_rate = anyio.run(drain)
     naive = naive_rate(Path(tmp) / "naive.db", "NORMAL", 5000)
+    _note(
+        "sdk_worker_*: a cross-check of the Worker over the service as it stands; "
+        "benchmarks/bench_worker.py (the Worker's own bench) is the authoritative figure"
+    )
     return {
         "sdk_worker_c4_local_sqlite_normal_tasks_per_s": worker_rate,
         "naive_sqlite_normal_1w_jobs_per_s": naive,
@@ -693,6 +724,7 @@ def run() -> dict[str, float]:
                 lap("PostgreSQL wide run")
                 figures |= _serves(fresh_pg, tmp)
                 lap("serve: one vs two")
+    _count_table(figures)
     figures |= _peers(figures)
     figures["load_1m_end"] = _load()
     if QUICK:
