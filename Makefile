@@ -4,7 +4,9 @@
 #   make check-mcp  drive `fleetforge mcp` with the MCP Inspector CLI (needs Node.js/npx)
 #   make bench  run the benchmarks (prints a table, writes benchmarks/results/*.json)
 #   make stress envelope delivery under repetition, outside CI (50 runs of each framework example,
-#               the once flaky Worker test 50 times in a row, a 10,000-item map on both stores; ~17 min)
+#               the once flaky Worker test 50 times in a row, a 10,000-item map on both stores,
+#               followers under 8 concurrent writers, and lease exclusivity at full size (8 worker
+#               processes x 2,000 tasks on each store, from the event log); ~30 min)
 #   make lock   re-resolve the dev environment into requirements-dev.lock
 #
 # The installer is uv, bootstrapped from PyPI into .venv at the version the lock pins; when it
@@ -88,6 +90,7 @@ bench: install
 
 stress: install
 	$(BIN)/python -m tests.stress
+	FLEETFORGE_LEASE_FULL=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_lease_exclusive.py
 
 schemas: install
 	$(BIN)/python -m fleetforge.schemas._build --out schemas

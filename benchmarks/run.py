@@ -1,5 +1,9 @@
 """Run every benchmarks/bench_*.py, print one table, write benchmarks/results/<name>.json.
 
+A bench module has ``run() -> {metric: value}``, and may have ``GOALS`` ({metric: (op, target)},
+read after ``run``, which may add to it) and ``NOTES`` (lines printed after the table and kept in
+the JSON: what a figure's mode was, what was missing).
+
 python benchmarks/run.py [NAME ...]      # e.g. `contracts`; default: all
 """
 
@@ -43,6 +47,7 @@ def main(argv: list[str]) -> int:
         table.add_column(column, justify="right" if column == "value" else "left")
     RESULTS.mkdir(exist_ok=True)
     failed = False
+    notes: list[str] = []
     for path in sorted(HERE.glob("bench_*.py")):
         name = path.stem.removeprefix("bench_")
         if wanted and name not in wanted:
@@ -50,6 +55,8 @@ def main(argv: list[str]) -> int:
         module = _load(path)
         figures: dict[str, float] = module.run()  # type: ignore[attr-defined]
         goals: dict[str, tuple[str, float]] = getattr(module, "GOALS", {})
+        module_notes: list[str] = list(getattr(module, "NOTES", []))
+        notes += [f"{name}: {note}" for note in module_notes]
         for metric, value in figures.items():
             verdict = _meets(value, goals.get(metric))
             failed |= "NO" in verdict
@@ -62,9 +69,12 @@ def main(argv: list[str]) -> int:
             "cpus": __import__("os").cpu_count(),
             "figures": figures,
             "goals": {k: list(v) for k, v in goals.items()},
+            "notes": module_notes,
         }
         (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
     Console(width=max(Console().width, 120)).print(table)
+    for note in notes:
+        print(note)
     print(f"results written to {RESULTS}/")
     return 1 if failed else 0
 
