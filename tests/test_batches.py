@@ -179,3 +179,33 @@ def test_a_batch_is_one_write_transaction(tmp_path: Path) -> None:
         store.close()
     assert sum(s.startswith("BEGIN IMMEDIATE") for s in statements) == 1
     assert sum(s == "COMMIT" for s in statements) == 1
+
+
+def test_items_may_be_plain_mappings_and_a_bad_one_names_its_field(
+    fleet: SyncFleetService,
+) -> None:
+    from fleetforge.errors import ContractError
+
+    fleet.submit_run(spec(agent("a"), agent("b")))
+    a, b = fleet.lease_task("w1", max_tasks=2)
+    kept = fleet.heartbeat_many([{"task_id": a.task.task_id, "fencing_token": token(a)}])
+    assert not kept.failures
+    posted = fleet.post_events(
+        [
+            {
+                "task_id": a.task.task_id,
+                "fencing_token": token(a),
+                "envelope": envelope(a, "start", 0),
+            }
+        ]
+    )
+    assert not posted.failures
+    with pytest.raises(ContractError) as bad:
+        fleet.complete_tasks([{"task_id": b.task.task_id, "fencing_token": "x"}], worker_id="w1")
+    assert [d.pointer for d in bad.value.details] == ["/items/0/fencing_token"]
+    done = fleet.complete_tasks(
+        [{"task_id": t.task.task_id, "fencing_token": token(t), "output": 1} for t in (a, b)],
+        worker_id="w1",
+    )
+    assert not done.failures
+    assert len(done.receipts) == 2

@@ -5,12 +5,16 @@ transaction, each item all or nothing in a savepoint of its own.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from importlib import import_module
 from typing import Any
+
+from pydantic import BaseModel, ValidationError
 
 from fleetforge.contracts import FleetLease, FleetReceipt
 from fleetforge.contracts.envelope import AgentRunEnvelope
 from fleetforge.errors import (
+    ContractError,
     FleetForgeError,
     ForbiddenError,
     LeaseLostError,
@@ -29,6 +33,7 @@ from fleetforge.operations.results import (
     PostedEvent,
     PostedEvents,
 )
+from fleetforge.validation import pydantic_details
 
 
 class Batches(Receipts):
@@ -56,6 +61,7 @@ class Batches(Receipts):
         if not 0 <= lease_next <= 100:
             raise UsageError(f"lease_next must be between 0 and 100, got {lease_next}")
         worker = self._batch_worker(worker_id, caller, lease_next)
+        items = _parsed(items, "TaskCompletion")
         failures: list[ItemFailure] = []
         prepared: dict[int, Completion] = {}
         for index, item in enumerate(items):
@@ -101,6 +107,7 @@ class Batches(Receipts):
         if lease_seconds <= 0:
             raise UsageError(f"lease_seconds must be positive, got {lease_seconds}")
         self.expire_leases()
+        items = _parsed(items, "LeaseItem")
         now = self.clock.now()
         leases: list[FleetLease | None] = [None] * len(items)
         failures: list[ItemFailure] = []
@@ -140,6 +147,7 @@ class Batches(Receipts):
         """Record several envelopes (items with ``task_id``, ``fencing_token``, ``envelope``)
         of leased tasks in one write transaction, in order; one that is refused is in
         ``failures`` and the others are recorded."""
+        items = _parsed(items, "TaskEnvelope")
         failures: list[ItemFailure] = []
         envelopes: dict[int, AgentRunEnvelope] = {}
         for index, item in enumerate(items):
@@ -225,6 +233,28 @@ class Batches(Receipts):
         heads = dict(tx.fetchall(Q["chain_heads"].format(runs=runs), params))
         for run_id in run_ids:
             seen.chain_heads[run_id] = heads.get(run_id)
+
+
+def _parsed(items: Sequence[Any], name: str) -> Sequence[Any]:
+    """The items, mappings among them parsed as the operation's item model ``name`` (of
+    :mod:`fleetforge.operations.batches`, which imports this module's operations); a bad one is a
+    ContractError naming its field (``/items/N/...``)."""
+    if not any(isinstance(item, Mapping) for item in items):
+        return items
+    # imported by name: a static import would close a cycle mypy cannot type through the
+    # operations' references to these methods
+    model: type[BaseModel] = getattr(import_module("fleetforge.operations.batches"), name)
+    parsed: list[Any] = []
+    for index, item in enumerate(items):
+        if isinstance(item, Mapping):
+            try:
+                item = model.model_validate(item)
+            except ValidationError as exc:
+                raise ContractError(
+                    f"invalid item {index}", details=pydantic_details(exc, prefix=f"/items/{index}")
+                ) from None
+        parsed.append(item)
+    return parsed
 
 
 def _failure(index: int, task_id: str, error: FleetForgeError) -> ItemFailure:
