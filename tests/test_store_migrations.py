@@ -40,6 +40,38 @@ def test_sqlite_migrations_equal_schema(tmp_path: Path) -> None:
     assert _sqlite_shape(sqlite3.connect(migrated)) == _sqlite_shape(direct)
 
 
+def test_sqlite_event_log_keeps_its_seqs_without_autoincrement(tmp_path: Path) -> None:
+    """0007 rebuilds the event log on its rowid: the seqs a store had stay, new ones follow the
+    highest, and the log stays append-only. (AUTOINCREMENT cost a page per write transaction.)"""
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE fleetforge_migrations (version INTEGER PRIMARY KEY, "
+                 "name TEXT NOT NULL, applied_at TEXT NOT NULL)")  # fmt: skip
+    for migration in migrations("sqlite")[:6]:
+        for statement in split_statements(migration.sql):
+            conn.execute(statement)
+        conn.execute("INSERT INTO fleetforge_migrations VALUES (?, ?, '')",
+                     (migration.version, migration.name))  # fmt: skip
+    row = "INSERT INTO events (seq, run_id, event_id, type, at, data) VALUES (?, '', ?, '', '', '')"
+    for seq in (1, 2, 7):
+        conn.execute(row, (seq, f"e{seq}"))
+    conn.close()
+
+    open_store(f"sqlite:///{path}").close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        tables = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
+        assert [name for name, sql in tables if "AUTOINCREMENT" in sql.upper()] == []
+        assert [r[0] for r in conn.execute("SELECT seq FROM events ORDER BY seq")] == [1, 2, 7]
+        conn.execute("INSERT INTO events (run_id, event_id, type, at, data) "
+                     "VALUES ('', 'e8', 'x', '', '{}')")  # fmt: skip
+        assert conn.execute("SELECT MAX(seq) FROM events").fetchone() == (8,)
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("DELETE FROM events WHERE seq = 8")
+    finally:
+        conn.close()
+
+
 _PG_SHAPE = {
     "columns": "SELECT table_name, column_name, data_type, is_nullable, column_default, "
     "is_identity FROM information_schema.columns WHERE table_schema = current_schema() "

@@ -2,7 +2,7 @@
 -- tests/test_store_migrations.py proves the two agree.
 
 CREATE TABLE events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,  -- the rowid: events are never deleted, so seqs only grow (0007)
     run_id TEXT NOT NULL,  -- '' for events that belong to no run (worker events)
     event_id TEXT NOT NULL,
     type TEXT NOT NULL,
