@@ -12,11 +12,16 @@ are medians. Two fake models:
 - **20 ms** per model call (nearer the fastest real providers than an instant fake): the
   overhead of the adapter with guaranteed delivery, as a share of the run. Goal: <= 5 %.
 
-"Delivered" is what a Worker does: the envelopes are posted to a fleet (in process, SQLite file
-in a temporary directory) by the Worker's Outbox while the framework runs (every 20 ms) and
-after it, until every envelope is recorded; a task leased beforehand, the receipt
-not counted (it is the fleet protocol's, not the adapter's). Scenarios are built and tasks leased
-before the clock starts.
+"Delivered" is what a Worker does (fleetforge.worker): one :class:`~fleetforge._delivery.Courier`
+runs beside the runs and posts each run's envelopes to a fleet (in process, SQLite file in a
+temporary directory) every 20 ms while the framework runs; when it ends, its last envelopes ride
+with its success receipt in one ``complete_tasks`` call. The native runs post their receipt the
+same way (no envelopes): a framework run under a fleet reports its result either way, so both
+sides of a pair pay for the receipt and the difference is what the adapter and the delivery of
+its envelopes add. Scenarios are built and tasks leased before the clock starts. ``*_cpu_*``
+figures use the CPU time of all the process's threads (steadier than wall time on a busy
+machine); ``*_20ms_cpu_overhead_pct`` is the extra CPU time as a share of the native run's
+wall time.
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ QUICK = os.environ.get("FLEETFORGE_BENCH_QUICK") == "1"
 RUNS = 20 if QUICK else 60
 LATENCY = 0.020
 FRAMEWORKS = ("langgraph", "autogen", "crewai")
+WORKER = "bench"
+Delivery = tuple[Any, Any]
+"""A running Courier and a task leased to ``WORKER`` (an inbox entry): where a run reports."""
 
 GOALS: dict[str, tuple[str, float]] = {
     f"{name}_20ms_overhead_pct": ("<=", 5.0) for name in FRAMEWORKS
@@ -70,16 +78,17 @@ async def _leased(client: Any, count: int) -> list[Any]:
                        "inputs": {"topic": {"from": "inputs.topic"}}}]}  # fmt: skip
     for _ in range(count):
         await client.submit_run(spec)
-    await client.register_worker({"worker_id": "bench"})
+    await client.register_worker({"worker_id": WORKER})
     entries: list[Any] = []
     while len(entries) < count:
         want = min(100, count - len(entries))
-        entries += await client.lease_task("bench", lease_seconds=3600, max_tasks=want)
+        entries += await client.lease_task(WORKER, lease_seconds=3600, max_tasks=want)
     return entries
 
 
-async def _adapted(framework: Any, context: Any, deliver: Callable[..., Any] | None) -> int:
-    """One adapted run; with ``deliver``, every envelope posted before it returns."""
+async def _adapted(framework: Any, context: Any, deliver: Delivery | None) -> int:
+    """One adapted run; with ``deliver``, delivered as a Worker does: the courier posts the
+    envelopes while the framework runs, the last ones ride with the receipt."""
     from fleetforge._delivery import Outbox
     from fleetforge.adapter import AgentRunAdapter, QueueSink
 
@@ -88,15 +97,30 @@ async def _adapted(framework: Any, context: Any, deliver: Callable[..., Any] | N
     if deliver is None:
         await framework.run(adapter)
         return len(sink.drain())
-    outbox: Outbox = deliver(sink)
-    done = anyio.Event()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(outbox.deliver_until, done)
+    courier, entry = deliver
+    task, token = entry.task.task_id, entry.lease.fencing_token
+    outbox = Outbox(courier.calls.client, task, token, sink, worker_id=WORKER, courier=courier)
+    courier.watch(outbox)
+    try:
         await framework.run(adapter)
-        done.set()
-        assert await outbox.deliver(), outbox.problem
-        tg.cancel_scope.cancel()  # as the Worker does: the live deliverer may be asleep
+    finally:
+        courier.unwatch(outbox)
+    await courier.complete(outbox, adapter.output, usage=adapter.usage)
+    assert outbox.problem is None, outbox.problem
+    assert not len(sink), f"{len(sink)} envelopes left undelivered"
     return outbox.delivered
+
+
+async def _receipt(deliver: Delivery, output: Any) -> None:
+    """A native run's success receipt, posted as the Worker posts one (no envelopes)."""
+    from fleetforge._delivery import Outbox
+    from fleetforge.adapter import QueueSink
+
+    courier, entry = deliver
+    task, token = entry.task.task_id, entry.lease.fencing_token
+    outbox = Outbox(courier.calls.client, task, token, QueueSink(), worker_id=WORKER,
+                    courier=courier)  # fmt: skip
+    await courier.complete(outbox, output)
 
 
 async def _pairs(
@@ -131,36 +155,47 @@ async def _pairs(
 
 
 async def _measure(name: str, root: Path) -> dict[str, float]:
-    from fleetforge._delivery import Outbox
+    from fleetforge._delivery import Courier, WorkerCalls
     from fleetforge.adapter import AgentRunContext
     from fleetforge.client import FleetClient
-    from tests.test_adapters import CONTEXT, SCENARIOS
+    from tests.test_adapters import CONTEXT, OUTPUT, SCENARIOS
 
     build = SCENARIOS[name]
     figures: dict[str, float] = {}
-    async with FleetClient.local(f"sqlite:///{root / name}.db", artifacts=root / "cas") as client:
-        entries = await _leased(client, 2 * RUNS + 2)
+    async with (
+        FleetClient.local(f"sqlite:///{root / name}.db", artifacts=root / "cas") as client,
+        anyio.create_task_group() as services,
+    ):
+        entries = await _leased(client, 4 * RUNS + 4)
+        courier = Courier(WorkerCalls(client, WORKER))  # one per Worker, as it runs one
+        await services.start(courier.run)
 
-        def delivering(n: int) -> tuple[AgentRunContext, Callable[..., Outbox]]:
+        def delivering() -> tuple[AgentRunContext, Delivery]:
             entry = entries.pop()
-            task, token = entry.task, entry.lease.fencing_token
-            ctx = AgentRunContext.from_entry(entry)
-            return ctx, lambda sink: Outbox(client, task.task_id, token, sink)
+            return AgentRunContext.from_entry(entry), (courier, entry)
 
         for latency in (0.0, LATENCY):
             await _native(name, build(latency=latency))  # warm up both paths
-            await _adapted(build(latency=latency), *delivering(-1))
-            variants: dict[str, list[tuple[Any, ...]]] = {}
+            await _receipt(delivering()[1], OUTPUT)
+            await _adapted(build(latency=latency), *delivering())
+            variants: dict[str, tuple[list[tuple[Any, ...]], list[Delivery | None]]] = {}
             if not latency:
                 queued = [AgentRunContext(**{**vars(CONTEXT), "task_id": f"t{n}"})
                           for n in range(RUNS)]  # fmt: skip
-                variants["adapter"] = [(build(), ctx, None) for ctx in queued]
-            variants["delivered"] = [(build(latency=latency), *delivering(n)) for n in range(RUNS)]
-            for variant, runs in variants.items():
+                variants["adapter"] = ([(build(), ctx, None) for ctx in queued], [None] * RUNS)
+            variants["delivered"] = (
+                [(build(latency=latency), *delivering()) for _ in range(RUNS)],
+                [delivering()[1] for _ in range(RUNS)],
+            )
+            for variant, (runs, receipts) in variants.items():
                 plain = [build(latency=latency) for _ in range(RUNS)]
 
-                async def native(n: int, plain: list[Any] = plain) -> None:
+                async def native(n: int, plain: list[Any] = plain,
+                                 receipts: list[Delivery | None] = receipts) -> None:  # fmt: skip
                     await _native(name, plain[n])
+                    given = receipts[n]
+                    if given is not None:
+                        await _receipt(given, OUTPUT)
 
                 async def adapted(n: int, runs: list[tuple[Any, ...]] = runs) -> int:
                     return await _adapted(*runs[n])
@@ -168,10 +203,13 @@ async def _measure(name: str, root: Path) -> dict[str, float]:
                 m = await _pairs(native, adapted)
                 per_run = m["envelopes"]
                 if latency:
+                    cpu = m["adapted_cpu"] - m["native_cpu"]
                     figures[f"{name}_20ms_native_run_ms"] = m["native"]
                     figures[f"{name}_20ms_delivered_run_ms"] = m["adapted"]
                     figures[f"{name}_20ms_overhead_ms"] = m["adapted"] - m["native"]
                     figures[f"{name}_20ms_overhead_pct"] = (m["adapted"] / m["native"] - 1) * 100
+                    figures[f"{name}_20ms_cpu_overhead_ms"] = cpu
+                    figures[f"{name}_20ms_cpu_overhead_pct"] = cpu / m["native"] * 100
                     continue
                 if variant == "adapter":
                     figures[f"{name}_envelopes_per_run"] = per_run
@@ -181,6 +219,7 @@ async def _measure(name: str, root: Path) -> dict[str, float]:
                 figures[f"{name}_{variant}_cost_per_run_ms"] = wall
                 figures[f"{name}_{variant}_cost_per_envelope_us"] = wall / per_run * 1000
                 figures[f"{name}_{variant}_cpu_per_envelope_us"] = cpu / per_run * 1000
+        services.cancel_scope.cancel()
     return figures
 
 

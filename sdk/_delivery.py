@@ -424,6 +424,8 @@ class Courier:
         self._receipts: list[_Receipt] = []
         self._backlog: dict[Outbox, None] = {}
         self._wake: anyio.Event | None = None
+        self._live_due = math.inf
+        """When the next live delivery is due (``anyio.current_time()``), inf when idle."""
         self._round_done: anyio.Event | None = None
 
     # what tasks ask for
@@ -519,13 +521,22 @@ class Courier:
 
     async def _gather(self) -> None:
         """Wait for something to send: a receipt or an explicit delivery (then up to ``window``
-        for other tasks still working to join), or the next live delivery."""
+        for other tasks still working to join), or the next live delivery, ``DELIVER_EVERY``
+        after the last round or after the first task began to be watched. Other wake-ups (a
+        task started or stopped) do not make a round of their own: a task's first envelopes
+        wait for the cadence instead of costing a call (and a thread hop) on their own."""
         assert self._wake is not None
-        if not (self._receipts or self._asked):
-            with anyio.move_on_after(DELIVER_EVERY if self._live else math.inf):
+        while not (self._receipts or self._asked):
+            if not self._live:
+                self._live_due = math.inf  # idle: sleep until told
+            elif self._live_due == math.inf:
+                self._live_due = anyio.current_time() + DELIVER_EVERY
+            with anyio.CancelScope(deadline=self._live_due):
                 await self._wake.wait()
-            self._wake = anyio.Event()
-        if not (self._receipts or self._asked) or self.window <= 0:
+            woken, self._wake = self._wake.is_set(), anyio.Event()
+            if not woken and self._live:
+                return  # the live delivery is due
+        if self.window <= 0:
             return
         with anyio.move_on_after(self.window):
             while self._busy is not None and self._busy() > 0:
@@ -535,6 +546,7 @@ class Courier:
     async def _round(self) -> None:
         assert self._round_done is not None
         done, self._round_done = self._round_done, anyio.Event()
+        self._live_due = math.inf  # the next live delivery is DELIVER_EVERY after this round
         asked, self._asked = self._asked, {}
         receipts, self._receipts = self._receipts, []
         try:

@@ -239,6 +239,11 @@ class QueueSink:
 # ── JSON-safe payloads ──────────────────────────────────────────────────────────────────────
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+"""Types :func:`to_jsonable` returns as they are (exactly these: a subclass, e.g. a str enum,
+takes the general path)."""
+
+
 def to_jsonable(value: Any, dumped: dict[int, tuple[BaseModel, Any]] | None = None) -> Any:
     """``value`` as plain JSON data (dict, list, str, int, float, bool, None).
 
@@ -246,6 +251,16 @@ def to_jsonable(value: Any, dumped: dict[int, tuple[BaseModel, Any]] | None = No
     convert the same objects again and again (a graph's state at every checkpoint holds every
     message so far). The dump is shared, so it must not be changed afterwards.
     """
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is dict:  # the common case first, with exact type tests (ABC checks are slow)
+        return {
+            k if type(k) is str else str(k): v if type(v) in _PLAIN else to_jsonable(v, dumped)
+            for k, v in value.items()
+        }
+    if kind is list:
+        return [v if type(v) in _PLAIN else to_jsonable(v, dumped) for v in value]
     if value is None or isinstance(value, str | bool | int | float):
         return value
     if isinstance(value, Mapping):

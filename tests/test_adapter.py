@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import uuid
+from collections import OrderedDict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -184,6 +185,27 @@ def test_payloads_are_made_json_safe() -> None:
     a.start({"when": when})
     a.emit("custom", {"point": Point(2, when)})
     assert sink.envelopes[1].payload == {"point": {"x": 2, "at": "2026-11-23T01:02:03+00:00"}}  # type: ignore[attr-defined]
+
+
+def test_plain_json_data_is_copied_and_anything_else_inside_it_converted() -> None:
+    # plain dicts and lists take a fast path: still copies, and what is not plain JSON at any
+    # depth is converted as before (a dict subclass, a tuple, a key that is not a str)
+    when = datetime(2026, 11, 23, tzinfo=UTC)
+    value: dict[Any, Any] = {
+        "a": [{"b": 1, "c": [None, True, 1.5, "x"]}],
+        "d": OrderedDict(e=(1, when)),
+        Color.RED: {2: [Color.RED]},
+    }
+    safe = to_jsonable(value)
+    assert safe == {
+        "a": [{"b": 1, "c": [None, True, 1.5, "x"]}],
+        "d": {"e": [1, "2026-11-23T00:00:00+00:00"]},
+        "Color.RED": {"2": ["red"]},
+    }
+    assert safe["a"] is not value["a"]
+    assert safe["a"][0] is not value["a"][0]
+    assert safe["a"][0]["c"] is not value["a"][0]["c"]
+    json.dumps(safe)
 
 
 def test_checkpoints_of_a_growing_state_convert_each_model_once() -> None:

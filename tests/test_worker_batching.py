@@ -181,3 +181,30 @@ async def test_an_envelope_refused_in_a_shared_call_fails_only_its_task(tmp_path
     assert seqs == {"bad": [0, 1], "good": [0, 1, 2, 3]}
     [failed] = [e.data for e in events if e.type == "task_failed"]
     assert "envelope #2 (emit:custom) could not be delivered (ContractError" in failed.message  # type: ignore[attr-defined]
+
+
+async def test_a_task_starting_makes_no_delivery_round_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Live delivery keeps its cadence (every DELIVER_EVERY, here an hour): a task starting does
+    # not make the courier post at once, so a short task's envelopes all ride with its receipt.
+    monkeypatch.setattr("fleetforge._delivery.DELIVER_EVERY", 3600.0)
+
+    async def handler(task: TaskRun) -> str:
+        task.adapter.emit("message", {"role": "assistant", "content": "working"})
+        await anyio.wait_all_tasks_blocked()  # the courier did whatever a start makes it do
+        task.adapter.emit("message", {"role": "assistant", "content": "done"})
+        return "ok"
+
+    async with client_for("local", tmp_path) as real:
+        run = await real.submit_run(spec())
+        client = RecordingClient(real)
+        worker = Worker(client, handler, worker_id="w")  # type: ignore[arg-type]
+        with anyio.fail_after(30):
+            stats = await worker.run(stop_when_idle=True)
+        events = await all_events(real, run.run_id)
+    assert (stats.completed, stats.failed, stats.errors) == (1, 0, 0)
+    assert [m for m, _ in client.calls if m != "heartbeat_many"] == ["complete_tasks"]
+    assert [(e.seq, e.kind) for e in envelopes_of(events)] == [
+        (0, "start"), (1, "emit"), (2, "emit"), (3, "complete"),
+    ]  # fmt: skip
