@@ -104,3 +104,14 @@ def test_a_file_store_runs_one_checkpointer_and_stops_it_on_close(tmp_path: Path
         assert _checkpointers() == before
     finally:
         memory.close()
+
+
+def test_statement_journals_stay_in_memory(tmp_path: Path) -> None:
+    """A trigger-firing UPDATE inside a savepoint journals itself; in a temp file that was over
+    half of a batched task's SQL time (``benchmarks/bench_fleet.py``)."""
+    store = open_store(f"sqlite:///{tmp_path / 'f.db'}")
+    try:
+        with store.backend.read() as tx:
+            assert tx.fetchall("PRAGMA temp_store") == [(2,)]  # MEMORY
+    finally:
+        store.close()

@@ -146,6 +146,11 @@ class SqliteBackend:
                 conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
                 conn.execute(f"PRAGMA journal_size_limit = {64 * 1024 * 1024}")
             conn.execute("PRAGMA cache_size = -65536")  # 64 MiB of page cache (default 2 MiB)
+            # Statement journals in memory: an UPDATE that fires a trigger (the scheduling
+            # counters), inside a transaction with savepoints (batch items, group commit),
+            # journals its changes so it can be undone alone; in a temp file that cost ~160 us
+            # per step completion, over half of a batched task's SQL time.
+            conn.execute("PRAGMA temp_store = MEMORY")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             conn.execute("PRAGMA foreign_keys = ON")
             self._conn = conn
