@@ -181,6 +181,29 @@ def test_a_batch_is_one_write_transaction(tmp_path: Path) -> None:
     assert sum(s == "COMMIT" for s in statements) == 1
 
 
+def test_heartbeats_that_extend_nothing_are_one_read(tmp_path: Path) -> None:
+    # counted on SQLite (traceable); on PostgreSQL each read is a round trip
+    store = open_store(f"sqlite:///{tmp_path / 'one.db'}")
+    fleet = SyncFleetService(store, clock=ManualClock())
+    fleet.register_worker({"worker_id": "w1", "tools": ["*"]})
+    fleet.submit_run(spec(*(agent(s) for s in "abcd")))
+    leased = fleet.lease_task("w1", max_tasks=4, lease_seconds=60)
+    statements: list[str] = []
+    store.backend._conn.set_trace_callback(statements.append)  # type: ignore[attr-defined]
+    try:
+        kept = fleet.heartbeat_many(
+            [LeaseItem(task_id=t.task.task_id, fencing_token=token(t)) for t in leased],
+            lease_seconds=60,
+        )
+    finally:
+        store.backend._conn.set_trace_callback(None)  # type: ignore[attr-defined]
+        store.close()
+    assert not kept.failures
+    assert [lease is not None for lease in kept.leases] == [True] * 4
+    assert sum("FROM tasks t JOIN runs r" in s for s in statements) == 1
+    assert not any(s.startswith("BEGIN IMMEDIATE") for s in statements)  # nothing written
+
+
 def test_items_may_be_plain_mappings_and_a_bad_one_names_its_field(
     fleet: SyncFleetService,
 ) -> None:

@@ -113,10 +113,19 @@ class Batches(Receipts):
         failures: list[ItemFailure] = []
         extend: list[int] = []
         with self.store.backend.read() as tx:
+            params: dict[str, Any] = {}
+            ids = sorted({item.task_id for item in items})
+            sql = Q["tasks_and_runs"].format(
+                tasks=self.store.backend.in_list("task_id", ids, params)
+            )
+            read = {
+                task.task_id: task
+                for task in (task_from_row(tx, r) for r in tx.fetchall(sql, params))
+            }
             for index, item in enumerate(items):
                 try:
                     kept = self._lease_as_it_stands(
-                        tx, item.task_id, item.fencing_token, lease_seconds, caller, now
+                        tx, item.task_id, item.fencing_token, lease_seconds, caller, now, read=read
                     )
                 except FleetForgeError as exc:
                     failures.append(_failure(index, item.task_id, exc))

@@ -4,6 +4,7 @@ task_heartbeat event) once less than half of it remains.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from fleetforge.contracts import FleetLease, FleetTaskFailureKind, FleetTaskSpec
@@ -119,10 +120,16 @@ class Heartbeats(Leasing):
         lease_seconds: float,
         caller: Caller | None,
         now: datetime,
+        *,
+        read: Mapping[str, TaskState] | None = None,
     ) -> FleetLease | None:
         """The lease, checked read-only, when it needs no extending; None when a write must
-        extend it (or refuse the caller, or end a spent wall-time budget)."""
-        task = load_task_and_run(tx, task_id, run_of(task_id))
+        extend it (or refuse the caller, or end a spent wall-time budget). ``read``: the tasks
+        (with their runs' status) a batch read at once; else the task is read here."""
+        if read is None:
+            task = load_task_and_run(tx, task_id, run_of(task_id))
+        else:
+            task = read.get(task_id)
         if task is None:
             raise NotFoundError(f"no task '{task_id}'", task_id=task_id)
         assert task.run_status is not None

@@ -27,6 +27,14 @@ SELECT t.run_id, t.task_id, t.step_id, t.map_index, t.entry_id, t.attempt, t.sta
 FROM tasks t JOIN runs r ON r.run_id = t.run_id
 WHERE t.run_id = :run_id AND t.task_id = :task_id;
 
+-- name: tasks_and_runs
+-- the tasks of a batch of heartbeats with their runs' status, in one read ({tasks}: IN on task_id)
+SELECT t.run_id, t.task_id, t.step_id, t.map_index, t.entry_id, t.attempt, t.status, t.spec,
+       t.worker_id, t.fencing_token, t.leased_at, t.lease_expires_at, t.expiries, t.output,
+       t.enqueued_at, t.available_at, t.resume, t.lease_credential, r.status
+FROM tasks t JOIN runs r ON r.run_id = t.run_id
+WHERE {tasks};
+
 -- name: task_for_receipt
 SELECT t.run_id, t.task_id, t.step_id, t.map_index, t.entry_id, t.attempt, t.status, t.spec,
        t.worker_id, t.fencing_token, t.leased_at, t.lease_expires_at, t.expiries, t.output,
