@@ -179,6 +179,35 @@ def test_a_batch_is_one_write_transaction(tmp_path: Path) -> None:
         store.close()
     assert sum(s.startswith("BEGIN IMMEDIATE") for s in statements) == 1
     assert sum(s == "COMMIT" for s in statements) == 1
+    assert sum("FROM run_progress" in s for s in statements) == 1  # the run's end, once
+
+
+def test_a_batch_finishes_its_runs_once_after_its_items(fleet: SyncFleetService) -> None:
+    """Each run's end is checked once per batch (one read for all runs), after every item: a
+    run whose last task is in the batch completes, one whose last task's item failed does not
+    and completes later."""
+    done_run = fleet.submit_run(spec(agent("a"), agent("b")))
+    open_run = fleet.submit_run(spec(agent("a"), agent("b")))
+    held = fleet.lease_task("w1", max_tasks=4)
+    stale = next(t for t in held if t.task.run_id == open_run.run_id)
+    items = [
+        TaskCompletion(task_id=t.task.task_id, output=1,
+                       fencing_token=token(t) + (1 if t is stale else 0))
+        for t in held
+    ]  # fmt: skip
+    result = fleet.complete_tasks(items, worker_id="w1")
+    assert [f.error["code"] for f in result.failures] == ["LeaseLostError"]
+    assert fleet.get_run(done_run.run_id).status == "completed"
+    assert fleet.get_run(open_run.run_id).status == "running"
+    ends = fleet.store.query(types=["run_completed"])
+    assert [e.run_id for e in ends] == [done_run.run_id]
+    again = fleet.complete_tasks(
+        [TaskCompletion(task_id=stale.task.task_id, fencing_token=token(stale), output=1)],
+        worker_id="w1",
+    )
+    assert not again.failures
+    assert fleet.get_run(open_run.run_id).status == "completed"
+    assert verify(fleet.store) == []
 
 
 def test_heartbeats_that_extend_nothing_are_one_read(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from fleetforge.fleet._state import RunHead, TaskState, task_from_row
 from fleetforge.fleet.access import Caller, Refusal
 from fleetforge.fleet.service.core import Q, R, retrying, run_of, unit_cache
 from fleetforge.fleet.service.receipts import Completion, Receipts, completion
+from fleetforge.fleet.service.steps import RUN_ENDS
 from fleetforge.fleet.store import EventRow, Unit
 from fleetforge.operations.results import (
     CompletedTasks,
@@ -82,10 +83,12 @@ class Batches(Receipts):
         self.expire_leases()
         with self.store.transaction() as unit:
             self._prefetch_receipts(unit, [d.task_id for d in prepared.values()])
+            unit.deferred[RUN_ENDS] = set()
             for index in sorted(prepared, key=lambda i: prepared[i].task_id):  # runs in order
                 done = prepared[index]
                 work = functools.partial(self._complete_in, unit, done, caller)
                 receipts[index] = self._item(unit, index, done.task_id, failures, refused, work)
+            self._finish_runs(unit, self.clock.now())
             leased = (
                 self._lease_in(unit, worker, lease_seconds, lease_next, caller) if worker else []
             )

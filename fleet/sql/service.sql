@@ -132,6 +132,10 @@ SELECT status, attempt FROM steps WHERE run_id = :run_id AND step_id = :step_id;
 -- name: run_unfinished_steps
 SELECT unfinished_steps FROM run_progress WHERE run_id = :run_id;
 
+-- name: runs_unfinished_steps
+-- the runs of a batch of receipts ({runs}: IN on run_id)
+SELECT run_id, unfinished_steps FROM run_progress WHERE {runs};
+
 -- name: step_dependents
 -- each dependent's row by its key (a join lets PostgreSQL's generic plan of a young table walk
 -- every step of the run)

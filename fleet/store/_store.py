@@ -349,7 +349,9 @@ class EventStore:
 class Unit:
     """An open write unit of a store: reads see the projections of the events appended so far
     (and of the units before it in its group). ``memo`` is the caller's scratch space for the
-    length of the unit; it goes with the unit when the unit is undone.
+    length of the unit; it goes with the unit when the unit is undone, and a savepoint that rolls
+    back clears it. ``deferred`` is scratch space that a savepoint's rollback keeps (work the
+    caller does once at the end of the unit, for all its steps).
 
     What outlives the unit (a cache in the service) must not be filled from the unit's own
     writes unless they are immutable and keyed by ids the unit created: the unit may still
@@ -360,6 +362,7 @@ class Unit:
         self.store = store
         self.tx = tx
         self.memo: dict[Any, Any] = {}
+        self.deferred: dict[Any, Any] = {}
         self.committed: list[Callable[[], None]] = []
         self._pending: list[tuple[RunEvent | None, EventRow]] = []
         self._inserted: list[tuple[RunEvent | None, EventRow]] = []
