@@ -46,27 +46,29 @@ def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
 def naive_rate(path: Path, synchronous: str, jobs: int) -> float:
     """Jobs/s of one consumer draining ``jobs`` pre-filled no-op jobs."""
     conn = _connect(path, synchronous)
-    conn.executescript(_DDL)
-    conn.execute("BEGIN IMMEDIATE")
-    conn.executemany(
-        "INSERT INTO qp_jobs (payload) VALUES (?)", [(f'{{"i":{i}}}',) for i in range(jobs)]
-    )
-    conn.execute("COMMIT")
-    done = 0
-    start = time.perf_counter()
-    while True:
+    try:
+        conn.executescript(_DDL)
         conn.execute("BEGIN IMMEDIATE")
-        row = conn.execute(_CLAIM).fetchone()
+        conn.executemany(
+            "INSERT INTO qp_jobs (payload) VALUES (?)", [(f'{{"i":{i}}}',) for i in range(jobs)]
+        )
         conn.execute("COMMIT")
-        if row is None:
-            break
-        conn.execute("BEGIN IMMEDIATE")  # the handler did nothing: mark the job done
-        conn.execute(_DONE, (row[0],))
-        conn.execute("COMMIT")
-        done += 1
-    elapsed = time.perf_counter() - start
-    left = conn.execute("SELECT count(*) FROM qp_jobs WHERE status <> 'done'").fetchone()[0]
-    conn.close()
+        done = 0
+        start = time.perf_counter()
+        while True:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute(_CLAIM).fetchone()
+            conn.execute("COMMIT")
+            if row is None:
+                break
+            conn.execute("BEGIN IMMEDIATE")  # the handler did nothing: mark the job done
+            conn.execute(_DONE, (row[0],))
+            conn.execute("COMMIT")
+            done += 1
+        elapsed = time.perf_counter() - start
+        left = conn.execute("SELECT count(*) FROM qp_jobs WHERE status <> 'done'").fetchone()[0]
+    finally:
+        conn.close()
     if done != jobs or left:
         raise RuntimeError(f"naive queue: {done} of {jobs} jobs done, {left} left")
     return jobs / elapsed

@@ -16,10 +16,9 @@ the Worker over every transport.) FLEETFORGE_BENCH_QUICK=1 runs fewer tasks and 
 
 from __future__ import annotations
 
-import json
 import os
-import sqlite3
 import statistics
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -28,6 +27,9 @@ from typing import Any
 
 import anyio
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _naive_sqlite import naive_rate
+
 QUICK = os.environ.get("FLEETFORGE_BENCH_QUICK") == "1"
 TASKS = 400 if QUICK else 2000
 ROUNDS = 2 if QUICK else 3
@@ -35,65 +37,6 @@ CALLS = ("lease_task", "heartbeat", "heartbeat_many", "post_event", "post_events
          "complete_task", "complete_tasks", "fail_task", "release_task")  # fmt: skip
 
 GOALS: dict[str, tuple[str, float]] = {"worker_c4_vs_naive_normal": (">=", 0.10)}
-
-
-# the naive queue (the SQL of ../shared/bench/queue_peers' sqlite-wal systems)
-
-_DDL = """
-CREATE TABLE IF NOT EXISTS qp_jobs (
-  id INTEGER PRIMARY KEY,
-  status TEXT NOT NULL DEFAULT 'queued',
-  payload TEXT,
-  created_at REAL NOT NULL DEFAULT (((julianday('now') - 2440587.5) * 86400.0)),
-  claimed_at REAL,
-  done_at REAL
-);
-CREATE INDEX IF NOT EXISTS qp_jobs_queued ON qp_jobs (id) WHERE status = 'queued';
-"""
-_CLAIM = """
-UPDATE qp_jobs SET status = 'running', claimed_at = ((julianday('now') - 2440587.5) * 86400.0)
-WHERE id = (SELECT id FROM qp_jobs WHERE status = 'queued' ORDER BY id LIMIT 1)
-RETURNING id, payload
-"""
-_DONE = """
-UPDATE qp_jobs SET status = 'done', done_at = ((julianday('now') - 2440587.5) * 86400.0)
-WHERE id = ?
-"""
-
-
-def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, timeout=30.0)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(f"PRAGMA synchronous={synchronous}")
-    return conn
-
-
-def _naive_rate(path: Path, synchronous: str, jobs: int) -> float:
-    """Jobs per second of one claim/complete loop over ``jobs`` queued jobs (filled first)."""
-    conn = _connect(path, synchronous)
-    try:
-        conn.executescript(_DDL)
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany("INSERT INTO qp_jobs (payload) VALUES (?)",
-                         [(json.dumps({"i": i}),) for i in range(jobs)])  # fmt: skip
-        conn.execute("COMMIT")
-        done = 0
-        start = time.perf_counter()
-        while True:
-            conn.execute("BEGIN IMMEDIATE")
-            row = conn.execute(_CLAIM).fetchone()
-            conn.execute("COMMIT")
-            if row is None:
-                break
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute(_DONE, (row[0],))
-            conn.execute("COMMIT")
-            done += 1
-        elapsed = time.perf_counter() - start
-    finally:
-        conn.close()
-    assert done == jobs, (done, jobs)
-    return jobs / elapsed
 
 
 def _count_calls(fleet: Any, counts: Counter[str]) -> None:
@@ -172,7 +115,7 @@ def run() -> dict[str, float]:
             for which in ("naive", "c4", "c1"):
                 n += 1
                 if which == "naive":
-                    rates[which].append(_naive_rate(root / f"naive{n}.db", "NORMAL", TASKS))
+                    rates[which].append(naive_rate(root / f"naive{n}.db", "NORMAL", TASKS))
                     continue
                 rate, counted = anyio.run(_worker_rate, root, n, int(which[1:]))
                 rates[which].append(rate)
