@@ -261,3 +261,34 @@ def test_items_may_be_plain_mappings_and_a_bad_one_names_its_field(
     )
     assert not done.failures
     assert len(done.receipts) == 2
+
+
+def test_batches_refuse_another_workers_leases_and_odd_json(fleet: SyncFleetService) -> None:
+    """As an attacker would: w2's credential on w1's leases in every batch call, leasing for
+    w1 as w2, and values outside the JSON domain; refused, and nothing but access_denied
+    written."""
+    from fleetforge.errors import ContractError, ForbiddenError
+
+    fleet.submit_run(spec(agent("a"), agent("b")))
+    [a] = fleet.lease_task("w1")
+    w2 = Caller.as_worker("w2")
+    before = fleet.store.query()[-1].seq
+    mine = {"task_id": a.task.task_id, "fencing_token": token(a)}
+    kept = fleet.heartbeat_many([mine], caller=w2)
+    posted = fleet.post_events([mine | {"envelope": envelope(a, "start", 0)}], caller=w2)
+    assert [f.error["code"] for f in (*kept.failures, *posted.failures)] == ["ForbiddenError"] * 2
+    with pytest.raises(ForbiddenError):
+        fleet.complete_tasks([], worker_id="w1", lease_next=1, caller=w2)
+    deep: Any = 1
+    for _ in range(100):
+        deep = [deep]
+    for output in (float("nan"), "a\x00b", deep):
+        done = fleet.complete_tasks([mine | {"output": output}], worker_id="w1")
+        assert done.failures[0].error["code"] == ContractError.__name__
+    bad = envelope(a, "emit", 1, payload={"text": "\ud800"})
+    posted = fleet.post_events([mine | {"envelope": bad}])
+    assert posted.failures[0].error["code"] == "ContractError"
+    written = fleet.store.query(after=before)
+    assert {e.type for e in written} <= {"access_denied"}
+    assert fleet.get_run(a.task.run_id).steps[0].status == "running"
+    assert verify(fleet.store) == []
