@@ -6,8 +6,7 @@ explains each choice. Every type is additive: unknown fields are accepted and ig
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
@@ -33,8 +32,7 @@ from fleetforge.contracts.enums import (
     FleetTrustLevel,
     FleetWorkerStatus,
 )
-from fleetforge.errors import ContractError, UsageError
-from fleetforge.redaction import register as register_secret
+from fleetforge.errors import UsageError
 
 __all__ = [
     "FleetAlertChannel",
@@ -83,7 +81,9 @@ class FleetSecretRef(ProtocolModel):
     ref: str = Field(
         description=(
             "Where the secret lives: `env://NAME` (environment variable), `file://PATH` "
-            "(file contents, trailing newline stripped) or `vault://PATH#KEY` (reserved)."
+            "(file contents, trailing newline stripped) or `vault://MOUNT/PATH#KEY` (key KEY of "
+            "a HashiCorp Vault / OpenBao KV v2 secret; VAULT_ADDR and VAULT_TOKEN from the "
+            "environment)."
         ),
         pattern=SECRET_REF_PATTERN,
     )
@@ -100,25 +100,13 @@ class FleetSecretRef(ProtocolModel):
     def __repr__(self) -> str:
         return f"FleetSecretRef({self.ref!r})"
 
-    def resolve(self, environ: dict[str, str] | None = None) -> SecretStr:
-        """Read the secret. The value comes back wrapped: ``repr``, ``str`` and JSON show stars;
-        and from now on this process masks it wherever text reaches an event, a log line or an
-        error (:mod:`fleetforge.redaction`)."""
-        scheme, _, rest = self.ref.partition("://")
-        if scheme == "env":
-            env = os.environ if environ is None else environ
-            if rest not in env:
-                raise ContractError(f"secret {self.ref} is not set")
-            value = env[rest]
-        elif scheme == "file":
-            try:
-                value = Path(rest).read_text(encoding="utf-8").rstrip("\n")
-            except OSError as exc:
-                raise ContractError(f"secret {self.ref} cannot be read: {exc.strerror}") from exc
-        else:
-            raise UsageError(f"secret scheme '{scheme}://' is not supported yet")
-        register_secret(value)
-        return SecretStr(value)
+    def resolve(self, environ: Mapping[str, str] | None = None) -> SecretStr:
+        """Read the secret (:func:`fleetforge.secrets.resolve_secret`). The value comes back
+        wrapped: ``repr``, ``str`` and JSON show stars; and from now on this process masks it
+        wherever text reaches an event, a log line or an error (:mod:`fleetforge.redaction`)."""
+        from fleetforge.secrets import resolve_secret
+
+        return resolve_secret(self.ref, environ)
 
 
 # ── budgets, retries, scoring ────────────────────────────────────────────────────────────────
