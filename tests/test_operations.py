@@ -99,6 +99,7 @@ async def exercise(fleet: FleetClient) -> list[Any]:
     seen.append(await fleet.resume_run(run.run_id, value="yes"))
     [entry] = await fleet.lease_task("w")
     seen.append(await fleet.fail_task(*held(entry), "agent_error", "no", worker_id="w"))
+    seen.append(await fleet.dead_letters())
     seen.append(await fleet.retry_step(run.run_id, "b"))
     await fleet.resume_run(run.run_id)  # b is a breakpoint: its retry pauses before it too
     [entry] = await fleet.lease_task("w")
@@ -129,6 +130,8 @@ async def exercise(fleet: FleetClient) -> list[Any]:
     assert [r is None for r in done.receipts] == [False, True, False]
     assert [t.task.step_id for t in done.leased] == ["r"]
     seen.append(await fleet.run_events(wide.run_id, limit=1000))
+    refs = [{"run_id": other.run_id, "step_id": "x"}, {"run_id": run.run_id, "step_id": "nope"}]
+    seen.append(await fleet.retry_steps(refs))
     return seen
 
 
@@ -165,6 +168,8 @@ async def mistakes(fleet: FleetClient) -> list[tuple[str, str, str]]:
         ),  # type: ignore[arg-type]
         "submit_run": (lambda: fleet.submit_run({"name": "x", "seed": 0, "steps": []}), None),
         "list_runs": (lambda: fleet.list_runs(limit=0), None),
+        "dead_letters": (lambda: fleet.dead_letters(cursor="x"), None),
+        "retry_steps": (lambda: fleet.retry_steps([]), None),
         "fail_task": (
             lambda: fleet.fail_task("t", 1, "no-such-kind", "x", worker_id="w"),
             lambda: fleet.fail_task("run_nope.a", 1, "agent_error", "x", worker_id="w"),

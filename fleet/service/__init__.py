@@ -17,20 +17,20 @@ import anyio.to_thread
 from fleetforge.fleet.access import Caller
 from fleetforge.fleet.service.artifacts import DEFAULT_MAX_ARTIFACT_BYTES
 from fleetforge.fleet.service.core import A, M
-from fleetforge.fleet.service.runs import Runs
+from fleetforge.fleet.service.dead_letters import DeadLetters
 from fleetforge.fleet.store import EventStore
 from fleetforge.operations._base import Call, Operation
 
 __all__ = ["DEFAULT_MAX_ARTIFACT_BYTES", "FleetService", "SyncFleetService"]
 
 
-class SyncFleetService(Runs):
+class SyncFleetService(DeadLetters):
     """The fleet's behaviour, synchronous. See :class:`FleetService` for the async face.
 
     The behaviour is written by concern, each a class of its own module that builds on the one
     before: :mod:`.core` (state, caches, who may act), :mod:`.steps` (scheduling),
     :mod:`.workers`, :mod:`.leasing`, :mod:`.heartbeats`, :mod:`.artifacts`, :mod:`.receipts`,
-    :mod:`.batches` and :mod:`.runs`.
+    :mod:`.batches`, :mod:`.runs` and :mod:`.dead_letters`.
     """
 
 

@@ -181,3 +181,16 @@ SELECT run_id, task_id, step_id, map_index, entry_id, attempt, status, spec, wor
        fencing_token, leased_at, lease_expires_at, expiries, output, enqueued_at, available_at,
        resume, lease_credential
 FROM tasks WHERE run_id = :run_id AND status = 'leased';
+
+-- name: dead_letters
+SELECT s.run_id, r.name, r.status, s.step_id, s.type, s.attempt, s.failure_kind, s.error,
+       s.finished_at, s.task_ids
+FROM steps s JOIN runs r ON r.run_id = s.run_id
+WHERE s.status = 'failed'
+  AND (CAST(:run_id AS TEXT) IS NULL OR s.run_id = :run_id)
+  AND (CAST(:after_run AS TEXT) IS NULL OR s.run_id < :after_run
+       OR (s.run_id = :after_run AND s.step_id < :after_step))
+ORDER BY s.run_id DESC, s.step_id DESC LIMIT :limit;
+
+-- name: task_spec
+SELECT spec FROM tasks WHERE run_id = :run_id AND task_id = :task_id;

@@ -11,6 +11,7 @@ from fleetforge.cli import (
     _armory,
     _artifacts,
     _db,
+    _dead_letters,
     _demo,
     _events,
     _mcp,
@@ -111,6 +112,7 @@ app.command("cancel")(_runs.cancel)
 app.command("resume")(_runs.resume)
 app.command("approve")(_runs.approve)
 app.command("retry")(_runs.retry)
+app.command("dead-letters")(_dead_letters.dead_letters)
 app.command("workers")(_runs.workers)
 app.command("work")(_work.work)
 app.command("worker")(_work.worker)

@@ -29,7 +29,11 @@ EXAMPLES: dict[str, list[str]] = {
     "cancel": ["fleetforge cancel run_01M82TAAV3AZ36GNZDTDKMW2JH --reason 'wrong topic'"],
     "resume": ["fleetforge resume run_01M82TAAV3AZ36GNZDTDKMW2JH --value '\"yes\"'"],
     "approve": ["fleetforge approve run_01M82TAAV3AZ36GNZDTDKMW2JH review --comment 'ship it'"],
-    "retry": ["fleetforge retry run_01M82TAAV3AZ36GNZDTDKMW2JH write"],
+    "retry": [
+        "fleetforge retry run_01M82TAAV3AZ36GNZDTDKMW2JH write",
+        "fleetforge retry --dead-letters",
+    ],
+    "dead-letters": ["fleetforge dead-letters --inputs --limit 20"],
     "workers": ["fleetforge workers --json"],
     "work": ["fleetforge work --exit-when-idle --exec 'tr a-z A-Z'"],
     "worker": [

@@ -24,6 +24,7 @@ from fleetforge.errors import NotFoundError, StoreError, UsageError
 if TYPE_CHECKING:
     from fleetforge.client import SyncFleetClient
     from fleetforge.contracts import InputRequest, Run
+    from fleetforge.operations.results import DeadLetter
 
 __all__ = ["approve", "cancel", "output", "resume", "retry", "runs", "show", "submit", "workers"]
 
@@ -289,14 +290,56 @@ def approve(
 
 def retry(
     ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument(help="The run.")],
-    step_id: Annotated[str, typer.Argument(help="The failed step.")],
+    run_id: Annotated[str | None, typer.Argument(help="The run.")] = None,
+    step_id: Annotated[str | None, typer.Argument(help="The failed step.")] = None,
+    dead_letters: Annotated[
+        bool,
+        typer.Option(
+            "--dead-letters",
+            help="Retry every step `fleetforge dead-letters` lists (of RUN, when given), each in "
+            "its own transaction; exit 4 if some could not be.",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Run a failed step again, and what depends on it."""
+    """Run a failed step again, and what depends on it; or a list of them (--dead-letters)."""
+    from fleetforge.operations.results import RetriedSteps, StepRef
+
+    if not dead_letters and (run_id is None or step_id is None):
+        raise typer.BadParameter("give RUN STEP, or --dead-letters (optionally with RUN)")
+    if dead_letters and step_id is not None:
+        raise typer.BadParameter("--dead-letters retries what it lists: give no STEP with it")
     with reporting(out, err, as_json=as_json), open_fleet(ctx, existing=True) as fleet:
-        run = fleet.retry_step(run_id, step_id)
-        _print_run(run, as_json)
+        if run_id is not None and step_id is not None:
+            _print_run(fleet.retry_step(run_id, step_id), as_json)
+            return
+        steps = [
+            StepRef(run_id=d.run_id, step_id=d.step_id) for d in _all_dead_letters(fleet, run_id)
+        ]
+        result = fleet.retry_steps(steps) if steps else RetriedSteps(retried=[], failures=[])
+    if as_json:
+        print_json(result.model_dump_json())
+    else:
+        for done in result.retried:
+            out.print(text(f"retried {done.run_id} {done.step_id}: run {done.run_status}"))
+        for failed in result.failures:
+            err.print(text(f"not retried {failed.run_id} {failed.step_id}: "
+                           f"{failed.error.get('message', '')}"))  # fmt: skip
+        if not steps:
+            err.print("no dead letters: nothing to retry")
+    if result.failures:
+        raise typer.Exit(4)
+
+
+def _all_dead_letters(fleet: SyncFleetClient, run_id: str | None) -> list[DeadLetter]:
+    found: list[DeadLetter] = []
+    cursor = None
+    while True:
+        page = fleet.dead_letters(run_id=run_id, cursor=cursor, limit=1000)
+        found.extend(page.dead_letters)
+        if page.next_cursor is None:
+            return found
+        cursor = page.next_cursor
 
 
 def workers(

@@ -48,10 +48,13 @@ from fleetforge.operations import runs as ops
 from fleetforge.operations.batches import LeaseItem, TaskCompletion, TaskEnvelope
 from fleetforge.operations.results import (
     CompletedTasks,
+    DeadLetterList,
     EventPage,
     HeartbeatResults,
     PostedEvents,
+    RetriedSteps,
     RunList,
+    StepRef,
     WorkerList,
 )
 
@@ -210,6 +213,19 @@ class FleetClient:
     async def retry_step(self, run_id: str, step_id: str) -> Run:
         """Run a failed or skipped step again, and what depends on it."""
         return await self._call(ops.RETRY_STEP, run_id=run_id, step_id=step_id)
+
+    async def retry_steps(self, steps: Sequence[StepRef | Mapping[str, Any]]) -> RetriedSteps:
+        """Retry a list of failed steps across runs (``{run_id, step_id}`` each, e.g. dead
+        letters), each in its own transaction; ``.failures`` says which could not be."""
+        items = [s.model_dump() if isinstance(s, StepRef) else dict(s) for s in steps]
+        return await self._call(ops.RETRY_STEPS, steps=items)
+
+    async def dead_letters(
+        self, *, run_id: str | None = None, cursor: str | None = None, limit: int = 50
+    ) -> DeadLetterList:
+        """A page of the steps that failed for good, newest run first (``.next_cursor``
+        continues): each with its last error, attempts and inputs."""
+        return await self._call(ops.DEAD_LETTERS, run_id=run_id, cursor=cursor, limit=limit)
 
     async def run_events(
         self,

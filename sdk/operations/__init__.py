@@ -16,10 +16,12 @@ from fleetforge.operations.batches import COMPLETE_TASKS, HEARTBEAT_MANY, POST_E
 from fleetforge.operations.runs import (
     APPROVE_STEP,
     CANCEL_RUN,
+    DEAD_LETTERS,
     GET_RUN,
     LIST_RUNS,
     RESUME_RUN,
     RETRY_STEP,
+    RETRY_STEPS,
     RUN_EVENTS,
     SUBMIT_RUN,
 )
@@ -54,6 +56,8 @@ OPERATIONS: dict[str, Operation[Any, Any]] = {
         RESUME_RUN,
         APPROVE_STEP,
         RETRY_STEP,
+        RETRY_STEPS,
+        DEAD_LETTERS,
         RUN_EVENTS,
         REGISTER_WORKER,
         LIST_WORKERS,

@@ -13,6 +13,7 @@ from fleetforge.contracts import (
     FleetLease,
     FleetReceipt,
     FleetRun,
+    FleetRunStatus,
     FleetWorkerSpec,
     FleetWorkerStatus,
     RunEvent,
@@ -21,6 +22,8 @@ from fleetforge.contracts import (
 __all__ = [
     "ArtifactContent",
     "CompletedTasks",
+    "DeadLetter",
+    "DeadLetterList",
     "EventPage",
     "EventRecord",
     "FailResult",
@@ -29,7 +32,11 @@ __all__ = [
     "LeasedTasks",
     "PostedEvent",
     "PostedEvents",
+    "RetriedStep",
+    "RetriedSteps",
     "RunList",
+    "StepFailure",
+    "StepRef",
     "WorkerList",
     "WorkerRecord",
 ]
@@ -42,6 +49,62 @@ class RunList(BaseModel):
     next_cursor: str | None = Field(
         None, description="Pass as `cursor` to get the next page; null on the last page."
     )
+
+
+class DeadLetter(BaseModel):
+    """A step that failed for good: what it was given, how often it was tried, how it failed."""
+
+    run_id: str = Field(description="The run.")
+    run_name: str = Field(description="The run's name.")
+    run_status: FleetRunStatus = Field(description="The run's status (failed, or still running).")
+    step_id: str = Field(description="The failed step.")
+    type: str = Field(description="The step's type (agent, tool, llm, human, map).")
+    attempts: int = Field(description="How many attempts it had.")
+    failure_kind: str | None = Field(description="Kind of the last failure (e.g. timeout).")
+    error: str | None = Field(description="The last attempt's error message.")
+    failed_at: datetime | None = Field(description="When it failed for good.")
+    inputs: dict[str, Any] | None = Field(
+        description="The inputs of its last attempt, as the worker got them; null for a step "
+        "that never became a task (e.g. a human step)."
+    )
+
+
+class DeadLetterList(BaseModel):
+    """One page of dead letters, newest run first."""
+
+    dead_letters: list[DeadLetter] = Field(description="The failed steps on this page.")
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` to get the next page; null on the last page."
+    )
+
+
+class StepRef(BaseModel):
+    """A step of a run."""
+
+    run_id: str = Field(description="The run.")
+    step_id: str = Field(description="The step.")
+
+
+class RetriedStep(StepRef):
+    """A step that was retried, and its run's status afterwards."""
+
+    run_status: FleetRunStatus = Field(description="The run's status after the retry.")
+
+
+class StepFailure(StepRef):
+    """A step of a batch that was not retried; the others were."""
+
+    index: int = Field(description="Position of the item in the call's list.")
+    error: dict[str, Any] = Field(
+        description="The error as a single retry would have raised it: {code, message, details}."
+    )
+
+
+class RetriedSteps(BaseModel):
+    """What a batch of retries did: each item is its own transaction."""
+
+    retried: list[RetriedStep] = Field(description="The steps retried, in the call's order.")
+    failures: list[StepFailure] = Field(description="The items that were not retried, and why.")
 
 
 class LeasedTasks(BaseModel):

@@ -8,15 +8,24 @@ from pydantic import Field
 
 from fleetforge.contracts import FleetRunStatus, Run, TraceContext
 from fleetforge.operations._base import Args, Call, Operation
-from fleetforge.operations.results import EventPage, EventRecord, RunList
+from fleetforge.operations.results import (
+    DeadLetterList,
+    EventPage,
+    EventRecord,
+    RetriedSteps,
+    RunList,
+    StepRef,
+)
 
 __all__ = [
     "APPROVE_STEP",
     "CANCEL_RUN",
+    "DEAD_LETTERS",
     "GET_RUN",
     "LIST_RUNS",
     "RESUME_RUN",
     "RETRY_STEP",
+    "RETRY_STEPS",
     "RUN_EVENTS",
     "SUBMIT_RUN",
 ]
@@ -256,4 +265,48 @@ RETRY_STEP = Operation(
 failed run is reopened. ConflictError if the step did not fail.""",
     lambda call, a: call.fleet.retry_step(a.run_id, a.step_id, by=call.by),
     cli="retry",
+)
+
+
+class RetryStepsArgs(Args):
+    steps: list[StepRef] = Field(
+        min_length=1,
+        max_length=1000,
+        description="The failed (or skipped) steps to retry, each {run_id, step_id}; they may "
+        "belong to different runs (e.g. what fleet_dead_letters listed).",
+    )
+
+
+RETRY_STEPS = Operation(
+    "retry_steps",
+    RetryStepsArgs,
+    RetriedSteps,
+    "submit",
+    "Retry a list of failed steps",
+    """Retry several failed steps, across runs: each is fleet_retry_step in its own transaction.
+Returns the steps retried (with their run's status) and, in failures, each one that could not be
+(index, run_id, step_id and the error a single retry would have raised); the others go on.""",
+    lambda call, a: call.fleet.retry_steps(a.steps, by=call.by),
+    cli="retry --dead-letters",
+)
+
+
+class DeadLettersArgs(Args):
+    run_id: str | None = Field(None, description="Only this run's failed steps; omit for all.")
+    cursor: Cursor = None
+    limit: int = Field(50, ge=1, le=1000, description="Failed steps per page.")
+
+
+DEAD_LETTERS = Operation(
+    "dead_letters",
+    DeadLettersArgs,
+    DeadLetterList,
+    "read",
+    "List dead letters",
+    """List the steps that failed for good (their retries spent), newest run first: each with
+its run, last error and failure kind, number of attempts and the inputs of its last attempt.
+Retry one with fleet_retry_step, or a list with fleet_retry_steps.""",
+    lambda call, a: call.fleet.dead_letters(run_id=a.run_id, cursor=a.cursor, limit=a.limit),
+    read_only=True,
+    cli="dead-letters",
 )

@@ -64,6 +64,8 @@ CREATE TABLE steps (
     next_item integer NOT NULL DEFAULT 0,  -- map: the next item to enqueue
     PRIMARY KEY (run_id, step_id)
 );
+-- Dead letters: the failed steps, walked without the others (0008).
+CREATE INDEX steps_dead_letters ON steps (run_id, step_id) WHERE status = 'failed';
 
 -- One row per dependency: step_id is needed by dependent_id (from the spec).
 CREATE TABLE step_edges (
