@@ -131,6 +131,10 @@ async def serve_http(
         server.startup = startup  # type: ignore[method-assign]
     async with anyio.create_task_group() as tg:
         await tg.start(_stop_on_signal, server)
+        # the alert outbox is delivered wherever a store is open (docs/alerts.md)
+        from fleetforge.fleet.alerts.dispatcher import AlertDispatcher
+
+        tg.start_soon(AlertDispatcher(fleet.sync.store, clock=fleet.sync.clock).run)
         with _listen(options.host, options.port) as sock:
             if not server.should_exit:
                 await server.serve(sockets=[sock])

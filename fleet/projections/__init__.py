@@ -6,7 +6,8 @@ from the events alone. Projections must be deterministic: they read only the eve
 never the clock) and the projection's own tables.
 
 :data:`DEFAULT_PROJECTIONS`: runs and steps, artifacts, tasks (the inbox), workers, receipts,
-tokens.
+tokens,
+alerts (the outbox).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
+from fleetforge.fleet.projections.alerts import AlertsProjection
 from fleetforge.fleet.projections.artifacts import ArtifactsProjection
 from fleetforge.fleet.projections.receipts import ReceiptsProjection
 from fleetforge.fleet.projections.runs import RunsProjection
@@ -24,6 +26,7 @@ from fleetforge.fleet.store._base import EventRow, Tx
 
 __all__ = [
     "DEFAULT_PROJECTIONS",
+    "AlertsProjection",
     "ArtifactsProjection",
     "Projection",
     "ReceiptsProjection",
@@ -62,4 +65,5 @@ DEFAULT_PROJECTIONS: tuple[Projection, ...] = (
     WorkersProjection(),
     ReceiptsProjection(),
     TokensProjection(),
+    AlertsProjection(),
 )

@@ -33,6 +33,8 @@ from fleetforge.fleet._events import engine_row
 from fleetforge.fleet._sql import named_queries
 from fleetforge.fleet._state import RunHead, TaskState, load_run, load_run_head, load_steps
 from fleetforge.fleet.access import Caller, DenialLimiter, Refusal, refusal
+from fleetforge.fleet.alerts.config import AlertSettings, load_alert_settings
+from fleetforge.fleet.alerts.firing import AlertRouter
 from fleetforge.fleet.artifacts import ArtifactStore
 from fleetforge.fleet.clock import Clock, clock_for
 from fleetforge.fleet.scheduling import PlanCache
@@ -115,8 +117,10 @@ class ServiceCore:
         artifacts: ArtifactStore | None = None,
         clock: Clock | None = None,
         max_lease_expiries: int = 3,
+        alerts: AlertSettings | None = None,
     ) -> None:
         self.store = store
+        self.alerts = AlertRouter(load_alert_settings() if alerts is None else alerts)
         self.artifacts = artifacts
         self.clock = clock or clock_for(store)
         self.max_lease_expiries = max_lease_expiries
@@ -181,11 +185,15 @@ class ServiceCore:
         return run
 
     def _append(self, unit: Unit, events: Sequence[EventRow]) -> None:
+        """Append engine events, and the alerts they raise (:mod:`fleetforge.fleet.alerts`), in
+        the unit's transaction."""
         seen = unit_cache(unit)
         for event in events:
             if event.type.startswith("run_") and event.run_id is not None:
                 seen.runs.pop(event.run_id, None)
-        unit.append_rows(events)
+        fired = self.alerts.fire(unit, events, lambda run_id: self._spec(unit, run_id),
+                                 self.clock.now)  # fmt: skip
+        unit.append_rows([*events, *fired] if fired else events)
 
     def _get_run(self, unit: Unit, run_id: str) -> Run:
         run = load_run(unit.tx, run_id)

@@ -176,3 +176,24 @@ VALUES (:token_id, :name, :sha256, :scopes, :worker_id, :at, :by, NULL);
 
 -- name: token_revoke
 UPDATE tokens SET revoked_at = :at WHERE token_id = :token_id;
+
+-- name: alert_insert
+INSERT INTO alerts (alert_id, policy, event_class, subject, run_id, channel, endpoint, payload,
+                    status, attempts, max_attempts, next_attempt_at, last_error, escalation,
+                    escalates, escalate_after_s, escalated_by, fired_at, delivered_at)
+VALUES (:alert_id, :policy, :event_class, :subject, :run_id, :channel, :endpoint, :payload,
+        'pending', 0, :max_attempts, :at, NULL, :escalation, :escalates, :escalate_after_s, NULL,
+        :at, NULL);
+
+-- name: alert_escalated
+UPDATE alerts SET escalated_by = :alert_id WHERE alert_id = :escalates;
+
+-- name: alert_delivered
+UPDATE alerts SET status = 'delivered', attempts = :attempt, next_attempt_at = NULL,
+                  delivered_at = :at
+WHERE alert_id = :alert_id;
+
+-- name: alert_failed
+UPDATE alerts SET status = :status,
+                  attempts = :attempt, next_attempt_at = :next_attempt_at, last_error = :error
+WHERE alert_id = :alert_id;

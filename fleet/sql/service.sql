@@ -194,3 +194,51 @@ ORDER BY s.run_id DESC, s.step_id DESC LIMIT :limit;
 
 -- name: task_spec
 SELECT spec FROM tasks WHERE run_id = :run_id AND task_id = :task_id;
+
+-- name: alert_last_fired
+SELECT MAX(fired_at) FROM alerts WHERE policy = :policy AND subject = :subject;
+
+-- name: alerts_due
+SELECT alert_id, endpoint, payload, attempts, max_attempts FROM alerts
+WHERE status = 'pending' AND next_attempt_at <= :now
+ORDER BY next_attempt_at, alert_id LIMIT :limit;
+
+-- name: alert_claim
+INSERT INTO alert_claims (alert_id, owner, claimed_until) VALUES (:alert_id, :owner, :until)
+ON CONFLICT (alert_id) DO UPDATE SET owner = excluded.owner, claimed_until = excluded.claimed_until
+WHERE alert_claims.claimed_until < :now
+RETURNING alert_id;
+
+-- name: alert_unclaim
+DELETE FROM alert_claims WHERE alert_id = :alert_id AND owner = :owner;
+
+-- name: alert_state
+SELECT status, attempts FROM alerts WHERE alert_id = :alert_id;
+
+-- name: alerts_to_escalate
+SELECT alert_id, event_class, subject, run_id, endpoint, payload, escalate_after_s, fired_at
+FROM alerts
+WHERE escalation = 0 AND escalate_after_s IS NOT NULL AND escalated_by IS NULL
+ORDER BY fired_at LIMIT :limit;
+
+-- name: alerts_page
+SELECT alert_id, policy, event_class, subject, run_id, channel, status, attempts, max_attempts,
+       next_attempt_at, last_error, escalation, fired_at, delivered_at
+FROM alerts
+WHERE (CAST(:status AS TEXT) IS NULL OR status = :status)
+ORDER BY fired_at DESC, alert_id DESC LIMIT :limit;
+
+-- name: run_status
+SELECT status FROM runs WHERE run_id = :run_id;
+
+-- name: worker_status
+SELECT status FROM workers WHERE worker_id = :worker_id;
+
+-- name: task_status
+SELECT status FROM tasks WHERE task_id = :task_id;
+
+-- name: alert_escalated_by
+SELECT escalated_by FROM alerts WHERE alert_id = :alert_id;
+
+-- name: alert_max_attempts
+SELECT max_attempts FROM alerts WHERE alert_id = :alert_id;

@@ -8,6 +8,7 @@ import typer
 
 from fleetforge import __version__
 from fleetforge.cli import (
+    _alerts,
     _armory,
     _artifacts,
     _db,
@@ -113,6 +114,7 @@ app.command("resume")(_runs.resume)
 app.command("approve")(_runs.approve)
 app.command("retry")(_runs.retry)
 app.command("dead-letters")(_dead_letters.dead_letters)
+app.add_typer(_alerts.app, name="alerts")
 app.command("workers")(_runs.workers)
 app.command("work")(_work.work)
 app.command("worker")(_work.worker)

@@ -34,6 +34,10 @@ EXAMPLES: dict[str, list[str]] = {
         "fleetforge retry --dead-letters",
     ],
     "dead-letters": ["fleetforge dead-letters --inputs --limit 20"],
+    "alerts list": ["fleetforge alerts list --status dead"],
+    "alerts test": ["fleetforge alerts test --policy oncall"],
+    "alerts retry": ["fleetforge alerts retry alrt_01M82TAAV3AZ36GNZDTDKMW2JH"],
+    "alerts run": ["fleetforge alerts run"],
     "workers": ["fleetforge workers --json"],
     "work": ["fleetforge work --exit-when-idle --exec 'tr a-z A-Z'"],
     "worker": [

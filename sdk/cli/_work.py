@@ -238,6 +238,11 @@ def _serve(
 
                 finished: list[bool] = []
                 await tg.start(on_signal)
+                local = getattr(client.transport, "fleet", None)
+                if local is not None:  # a local store: deliver its alert outbox meanwhile
+                    from fleetforge.fleet.alerts.dispatcher import AlertDispatcher
+
+                    tg.start_soon(AlertDispatcher(local.sync.store, clock=local.sync.clock).run)
                 # the line scripts wait for: from here on SIGINT/SIGTERM stop gracefully
                 err.print(text(f"worker {runner.worker_id} waiting for tasks on {where}"))
                 stats = await runner.run(stop_when_idle=exit_when_idle)

@@ -113,6 +113,7 @@ class FleetAlertEventClass(StrEnum):
     WORKER_OFFLINE = "worker_offline"
     APPROVAL_REQUIRED = "approval_required"
     BREAKPOINT_HIT = "breakpoint_hit"
+    TOOL_REFUSED = "tool_refused"
 
 
 class FleetInboxStatus(StrEnum):

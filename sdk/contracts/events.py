@@ -15,6 +15,8 @@ from fleetforge.contracts._base import Digest, Identifier, ProtocolModel, Timest
 from fleetforge.contracts.artifact import Artifact
 from fleetforge.contracts.envelope import AnyAgentRunEnvelope
 from fleetforge.contracts.protocol import (
+    FleetAlertEndpoint,
+    FleetAlertEventClass,
     FleetArtifactRef,
     FleetReceipt,
     FleetResume,
@@ -341,6 +343,43 @@ class TokenRevokedData(ProtocolModel):
     by: str | None = Field(None, description="Who revoked it.")
 
 
+class AlertFiredData(ProtocolModel):
+    """An alert policy matched an event: one delivery to one endpoint, waiting in the outbox
+    (written in the same transaction as the event it reports)."""
+
+    alert_id: Identifier = Field(description="Id of the delivery; the `webhook-id` header.")
+    policy: str = Field(description="`run` (the run's own policy) or `fleet:NAME`.")
+    event_class: FleetAlertEventClass = Field(description="What happened.")
+    subject: str = Field(description="What it is about: a run, step, task or worker id.")
+    endpoint: FleetAlertEndpoint = Field(description="Where it goes (references, not secrets).")
+    payload: dict[str, Any] = Field(description="The alert's JSON body.")
+    max_attempts: int = Field(ge=1, description="Deliveries tried before it is a dead letter.")
+    escalation: int = Field(0, ge=0, description="0 for the first alert, 1 when re-alerting.")
+    escalates: Identifier | None = Field(None, description="The alert this one escalates.")
+    escalate_after_s: float | None = Field(
+        None, description="Re-alert this long after, if the condition still holds."
+    )
+
+
+class AlertDeliveredData(ProtocolModel):
+    """An alert reached its endpoint (a 2xx answer, or the log)."""
+
+    alert_id: Identifier = Field(description="The alert.")
+    attempt: int = Field(ge=1, description="Which delivery attempt succeeded.")
+    status_code: int | None = Field(None, description="The HTTP status, for webhooks.")
+
+
+class AlertFailedData(ProtocolModel):
+    """A delivery attempt failed; retried at ``next_attempt_at``, or a dead letter."""
+
+    alert_id: Identifier = Field(description="The alert.")
+    attempt: int = Field(ge=1, description="Which delivery attempt failed.")
+    error: str = Field(description="What went wrong (no secrets).")
+    next_attempt_at: Timestamp | None = Field(
+        None, description="When it is tried again; null once it is a dead letter."
+    )
+
+
 class AccessDeniedData(ProtocolModel):
     """A call was refused because the caller does not hold what it acts on (rate-limited:
     repeats of the same refusal within a minute are counted, not recorded)."""
@@ -521,6 +560,18 @@ class TokenRevoked(RunEvent):
     """A bearer token was revoked."""
     type: Literal["token_revoked"] = Field("token_revoked", description="Event type.")
     data: TokenRevokedData = Field(description="Event data.")
+class AlertFired(RunEvent):
+    """An alert policy matched an event; its delivery waits in the outbox."""
+    type: Literal["alert_fired"] = Field("alert_fired", description="Event type.")
+    data: AlertFiredData = Field(description="Event data.")
+class AlertDelivered(RunEvent):
+    """An alert was delivered."""
+    type: Literal["alert_delivered"] = Field("alert_delivered", description="Event type.")
+    data: AlertDeliveredData = Field(description="Event data.")
+class AlertFailed(RunEvent):
+    """An alert delivery attempt failed."""
+    type: Literal["alert_failed"] = Field("alert_failed", description="Event type.")
+    data: AlertFailedData = Field(description="Event data.")
 class AccessDenied(RunEvent):
     """A call was refused: the caller does not hold what it acts on."""
     type: Literal["access_denied"] = Field("access_denied", description="Event type.")
@@ -566,7 +617,10 @@ AnyRunEvent = Annotated[
     | ToolRefused
     | TokenCreated
     | TokenRevoked
-    | AccessDenied,
+    | AccessDenied
+    | AlertFired
+    | AlertDelivered
+    | AlertFailed,
     Field(discriminator="type"),
 ]
 """Any run event, selected by `type`."""
@@ -591,6 +645,12 @@ def parse_event(data: Any) -> RunEvent:
 __all__ = [
     "EVENT_TYPES",
     "AccessDenied",
+    "AlertDelivered",
+    "AlertDeliveredData",
+    "AlertFailed",
+    "AlertFailedData",
+    "AlertFired",
+    "AlertFiredData",
     "AnyRunEvent",
     "ArtifactStored",
     "BreakpointHit",

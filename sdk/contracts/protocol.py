@@ -389,6 +389,11 @@ class FleetAlertEndpoint(ProtocolModel):
     channel: FleetAlertChannel = Field(description="Delivery channel.")
     url: str | None = Field(None, min_length=1, description="Inline endpoint URL or address.")
     url_ref: FleetSecretRef | None = Field(None, description="Secret holding the endpoint URL.")
+    secret_ref: FleetSecretRef | None = Field(
+        None,
+        description="For `webhook`: the Standard Webhooks signing secret (`whsec_...`); each "
+        "delivery then carries a `webhook-signature` header. Without it deliveries are unsigned.",
+    )
 
     model_config = ProtocolModel.model_config | {
         "json_schema_extra": {

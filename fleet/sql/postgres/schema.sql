@@ -214,3 +214,34 @@ $$;
 CREATE TRIGGER tasks_counters AFTER UPDATE OF status ON tasks FOR EACH ROW
     WHEN (NEW.map_index IS NOT NULL AND (OLD.status = 'completed') <> (NEW.status = 'completed'))
     EXECUTE FUNCTION fleetforge_task_counters();
+
+-- The alert outbox and dispatchers' claims (0009).
+CREATE TABLE alerts (
+    alert_id text PRIMARY KEY,
+    policy text NOT NULL,
+    event_class text NOT NULL,
+    subject text NOT NULL,
+    run_id text,
+    channel text NOT NULL,
+    endpoint jsonb NOT NULL,
+    payload jsonb NOT NULL,
+    status text NOT NULL,  -- pending, delivered, dead
+    attempts integer NOT NULL,
+    max_attempts integer NOT NULL,
+    next_attempt_at timestamptz,
+    last_error text,
+    escalation integer NOT NULL,
+    escalates text,
+    escalate_after_s double precision,
+    escalated_by text,
+    fired_at timestamptz NOT NULL,
+    delivered_at timestamptz
+);
+CREATE INDEX alerts_due ON alerts (status, next_attempt_at);
+CREATE INDEX alerts_by_subject ON alerts (policy, subject, fired_at);
+
+CREATE TABLE alert_claims (
+    alert_id text PRIMARY KEY,
+    owner text NOT NULL,
+    claimed_until timestamptz NOT NULL
+);

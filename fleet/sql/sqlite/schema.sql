@@ -195,3 +195,34 @@ BEGIN
     SET items_done = items_done + (NEW.status = 'completed') - (OLD.status = 'completed')
     WHERE run_id = NEW.run_id AND step_id = NEW.step_id;
 END;
+
+-- The alert outbox and dispatchers' claims (0009).
+CREATE TABLE alerts (
+    alert_id TEXT PRIMARY KEY,
+    policy TEXT NOT NULL,
+    event_class TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    run_id TEXT,
+    channel TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL,  -- pending, delivered, dead
+    attempts INTEGER NOT NULL,
+    max_attempts INTEGER NOT NULL,
+    next_attempt_at TEXT,
+    last_error TEXT,
+    escalation INTEGER NOT NULL,
+    escalates TEXT,
+    escalate_after_s REAL,
+    escalated_by TEXT,
+    fired_at TEXT NOT NULL,
+    delivered_at TEXT
+);
+CREATE INDEX alerts_due ON alerts (status, next_attempt_at);
+CREATE INDEX alerts_by_subject ON alerts (policy, subject, fired_at);
+
+CREATE TABLE alert_claims (
+    alert_id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    claimed_until TEXT NOT NULL
+);
