@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from fleetforge import ContractError, UsageError
+from fleetforge import ContractError
 from fleetforge.contracts import (
     EVENT_TYPES,
     AdapterInfo,
@@ -65,7 +65,8 @@ DESIGN_EVENTS = [
 
 
 # Events added beyond DESIGN.md's "at least" list, each explained in docs/contracts.md.
-ADDED_EVENTS = ["step_reset", "task_paused", "token_created", "token_revoked", "access_denied"]
+ADDED_EVENTS = ["step_reset", "task_paused", "token_created", "token_revoked", "access_denied",
+                "alert_fired", "alert_delivered", "alert_failed"]  # fmt: skip
 
 
 def test_event_catalogue_is_the_design_list_plus_documented_additions() -> None:
@@ -108,8 +109,8 @@ def test_secret_ref_errors_name_the_ref_not_a_value(tmp_path: Path) -> None:
         FleetSecretRef(ref="env://MISSING_FF_VAR").resolve({})
     with pytest.raises(ContractError, match="cannot be read"):
         FleetSecretRef(ref=f"file://{tmp_path / 'absent'}").resolve()
-    with pytest.raises(UsageError, match=r"'vault://' is not supported yet"):
-        FleetSecretRef(ref="vault://kv/app#token").resolve()
+    with pytest.raises(ContractError, match=r"secret vault://kv/app#token: set VAULT_ADDR"):
+        FleetSecretRef(ref="vault://kv/app#token").resolve({})
 
 
 def test_secret_ref_rejects_values_that_are_not_refs() -> None:

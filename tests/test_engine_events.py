@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from fleetforge import schemas
@@ -18,6 +19,8 @@ from fleetforge.contracts import FleetReceipt
 from fleetforge.contracts.events import EVENT_TYPES, parse_event
 from fleetforge.errors import ForbiddenError, LeaseLostError
 from fleetforge.fleet.access import Caller
+from fleetforge.fleet.alerts.config import AlertSettings, DispatchSettings
+from fleetforge.fleet.alerts.dispatcher import AlertDispatcher
 from fleetforge.fleet.artifacts import ArtifactStore
 from fleetforge.fleet.clock import ManualClock
 from fleetforge.fleet.replay import verify
@@ -26,6 +29,10 @@ from fleetforge.fleet.store import EventStore
 from fleetforge.fleet.tokens import TokenStore
 
 from .test_service import agent, receipt, spec
+
+LOG_ALERT = {"events": ["run_completed"], "endpoints": [{"channel": "log"}]}
+NOBODY = {"channel": "webhook", "url": "http://127.0.0.1:9/none"}
+DEAD_HOOK = {"events": ["task_failed"], "endpoints": [NOBODY]}
 
 # types only a person, an import or another component writes (not this story's engine calls)
 NOT_FROM_THIS_STORY = {"step_started", "receipt_posted", "receipt_accepted", "receipt_rejected"}
@@ -131,7 +138,7 @@ def _story(fleet: SyncFleetService, clock: ManualClock) -> None:
     assert fleet.get_run(main.run_id).status == "failed"  # judge rejected "nope"
     clock.advance(1)
     assert fleet.mark_offline_workers(after_seconds=0) == ["w1"]
-    done = fleet.submit_run(spec(agent("z")))
+    done = fleet.submit_run(spec(agent("z"), alerts=LOG_ALERT))
     [z] = fleet.lease_task("w1")
     fleet.post_receipt(FleetReceipt.success(z, "z"))
     assert fleet.get_run(done.run_id).status == "completed"
@@ -139,11 +146,16 @@ def _story(fleet: SyncFleetService, clock: ManualClock) -> None:
     [a] = fleet.lease_task("w1")
     fleet.post_receipt(FleetReceipt.success(a, 1))
     fleet.cancel_run(other.run_id, reason="enough")
-    third = fleet.submit_run(spec({"id": "h", "type": "human", "prompt": "go?"}, agent("x", "h")))
+    third = fleet.submit_run(
+        spec({"id": "h", "type": "human", "prompt": "go?"}, agent("x", "h"), alerts=DEAD_HOOK)
+    )
     fleet.approve_step(third.run_id, "h", comment="fine")
     [x] = fleet.lease_task("w1")
     fleet.fail_task(x.task.task_id, x.lease.fencing_token if x.lease else 1, "agent_error", "no")
     fleet.retry_step(third.run_id, "x")
+    # the alerts those runs raised: one delivered to the log, one webhook nobody answers
+    settings = AlertSettings(dispatch=DispatchSettings(jitter=0))
+    assert anyio.run(AlertDispatcher(fleet.store, settings=settings, clock=clock).run_once) == 2
 
 
 @pytest.fixture
