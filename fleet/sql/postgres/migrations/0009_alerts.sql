@@ -1,9 +1,10 @@
 -- 0009: the alert outbox (issue 23). One row per alert delivery (alert_fired), kept by the
+-- (IF NOT EXISTS: a store taken back to an earlier version by hand runs it again unharmed)
 -- alerts projection from alert_fired / alert_delivered / alert_failed, so replay rebuilds it.
 -- alert_claims is not a projection: a dispatcher's short claim on a delivery it is making, so
 -- two dispatchers do not send the same one at once (a lost claim only costs a duplicate, which
 -- the receiver drops by its webhook-id).
-CREATE TABLE alerts (
+CREATE TABLE IF NOT EXISTS alerts (
     alert_id text PRIMARY KEY,
     policy text NOT NULL,
     event_class text NOT NULL,
@@ -24,10 +25,10 @@ CREATE TABLE alerts (
     fired_at timestamptz NOT NULL,
     delivered_at timestamptz
 );
-CREATE INDEX alerts_due ON alerts (status, next_attempt_at);
-CREATE INDEX alerts_by_subject ON alerts (policy, subject, fired_at);
+CREATE INDEX IF NOT EXISTS alerts_due ON alerts (status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS alerts_by_subject ON alerts (policy, subject, fired_at);
 
-CREATE TABLE alert_claims (
+CREATE TABLE IF NOT EXISTS alert_claims (
     alert_id text PRIMARY KEY,
     owner text NOT NULL,
     claimed_until timestamptz NOT NULL
