@@ -22,6 +22,7 @@ from mcp import StdioServerParameters
 from mcp import types as mcp_types
 
 from fleetforge.armory._packs import Pack
+from fleetforge.capabilities import Capability
 from fleetforge.contracts import FleetSecretRef
 from fleetforge.contracts.toolpack import HttpServer, StdioServer
 from fleetforge.errors import ContractError, FleetForgeError, ForbiddenError, UsageError
@@ -119,9 +120,15 @@ def _digest(arguments: Any) -> str:
 class Kit:
     """Started tool packs. Use :func:`open_kit` (``fleetforge.armory.open``) to get one."""
 
-    def __init__(self, grant: Iterable[str], recorder: Recorder | None) -> None:
+    def __init__(
+        self,
+        grant: Iterable[str],
+        recorder: Recorder | None,
+        capability: Capability | None = None,
+    ) -> None:
         self.grant = tuple(grant)
         self.recorder = recorder
+        self.capability = capability
         self._tools: dict[str, KitTool] = {}
         self._sessions: dict[tuple[str, str], Any] = {}
 
@@ -189,6 +196,14 @@ class Kit:
             )
             self._record("tool_refused", {"tool": name, "reason": reason})
             raise ForbiddenError(f"tool call refused: {reason}", tool=name)
+        if self.capability is not None:  # the task's capability token decides, not the globs
+            decision = self.capability.check(tool.capability)
+            if not decision.allowed:
+                refused = {"tool": name, "reason": decision.reason, "token_id": decision.token_id}
+                self._record("tool_refused", refused)
+                raise ForbiddenError(
+                    f"tool call refused: {decision.reason}", tool=name, token_id=decision.token_id
+                )
         session = self._sessions[(tool.pack, tool.server)]
         started = time.perf_counter()
         outcome = "error"
@@ -298,18 +313,22 @@ async def open_kit(
     grant: Iterable[str] = ("*",),
     recorder: Any = None,
     environ: Mapping[str, str] | None = None,
+    capability: Capability | None = None,
 ) -> AsyncIterator[Kit]:
     """Start every server of ``packs``; yield a :class:`Kit`; stop them all on exit (also on
     error and cancellation).
 
     ``grant``: capability globs the caller holds (a worker's ``tools`` list works as one).
+    ``capability``: the task's capability token (``Capability.from_lease``): every call is
+    checked against it too (run, task, tools, expiry, revocations), a refusal recorded as
+    ``tool_refused`` with the token's id.
     ``recorder``: an :class:`~fleetforge.adapter.AgentRunAdapter` (tool calls become fleet
     ``tool_called`` / ``tool_refused`` events through its envelopes) or ``f(kind, data)``.
     """
     if recorder is not None and hasattr(recorder, "emit"):  # an AgentRunAdapter
         adapter = recorder
         recorder = lambda kind, data: adapter.emit("custom", {"type": kind, **data})  # noqa: E731
-    kit = Kit(grant, recorder)
+    kit = Kit(grant, recorder, capability)
     env = dict(os.environ if environ is None else environ)
     try:
         async with AsyncExitStack() as stack:

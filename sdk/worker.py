@@ -52,6 +52,7 @@ from fleetforge.adapter import (
     ValidationMode,
     failure_kind_of,
 )
+from fleetforge.capabilities import Capability
 from fleetforge.client import FleetClient
 from fleetforge.contracts import (
     FleetArtifactRef,
@@ -102,6 +103,9 @@ class TaskRun:
     cancelled: threading.Event = field(default_factory=threading.Event)
     usage: FleetUsage | None = None
     artifacts: list[FleetArtifactRef] = field(default_factory=list)
+    capability: Capability | None = None
+    """The task's capability token (pass it to ``armory.open(..., capability=...)``); kept
+    current by the heartbeats: renewed with the lease, and refused once revoked."""
 
     @property
     def task(self) -> FleetTaskSpec:
@@ -148,6 +152,7 @@ class _Held:
     task_id: str
     fencing_token: int
     lost: Callable[[BaseException], None]
+    capability: Capability | None = None
 
 
 # Once shutdown_grace is over: how long a cancelled handler gets to stop, and how long the last
@@ -364,6 +369,9 @@ class Worker:
             log.warning("heartbeat of %d tasks failed (%s: %s)", len(held),
                         type(exc).__name__, exc)  # fmt: skip
             return
+        for one, lease in zip(held, result.leases, strict=False):
+            if lease is not None and one.capability is not None:
+                one.capability.update(lease)
         for failure in result.failures:
             one = held[failure.index]
             error = error_from_dict(failure.error)
@@ -389,6 +397,9 @@ class Worker:
         if info is not None:
             adapter.info = info
         run = TaskRun(entry=entry, adapter=adapter, client=self.client)
+        run.capability = Capability.from_lease(
+            entry.lease, run_id=task.run_id, task_id=task.task_id
+        )
         parent = context_from(task.trace)
         attributes: dict[str, str | int] = {
             "fleet.run_id": task.run_id,
@@ -473,7 +484,7 @@ class Worker:
 
         output: Any = None
         error: BaseException | None = None
-        self._held[task_id] = _Held(task_id, token, lease_lost)
+        self._held[task_id] = _Held(task_id, token, lease_lost, run.capability)
         courier.watch(outbox, undelivered)  # envelopes reach the fleet while the handler works
         try:
             async with anyio.create_task_group() as tg:

@@ -38,6 +38,7 @@ from fleetforge.fleet.clock import Clock, clock_for
 from fleetforge.fleet.scheduling import PlanCache
 from fleetforge.fleet.store import EventRow, EventStore, Unit
 from fleetforge.fleet.store._base import hashed_json, iso
+from fleetforge.fleet.trust.capabilities import CapabilityMint
 from fleetforge.operations._base import Args
 from fleetforge.redaction import get_logger
 
@@ -127,6 +128,7 @@ class ServiceCore:
         self._expiry_checked: datetime | None = None
         self._denials = DenialLimiter()
         self._workers: dict[str, tuple[float, FleetWorkerSpec]] = {}
+        self._capability_mint = CapabilityMint()
 
     def _event(self, type_: str, run_id: str | None, at: datetime, **data: Any) -> EventRow:
         """An event of the engine, in its stored form (see :mod:`fleetforge.fleet._events`)."""

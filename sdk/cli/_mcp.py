@@ -168,10 +168,32 @@ def token_create(
     worker_id: Annotated[
         str | None, typer.Option(help="Worker this token acts as (worker tools).")
     ] = None,
+    trust_level: Annotated[
+        str,
+        typer.Option(
+            "--trust-level",
+            help="Trust level of a worker using it: untrusted, sandboxed, internal, privileged.",
+        ),
+    ] = "sandboxed",
+    public_key: Annotated[
+        str | None,
+        typer.Option(
+            "--public-key",
+            help="The worker's Ed25519 public key (base64 of the raw 32 bytes): it must "
+            "register it and sign its receipts with it.",
+        ),
+    ] = None,
 ) -> None:
     """Create a token; it is printed once, only its hash is stored."""
     with reporting(out, err), _token_store(ctx) as tokens:
-        secret, record = tokens.create(name, scope, worker_id=worker_id, by=_who())
+        secret, record = tokens.create(
+            name,
+            scope,
+            worker_id=worker_id,
+            by=_who(),
+            trust_level=trust_level,
+            public_key=public_key,
+        )
         added = f"token {record.name!r} ({', '.join(record.scopes)}) added to {tokens.store.url}"
         err.print(text(added))
         out.print(secret, highlight=False, markup=False)
@@ -191,12 +213,13 @@ def token_list(
         if as_json:
             print_json([r.to_dict() for r in records])
             return
-        table = Table("Name", "Scopes", "Worker", "Created", "Revoked", box=None)
+        table = Table("Name", "Scopes", "Worker", "Trust", "Created", "Revoked", box=None)
         for r in records:
             table.add_row(
                 text(r.name),
                 ", ".join(r.scopes),
                 text(r.worker_id or "-"),
+                r.trust_level.value + (" +key" if r.public_key else ""),
                 r.created_at.isoformat(timespec="seconds"),
                 "-" if r.revoked_at is None else r.revoked_at.isoformat(timespec="seconds"),
             )

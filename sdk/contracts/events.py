@@ -21,6 +21,7 @@ from fleetforge.contracts.protocol import (
     FleetScore,
     FleetTaskFailureKind,
     FleetTaskSpec,
+    FleetTrustLevel,
     FleetWorkerSpec,
     FleetWorkerStatus,
     TraceContext,
@@ -154,6 +155,12 @@ class TaskLeasedData(ProtocolModel):
         None,
         description="Id of the bearer token that took the lease when that token names no "
         "worker: only calls with the same token may act on the lease.",
+    )
+    capability_id: str | None = Field(
+        None,
+        pattern=r"^cap_[0-9a-f]{32}$",
+        description="Id of the capability token minted for this lease (the token itself is "
+        "returned with the lease, never logged).",
     )
 
 
@@ -312,6 +319,7 @@ class ToolRefusedData(ProtocolModel):
     task_id: Identifier | None = Field(None, description="Task it was called for.")
     worker_id: Identifier | None = Field(None, description="Worker that called it.")
     reason: str = Field(description="Why it was refused.")
+    token_id: str | None = Field(None, description="The capability token that refused it.")
 
 
 TokenScope = Literal["read", "submit", "work", "admin"]
@@ -328,6 +336,16 @@ class TokenCreatedData(ProtocolModel):
     scopes: list[TokenScope] = Field(min_length=1, description="What it may do.")
     worker_id: Identifier | None = Field(None, description="The worker it acts as, if bound.")
     by: str | None = Field(None, description="Who created it.")
+    trust_level: FleetTrustLevel = Field(
+        FleetTrustLevel.SANDBOXED,
+        description="Trust level of the worker it acts for, set by the admin who issued it "
+        "(a worker's trust is never self-declared).",
+    )
+    public_key: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9+/]{43}=$",
+        description="The worker's Ed25519 public key (base64 of the raw 32 bytes), if any.",
+    )
     imported_from: str | None = Field(
         None, description="The token file it came from, when imported from one."
     )
@@ -338,6 +356,16 @@ class TokenRevokedData(ProtocolModel):
 
     token_id: Identifier = Field(description="The token.")
     name: str = Field(description="Its name.")
+    by: str | None = Field(None, description="Who revoked it.")
+
+
+class CapabilityRevokedData(ProtocolModel):
+    """A capability token id was revoked: every token with that id (and its attenuations) is
+    refused from now on; workers learn it with their heartbeat answers."""
+
+    capability_id: str = Field(pattern=r"^cap_[0-9a-f]{32}$", description="The revoked id.")
+    task_id: Identifier | None = Field(None, description="The task it was minted for, if known.")
+    reason: str = Field("", description="Why, for people.")
     by: str | None = Field(None, description="Who revoked it.")
 
 
@@ -521,6 +549,10 @@ class TokenRevoked(RunEvent):
     """A bearer token was revoked."""
     type: Literal["token_revoked"] = Field("token_revoked", description="Event type.")
     data: TokenRevokedData = Field(description="Event data.")
+class CapabilityRevoked(RunEvent):
+    """A capability token id was revoked."""
+    type: Literal["capability_revoked"] = Field("capability_revoked", description="Event type.")
+    data: CapabilityRevokedData = Field(description="Event data.")
 class AccessDenied(RunEvent):
     """A call was refused: the caller does not hold what it acts on."""
     type: Literal["access_denied"] = Field("access_denied", description="Event type.")
@@ -566,6 +598,7 @@ AnyRunEvent = Annotated[
     | ToolRefused
     | TokenCreated
     | TokenRevoked
+    | CapabilityRevoked
     | AccessDenied,
     Field(discriminator="type"),
 ]
@@ -595,6 +628,7 @@ __all__ = [
     "ArtifactStored",
     "BreakpointHit",
     "BudgetExceeded",
+    "CapabilityRevoked",
     "CheckpointSaved",
     "ReceiptAccepted",
     "ReceiptPosted",
