@@ -36,7 +36,7 @@ import socket
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.from_thread
@@ -57,6 +57,8 @@ from fleetforge.client import FleetClient
 from fleetforge.contracts import (
     FleetArtifactRef,
     FleetInboxEntry,
+    FleetReceipt,
+    FleetReceiptSignature,
     FleetTaskFailureKind,
     FleetTaskSpec,
     FleetUsage,
@@ -65,7 +67,11 @@ from fleetforge.contracts import (
 from fleetforge.errors import ContractError, UsageError, error_from_dict
 from fleetforge.operations.batches import MAX_ITEMS
 from fleetforge.redaction import get_logger
+from fleetforge.signing import public_key_of, sign_receipt
 from fleetforge.telemetry import context_from, tracer
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 __all__ = ["Handler", "TaskError", "TaskPaused", "TaskRun", "Worker", "WorkerStats"]
 
@@ -181,6 +187,8 @@ class Worker:
         validation: ValidationMode = "strict",
         default_id: str | None = None,
         batch_window: float = BATCH_WINDOW,
+        signing_key: Ed25519PrivateKey | None = None,
+        key_id: str = "worker",
     ) -> None:
         if concurrency < 1:
             raise UsageError(f"concurrency must be at least 1, got {concurrency}")
@@ -197,7 +205,12 @@ class Worker:
         self._registered = False
         name = given or default_id or f"worker-{socket.gethostname()}-{os.getpid()}"
         caps.setdefault("max_concurrency", concurrency)
+        if signing_key is not None and "auth" not in caps:  # it registers the key it signs with
+            caps["auth"] = {"kind": "ed25519", "key_id": key_id,
+                            "public_key": public_key_of(signing_key)}  # fmt: skip
         self.spec = FleetWorkerSpec.model_validate({**caps, "worker_id": name})
+        self.signing_key = signing_key
+        self.key_id = key_id
         self.client = client
         self.handler = handler
         self.concurrency = concurrency
@@ -383,6 +396,16 @@ class Worker:
                 log.warning("task %s: heartbeat failed (%s: %s)", one.task_id,
                             type(error).__name__, error)  # fmt: skip
 
+    def _signature(self, run: TaskRun) -> FleetReceiptSignature | None:
+        """The worker's signature of the receipt the fleet will build (``signing_key``)."""
+        if self.signing_key is None:
+            return None
+        usage = run.adapter.usage or FleetUsage()
+        unsigned = FleetReceipt.success(run.entry, run.adapter.output, usage=usage)
+        unsigned = unsigned.model_copy(update={"artifacts": list(run.artifacts)})
+        signed = sign_receipt(unsigned, self.signing_key, key_id=self.key_id)
+        return signed.worker_signature
+
     # ── one task ────────────────────────────────────────────────────────────────────────────
 
     async def _work(self, entry: FleetInboxEntry) -> None:
@@ -542,7 +565,11 @@ class Worker:
                 return "failed"
             try:
                 receipt = await courier.complete(
-                    outbox, run.adapter.output, usage=run.adapter.usage, artifacts=run.artifacts
+                    outbox,
+                    run.adapter.output,
+                    usage=run.adapter.usage,
+                    artifacts=run.artifacts,
+                    signature=self._signature(run),
                 )
             except LOST:
                 raise

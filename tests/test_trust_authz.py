@@ -346,3 +346,78 @@ def test_an_unknown_trust_level_or_key_is_refused_when_issuing(fleet: SyncFleetS
     with pytest.raises(UsageError, match="public-key"):
         tokens.create("t", ["work"], public_key=base64.b64encode(b"short").decode())
     assert tokens.list() == []
+
+
+def test_the_cli_issues_trust_and_revokes_a_capability(tmp_path: Any) -> None:
+    from typer.testing import CliRunner
+
+    from fleetforge.cli._app import app
+    from fleetforge.fleet.store import open_store
+
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    key = public_key_of(Ed25519PrivateKey.generate())
+    runner = CliRunner()
+    env = {"FLEETFORGE_HOME": str(tmp_path)}
+    made = runner.invoke(
+        app,
+        ["--store", url, "token", "create", "w", "--scope", "work", "--trust-level", "internal",
+         "--public-key", key],
+        env=env,
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    with open_store(url) as store:
+        fleet = SyncFleetService(store, clock=ManualClock(datetime.now(UTC)))
+        [record] = TokenStore(store).list()
+        assert (record.trust_level, record.public_key) == (FleetTrustLevel.INTERNAL, key)
+        a, _ = _two_tasks(fleet)
+        cap = _capability(a)
+    bad = runner.invoke(app, ["--store", url, "token", "revoke-capability", "cap_x"], env=env)
+    assert bad.exit_code == 2
+    done = runner.invoke(
+        app, ["--store", url, "token", "revoke-capability", cap.token_id, "--reason", "leak"],
+        env=env,
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    with open_store(url) as store:
+        [revoked] = SyncFleetService(store).revoked_capabilities()
+    assert revoked["capability_id"] == cap.token_id
+    assert revoked["reason"] == "leak"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("transport", ["local", "http"])
+async def test_the_sdk_worker_signs_its_receipts_when_given_a_key(
+    transport: str, tmp_path: Any
+) -> None:
+    from fleetforge.worker import TaskRun, Worker
+
+    from .test_worker import client_for
+
+    key = Ed25519PrivateKey.generate()
+
+    async def handler(task: TaskRun) -> dict[str, Any]:
+        task.artifacts = []
+        return {"n": task.inputs.get("n", 0) * 2}
+
+    signed_spec = spec(
+        {"id": "a", "type": "tool", "tool": "t", "inputs": {"n": 2}},
+        {"id": "b", "type": "tool", "tool": "t", "depends_on": ["a"]},
+        security={"require_signed_receipts": True},
+    )
+    async with client_for(transport, tmp_path) as client:
+        run = await client.submit_run(signed_spec)
+        bare = await Worker(client, handler, worker_id="bare").run(stop_when_idle=True)
+        assert bare.completed == 0  # no key: the run's tasks are never leased to it
+        assert [b.code for b in (await client.get_run(run.run_id)).blocked] == ["no_signing_worker"]
+        stats = await Worker(client, handler, worker_id="signer", signing_key=key).run(
+            stop_when_idle=True
+        )
+        assert stats.completed == 2
+        done = await client.get_run(run.run_id)
+        assert done.status == "completed"
+        events = await client.run_events(run.run_id, limit=1000)
+    receipts = [e.data.receipt for e in events if e.type == "receipt_recorded"]  # type: ignore[attr-defined]
+    assert len(receipts) == 2
+    for posted in receipts:
+        assert posted.worker_signature is not None
+        assert posted.worker_signature.digest == receipt_digest(posted)

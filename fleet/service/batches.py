@@ -75,6 +75,7 @@ class Batches(Receipts):
                     getattr(item, "artifacts", None) or (),
                     getattr(item, "receipt_id", None),
                     [self._envelope(e) for e in getattr(item, "envelopes", None) or ()],
+                    getattr(item, "worker_signature", None),
                 )
             except FleetForgeError as exc:
                 failures.append(_failure(index, item.task_id, exc))

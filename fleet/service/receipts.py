@@ -14,6 +14,7 @@ from fleetforge._jsondomain import check_document, check_json_value, check_model
 from fleetforge.contracts import (
     FleetArtifactRef,
     FleetReceipt,
+    FleetReceiptSignature,
     FleetReceiptStatus,
     FleetScore,
     FleetTaskFailureKind,
@@ -289,6 +290,7 @@ class Receipts(Artifacts):
             result=done.result,
             usage=done.usage,
             artifacts=done.artifacts,
+            worker_signature=done.worker_signature,
         )
         return self._post_receipt(unit, receipt, task)
 
@@ -399,6 +401,7 @@ class Completion:
     usage: FleetUsage
     artifacts: list[FleetArtifactRef]
     envelopes: tuple[AgentRunEnvelope, ...] = ()
+    worker_signature: FleetReceiptSignature | None = None
 
 
 def completion(
@@ -409,6 +412,7 @@ def completion(
     artifacts: Sequence[FleetArtifactRef | Mapping[str, Any]],
     receipt_id: str | None,
     envelopes: Sequence[AgentRunEnvelope] = (),
+    worker_signature: FleetReceiptSignature | Mapping[str, Any] | None = None,
 ) -> Completion:
     """Check a completion's content (ContractError) and give it its receipt id: by default
     one derived from the task and fencing token, so a repeated call has one effect."""
@@ -421,4 +425,9 @@ def completion(
             for a in artifacts]  # fmt: skip
     output, used, refs = checked_result(output, used, refs)
     result = TaskSuccess(output=output)
-    return Completion(task_id, fencing_token, rid, result, used, refs, tuple(envelopes))
+    signed = (
+        FleetReceiptSignature.model_validate(worker_signature)
+        if worker_signature is not None and not isinstance(worker_signature, FleetReceiptSignature)
+        else worker_signature
+    )
+    return Completion(task_id, fencing_token, rid, result, used, refs, tuple(envelopes), signed)

@@ -235,3 +235,23 @@ def token_revoke(
     with reporting(out, err), _token_store(ctx) as tokens:
         tokens.revoke(name, by=_who())
         err.print(text(f"token {name!r} revoked in {tokens.store.url}"))
+
+
+@token_app.command("revoke-capability")
+def token_revoke_capability(
+    ctx: typer.Context,
+    capability_id: Annotated[
+        str, typer.Argument(help="Id of the task's capability token (cap_ + 32 hex digits).")
+    ],
+    reason: Annotated[str, typer.Option(help="Why, recorded for people.")] = "",
+) -> None:
+    """Revoke a task's capability token (and every attenuation of it): the worker learns it
+    with its next heartbeat answer, and tools it calls after that are refused."""
+    from fleetforge.fleet.service import SyncFleetService
+    from fleetforge.fleet.store import open_store
+
+    with reporting(out, err), open_store(globals_of(ctx).store_url) as store:
+        done = SyncFleetService(store).revoke_capability(capability_id, reason=reason, by=_who())
+        task = done["task_id"] or "an unknown task"
+        state = "revoked" if done["revoked"] else "was already revoked"
+        err.print(text(f"capability {capability_id} ({task}) {state} in {store.url}"))

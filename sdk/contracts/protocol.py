@@ -796,7 +796,9 @@ class FleetLease(ProtocolModel):
     leased_at: Timestamp = Field(description="When the lease was granted.")
     expires_at: Timestamp = Field(description="When it lapses unless a heartbeat extends it.")
     capability: FleetCapabilityToken | None = Field(
-        None, description="The task's capability token (with the lease; absent on heartbeats)."
+        None,
+        description="The task's capability token: with the lease, and renewed with each "
+        "heartbeat that extends it (a read-only heartbeat sends none: the last one holds).",
     )
     revoked_capabilities: list[str] = Field(
         default_factory=list,

@@ -103,7 +103,7 @@ def _register(call: Call, a: RegisterWorkerArgs) -> FleetWorkerSpec:
         "worker_id": call.caller.worker_id if call.caller is not None else a.worker_id
     }
     if a.auth is not None:
-        spec["auth"] = a.auth
+        spec["auth"] = a.auth.model_dump(mode="json")
     if call.client is not None:
         spec["host"] = {"kind": "mcp_client", **call.client}
         spec["frameworks"] = a.frameworks or ["mcp"]
