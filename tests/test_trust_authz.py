@@ -291,8 +291,10 @@ def test_a_worker_attenuates_its_capability_offline_for_a_sub_agent(
 
 
 def test_the_armory_refuses_a_tool_outside_the_capability_with_its_token_id(
-    fleet: SyncFleetService,
+    fleet: SyncFleetService, tmp_path: Any
 ) -> None:
+    import os
+
     from fleetforge.armory import get_pack, open_kit
 
     a, _ = _two_tasks(fleet, denied_tools=["workspace.write"])
@@ -304,6 +306,7 @@ def test_the_armory_refuses_a_tool_outside_the_capability_with_its_token_id(
             [get_pack("workspace")],
             recorder=lambda kind, data: recorded.append((kind, data)),
             capability=cap,
+            environ={**os.environ, "FLEETFORGE_WORKSPACE": str(tmp_path)},
         )
         async with kit_cm as kit:
             write = next(t.name for t in kit.available() if t.capability == "workspace.write")
@@ -421,3 +424,80 @@ async def test_the_sdk_worker_signs_its_receipts_when_given_a_key(
     for posted in receipts:
         assert posted.worker_signature is not None
         assert posted.worker_signature.digest == receipt_digest(posted)
+
+
+# ── Cedar policies ───────────────────────────────────────────────────────────────────────────
+
+CEDAR = """
+permit(principal, action, resource);
+forbid(principal, action == Action::"lease", resource)
+  when { resource.step_id == "secret" && principal.trust_rank < 2 };
+forbid(principal, action == Action::"call_tool", resource)
+  when { resource.name like "workspace.write*" };
+"""
+
+
+def test_cedar_policies_decide_leases_and_each_decision_names_the_policy_digest(
+    store: EventStore, clock: ManualClock
+) -> None:
+    from fleetforge.fleet.trust.policy import PolicySet
+
+    policy = PolicySet(CEDAR)
+    fleet = SyncFleetService(store, clock=clock, policy=policy)
+    fleet.register_worker({"worker_id": "low", "trust_level": "sandboxed"})
+    fleet.register_worker({"worker_id": "high", "trust_level": "internal"})
+    fleet.submit_run(spec(agent("secret"), agent("open")))
+    [low] = fleet.lease_task("low", max_tasks=2)
+    assert low.task.step_id == "open"
+    [high] = fleet.lease_task("high", max_tasks=2)
+    assert high.task.step_id == "secret"
+    leased = [r.data for r in store.iter_rows() if r.type == "task_leased"]
+    assert [d["policy"]["decision"] for d in leased] == ["allow", "allow"]
+    assert {d["policy"]["policy_digest"] for d in leased} == {policy.digest}
+    assert policy.digest.startswith("sha256:")
+
+
+def test_cedar_policies_decide_tool_calls_in_the_armory(
+    fleet: SyncFleetService, tmp_path: Any
+) -> None:
+    import os
+
+    from fleetforge.armory import get_pack, open_kit
+    from fleetforge.fleet.trust.policy import PolicySet
+
+    policy = PolicySet(CEDAR)
+    a, _ = _two_tasks(fleet)
+    cap = _capability(a)
+    recorded: list[tuple[str, dict[str, Any]]] = []
+
+    async def main() -> None:
+        async with open_kit(
+            [get_pack("workspace")],
+            recorder=lambda kind, data: recorded.append((kind, data)),
+            capability=cap,
+            policy=policy,
+            worker_id="w1",
+            environ={**os.environ, "FLEETFORGE_WORKSPACE": str(tmp_path)},
+        ) as kit:
+            await kit.call("workspace.list_files", {})
+            with pytest.raises(ForbiddenError, match="policy"):
+                await kit.call("workspace.write", {"path": "x.txt", "content": "no"})
+
+    anyio.run(main)
+    called, refused = recorded[-2], recorded[-1]
+    assert called[0] == "tool_called"
+    assert called[1]["policy_digest"] == policy.digest
+    assert refused[0] == "tool_refused"
+    assert refused[1]["policy_digest"] == policy.digest
+    assert refused[1]["token_id"] == cap.token_id
+
+
+def test_a_policy_file_that_does_not_parse_is_refused_with_its_path(tmp_path: Any) -> None:
+    from fleetforge.errors import ContractError
+    from fleetforge.fleet.trust.policy import load_policy
+
+    bad = tmp_path / "bad.cedar"
+    bad.write_text("permit(principal action resource);")
+    with pytest.raises(ContractError, match=r"bad\.cedar"):
+        load_policy({"FLEETFORGE_POLICY": str(bad)})
+    assert load_policy({}) is None

@@ -39,6 +39,7 @@ from fleetforge.fleet.scheduling import PlanCache
 from fleetforge.fleet.store import EventRow, EventStore, Unit
 from fleetforge.fleet.store._base import hashed_json, iso
 from fleetforge.fleet.trust.capabilities import CapabilityMint
+from fleetforge.fleet.trust.policy import PolicySet, load_policy
 from fleetforge.operations._base import Args
 from fleetforge.redaction import get_logger
 
@@ -116,8 +117,11 @@ class ServiceCore:
         artifacts: ArtifactStore | None = None,
         clock: Clock | None = None,
         max_lease_expiries: int = 3,
+        policy: PolicySet | None = None,
     ) -> None:
         self.store = store
+        # Cedar policies evaluated at lease: given, else FLEETFORGE_POLICY (none: no policy)
+        self.policy = policy if policy is not None else load_policy()
         self.artifacts = artifacts
         self.clock = clock or clock_for(store)
         self.max_lease_expiries = max_lease_expiries

@@ -112,8 +112,13 @@ class Leasing(Workers):
             },
         )
         # decode candidates lazily: most match, so usually only max_tasks rows are read
-        matching = (t for t in (task_from_row(unit.tx, r) for r in rows)
-                    if _matches(t.spec, worker))  # fmt: skip
+        decisions: dict[str, dict[str, Any]] = {}
+        tasks = (task_from_row(unit.tx, r) for r in rows)
+        matching = (
+            t
+            for t in tasks
+            if _matches(t.spec, worker) and self._policy_allows(worker, t, decisions)
+        )
         chosen = list(islice(matching, max_tasks))
         expires = now + timedelta(seconds=lease_seconds)
         credential = None if caller is None else caller.credential
@@ -137,6 +142,7 @@ class Leasing(Workers):
                 step_id=task.step_id,
                 credential=credential,
                 capability_id=capabilities[task.task_id].token_id,
+                policy=decisions.get(task.task_id),
             )
             for task in sorted(chosen, key=lambda t: (t.run_id, t.step_id, t.task_id))
         ]
@@ -160,6 +166,18 @@ class Leasing(Workers):
             )
             for task in chosen
         ]
+
+    def _policy_allows(
+        self, worker: FleetWorkerSpec, task: TaskState, decisions: dict[str, dict[str, Any]]
+    ) -> bool:
+        """The Cedar policy's word on this lease (always yes without one); an allow is kept
+        for the task_leased event, with the policy set's digest."""
+        if self.policy is None:
+            return True
+        decision = self.policy.decide_lease(worker, self._task_spec(task))
+        if decision.allowed:
+            decisions[task.task_id] = decision.to_json()
+        return bool(decision.allowed)
 
     # ── capability tokens ───────────────────────────────────────────────────────────────────
 

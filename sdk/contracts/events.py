@@ -162,6 +162,11 @@ class TaskLeasedData(ProtocolModel):
         description="Id of the capability token minted for this lease (the token itself is "
         "returned with the lease, never logged).",
     )
+    policy: dict[str, Any] | None = Field(
+        None,
+        description="The Cedar policy decision that allowed the lease, when policies are "
+        "configured: `decision`, `policy_digest` (sha256 of the policy set), `reasons`.",
+    )
 
 
 class TaskHeartbeatData(ProtocolModel):
@@ -310,6 +315,9 @@ class ToolCalledData(ProtocolModel):
     duration_ms: float = Field(ge=0, description="How long the call took.")
     outcome: Literal["ok", "error"] = Field(description="Whether it succeeded.")
     error: str | None = Field(None, description="Error message, if it failed.")
+    policy_digest: Digest | None = Field(
+        None, description="The Cedar policy set that allowed the call, when one is configured."
+    )
 
 
 class ToolRefusedData(ProtocolModel):
@@ -320,6 +328,9 @@ class ToolRefusedData(ProtocolModel):
     worker_id: Identifier | None = Field(None, description="Worker that called it.")
     reason: str = Field(description="Why it was refused.")
     token_id: str | None = Field(None, description="The capability token that refused it.")
+    policy_digest: Digest | None = Field(
+        None, description="The Cedar policy set that refused it, when policy refused it."
+    )
 
 
 TokenScope = Literal["read", "submit", "work", "admin"]
