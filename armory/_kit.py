@@ -27,7 +27,7 @@ from fleetforge.contracts import FleetSecretRef
 from fleetforge.contracts.toolpack import HttpServer, StdioServer
 from fleetforge.errors import ContractError, FleetForgeError, ForbiddenError, UsageError
 from fleetforge.fleet.trust.policy import PolicySet
-from fleetforge.telemetry import tracer
+from fleetforge.telemetry import tracer, trust_attributes
 
 __all__ = ["Kit", "KitTool", "open_kit"]
 
@@ -210,6 +210,10 @@ class Kit:
                     f"tool call refused: {decision.reason}", tool=name, token_id=decision.token_id
                 )
         policy_digest = self._policy_check(name, tool.capability)
+        trust = trust_attributes(
+            capability_token_id=self.capability.token_id if self.capability else None,
+            policy_decision=None if policy_digest is None else "allow",
+        )
         session = self._sessions[(tool.pack, tool.server)]
         started = time.perf_counter()
         outcome = "error"
@@ -219,7 +223,8 @@ class Kit:
                 "gen_ai.operation.name": "execute_tool",
                 "gen_ai.tool.name": name,
                 "fleet.pack": tool.pack,
-            },
+            }
+            | trust,
         ) as span:
             try:
                 result: mcp_types.CallToolResult = await session.call_tool(tool.remote_name, args)

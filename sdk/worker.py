@@ -68,7 +68,7 @@ from fleetforge.errors import ContractError, UsageError, error_from_dict
 from fleetforge.operations.batches import MAX_ITEMS
 from fleetforge.redaction import get_logger
 from fleetforge.signing import public_key_of, sign_receipt
-from fleetforge.telemetry import context_from, tracer
+from fleetforge.telemetry import context_from, tracer, trust_attributes
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -431,6 +431,10 @@ class Worker:
             "fleet.attempt": entry.attempt,
             "fleet.worker_id": self.worker_id,
         }
+        token_id = (
+            entry.lease.capability.token_id if entry.lease and entry.lease.capability else None
+        )
+        attributes |= trust_attributes(capability_token_id=token_id)
         with (
             tracer.start_as_current_span(
                 f"step {task.step_id}",

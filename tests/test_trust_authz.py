@@ -458,7 +458,7 @@ def test_cedar_policies_decide_leases_and_each_decision_names_the_policy_digest(
 
 
 def test_cedar_policies_decide_tool_calls_in_the_armory(
-    fleet: SyncFleetService, tmp_path: Any
+    fleet: SyncFleetService, tmp_path: Any, spans: Any
 ) -> None:
     import os
 
@@ -490,6 +490,9 @@ def test_cedar_policies_decide_tool_calls_in_the_armory(
     assert refused[0] == "tool_refused"
     assert refused[1]["policy_digest"] == policy.digest
     assert refused[1]["token_id"] == cap.token_id
+    [span] = [s for s in spans.get_finished_spans() if s.name.startswith("execute_tool")]
+    assert span.attributes["trust.policy.decision"] == "allow"
+    assert span.attributes["trust.capability_token_id"] == cap.token_id
 
 
 def test_a_policy_file_that_does_not_parse_is_refused_with_its_path(tmp_path: Any) -> None:
