@@ -4,6 +4,9 @@ policy at lease and at receipt, and why a ready step waits — on both stores.""
 from __future__ import annotations
 
 import base64
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +20,7 @@ from fleetforge.errors import ForbiddenError
 from fleetforge.fleet.access import Caller
 from fleetforge.fleet.clock import ManualClock
 from fleetforge.fleet.service import SyncFleetService
-from fleetforge.fleet.store import EventStore
+from fleetforge.fleet.store import EventStore, open_store
 from fleetforge.fleet.tokens import TokenStore
 from fleetforge.signing import public_key_of, receipt_digest, sign_receipt
 
@@ -113,6 +116,61 @@ def test_a_worker_below_the_run_min_trust_never_leases_its_tasks(fleet: SyncFlee
     leased = [r.data["worker_id"] for r in fleet.store.iter_rows() if r.type == "task_leased"]
     assert len(leased) == 40
     assert set(leased) <= {"w2", "w3", "w6", "w7"}  # internal and privileged only
+
+
+TRUST_TASKS = 500 if os.environ.get("FLEETFORGE_STRESS") == "1" else 48  # make stress: 500
+LEVELS = ("untrusted", "sandboxed", "internal", "privileged")
+
+
+def _work_until_idle(url: str, worker_id: str, level: str, go: threading.Event) -> int:
+    """One worker (a store of its own): lease, receipt, until the inbox stays empty a while."""
+    with open_store(url) as store:
+        fleet = SyncFleetService(store)
+        fleet.register_worker({"worker_id": worker_id, "trust_level": level})
+        go.wait(timeout=30)
+        done, idle = 0, 0
+        while idle < 20:
+            leased = fleet.lease_task(worker_id, max_tasks=4, wait_seconds=0.05)
+            idle = 0 if leased else idle + 1
+            for entry in leased:
+                fleet.post_receipt(receipt(entry, worker_id))
+                done += 1
+        return done
+
+
+def test_eight_concurrent_workers_never_lease_a_task_above_their_trust(store_url: str) -> None:
+    """8 workers (two of each level) lease at once from runs with and without a `min_trust`
+    of `internal`; the event log shows every protected task leased by an internal or
+    privileged worker, and every task done."""
+    with open_store(store_url) as store:
+        fleet = SyncFleetService(store)
+        runs = {}
+        for protected in (True, False):
+            security = {"min_trust": "internal"} if protected else None
+            items = list(range(TRUST_TASKS // 2))
+            step = {"id": "m", "type": "map", "over": {"from": "inputs.items"},
+                    "step": {"type": "agent", "agent": "a"}}  # fmt: skip
+            run = fleet.submit_run(spec(step, inputs={"items": items}, security=security))
+            runs[run.run_id] = protected
+    go = threading.Event()
+    workers = [(f"w{i}", LEVELS[i % 4]) for i in range(8)]
+    with ThreadPoolExecutor(len(workers)) as pool:
+        futures = [pool.submit(_work_until_idle, store_url, w, lvl, go) for w, lvl in workers]
+        go.set()
+        done = sum(f.result(timeout=600) for f in futures)
+    assert done == TRUST_TASKS
+    level_of = dict(workers)
+    with open_store(store_url) as store:
+        leases = [r for r in store.iter_rows() if r.type == "task_leased"]
+        assert len(leases) == TRUST_TASKS
+        low = [(r.run_id, r.data["worker_id"]) for r in leases
+               if runs[r.run_id] and level_of[r.data["worker_id"]] in LEVELS[:2]]  # fmt: skip
+        assert low == []
+        assert {level_of[r.data["worker_id"]] for r in leases if not runs[r.run_id]} & set(
+            LEVELS[:2]
+        )  # the low ones did work: only the protected run was closed to them
+        for run_id in runs:
+            assert SyncFleetService(store).get_run(run_id).status == "completed"
 
 
 # ── signed receipts ──────────────────────────────────────────────────────────────────────────
