@@ -43,7 +43,7 @@ def _task() -> FleetTaskSpec:
 def run() -> dict[str, float]:
     mint = CapabilityMint()
     with open_store("sqlite:///:memory:") as store, store.transaction() as unit:
-        mint.load(unit.tx, datetime.now(UTC))
+        mint.load(unit.tx, datetime.now(UTC), after_commit=None)
     task = _task()
     expires = datetime.now(UTC) + timedelta(minutes=10)
     mints, colds, checks = [], [], []

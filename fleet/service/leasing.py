@@ -35,6 +35,7 @@ from fleetforge.fleet.access import Caller, refusal
 from fleetforge.fleet.service.core import Q, retrying, run_of, ts
 from fleetforge.fleet.service.workers import Workers
 from fleetforge.fleet.store import Tx, Unit
+from fleetforge.fleet.trust.capabilities import KEY_NAME
 
 _EXPIRY_SCAN_EVERY = timedelta(milliseconds=100)
 _CAPABILITY_ID = re.compile(r"cap_[0-9a-f]{32}")
@@ -70,7 +71,6 @@ class Leasing(Workers):
         pause = (
             0.005  # SQLite polls with backoff (5 ms doubling to 0.5 s); PostgreSQL wakes on NOTIFY
         )
-        self._load_capability_key()
         while True:
             self.expire_leases()
             leased = self._lease_once(worker_id, lease_seconds, max_tasks, caller)
@@ -181,20 +181,12 @@ class Leasing(Workers):
 
     # ── capability tokens ───────────────────────────────────────────────────────────────────
 
-    def _load_capability_key(self) -> None:
-        """Read (or make, once per store) the capability root key, in a transaction of its
-        own: a lease that rolls back never leaves a key only this process knows."""
-        if self._capability_mint.public_key:
-            return
-        with self.store.transaction() as unit:
-            self._capability_mint.load(unit.tx, self.clock.now())
-
     def _mint(
         self, unit: Unit, task: TaskState, fencing_token: int, expires: datetime
     ) -> FleetCapabilityToken:
         """The task's capability token until ``expires``, kept with the task (so it survives
         a restart of the service that minted it)."""
-        self._load_capability_key()
+        self._capability_mint.load(unit.tx, self.clock.now(), after_commit=unit.after_commit)
         token = self._capability_mint.mint(self._task_spec(task), expires)
         unit.tx.execute(
             Q["capability_upsert"],
@@ -267,16 +259,13 @@ class Leasing(Workers):
 
     def task_capability(self, task_id: str) -> FleetCapabilityToken | None:
         """The task's current capability token (for the receipt statement and the MCP gate)."""
-        self._load_capability_key()
         with self.store.backend.read() as tx:
             row = tx.fetchone(Q["capability_of_task"], {"task_id": task_id})
-        if row is None:
+            key = tx.fetchone(Q["trust_key"], {"name": KEY_NAME})
+        if row is None or key is None:
             return None
         return FleetCapabilityToken(
-            token_id=row[0],
-            token=row[1],
-            public_key=self._capability_mint.public_key,
-            expires_at=at(row[3]),
+            token_id=row[0], token=row[1], public_key=key[1], expires_at=at(row[3])
         )
 
     @retrying

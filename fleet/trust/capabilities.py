@@ -13,7 +13,7 @@ It is independent of the fleet's receipt-signing keys. What a token says and how
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -59,14 +59,21 @@ class CapabilityMint:
     def __init__(self) -> None:
         self._private: biscuit_auth.PrivateKey | None = None
         self.public_key = ""
+        self._stored = False  # the key in memory is known to be committed in the store
 
-    def load(self, tx: Tx, now: datetime) -> None:
-        """Read (or create, once per store) the root key; cheap after the first call."""
-        if self._private is not None:
+    def load(
+        self, tx: Tx, now: datetime, *, after_commit: Callable[[Callable[[], None]], None] | None
+    ) -> None:
+        """Read (or create, once per store) the root key, inside the caller's transaction;
+        cheap once the key is known to be stored. A key this call creates is trusted for
+        later calls only once ``after_commit`` (the unit's) says it committed: a rolled-back
+        unit never leaves a key only this process knows (the next call makes another)."""
+        if self._private is not None and self._stored:
             return
         import biscuit_auth
 
         row = tx.fetchone(Q["trust_key"], {"name": KEY_NAME})
+        stored = row is not None
         if row is None:
             pair = biscuit_auth.KeyPair()
             tx.execute(
@@ -86,6 +93,14 @@ class CapabilityMint:
             bytes.fromhex(row[0]), _ED25519
         )
         self.public_key = str(row[1])
+        if stored or after_commit is None:
+            self._stored = True
+        else:
+
+            def committed() -> None:
+                self._stored = True
+
+            after_commit(committed)
 
     def mint(
         self, task: FleetTaskSpec, expires_at: datetime, policy: ToolsPolicy | None = None
