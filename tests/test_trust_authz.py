@@ -573,3 +573,26 @@ def test_a_policy_file_that_does_not_parse_is_refused_with_its_path(tmp_path: An
     with pytest.raises(ContractError, match=r"bad\.cedar"):
         load_policy({"FLEETFORGE_POLICY": str(bad)})
     assert load_policy({}) is None
+
+
+def test_db_export_carries_token_trust_and_keys_and_revocations(
+    store: EventStore, tmp_path: Any
+) -> None:
+    import io
+
+    from fleetforge.fleet.transfer import export_events, import_events
+
+    key = public_key_of(Ed25519PrivateKey.generate())
+    TokenStore(store).create("w", ["work"], trust_level="privileged", public_key=key)
+    fleet = SyncFleetService(store, clock=ManualClock(datetime.now(UTC)))
+    a, _ = _two_tasks(fleet)
+    fleet.revoke_capability(_capability(a).token_id, reason="leak")
+    dump = io.StringIO()
+    export_events(store, dump)
+    dump.seek(0)
+    with open_store(f"sqlite:///{tmp_path / 'copy.db'}") as copy:
+        import_events(copy, dump)
+        [record] = TokenStore(copy).list()
+        assert (record.trust_level, record.public_key) == (FleetTrustLevel.PRIVILEGED, key)
+        revoked = SyncFleetService(copy).revoked_capabilities()
+        assert [r["capability_id"] for r in revoked] == [_capability(a).token_id]
