@@ -596,3 +596,21 @@ def test_db_export_carries_token_trust_and_keys_and_revocations(
         assert (record.trust_level, record.public_key) == (FleetTrustLevel.PRIVILEGED, key)
         revoked = SyncFleetService(copy).revoked_capabilities()
         assert [r["capability_id"] for r in revoked] == [_capability(a).token_id]
+
+
+def test_fleetforge_show_says_why_a_step_waits(tmp_path: Any) -> None:
+    from typer.testing import CliRunner
+
+    from fleetforge.cli._app import app
+
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    with open_store(url) as store:
+        fleet = SyncFleetService(store)
+        fleet.register_worker({"worker_id": "w1", "trust_level": "sandboxed"})
+        run = fleet.submit_run(spec(agent("a"), security={"min_trust": "privileged"}))
+    env = {"FLEETFORGE_HOME": str(tmp_path)}
+    shown = CliRunner().invoke(app, ["--store", url, "show", run.run_id], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert "step a blocked (trust_too_low)" in shown.output
+    as_json = CliRunner().invoke(app, ["--store", url, "show", run.run_id, "--json"], env=env)
+    assert '"code": "trust_too_low"' in as_json.output
