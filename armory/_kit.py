@@ -22,10 +22,12 @@ from mcp import StdioServerParameters
 from mcp import types as mcp_types
 
 from fleetforge.armory._packs import Pack
+from fleetforge.capabilities import Capability
 from fleetforge.contracts import FleetSecretRef
 from fleetforge.contracts.toolpack import HttpServer, StdioServer
 from fleetforge.errors import ContractError, FleetForgeError, ForbiddenError, UsageError
-from fleetforge.telemetry import tracer
+from fleetforge.fleet.trust.policy import PolicySet
+from fleetforge.telemetry import tracer, trust_attributes
 
 __all__ = ["Kit", "KitTool", "open_kit"]
 
@@ -119,9 +121,19 @@ def _digest(arguments: Any) -> str:
 class Kit:
     """Started tool packs. Use :func:`open_kit` (``fleetforge.armory.open``) to get one."""
 
-    def __init__(self, grant: Iterable[str], recorder: Recorder | None) -> None:
+    def __init__(
+        self,
+        grant: Iterable[str],
+        recorder: Recorder | None,
+        capability: Capability | None = None,
+        policy: PolicySet | None = None,
+        worker_id: str = "",
+    ) -> None:
         self.grant = tuple(grant)
         self.recorder = recorder
+        self.capability = capability
+        self.policy = policy
+        self.worker_id = worker_id
         self._tools: dict[str, KitTool] = {}
         self._sessions: dict[tuple[str, str], Any] = {}
 
@@ -189,6 +201,19 @@ class Kit:
             )
             self._record("tool_refused", {"tool": name, "reason": reason})
             raise ForbiddenError(f"tool call refused: {reason}", tool=name)
+        if self.capability is not None:  # the task's capability token decides, not the globs
+            decision = self.capability.check(tool.capability)
+            if not decision.allowed:
+                refused = {"tool": name, "reason": decision.reason, "token_id": decision.token_id}
+                self._record("tool_refused", refused)
+                raise ForbiddenError(
+                    f"tool call refused: {decision.reason}", tool=name, token_id=decision.token_id
+                )
+        policy_digest = self._policy_check(name, tool.capability)
+        trust = trust_attributes(
+            capability_token_id=self.capability.token_id if self.capability else None,
+            policy_decision=None if policy_digest is None else "allow",
+        )
         session = self._sessions[(tool.pack, tool.server)]
         started = time.perf_counter()
         outcome = "error"
@@ -198,7 +223,8 @@ class Kit:
                 "gen_ai.operation.name": "execute_tool",
                 "gen_ai.tool.name": name,
                 "fleet.pack": tool.pack,
-            },
+            }
+            | trust,
         ) as span:
             try:
                 result: mcp_types.CallToolResult = await session.call_tool(tool.remote_name, args)
@@ -213,8 +239,31 @@ class Kit:
                         "arguments_digest": _digest(args),
                         "duration_ms": round((time.perf_counter() - started) * 1000, 3),
                         "outcome": outcome,
-                    },
+                    }
+                    | ({} if policy_digest is None else {"policy_digest": policy_digest}),
                 )
+
+    def _policy_check(self, name: str, capability: str) -> str | None:
+        """The Cedar policy's word on a call (none configured: None); a denial is recorded as
+        ``tool_refused`` with the policy set's digest and raised."""
+        if self.policy is None:
+            return None
+        cap = self.capability
+        decision = self.policy.decide_tool(
+            capability,
+            worker_id=self.worker_id or "unknown",
+            run_id=cap.run_id if cap is not None else "",
+            task_id=cap.task_id if cap is not None else "",
+        )
+        if not decision.allowed:
+            reason = f"the policy set {decision.digest} does not permit {capability!r}"
+            refused: dict[str, Any] = {"tool": name, "reason": reason}
+            refused["policy_digest"] = decision.digest
+            if cap is not None:
+                refused["token_id"] = cap.token_id
+            self._record("tool_refused", refused)
+            raise ForbiddenError(f"tool call refused: {reason}", tool=name)
+        return decision.digest
 
     async def call_text(self, name: str, arguments: Mapping[str, Any] | None = None) -> str:
         """Call a tool and return its text; a tool error raises ContractError with its text."""
@@ -298,18 +347,26 @@ async def open_kit(
     grant: Iterable[str] = ("*",),
     recorder: Any = None,
     environ: Mapping[str, str] | None = None,
+    capability: Capability | None = None,
+    policy: PolicySet | None = None,
+    worker_id: str = "",
 ) -> AsyncIterator[Kit]:
     """Start every server of ``packs``; yield a :class:`Kit`; stop them all on exit (also on
     error and cancellation).
 
     ``grant``: capability globs the caller holds (a worker's ``tools`` list works as one).
+    ``capability``: the task's capability token (``Capability.from_lease``): every call is
+    checked against it too (run, task, tools, expiry, revocations), a refusal recorded as
+    ``tool_refused`` with the token's id. ``policy``: Cedar policies
+    (:func:`fleetforge.fleet.trust.policy.load_policy`) each call is decided by too, as
+    ``worker_id``; the decision's policy digest is recorded with the call.
     ``recorder``: an :class:`~fleetforge.adapter.AgentRunAdapter` (tool calls become fleet
     ``tool_called`` / ``tool_refused`` events through its envelopes) or ``f(kind, data)``.
     """
     if recorder is not None and hasattr(recorder, "emit"):  # an AgentRunAdapter
         adapter = recorder
         recorder = lambda kind, data: adapter.emit("custom", {"type": kind, **data})  # noqa: E731
-    kit = Kit(grant, recorder)
+    kit = Kit(grant, recorder, capability, policy, worker_id)
     env = dict(os.environ if environ is None else environ)
     try:
         async with AsyncExitStack() as stack:

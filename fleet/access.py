@@ -41,6 +41,8 @@ class Caller:
     token_name: str | None = None
     bound: bool = False  # the token names ``worker_id``
     scopes: frozenset[str] = field(default_factory=frozenset)
+    trust_level: str | None = None  # a token's: what its worker is trusted with (admin-set)
+    public_key: str | None = None  # a token's worker key (base64 Ed25519), admin-registered
 
     @classmethod
     def as_worker(cls, worker_id: str) -> Caller:
@@ -56,6 +58,8 @@ class Caller:
         *,
         worker_id: str | None = None,
         acting_as: str | None = None,
+        trust_level: str | None = "sandboxed",
+        public_key: str | None = None,
     ) -> Caller:
         """A bearer token's caller; a token bound to a worker acts as it, an unbound one as
         ``acting_as`` (the worker id it passed), holding only the leases it took itself."""
@@ -65,6 +69,8 @@ class Caller:
             token_name=name,
             bound=worker_id is not None,
             scopes=frozenset(scopes),
+            trust_level=trust_level,
+            public_key=public_key,
         )
 
     @property

@@ -15,6 +15,7 @@ A tokens file of earlier versions (``$FLEETFORGE_HOME/tokens.json``, or
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -24,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, get_args
 
-from fleetforge.contracts import RunEvent
+from fleetforge.contracts import FleetTrustLevel, RunEvent
 from fleetforge.contracts.events import EVENT_TYPES, TokenScope
 from fleetforge.errors import ConflictError, ContractError, ErrorDetail, NotFoundError, UsageError
 from fleetforge.fleet._sql import named_queries
@@ -40,6 +41,7 @@ __all__ = [
     "TOKEN_PREFIX",
     "TokenRecord",
     "TokenStore",
+    "check_public_key",
     "hash_token",
     "legacy_tokens_path",
 ]
@@ -70,6 +72,8 @@ class TokenRecord:
     created_at: datetime
     created_by: str | None = None
     revoked_at: datetime | None = None
+    trust_level: FleetTrustLevel = FleetTrustLevel.SANDBOXED
+    public_key: str | None = None
 
     @property
     def active(self) -> bool:
@@ -87,11 +91,13 @@ class TokenRecord:
             "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
             "created_by": self.created_by,
             "revoked_at": (None if self.revoked_at is None else self.revoked_at.isoformat()),
+            "trust_level": self.trust_level.value,
+            "public_key": self.public_key,
         }
 
 
 def _record(tx: Any, row: tuple[Any, ...]) -> TokenRecord:
-    token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at = row
+    token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at = row[:8]
     return TokenRecord(
         token_id=token_id,
         name=name,
@@ -101,7 +107,28 @@ def _record(tx: Any, row: tuple[Any, ...]) -> TokenRecord:
         created_at=at(created_at),
         created_by=created_by,
         revoked_at=to_dt(revoked_at),
+        trust_level=FleetTrustLevel(row[8] or "sandboxed"),
+        public_key=row[9],
     )
+
+
+def _check_trust(level: FleetTrustLevel | str) -> FleetTrustLevel:
+    try:
+        return FleetTrustLevel(level)
+    except ValueError:
+        names = ", ".join(t.value for t in FleetTrustLevel)
+        raise UsageError(f"trust level must be one of {names}; got {level!r}") from None
+
+
+def check_public_key(value: str, *, where: str) -> str:
+    """An Ed25519 public key as base64 of its raw 32 bytes; UsageError naming ``where``."""
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (ValueError, TypeError):
+        raw = b""
+    if len(raw) != 32:
+        raise UsageError(f"{where} must be base64 of a raw 32-byte Ed25519 public key")
+    return base64.b64encode(raw).decode()
 
 
 def _check_scopes(scopes: Iterable[str]) -> tuple[TokenScope, ...]:
@@ -151,8 +178,17 @@ class TokenStore:
         *,
         worker_id: str | None = None,
         by: str | None = None,
+        trust_level: FleetTrustLevel | str = FleetTrustLevel.SANDBOXED,
+        public_key: str | None = None,
     ) -> tuple[str, TokenRecord]:
-        """A new token (returned once, in clear) and its record."""
+        """A new token (returned once, in clear) and its record.
+
+        ``trust_level``: what a worker using it is trusted as (never what it declares);
+        ``public_key``: the worker's Ed25519 key (base64 of the raw 32 bytes), which it must
+        register and sign receipts with."""
+        level = _check_trust(trust_level)
+        if public_key is not None:
+            public_key = check_public_key(public_key, where="--public-key")
         if not name or len(name) > _NAME_LIMIT or not name.isprintable():
             raise UsageError(f"a token name is 1-{_NAME_LIMIT} printable characters; got {name!r}")
         wanted = _check_scopes(scopes)
@@ -165,6 +201,8 @@ class TokenStore:
             scopes=list(wanted),
             worker_id=worker_id,
             by=by,
+            trust_level=level.value,
+            public_key=public_key,
         )
         with self.store.transaction() as unit:
             unit.tx.lock("tokens")  # creates and revokes take turns (PostgreSQL)

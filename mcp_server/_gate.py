@@ -77,7 +77,13 @@ class Gate:
                 )
             bound = None  # an admin token may act as another worker, holding what it takes
         caller = Caller.token(
-            token.token_id, token.client_id, token.scopes, worker_id=bound, acting_as=given
+            token.token_id,
+            token.client_id,
+            token.scopes,
+            worker_id=bound,
+            acting_as=given,
+            trust_level=token.trust_level,
+            public_key=token.public_key,
         )
         if op.name in ("register_worker", "lease_task") and caller.worker_id is None:
             raise ContractError(

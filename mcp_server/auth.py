@@ -43,6 +43,8 @@ class FleetAccessToken(AccessToken):
 
     token_id: str
     worker_id: str | None = None
+    trust_level: str = "sandboxed"  # what the admin who issued it trusts its worker with
+    public_key: str | None = None  # the worker's Ed25519 key, when the admin registered one
 
 
 class FleetTokenVerifier(TokenVerifier):
@@ -85,4 +87,6 @@ class FleetTokenVerifier(TokenVerifier):
             scopes=list(record.scopes),
             token_id=record.token_id,
             worker_id=record.worker_id,
+            trust_level=record.trust_level.value,
+            public_key=record.public_key,
         )

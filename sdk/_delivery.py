@@ -51,6 +51,7 @@ from fleetforge.contracts import (
     FleetArtifactRef,
     FleetInboxEntry,
     FleetReceipt,
+    FleetReceiptSignature,
     FleetTaskFailureKind,
     FleetUsage,
 )
@@ -131,6 +132,7 @@ class _Completion:
     artifacts: list[FleetArtifactRef]
     envelopes: list[AgentRunEnvelope]
     receipt_id: str | None = None
+    worker_signature: FleetReceiptSignature | None = None
 
 
 @dataclass(slots=True)
@@ -221,6 +223,11 @@ class WorkerCalls:
                 "usage": None if i.usage is None else i.usage.model_dump(mode="json"),
                 "artifacts": [a.model_dump(mode="json") for a in i.artifacts],
                 "envelopes": i.envelopes,  # already in their JSON form (wire)
+                **(
+                    {}
+                    if i.worker_signature is None
+                    else {"worker_signature": i.worker_signature.model_dump(mode="json")}
+                ),
             }
             for i in items
         ]
@@ -380,6 +387,7 @@ class _Receipt:
     output: Any
     usage: FleetUsage | None
     artifacts: list[FleetArtifactRef]
+    signature: FleetReceiptSignature | None = None
     done: anyio.Event = field(default_factory=anyio.Event)
     receipt: FleetReceipt | None = None
     error: BaseException | None = None
@@ -469,12 +477,13 @@ class Courier:
         *,
         usage: FleetUsage | None = None,
         artifacts: Sequence[FleetArtifactRef] = (),
+        signature: FleetReceiptSignature | None = None,
     ) -> FleetReceipt:
         """Post ``outbox``'s remaining envelopes and then the task's success receipt, with
         other tasks' receipts (and the next leases) when running; returns the scored receipt,
         or raises what ``complete_task`` would (``outbox.stopped`` says when the envelopes
         could not all be delivered)."""
-        request = _Receipt(outbox, output, usage, list(artifacts))
+        request = _Receipt(outbox, output, usage, list(artifacts), signature)
         if self.running:
             self._receipts.append(request)
             self.waiting += 1
@@ -677,7 +686,12 @@ class Courier:
             size_left -= size
             wired = [w for w, _ in wires]
             task = (outbox.task_id, outbox.fencing_token)
-            items.append(_Completion(*task, output, request.usage, request.artifacts, wired))
+            items.append(
+                _Completion(
+                    *task, output, request.usage, request.artifacts, wired,
+                    worker_signature=request.signature,
+                )
+            )  # fmt: skip
             sent.append((request, carried))
         if not items:
             return

@@ -11,6 +11,11 @@ Spans FleetForge records (names and attributes follow the GenAI semantic convent
 - ``execute_tool {tool}`` — from an adapter's ``tool_call`` emit to its ``tool_result``.
 
 Each carries ``fleet.run_id``, ``fleet.step_id``, ``fleet.task_id`` and ``fleet.attempt``.
+Step, task and armory tool spans also carry the trust attributes (:func:`trust_attributes`):
+``trust.semconv.version``, ``trust.capability_token_id`` (the task's capability token),
+``trust.policy.decision`` (``allow``/``deny``, when a Cedar policy decided a tool call) and
+``trust.attestation_id`` (when the receipt's attestation is known); an unknown one is left out
+(OpenTelemetry attributes cannot be null).
 Without an SDK nothing is recorded. :func:`configure` installs the OpenTelemetry SDK with an OTLP
 exporter when ``fleetforge[otel]`` is installed and the standard ``OTEL_*`` variables ask for it
 (``OTEL_EXPORTER_OTLP_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, or
@@ -29,7 +34,34 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from fleetforge import __version__
 from fleetforge.contracts import TraceContext
 
-__all__ = ["configure", "context_from", "current_trace_context", "tracer"]
+__all__ = [
+    "TRUST_SEMCONV_VERSION",
+    "configure",
+    "context_from",
+    "current_trace_context",
+    "tracer",
+    "trust_attributes",
+]
+
+TRUST_SEMCONV_VERSION = "0.1"
+"""Version of FleetForge's ``trust.*`` span attributes."""
+
+
+def trust_attributes(
+    *,
+    capability_token_id: str | None = None,
+    attestation_id: str | None = None,
+    policy_decision: str | None = None,
+) -> dict[str, str]:
+    """The ``trust.*`` attributes of a span; the unknown ones are left out."""
+    values = {
+        "trust.semconv.version": TRUST_SEMCONV_VERSION,
+        "trust.capability_token_id": capability_token_id,
+        "trust.attestation_id": attestation_id,
+        "trust.policy.decision": policy_decision,
+    }
+    return {k: v for k, v in values.items() if v is not None}
+
 
 tracer = trace.get_tracer("fleetforge", __version__)
 _PROPAGATOR = TraceContextTextMapPropagator()

@@ -36,7 +36,7 @@ import socket
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.from_thread
@@ -52,10 +52,13 @@ from fleetforge.adapter import (
     ValidationMode,
     failure_kind_of,
 )
+from fleetforge.capabilities import Capability
 from fleetforge.client import FleetClient
 from fleetforge.contracts import (
     FleetArtifactRef,
     FleetInboxEntry,
+    FleetReceipt,
+    FleetReceiptSignature,
     FleetTaskFailureKind,
     FleetTaskSpec,
     FleetUsage,
@@ -64,7 +67,11 @@ from fleetforge.contracts import (
 from fleetforge.errors import ContractError, UsageError, error_from_dict
 from fleetforge.operations.batches import MAX_ITEMS
 from fleetforge.redaction import get_logger
-from fleetforge.telemetry import context_from, tracer
+from fleetforge.signing import public_key_of, sign_receipt
+from fleetforge.telemetry import context_from, tracer, trust_attributes
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 __all__ = ["Handler", "TaskError", "TaskPaused", "TaskRun", "Worker", "WorkerStats"]
 
@@ -102,6 +109,9 @@ class TaskRun:
     cancelled: threading.Event = field(default_factory=threading.Event)
     usage: FleetUsage | None = None
     artifacts: list[FleetArtifactRef] = field(default_factory=list)
+    capability: Capability | None = None
+    """The task's capability token (pass it to ``armory.open(..., capability=...)``); kept
+    current by the heartbeats: renewed with the lease, and refused once revoked."""
 
     @property
     def task(self) -> FleetTaskSpec:
@@ -148,6 +158,7 @@ class _Held:
     task_id: str
     fencing_token: int
     lost: Callable[[BaseException], None]
+    capability: Capability | None = None
 
 
 # Once shutdown_grace is over: how long a cancelled handler gets to stop, and how long the last
@@ -176,6 +187,8 @@ class Worker:
         validation: ValidationMode = "strict",
         default_id: str | None = None,
         batch_window: float = BATCH_WINDOW,
+        signing_key: Ed25519PrivateKey | None = None,
+        key_id: str = "worker",
     ) -> None:
         if concurrency < 1:
             raise UsageError(f"concurrency must be at least 1, got {concurrency}")
@@ -192,7 +205,12 @@ class Worker:
         self._registered = False
         name = given or default_id or f"worker-{socket.gethostname()}-{os.getpid()}"
         caps.setdefault("max_concurrency", concurrency)
+        if signing_key is not None and "auth" not in caps:  # it registers the key it signs with
+            caps["auth"] = {"kind": "ed25519", "key_id": key_id,
+                            "public_key": public_key_of(signing_key)}  # fmt: skip
         self.spec = FleetWorkerSpec.model_validate({**caps, "worker_id": name})
+        self.signing_key = signing_key
+        self.key_id = key_id
         self.client = client
         self.handler = handler
         self.concurrency = concurrency
@@ -364,6 +382,9 @@ class Worker:
             log.warning("heartbeat of %d tasks failed (%s: %s)", len(held),
                         type(exc).__name__, exc)  # fmt: skip
             return
+        for one, lease in zip(held, result.leases, strict=False):
+            if lease is not None and one.capability is not None:
+                one.capability.update(lease)
         for failure in result.failures:
             one = held[failure.index]
             error = error_from_dict(failure.error)
@@ -374,6 +395,16 @@ class Worker:
             else:
                 log.warning("task %s: heartbeat failed (%s: %s)", one.task_id,
                             type(error).__name__, error)  # fmt: skip
+
+    def _signature(self, run: TaskRun) -> FleetReceiptSignature | None:
+        """The worker's signature of the receipt the fleet will build (``signing_key``)."""
+        if self.signing_key is None:
+            return None
+        usage = run.adapter.usage or FleetUsage()
+        unsigned = FleetReceipt.success(run.entry, run.adapter.output, usage=usage)
+        unsigned = unsigned.model_copy(update={"artifacts": list(run.artifacts)})
+        signed = sign_receipt(unsigned, self.signing_key, key_id=self.key_id)
+        return signed.worker_signature
 
     # ── one task ────────────────────────────────────────────────────────────────────────────
 
@@ -389,6 +420,9 @@ class Worker:
         if info is not None:
             adapter.info = info
         run = TaskRun(entry=entry, adapter=adapter, client=self.client)
+        run.capability = Capability.from_lease(
+            entry.lease, run_id=task.run_id, task_id=task.task_id
+        )
         parent = context_from(task.trace)
         attributes: dict[str, str | int] = {
             "fleet.run_id": task.run_id,
@@ -397,6 +431,10 @@ class Worker:
             "fleet.attempt": entry.attempt,
             "fleet.worker_id": self.worker_id,
         }
+        token_id = (
+            entry.lease.capability.token_id if entry.lease and entry.lease.capability else None
+        )
+        attributes |= trust_attributes(capability_token_id=token_id)
         with (
             tracer.start_as_current_span(
                 f"step {task.step_id}",
@@ -473,7 +511,7 @@ class Worker:
 
         output: Any = None
         error: BaseException | None = None
-        self._held[task_id] = _Held(task_id, token, lease_lost)
+        self._held[task_id] = _Held(task_id, token, lease_lost, run.capability)
         courier.watch(outbox, undelivered)  # envelopes reach the fleet while the handler works
         try:
             async with anyio.create_task_group() as tg:
@@ -531,7 +569,11 @@ class Worker:
                 return "failed"
             try:
                 receipt = await courier.complete(
-                    outbox, run.adapter.output, usage=run.adapter.usage, artifacts=run.artifacts
+                    outbox,
+                    run.adapter.output,
+                    usage=run.adapter.usage,
+                    artifacts=run.artifacts,
+                    signature=self._signature(run),
                 )
             except LOST:
                 raise

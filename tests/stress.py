@@ -11,6 +11,8 @@
    writer threads x 1,000 transactions (some holding their commit open), ``follow_rows`` and a
    pager reading at the same time, on SQLite and on a private PostgreSQL: each reader saw every
    seq of the table, in order.
+5. Trust at lease (issue 21): 8 concurrent workers x 500 tasks on both stores; no task of a run
+   with `min_trust` is leased by a worker below it (tests/test_trust_authz.py; CI runs 48).
 
 Prints one line per check and a summary; exits 1 when any run had a gap or failed.
 ``python -m tests.stress --runs 5`` for a quick look, ``--only followers`` for one check.
@@ -33,6 +35,9 @@ ROOT = Path(__file__).parents[1]
 EXAMPLES = ("langgraph_worker", "autogen_worker", "crewai_worker")
 FLAKY = "tests/test_adapters.py::test_worker_runs_the_adapter_on_a_fleet[autogen-local]"
 WIDE = "tests/test_wide_runs.py::test_a_wide_map_completes"
+TRUST = (
+    "tests/test_trust_authz.py::test_eight_concurrent_workers_never_lease_a_task_above_their_trust"
+)
 
 
 async def _check(tmp: Path) -> str | None:
@@ -112,6 +117,22 @@ def wide_runs() -> bool:
     return done.returncode == 0
 
 
+def trust() -> bool:
+    """8 workers x 500 tasks, on both stores: no task of a run with `min_trust` is leased by a
+    worker below it (issue 21; CI runs 48 tasks)."""
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--timeout=900", TRUST],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+        env=os.environ | {"FLEETFORGE_STRESS": "1", "CI": "true"},
+    )  # fmt: skip
+    took = time.monotonic() - started
+    print(f"{TRUST} at 500 tasks: {'passed' if done.returncode == 0 else 'FAILED'} ({took:.0f}s)")
+    if done.returncode != 0:
+        print(done.stdout[-2000:])
+    return done.returncode == 0
+
+
 def followers(transactions: int = 1000) -> bool:
     from fleetforge.testing.postgres import find_postgres_bin, postgres_server
     from tests.test_store_follow_concurrent import WRITERS, check, follow_while_writing
@@ -143,7 +164,7 @@ def followers(transactions: int = 1000) -> bool:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=50)
-    checks = ["examples", "flaky", "wide", "followers"]
+    checks = ["examples", "flaky", "wide", "followers", "trust"]
     parser.add_argument("--only", choices=checks, action="append",
                         help="run only these checks (repeatable); default: all")  # fmt: skip
     args = parser.parse_args(argv)
@@ -160,6 +181,8 @@ def main(argv: list[str]) -> int:
             ok &= wide_runs()
         if "followers" in only:
             ok &= followers()
+        if "trust" in only:
+            ok &= trust()
     print("stress: no envelope lost" if ok else "stress: FAILED")
     return 0 if ok else 1
 

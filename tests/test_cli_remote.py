@@ -42,7 +42,8 @@ SPEC = {
 FAILING = {"name": "fails", "seed": 1, "steps": [{"id": "x", "type": "tool", "tool": "sh"}]}
 _IDS = re.compile(r"\b(run|evt|tok|err)_[0-9A-Z]{26}\b|\d{4}-\d\d-\d\dT[0-9:.]+(Z|\+00:00)?")
 _VOLATILE = ("seq", "last_seen_at", "by", "credential", "hash", "prev_hash", "receipt_id",
-             "worker_id", "wall_s", "last_cursor", "next_cursor", "host")  # fmt: skip
+             "worker_id", "wall_s", "last_cursor", "next_cursor", "host",
+             "capability_id")  # fmt: skip
 
 
 def normalise(text: str) -> Any:
@@ -122,7 +123,8 @@ def test_every_command_gives_the_same_json_on_a_store_and_over_a_url(tmp_path: P
     remote = tmp_path / "remote"
     env = fleet_env(remote, f"sqlite:///{tmp_path / 'remote.db'}")
     with open_store(env["FLEETFORGE_STORE"]) as store:
-        token, _ = TokenStore(store).create("cli", ["admin"])
+        # its worker is trusted as the token says (`work`'s default level, so both agree)
+        token, _ = TokenStore(store).create("cli", ["admin"], trust_level="internal")
     with http_server(env) as url:
         remote_cli = session(remote, ["--url", url, "--token", token])
         remote.mkdir(exist_ok=True)

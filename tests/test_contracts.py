@@ -65,8 +65,10 @@ DESIGN_EVENTS = [
 
 
 # Events added beyond DESIGN.md's "at least" list, each explained in docs/contracts.md.
-ADDED_EVENTS = ["step_reset", "task_paused", "token_created", "token_revoked", "access_denied",
-                "alert_fired", "alert_delivered", "alert_failed"]  # fmt: skip
+ADDED_EVENTS = [
+    "step_reset", "task_paused", "token_created", "token_revoked", "access_denied",
+    "capability_revoked", "alert_fired", "alert_delivered", "alert_failed",
+]  # fmt: skip
 
 
 def test_event_catalogue_is_the_design_list_plus_documented_additions() -> None:

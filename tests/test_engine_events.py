@@ -80,6 +80,9 @@ def _story(fleet: SyncFleetService, clock: ManualClock) -> None:
     # a heartbeat that extends the lease (less than half left) writes task_heartbeat
     clock.advance(6)
     fleet.heartbeat(plan.task.task_id, plan.lease.fencing_token, lease_seconds=10)
+    current = fleet.task_capability(plan.task.task_id)
+    assert current is not None
+    fleet.revoke_capability(current.token_id, reason="leaked", by="test")
     fleet.post_event(plan.task.task_id, plan.lease.fencing_token, _envelope(plan, "start", 0))
     fleet.post_event(
         plan.task.task_id,

@@ -201,7 +201,8 @@ def normalise(value: Any) -> str:
         value = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
     text = repr(value)
     text = re.sub(
-        r"'(seq|last_seen_at|posted_at|leased_at|expires_at|hash|prev_hash|by|credential)': [^,}]+",
+        r"'(seq|last_seen_at|posted_at|leased_at|expires_at|hash|prev_hash|by|credential|token"
+        r"|public_key|token_id|capability_id)': [^,}]+",
         r"'\1': _",
         text,
     )
@@ -218,7 +219,9 @@ async def transports(tmp_path: Path) -> AsyncIterator[dict[str, FleetClient]]:
     stdio_env = fleet_env(tmp_path / "stdio", f"sqlite:///{tmp_path / 'stdio.db'}")
     http_env = fleet_env(tmp_path / "http", f"sqlite:///{tmp_path / 'http.db'}")
     with open_store(http_env["FLEETFORGE_STORE"]) as store:
-        token, _ = TokenStore(store).create("ops", ["admin"])
+        # a token's worker has the token's trust level (whatever it registers): the one the
+        # exercise registers, so the transports agree
+        token, _ = TokenStore(store).create("ops", ["admin"], trust_level="untrusted")
     with http_server(http_env) as url:
         clients = {
             "local": FleetClient.local(local_url, artifacts=tmp_path / "local-artifacts"),

@@ -42,6 +42,7 @@ async def test_spans_of_a_run_in_one_process(tmp_path: Path, spans: InMemorySpan
         run = await client.submit_run(SPEC)
         await Worker(client, handler, worker_id="w").run(stop_when_idle=True)
         done = await client.get_run(run.run_id)
+        events = await client.run_events(run.run_id, limit=100)
     assert done.outputs == {"a": "ok"}
     got = by_name(spans.get_finished_spans())
     assert set(got) == {
@@ -69,6 +70,13 @@ async def test_spans_of_a_run_in_one_process(tmp_path: Path, spans: InMemorySpan
     tool = got["execute_tool search"].attributes or {}
     assert tool["gen_ai.tool.name"] == "search"
     assert tool["gen_ai.tool.call.id"] == "c1"
+    # the trust attributes: the task's capability token on its step and task spans
+    [leased] = [e for e in events if e.type == "task_leased"]
+    for name in ("step a", f"task {run.run_id}.a"):
+        attributes = got[name].attributes or {}
+        assert attributes["trust.capability_token_id"] == leased.data.capability_id  # type: ignore[attr-defined]
+        assert attributes["trust.semconv.version"] == "0.1"
+        assert "trust.attestation_id" not in attributes  # not known yet: left out, never null
 
 
 WORKER_SCRIPT = textwrap.dedent(

@@ -410,6 +410,15 @@ def test_a_log_written_before_0_2_projects_the_same_counters(
     assert verify(store) == []
 
 
+# what the authorization migration (issue 21) added, undone too: it runs again after 0006
+_UNDO_TRUST = [
+    "DROP TABLE task_capabilities",
+    "DROP TABLE revoked_capabilities",
+    "DROP TABLE trust_keys",
+    "ALTER TABLE tokens DROP COLUMN trust_level",
+    "ALTER TABLE tokens DROP COLUMN public_key",
+    "ALTER TABLE tasks DROP COLUMN needs_key",
+]
 _DOWNGRADE = {
     "sqlite": [
         "DROP TRIGGER steps_counters",
@@ -419,6 +428,7 @@ _DOWNGRADE = {
         "ALTER TABLE steps DROP COLUMN deps_open",
         "ALTER TABLE steps DROP COLUMN items_done",
         "ALTER TABLE steps DROP COLUMN next_item",
+        *_UNDO_TRUST,
         "DELETE FROM fleetforge_migrations WHERE version >= 6",
     ],
     "postgres": [
@@ -429,6 +439,7 @@ _DOWNGRADE = {
         "DROP TABLE step_edges",
         "DROP TABLE run_progress",
         "ALTER TABLE steps DROP COLUMN deps_open, DROP COLUMN items_done, DROP COLUMN next_item",
+        *_UNDO_TRUST,
         "DELETE FROM fleetforge_migrations WHERE version >= 6",
     ],
 }

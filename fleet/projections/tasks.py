@@ -20,6 +20,7 @@ def _key(e: EventRow) -> dict[str, object]:
 def _enqueued(tx: Tx, e: EventRow) -> None:
     task = e.data["task"]
     worker = task.get("worker") or {}
+    security = task.get("security") or {}
     index = task.get("map_index")
     if index is not None:  # an item of a map step (its step's items_done: a schema trigger)
         params = {"run_id": e.run_id, "step_id": task["step_id"], "next_item": index + 1}
@@ -35,7 +36,11 @@ def _enqueued(tx: Tx, e: EventRow) -> None:
             "attempt": e.data["attempt"],
             "spec": canonical_json(task),
             "role": worker.get("role"),
-            "min_trust": FleetTrustLevel(worker.get("min_trust", "untrusted")).rank,
+            "min_trust": max(
+                FleetTrustLevel(worker.get("min_trust", "untrusted")).rank,
+                FleetTrustLevel(security.get("min_trust", "untrusted")).rank,
+            ),
+            "needs_key": 1 if security.get("require_signed_receipts") else 0,
             "priority": 0,
             "at": e.at,
             "available_at": iso(e.data["available_at"]),

@@ -15,8 +15,8 @@ class TokensProjection:
     """Rows of ``tokens``."""
 
     name = "tokens"
-    tables = {"tokens": ("token_id",)}
-    handles = frozenset({"token_created", "token_revoked"})
+    tables = {"tokens": ("token_id",), "revoked_capabilities": ("capability_id",)}
+    handles = frozenset({"token_created", "token_revoked", "capability_revoked"})
 
     def apply(self, tx: Tx, event: EventRow) -> None:
         data = event.data
@@ -31,7 +31,17 @@ class TokensProjection:
                     "worker_id": data.get("worker_id"),
                     "at": event.at,
                     "by": data.get("by"),
+                    "trust_level": data.get("trust_level") or "sandboxed",
+                    "public_key": data.get("public_key"),
                 },
             )
+        elif event.type == "capability_revoked":
+            params = {
+                "capability_id": data["capability_id"],
+                "at": event.at,
+                "by": data.get("by"),
+                "reason": data.get("reason") or "",
+            }
+            tx.execute(Q["capability_revoke"], params)
         else:
             tx.execute(Q["token_revoke"], {"token_id": data["token_id"], "at": event.at})

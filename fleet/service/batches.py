@@ -75,6 +75,7 @@ class Batches(Receipts):
                     getattr(item, "artifacts", None) or (),
                     getattr(item, "receipt_id", None),
                     [self._envelope(e) for e in getattr(item, "envelopes", None) or ()],
+                    getattr(item, "worker_signature", None),
                 )
             except FleetForgeError as exc:
                 failures.append(_failure(index, item.task_id, exc))
@@ -136,6 +137,11 @@ class Batches(Receipts):
                 if kept is None:
                     extend.append(index)
                 leases[index] = kept
+            revoked = self._revoked_among(tx, [items[i].task_id for i, k in enumerate(leases) if k])
+            for index, kept in enumerate(leases):
+                if kept is not None and items[index].task_id in revoked:
+                    ids = [revoked[items[index].task_id]]
+                    leases[index] = kept.model_copy(update={"revoked_capabilities": ids})
         refused: list[Refusal] = []
         if extend:
             with self.store.transaction() as unit:

@@ -40,6 +40,8 @@ from fleetforge.fleet.clock import Clock, clock_for
 from fleetforge.fleet.scheduling import PlanCache
 from fleetforge.fleet.store import EventRow, EventStore, Unit
 from fleetforge.fleet.store._base import hashed_json, iso
+from fleetforge.fleet.trust.capabilities import CapabilityMint
+from fleetforge.fleet.trust.policy import PolicySet, load_policy
 from fleetforge.operations._base import Args
 from fleetforge.redaction import get_logger
 
@@ -118,9 +120,12 @@ class ServiceCore:
         clock: Clock | None = None,
         max_lease_expiries: int = 3,
         alerts: AlertSettings | None = None,
+        policy: PolicySet | None = None,
     ) -> None:
         self.store = store
         self.alerts = AlertRouter(load_alert_settings() if alerts is None else alerts)
+        # Cedar policies evaluated at lease: given, else FLEETFORGE_POLICY (none: no policy)
+        self.policy = policy if policy is not None else load_policy()
         self.artifacts = artifacts
         self.clock = clock or clock_for(store)
         self.max_lease_expiries = max_lease_expiries
@@ -131,6 +136,7 @@ class ServiceCore:
         self._expiry_checked: datetime | None = None
         self._denials = DenialLimiter()
         self._workers: dict[str, tuple[float, FleetWorkerSpec]] = {}
+        self._capability_mint = CapabilityMint()
 
     def _event(self, type_: str, run_id: str | None, at: datetime, **data: Any) -> EventRow:
         """An event of the engine, in its stored form (see :mod:`fleetforge.fleet._events`)."""

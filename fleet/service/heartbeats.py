@@ -43,8 +43,9 @@ class Heartbeats(Leasing):
             raise UsageError(f"lease_seconds must be positive, got {lease_seconds}")
         with self.store.backend.read() as tx:
             lease = self._lease_as_it_stands(tx, task_id, fencing_token, lease_seconds, caller, now)
+            revoked = self._revoked_capabilities(tx, task_id) if lease is not None else []
         if lease is not None:
-            return lease
+            return lease.model_copy(update={"revoked_capabilities": revoked}) if revoked else lease
         with self.store.transaction() as unit:
             kept = self._heartbeat_in(unit, task_id, fencing_token, lease_seconds, caller, now)
         if isinstance(kept, LeaseLostError):
@@ -103,12 +104,18 @@ class Heartbeats(Leasing):
                 )
             ],
         )
+        # the lease outlives the capability token minted with it: a fresh one to its new
+        # expiry, unless the current one was revoked (then the worker is told, and keeps none)
+        revoked = self._revoked_capabilities(unit.tx, task_id)
+        capability = None if revoked else self._mint(unit, task, fencing_token, expires)
         return FleetLease.model_validate(
             {
                 "worker_id": task.worker_id,
                 "fencing_token": fencing_token,
                 "leased_at": task.leased_at,
                 "expires_at": expires,
+                "capability": capability,
+                "revoked_capabilities": revoked,
             }
         )
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 from itertools import islice
 from typing import Any
 
 from fleetforge._jsondomain import check_json_value
 from fleetforge.contracts import (
+    FleetCapabilityToken,
     FleetInboxEntry,
     FleetInboxStatus,
     FleetLease,
@@ -19,6 +21,7 @@ from fleetforge.contracts import (
     FleetWorkerSpec,
     Run,
 )
+from fleetforge.contracts.protocol import Ed25519Auth
 from fleetforge.errors import (
     AlreadyCompletedError,
     ForbiddenError,
@@ -27,13 +30,15 @@ from fleetforge.errors import (
     RunCancelledError,
     UsageError,
 )
-from fleetforge.fleet._state import TaskState, load_task, task_from_row
+from fleetforge.fleet._state import TaskState, at, load_task, task_from_row
 from fleetforge.fleet.access import Caller, refusal
 from fleetforge.fleet.service.core import Q, retrying, run_of, ts
 from fleetforge.fleet.service.workers import Workers
-from fleetforge.fleet.store import Unit
+from fleetforge.fleet.store import Tx, Unit
+from fleetforge.fleet.trust.capabilities import KEY_NAME
 
 _EXPIRY_SCAN_EVERY = timedelta(milliseconds=100)
+_CAPABILITY_ID = re.compile(r"cap_[0-9a-f]{32}")
 
 
 class Leasing(Workers):
@@ -102,15 +107,24 @@ class Leasing(Workers):
                 "now": ts(now),
                 "role": worker.role,
                 "rank": worker.trust_level.rank,
+                "has_key": 1 if isinstance(worker.auth, Ed25519Auth) else 0,
                 "limit": max_tasks * 8,
             },
         )
         # decode candidates lazily: most match, so usually only max_tasks rows are read
-        matching = (t for t in (task_from_row(unit.tx, r) for r in rows)
-                    if _matches(t.spec, worker))  # fmt: skip
+        decisions: dict[str, dict[str, Any]] = {}
+        tasks = (task_from_row(unit.tx, r) for r in rows)
+        matching = (
+            t
+            for t in tasks
+            if _matches(t.spec, worker) and self._policy_allows(worker, t, decisions)
+        )
         chosen = list(islice(matching, max_tasks))
         expires = now + timedelta(seconds=lease_seconds)
         credential = None if caller is None else caller.credential
+        capabilities = {
+            t.task_id: self._mint(unit, t, t.fencing_token + 1, expires) for t in chosen
+        }
         # A lease starts its step's attempt (the steps projection does, from task_leased);
         # steps rows are locked by that projection, so the events go in (run, step) order:
         # two leases never wait on each other's step rows in opposite orders.
@@ -127,6 +141,8 @@ class Leasing(Workers):
                 expires_at=expires,
                 step_id=task.step_id,
                 credential=credential,
+                capability_id=capabilities[task.task_id].token_id,
+                policy=decisions.get(task.task_id),
             )
             for task in sorted(chosen, key=lambda t: (t.run_id, t.step_id, t.task_id))
         ]
@@ -144,11 +160,113 @@ class Leasing(Workers):
                     fencing_token=task.fencing_token + 1,
                     leased_at=now,
                     expires_at=expires,
+                    capability=capabilities[task.task_id],
                 ),
                 resume=None if task.resume is None else FleetResume(**task.resume),
             )
             for task in chosen
         ]
+
+    def _policy_allows(
+        self, worker: FleetWorkerSpec, task: TaskState, decisions: dict[str, dict[str, Any]]
+    ) -> bool:
+        """The Cedar policy's word on this lease (always yes without one); an allow is kept
+        for the task_leased event, with the policy set's digest."""
+        if self.policy is None:
+            return True
+        decision = self.policy.decide_lease(worker, self._task_spec(task))
+        if decision.allowed:
+            decisions[task.task_id] = decision.to_json()
+        return bool(decision.allowed)
+
+    # ── capability tokens ───────────────────────────────────────────────────────────────────
+
+    def _mint(
+        self, unit: Unit, task: TaskState, fencing_token: int, expires: datetime
+    ) -> FleetCapabilityToken:
+        """The task's capability token until ``expires``, kept with the task (so it survives
+        a restart of the service that minted it)."""
+        self._capability_mint.load(unit.tx, self.clock.now(), after_commit=unit.after_commit)
+        token = self._capability_mint.mint(self._task_spec(task), expires)
+        unit.tx.execute(
+            Q["capability_upsert"],
+            {
+                "task_id": task.task_id,
+                "run_id": task.run_id,
+                "fencing_token": fencing_token,
+                "capability_id": token.token_id,
+                "token": token.token,
+                "expires_at": ts(expires),
+            },
+        )
+        return token
+
+    @staticmethod
+    def _revoked_capabilities(tx: Tx, task_id: str) -> list[str]:
+        """The task's current capability id when it was revoked (heartbeat answers)."""
+        return [r[0] for r in tx.fetchall(Q["task_capability_revoked"], {"task_id": task_id})]
+
+    def _revoked_among(self, tx: Tx, task_ids: Sequence[str]) -> dict[str, str]:
+        """Of ``task_ids``, those whose current capability was revoked: task id -> its id."""
+        if not task_ids:
+            return {}
+        params: dict[str, Any] = {}
+        sql = Q["tasks_capability_revoked"].format(
+            tasks=self.store.backend.in_list("task_id", sorted(set(task_ids)), params)
+        )
+        return {r[0]: r[1] for r in tx.fetchall(sql, params)}
+
+    @retrying
+    def revoke_capability(
+        self, capability_id: str, *, reason: str = "", by: str | None = None
+    ) -> dict[str, Any]:
+        """Revoke a capability token id (admin): every token with it, attenuations too, is
+        refused from now on; the worker holding it learns it with its next heartbeat."""
+        check_json_value({"reason": reason}, what="arguments")
+        if not _CAPABILITY_ID.fullmatch(capability_id):
+            raise UsageError(
+                f"capability id must be 'cap_' and 32 hex digits; got {capability_id!r}"
+            )
+        now = self.clock.now()
+        with self.store.transaction() as unit:
+            row = unit.tx.fetchone(Q["capability_by_id"], {"capability_id": capability_id})
+            task_id, run_id = (row[0], row[1]) if row is not None else (None, None)
+            if unit.tx.fetchone(Q["capability_revoked"], {"capability_id": capability_id}):
+                return {"capability_id": capability_id, "task_id": task_id, "revoked": False}
+            self._append(
+                unit,
+                [
+                    self._event(
+                        "capability_revoked",
+                        run_id,
+                        now,
+                        capability_id=capability_id,
+                        task_id=task_id,
+                        reason=reason,
+                        by=by,
+                    )
+                ],
+            )
+        return {"capability_id": capability_id, "task_id": task_id, "revoked": True}
+
+    def revoked_capabilities(self) -> list[dict[str, Any]]:
+        """Every revoked capability id, oldest first (for bundles and ``verify``)."""
+        with self.store.backend.read() as tx:
+            return [
+                {"capability_id": r[0], "revoked_at": at(r[1]), "by": r[2], "reason": r[3]}
+                for r in tx.fetchall(Q["capabilities_revoked"])
+            ]
+
+    def task_capability(self, task_id: str) -> FleetCapabilityToken | None:
+        """The task's current capability token (for the receipt statement and the MCP gate)."""
+        with self.store.backend.read() as tx:
+            row = tx.fetchone(Q["capability_of_task"], {"task_id": task_id})
+            key = tx.fetchone(Q["trust_key"], {"name": KEY_NAME})
+        if row is None or key is None:
+            return None
+        return FleetCapabilityToken(
+            token_id=row[0], token=row[1], public_key=key[1], expires_at=at(row[3])
+        )
 
     @retrying
     def expire_leases(self, *, limit: int = 100, force: bool = False) -> int:
@@ -358,9 +476,13 @@ class Leasing(Workers):
 
 
 def _matches(task_spec: Mapping[str, Any], worker: FleetWorkerSpec) -> bool:
-    """Does the worker offer the tools and labels the task's profile asks for?"""
+    """Does the worker offer the tools and labels the task's profile asks for (and does the
+    run's security policy leave it those tools)?"""
     profile = task_spec.get("worker") or {}
+    denied = (task_spec.get("security") or {}).get("denied_tools") or ()
     for need in profile.get("tools", []):
+        if any(fnmatchcase(need, pattern) for pattern in denied):
+            return False
         if not any(fnmatchcase(need, have) or fnmatchcase(have, need) for have in worker.tools):
             return False
     labels = profile.get("labels") or {}

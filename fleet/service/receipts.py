@@ -14,6 +14,7 @@ from fleetforge._jsondomain import check_document, check_json_value, check_model
 from fleetforge.contracts import (
     FleetArtifactRef,
     FleetReceipt,
+    FleetReceiptSignature,
     FleetReceiptStatus,
     FleetScore,
     FleetTaskFailureKind,
@@ -21,7 +22,7 @@ from fleetforge.contracts import (
     FleetUsage,
 )
 from fleetforge.contracts.envelope import AgentRunEnvelope, CheckpointEnvelope, EmitEnvelope
-from fleetforge.contracts.protocol import TaskFailure, TaskSuccess
+from fleetforge.contracts.protocol import Ed25519Auth, TaskFailure, TaskSuccess
 from fleetforge.errors import (
     ConflictError,
     ContractError,
@@ -36,6 +37,7 @@ from fleetforge.fleet.scoring import ScorerError, score
 from fleetforge.fleet.service.artifacts import Artifacts
 from fleetforge.fleet.service.core import Q, digest, retrying, run_of, unit_cache
 from fleetforge.fleet.store import EventRow, Unit
+from fleetforge.signing import signature_problem
 from fleetforge.validation import pydantic_details
 
 _TOOL_EVENTS = {"tool_called", "tool_refused"}
@@ -198,6 +200,7 @@ class Receipts(Artifacts):
         """Score, chain and record a receipt for ``task`` (held by it), inside ``unit``."""
         now = self.clock.now()
         _check_receipt(receipt, task)
+        self._check_signature(unit, receipt, task)
         heads = unit_cache(unit).chain_heads
         if task.run_id in heads:  # the run is locked: its chain's head stays ours to the end
             prev = heads[task.run_id]
@@ -222,6 +225,20 @@ class Receipts(Artifacts):
             kind, message = failure or (FleetTaskFailureKind.INVALID_OUTPUT, verdict.reason)
             self._task_failed(unit, task, kind, message, now)
         return judged
+
+    def _check_signature(self, unit: Unit, receipt: FleetReceipt, task: TaskState) -> None:
+        """Under ``require_signed_receipts``, a receipt without a good signature by the
+        worker's registered key is refused (a Refusal: nothing else is written, the refusal is
+        recorded)."""
+        security = self._task_spec(task).security
+        if security is None or not security.require_signed_receipts:
+            return
+        worker = self._worker(unit, receipt.worker_id)
+        key = worker.auth.public_key if isinstance(worker.auth, Ed25519Auth) else None
+        problem = signature_problem(receipt, key)
+        if problem is not None:
+            who = Caller.as_worker(receipt.worker_id)
+            raise Refusal(who, "post_receipt", problem, task_id=task.task_id, run_id=task.run_id)
 
     @retrying
     def complete_task(
@@ -273,6 +290,7 @@ class Receipts(Artifacts):
             result=done.result,
             usage=done.usage,
             artifacts=done.artifacts,
+            worker_signature=done.worker_signature,
         )
         return self._post_receipt(unit, receipt, task)
 
@@ -383,6 +401,7 @@ class Completion:
     usage: FleetUsage
     artifacts: list[FleetArtifactRef]
     envelopes: tuple[AgentRunEnvelope, ...] = ()
+    worker_signature: FleetReceiptSignature | None = None
 
 
 def completion(
@@ -393,6 +412,7 @@ def completion(
     artifacts: Sequence[FleetArtifactRef | Mapping[str, Any]],
     receipt_id: str | None,
     envelopes: Sequence[AgentRunEnvelope] = (),
+    worker_signature: FleetReceiptSignature | Mapping[str, Any] | None = None,
 ) -> Completion:
     """Check a completion's content (ContractError) and give it its receipt id: by default
     one derived from the task and fencing token, so a repeated call has one effect."""
@@ -405,4 +425,9 @@ def completion(
             for a in artifacts]  # fmt: skip
     output, used, refs = checked_result(output, used, refs)
     result = TaskSuccess(output=output)
-    return Completion(task_id, fencing_token, rid, result, used, refs, tuple(envelopes))
+    signed = (
+        FleetReceiptSignature.model_validate(worker_signature)
+        if worker_signature is not None and not isinstance(worker_signature, FleetReceiptSignature)
+        else worker_signature
+    )
+    return Completion(task_id, fencing_token, rid, result, used, refs, tuple(envelopes), signed)

@@ -30,6 +30,7 @@ from fleetforge.fleet.scoring import require_scorers
 from fleetforge.fleet.service.batches import Batches
 from fleetforge.fleet.service.core import Q, digest, retrying
 from fleetforge.fleet.store import EventRow, Unit
+from fleetforge.fleet.trust.blocked import blocked_steps
 from fleetforge.ids import new_id
 from fleetforge.operations.results import RunList
 from fleetforge.validation import validate_run_spec
@@ -92,7 +93,12 @@ class Runs(Batches):
     def get_run(self, run_id: str) -> Run:
         """The run with every step's state, its outputs and its usage totals."""
         with self.store.backend.read() as tx:
-            return self._get_run(Unit(self.store, tx), run_id)
+            run = self._get_run(Unit(self.store, tx), run_id)
+            if run.status in ("pending", "running"):
+                blocked = blocked_steps(tx, run_id, self.clock.now())
+                if blocked:
+                    run = run.model_copy(update={"blocked": blocked})
+            return run
 
     def list_runs(
         self,

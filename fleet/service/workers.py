@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from fleetforge._jsondomain import check_document
-from fleetforge.contracts import FleetWorkerSpec
+from fleetforge.contracts import FleetTrustLevel, FleetWorkerSpec
+from fleetforge.contracts.protocol import Ed25519Auth
 from fleetforge.errors import ForbiddenError, NotFoundError, UsageError
 from fleetforge.fleet._state import at
 from fleetforge.fleet.access import Caller
@@ -19,14 +20,42 @@ from fleetforge.operations.results import WorkerRecord
 _WORKER_CACHE_S = 1.0
 
 
+def bind_to_token(worker: FleetWorkerSpec, caller: Caller | None) -> FleetWorkerSpec:
+    """The spec as the fleet records it for ``caller``: a token's worker takes the token's
+    trust level; a declared ``ed25519`` key must be the token's key when the token has one, and
+    a token's key becomes the worker's auth when it declares none."""
+    if caller is None or caller.token_id is None:
+        return worker
+    trust = FleetTrustLevel(caller.trust_level or FleetTrustLevel.SANDBOXED)
+    auth = worker.auth
+    key = caller.public_key
+    if isinstance(auth, Ed25519Auth):
+        if key is not None and auth.public_key != key:
+            raise ForbiddenError(
+                f"forbidden: worker '{worker.worker_id}' declares an ed25519 key that is not the "
+                f"key registered with {caller.label}",
+                worker_id=worker.worker_id,
+            )
+    elif key is not None:
+        auth = Ed25519Auth(key_id=f"token:{caller.token_name}", public_key=key)
+    return worker.model_copy(update={"trust_level": trust, "auth": auth})
+
+
 class Workers(Steps):
     """Workers: registration, liveness, and the worker a call acts for."""
 
     @retrying
-    def register_worker(self, spec: FleetWorkerSpec | Mapping[str, Any]) -> FleetWorkerSpec:
-        """Register (or re-register) a worker with what it can do."""
+    def register_worker(
+        self, spec: FleetWorkerSpec | Mapping[str, Any], *, caller: Caller | None = None
+    ) -> FleetWorkerSpec:
+        """Register (or re-register) a worker with what it can do.
+
+        A worker's trust is never self-declared: one that calls with a bearer token gets the
+        token's trust level (and its public key, when the admin registered one), whatever its
+        spec says; only a trusted caller (in process, stdio) keeps the level it registers."""
         spec = check_document(spec, what="worker spec")
         worker = spec if isinstance(spec, FleetWorkerSpec) else FleetWorkerSpec.model_validate(spec)
+        worker = bind_to_token(worker, caller)
         with self.store.transaction() as unit:
             self._append(
                 unit, [self._event("worker_registered", None, self.clock.now(), worker=worker)]

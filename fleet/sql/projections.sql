@@ -96,11 +96,11 @@ UPDATE runs SET usage = :usage WHERE run_id = :run_id;
 INSERT INTO tasks (run_id, task_id, step_id, map_index, entry_id, attempt, status, held, spec,
                    role, min_trust, priority, enqueued_at, available_at, worker_id,
                    fencing_token, leased_at, lease_expires_at, expiries, output, failure_kind,
-                   error, waiting, resume, lease_credential)
+                   error, waiting, resume, lease_credential, needs_key)
 VALUES (:run_id, :task_id, :step_id, :map_index, :entry_id, :attempt, 'queued',
         (SELECT CASE WHEN status = 'paused' THEN 1 ELSE 0 END FROM runs WHERE run_id = :run_id),
         :spec, :role, :min_trust, :priority, :at, :available_at, NULL, 0, NULL, NULL, 0, NULL,
-        NULL, NULL, NULL, :resume, NULL)
+        NULL, NULL, NULL, :resume, NULL, :needs_key)
 ON CONFLICT (run_id, task_id) DO UPDATE SET
     entry_id = excluded.entry_id, attempt = excluded.attempt, status = 'queued',
     held = excluded.held,
@@ -171,8 +171,10 @@ UPDATE receipts SET status = :status, score = :score
 WHERE run_id = :run_id AND task_id = :task_id AND receipt_id = :receipt_id;
 
 -- name: token_insert
-INSERT INTO tokens (token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at)
-VALUES (:token_id, :name, :sha256, :scopes, :worker_id, :at, :by, NULL);
+INSERT INTO tokens (token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at,
+                    trust_level, public_key)
+VALUES (:token_id, :name, :sha256, :scopes, :worker_id, :at, :by, NULL, :trust_level,
+        :public_key);
 
 -- name: token_revoke
 UPDATE tokens SET revoked_at = :at WHERE token_id = :token_id;
@@ -197,3 +199,8 @@ WHERE alert_id = :alert_id;
 UPDATE alerts SET status = :status,
                   attempts = :attempt, next_attempt_at = :next_attempt_at, last_error = :error
 WHERE alert_id = :alert_id;
+
+-- name: capability_revoke
+INSERT INTO revoked_capabilities (capability_id, revoked_at, revoked_by, reason)
+VALUES (:capability_id, :at, :by, :reason)
+ON CONFLICT (capability_id) DO NOTHING;

@@ -81,6 +81,7 @@ SELECT t.run_id, t.task_id, t.step_id, t.map_index, t.entry_id, t.attempt, t.sta
 FROM tasks t
 WHERE t.status = 'queued' AND t.available_at <= :now AND t.held = 0
   AND (t.role IS NULL OR t.role = :role) AND t.min_trust <= :rank
+  AND t.needs_key <= :has_key
 ORDER BY t.available_at, t.task_id
 LIMIT :limit;
 
@@ -161,19 +162,23 @@ SELECT step_id, status, attempt FROM steps WHERE run_id = :run_id ORDER BY posit
 SELECT step_id, output FROM steps WHERE run_id = :run_id AND status = 'completed';
 
 -- name: tokens
-SELECT token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at
+SELECT token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at,
+       trust_level, public_key
 FROM tokens ORDER BY created_at, token_id;
 
 -- name: token_by_hash
-SELECT token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at
+SELECT token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at,
+       trust_level, public_key
 FROM tokens WHERE sha256 = :sha256;
 
 -- name: token_by_name
-SELECT token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at
+SELECT token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at,
+       trust_level, public_key
 FROM tokens WHERE name = :name AND revoked_at IS NULL;
 
 -- name: token_by_id
-SELECT token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at
+SELECT token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at,
+       trust_level, public_key
 FROM tokens WHERE token_id = :token_id;
 
 -- name: run_leases
@@ -242,3 +247,52 @@ SELECT escalated_by FROM alerts WHERE alert_id = :alert_id;
 
 -- name: alert_max_attempts
 SELECT max_attempts FROM alerts WHERE alert_id = :alert_id;
+
+-- name: capability_upsert
+INSERT INTO task_capabilities (task_id, run_id, fencing_token, capability_id, token, expires_at)
+VALUES (:task_id, :run_id, :fencing_token, :capability_id, :token, :expires_at)
+ON CONFLICT (task_id) DO UPDATE SET
+    run_id = excluded.run_id, fencing_token = excluded.fencing_token,
+    capability_id = excluded.capability_id, token = excluded.token,
+    expires_at = excluded.expires_at;
+
+-- name: capability_expiry
+UPDATE task_capabilities SET expires_at = :expires_at
+WHERE task_id = :task_id AND fencing_token = :fencing_token;
+
+-- name: capability_of_task
+SELECT capability_id, token, fencing_token, expires_at, run_id FROM task_capabilities
+WHERE task_id = :task_id;
+
+-- name: capability_by_id
+SELECT task_id, run_id FROM task_capabilities WHERE capability_id = :capability_id;
+
+-- name: capability_revoked
+SELECT capability_id FROM revoked_capabilities WHERE capability_id = :capability_id;
+
+-- name: capabilities_revoked
+SELECT capability_id, revoked_at, revoked_by, reason FROM revoked_capabilities
+ORDER BY revoked_at, capability_id;
+
+-- name: trust_key
+SELECT private_key, public_key FROM trust_keys WHERE name = :name;
+
+-- name: trust_key_insert
+INSERT INTO trust_keys (name, private_key, public_key, created_at)
+VALUES (:name, :private_key, :public_key, :at)
+ON CONFLICT (name) DO NOTHING;
+
+-- name: queued_tasks_of_run
+SELECT step_id, spec, min_trust, needs_key, role FROM tasks
+WHERE run_id = :run_id AND status = 'queued' AND held = 0 AND available_at <= :now
+ORDER BY step_id, task_id LIMIT 200;
+
+-- name: task_capability_revoked
+SELECT c.capability_id FROM task_capabilities c
+JOIN revoked_capabilities r ON r.capability_id = c.capability_id
+WHERE c.task_id = :task_id;
+
+-- name: tasks_capability_revoked
+SELECT c.task_id, c.capability_id FROM task_capabilities c
+JOIN revoked_capabilities r ON r.capability_id = c.capability_id
+WHERE {tasks};

@@ -53,9 +53,15 @@ EXAMPLES: dict[str, list[str]] = {
     "db import": ["fleetforge --store postgresql://fleet@db/fleet db import fleet.jsonl"],
     "mcp": ["fleetforge mcp --store sqlite:////abs/path/fleet.db --log-level INFO"],
     "serve": ["fleetforge serve --port 8765"],
-    "token create": ["fleetforge token create worker-1 --scope work --worker-id worker-1"],
+    "token create": [
+        "fleetforge token create worker-1 --scope work --worker-id worker-1",
+        "fleetforge token create worker-2 --scope work --trust-level internal --public-key KEY",
+    ],
     "token list": ["fleetforge token list --revoked"],
     "token revoke": ["fleetforge token revoke worker-1"],
+    "token revoke-capability": [
+        "fleetforge token revoke-capability cap_0123456789abcdef0123456789abcdef --reason leaked"
+    ],
     "armory list": ["fleetforge armory list"],
     "armory show": ["fleetforge armory show workspace"],
     "armory check": ["fleetforge armory check workspace"],

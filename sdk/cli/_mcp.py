@@ -168,10 +168,32 @@ def token_create(
     worker_id: Annotated[
         str | None, typer.Option(help="Worker this token acts as (worker tools).")
     ] = None,
+    trust_level: Annotated[
+        str,
+        typer.Option(
+            "--trust-level",
+            help="Trust level of a worker using it: untrusted, sandboxed, internal, privileged.",
+        ),
+    ] = "sandboxed",
+    public_key: Annotated[
+        str | None,
+        typer.Option(
+            "--public-key",
+            help="The worker's Ed25519 public key (base64 of the raw 32 bytes): it must "
+            "register it and sign its receipts with it.",
+        ),
+    ] = None,
 ) -> None:
     """Create a token; it is printed once, only its hash is stored."""
     with reporting(out, err), _token_store(ctx) as tokens:
-        secret, record = tokens.create(name, scope, worker_id=worker_id, by=_who())
+        secret, record = tokens.create(
+            name,
+            scope,
+            worker_id=worker_id,
+            by=_who(),
+            trust_level=trust_level,
+            public_key=public_key,
+        )
         added = f"token {record.name!r} ({', '.join(record.scopes)}) added to {tokens.store.url}"
         err.print(text(added))
         out.print(secret, highlight=False, markup=False)
@@ -191,12 +213,13 @@ def token_list(
         if as_json:
             print_json([r.to_dict() for r in records])
             return
-        table = Table("Name", "Scopes", "Worker", "Created", "Revoked", box=None)
+        table = Table("Name", "Scopes", "Worker", "Trust", "Created", "Revoked", box=None)
         for r in records:
             table.add_row(
                 text(r.name),
                 ", ".join(r.scopes),
                 text(r.worker_id or "-"),
+                r.trust_level.value + (" +key" if r.public_key else ""),
                 r.created_at.isoformat(timespec="seconds"),
                 "-" if r.revoked_at is None else r.revoked_at.isoformat(timespec="seconds"),
             )
@@ -212,3 +235,23 @@ def token_revoke(
     with reporting(out, err), _token_store(ctx) as tokens:
         tokens.revoke(name, by=_who())
         err.print(text(f"token {name!r} revoked in {tokens.store.url}"))
+
+
+@token_app.command("revoke-capability")
+def token_revoke_capability(
+    ctx: typer.Context,
+    capability_id: Annotated[
+        str, typer.Argument(help="Id of the task's capability token (cap_ + 32 hex digits).")
+    ],
+    reason: Annotated[str, typer.Option(help="Why, recorded for people.")] = "",
+) -> None:
+    """Revoke a task's capability token (and every attenuation of it): the worker learns it
+    with its next heartbeat answer, and tools it calls after that are refused."""
+    from fleetforge.fleet.service import SyncFleetService
+    from fleetforge.fleet.store import open_store
+
+    with reporting(out, err), open_store(globals_of(ctx).store_url) as store:
+        done = SyncFleetService(store).revoke_capability(capability_id, reason=reason, by=_who())
+        task = done["task_id"] or "an unknown task"
+        state = "revoked" if done["revoked"] else "was already revoked"
+        err.print(text(f"capability {capability_id} ({task}) {state} in {store.url}"))

@@ -188,6 +188,8 @@ def show(
     if run.usage.total_tokens or run.usage.cost_usd:
         out.print(f"usage: {run.usage.total_tokens} tokens, ${run.usage.cost_usd or 0:.4f}")
     _print_questions(run.run_id, run.waiting_for_input, out)
+    for blocked in run.blocked:  # ready, but no live worker may take it
+        out.print(text(f"step {blocked.step_id} blocked ({blocked.code}): {blocked.message}"))
 
 
 def _print_questions(run_id: str, asking: list[InputRequest], console: Console) -> None:

@@ -48,7 +48,10 @@ from fleetforge.errors import UsageError
 
 __all__ = ["work", "worker"]
 
-_TRUST_HELP = "Its trust level: untrusted, sandboxed, internal or privileged."
+_TRUST_HELP = (
+    "Its trust level: untrusted, sandboxed, internal or privileged (with --url, its token's "
+    "level applies instead)."
+)
 
 
 def worker(

@@ -23,6 +23,7 @@ from fleetforge.contracts.protocol import (
     FleetScore,
     FleetTaskFailureKind,
     FleetTaskSpec,
+    FleetTrustLevel,
     FleetWorkerSpec,
     FleetWorkerStatus,
     TraceContext,
@@ -156,6 +157,17 @@ class TaskLeasedData(ProtocolModel):
         None,
         description="Id of the bearer token that took the lease when that token names no "
         "worker: only calls with the same token may act on the lease.",
+    )
+    capability_id: str | None = Field(
+        None,
+        pattern=r"^cap_[0-9a-f]{32}$",
+        description="Id of the capability token minted for this lease (the token itself is "
+        "returned with the lease, never logged).",
+    )
+    policy: dict[str, Any] | None = Field(
+        None,
+        description="The Cedar policy decision that allowed the lease, when policies are "
+        "configured: `decision`, `policy_digest` (sha256 of the policy set), `reasons`.",
     )
 
 
@@ -305,6 +317,9 @@ class ToolCalledData(ProtocolModel):
     duration_ms: float = Field(ge=0, description="How long the call took.")
     outcome: Literal["ok", "error"] = Field(description="Whether it succeeded.")
     error: str | None = Field(None, description="Error message, if it failed.")
+    policy_digest: Digest | None = Field(
+        None, description="The Cedar policy set that allowed the call, when one is configured."
+    )
 
 
 class ToolRefusedData(ProtocolModel):
@@ -314,6 +329,10 @@ class ToolRefusedData(ProtocolModel):
     task_id: Identifier | None = Field(None, description="Task it was called for.")
     worker_id: Identifier | None = Field(None, description="Worker that called it.")
     reason: str = Field(description="Why it was refused.")
+    token_id: str | None = Field(None, description="The capability token that refused it.")
+    policy_digest: Digest | None = Field(
+        None, description="The Cedar policy set that refused it, when policy refused it."
+    )
 
 
 TokenScope = Literal["read", "submit", "work", "admin"]
@@ -330,6 +349,16 @@ class TokenCreatedData(ProtocolModel):
     scopes: list[TokenScope] = Field(min_length=1, description="What it may do.")
     worker_id: Identifier | None = Field(None, description="The worker it acts as, if bound.")
     by: str | None = Field(None, description="Who created it.")
+    trust_level: FleetTrustLevel = Field(
+        FleetTrustLevel.SANDBOXED,
+        description="Trust level of the worker it acts for, set by the admin who issued it "
+        "(a worker's trust is never self-declared).",
+    )
+    public_key: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9+/]{43}=$",
+        description="The worker's Ed25519 public key (base64 of the raw 32 bytes), if any.",
+    )
     imported_from: str | None = Field(
         None, description="The token file it came from, when imported from one."
     )
@@ -378,6 +407,16 @@ class AlertFailedData(ProtocolModel):
     next_attempt_at: Timestamp | None = Field(
         None, description="When it is tried again; null once it is a dead letter."
     )
+
+
+class CapabilityRevokedData(ProtocolModel):
+    """A capability token id was revoked: every token with that id (and its attenuations) is
+    refused from now on; workers learn it with their heartbeat answers."""
+
+    capability_id: str = Field(pattern=r"^cap_[0-9a-f]{32}$", description="The revoked id.")
+    task_id: Identifier | None = Field(None, description="The task it was minted for, if known.")
+    reason: str = Field("", description="Why, for people.")
+    by: str | None = Field(None, description="Who revoked it.")
 
 
 class AccessDeniedData(ProtocolModel):
@@ -572,6 +611,10 @@ class AlertFailed(RunEvent):
     """An alert delivery attempt failed."""
     type: Literal["alert_failed"] = Field("alert_failed", description="Event type.")
     data: AlertFailedData = Field(description="Event data.")
+class CapabilityRevoked(RunEvent):
+    """A capability token id was revoked."""
+    type: Literal["capability_revoked"] = Field("capability_revoked", description="Event type.")
+    data: CapabilityRevokedData = Field(description="Event data.")
 class AccessDenied(RunEvent):
     """A call was refused: the caller does not hold what it acts on."""
     type: Literal["access_denied"] = Field("access_denied", description="Event type.")
@@ -617,6 +660,7 @@ AnyRunEvent = Annotated[
     | ToolRefused
     | TokenCreated
     | TokenRevoked
+    | CapabilityRevoked
     | AccessDenied
     | AlertFired
     | AlertDelivered
@@ -655,6 +699,7 @@ __all__ = [
     "ArtifactStored",
     "BreakpointHit",
     "BudgetExceeded",
+    "CapabilityRevoked",
     "CheckpointSaved",
     "ReceiptAccepted",
     "ReceiptPosted",

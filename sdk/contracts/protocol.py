@@ -42,12 +42,14 @@ __all__ = [
     "FleetArtifactKind",
     "FleetArtifactRef",
     "FleetCapabilityGrant",
+    "FleetCapabilityToken",
     "FleetEnvironmentRequirements",
     "FleetHostSpec",
     "FleetInboxEntry",
     "FleetInboxStatus",
     "FleetLease",
     "FleetReceipt",
+    "FleetReceiptSignature",
     "FleetReceiptStatus",
     "FleetRetryPolicy",
     "FleetRun",
@@ -765,6 +767,20 @@ class FleetResume(ProtocolModel):
     value: Any = Field(None, description="The value, e.g. a person's answer to an interrupt.")
 
 
+class FleetCapabilityToken(ProtocolModel):
+    """A task's capability token: a Biscuit the fleet minted at lease, naming the run, the task,
+    the tools it may call and the lease's expiry (see ``fleetforge.capabilities``)."""
+
+    token_id: str = Field(
+        pattern=r"^cap_[0-9a-f]{32}$", description="Its id (revocable; shared by attenuations)."
+    )
+    token: str = Field(min_length=1, description="The Biscuit token, base64 (URL-safe).")
+    public_key: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="The fleet's capability public key (hex Ed25519)."
+    )
+    expires_at: Timestamp = Field(description="When it stops being valid (the lease's expiry).")
+
+
 class FleetLease(ProtocolModel):
     """Who holds an inbox entry and until when."""
 
@@ -772,6 +788,16 @@ class FleetLease(ProtocolModel):
     fencing_token: int = Field(ge=1, description="Monotonic per task; stale tokens are refused.")
     leased_at: Timestamp = Field(description="When the lease was granted.")
     expires_at: Timestamp = Field(description="When it lapses unless a heartbeat extends it.")
+    capability: FleetCapabilityToken | None = Field(
+        None,
+        description="The task's capability token: with the lease, and renewed with each "
+        "heartbeat that extends it (a read-only heartbeat sends none: the last one holds).",
+    )
+    revoked_capabilities: list[str] = Field(
+        default_factory=list,
+        description="Heartbeat answers: ids of this task's capability tokens that were revoked; "
+        "tools called after it are refused.",
+    )
 
 
 class FleetInboxEntry(ProtocolModel):
@@ -839,6 +865,19 @@ FleetTaskResult = Annotated[TaskSuccess | TaskFailure, Field(discriminator="outc
 """What a worker reports for one task attempt, selected by `outcome`."""
 
 
+class FleetReceiptSignature(ProtocolModel):
+    """A worker's signature of its receipt: Ed25519 over the bytes of
+    ``fleetforge.signing.receipt_digest(receipt)`` (``sha256:`` + hex of the canonical JSON of
+    the worker's fields: run, step, task, attempt, worker, fencing token, result, usage,
+    artifacts)."""
+
+    key_id: str = Field(min_length=1, description="Id of the key (the worker's registered key).")
+    digest: Digest = Field(description="The canonical digest that was signed.")
+    signature: str = Field(
+        pattern=r"^[A-Za-z0-9+/]{86}==$", description="Base64 of the 64-byte signature."
+    )
+
+
 class FleetReceipt(ProtocolModel):
     """A worker's signed-off report of one attempt, scored and chained by the fleet."""
 
@@ -864,6 +903,11 @@ class FleetReceipt(ProtocolModel):
     posted_at: Timestamp | None = Field(None, description="When the fleet received it.")
     prev_hash: Digest | None = Field(None, description="Hash of the run's previous receipt.")
     hash: Digest | None = Field(None, description="Hash over this receipt and prev_hash.")
+    worker_signature: FleetReceiptSignature | None = Field(
+        None,
+        description="The worker's Ed25519 signature over the receipt's canonical digest "
+        "(required when the run's policy has `require_signed_receipts`).",
+    )
 
     @classmethod
     def success(

@@ -11,7 +11,7 @@ from fleetforge.contracts._base import Identifier, ProtocolModel, Timestamp
 from fleetforge.contracts.protocol import FleetRun, FleetTaskFailureKind, FleetUsage
 from fleetforge.contracts.spec import RunSpec
 
-__all__ = ["InputRequest", "Run", "StepRecord", "StepStatus"]
+__all__ = ["BlockedStep", "InputRequest", "Run", "StepRecord", "StepStatus"]
 
 
 class StepStatus(StrEnum):
@@ -44,6 +44,19 @@ class StepRecord(ProtocolModel):
     finished_at: Timestamp | None = Field(None, description="When it reached a final status.")
 
 
+class BlockedStep(ProtocolModel):
+    """A ready task no live worker may take, and why (codes are stable; later issues add some).
+
+    Codes: ``trust_too_low`` (no live worker reaches the run's or step's ``min_trust``),
+    ``no_signing_worker`` (``require_signed_receipts`` and no live worker registered a public
+    key), ``tool_denied`` (the step needs a tool the run's security policy denies),
+    ``no_worker`` (no live worker of the step's role, tools and labels)."""
+
+    step_id: Identifier = Field(description="The step.")
+    code: str = Field(description="Why, as a stable code.")
+    message: str = Field(description="Why, for people.")
+
+
 class InputRequest(ProtocolModel):
     """A task that paused for input: what it asks. ``resume_run``'s value answers it."""
 
@@ -74,6 +87,10 @@ class Run(FleetRun):
     waiting_for_input: list[InputRequest] = Field(
         default_factory=list,
         description="Tasks paused for input (the run is paused); resume_run's value answers them.",
+    )
+    blocked: list[BlockedStep] = Field(
+        default_factory=list,
+        description="Ready tasks that no live worker may take, and why (computed when read).",
     )
 
     model_config = FleetRun.model_config | {

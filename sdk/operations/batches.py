@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from fleetforge.contracts import FleetArtifactRef, FleetUsage
+from fleetforge.contracts import FleetArtifactRef, FleetReceiptSignature, FleetUsage
 from fleetforge.operations._base import Args, Call, Operation
 from fleetforge.operations.results import CompletedTasks, HeartbeatResults, PostedEvents
 from fleetforge.operations.work import FencingToken, TaskId, WorkerId
@@ -59,6 +59,9 @@ class TaskCompletion(LeaseItem):
     envelopes: list[dict[str, Any]] = Field(
         default_factory=list,
         description="The task's envelopes not posted yet, recorded before the receipt.",
+    )
+    worker_signature: FleetReceiptSignature | None = Field(
+        None, description="The worker's signature of the receipt (require_signed_receipts)."
     )
 
 

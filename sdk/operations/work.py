@@ -18,6 +18,7 @@ from fleetforge.contracts import (
     FleetTaskFailureKind,
     FleetTrustLevel,
     FleetUsage,
+    FleetWorkerAuth,
     FleetWorkerSpec,
     Run,
 )
@@ -90,16 +91,23 @@ class RegisterWorkerArgs(Args):
         default_factory=list, description="Agent frameworks it runs (langgraph, autogen, ...)."
     )
     max_concurrency: int = Field(1, ge=1, le=1024, description="Tasks it works on at once.")
+    auth: FleetWorkerAuth | None = Field(
+        None,
+        description="How it authenticates; an `ed25519` key lets it sign receipts (over HTTP "
+        "it must be the key registered with its token).",
+    )
 
 
 def _register(call: Call, a: RegisterWorkerArgs) -> FleetWorkerSpec:
-    spec: dict[str, Any] = a.model_dump(exclude={"worker_id"}) | {
+    spec: dict[str, Any] = a.model_dump(exclude={"worker_id", "auth"}) | {
         "worker_id": call.caller.worker_id if call.caller is not None else a.worker_id
     }
+    if a.auth is not None:
+        spec["auth"] = a.auth.model_dump(mode="json")
     if call.client is not None:
         spec["host"] = {"kind": "mcp_client", **call.client}
         spec["frameworks"] = a.frameworks or ["mcp"]
-    return call.fleet.register_worker(spec)
+    return call.fleet.register_worker(spec, caller=call.caller)
 
 
 REGISTER_WORKER = Operation(

@@ -122,6 +122,7 @@ CREATE TABLE tasks (
     waiting jsonb,
     resume jsonb,
     lease_credential text,
+    needs_key integer NOT NULL DEFAULT 0,  -- 1: only a worker with a registered key (0008)
     PRIMARY KEY (run_id, task_id)
 );
 CREATE INDEX tasks_by_id ON tasks (task_id);
@@ -162,7 +163,9 @@ CREATE TABLE tokens (
     worker_id text,
     created_at timestamptz NOT NULL,
     created_by text,
-    revoked_at timestamptz
+    revoked_at timestamptz,
+    trust_level text NOT NULL DEFAULT 'sandboxed',
+    public_key text
 );
 CREATE UNIQUE INDEX tokens_active_name ON tokens (name) WHERE revoked_at IS NULL;
 
@@ -244,4 +247,29 @@ CREATE TABLE alert_claims (
     alert_id text PRIMARY KEY,
     owner text NOT NULL,
     claimed_until timestamptz NOT NULL
+);
+
+-- authorization (0010): capability tokens per lease, revoked ids, the capability root key
+CREATE TABLE task_capabilities (
+    task_id text PRIMARY KEY,
+    run_id text NOT NULL,
+    fencing_token bigint NOT NULL,
+    capability_id text NOT NULL,
+    token text NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+CREATE INDEX task_capabilities_by_id ON task_capabilities (capability_id);
+
+CREATE TABLE revoked_capabilities (
+    capability_id text PRIMARY KEY,
+    revoked_at timestamptz NOT NULL,
+    revoked_by text,
+    reason text NOT NULL
+);
+
+CREATE TABLE trust_keys (
+    name text PRIMARY KEY,
+    private_key text NOT NULL,
+    public_key text NOT NULL,
+    created_at timestamptz NOT NULL
 );

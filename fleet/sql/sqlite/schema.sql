@@ -120,6 +120,7 @@ CREATE TABLE tasks (
     waiting TEXT,
     resume TEXT,
     lease_credential TEXT,
+    needs_key INTEGER NOT NULL DEFAULT 0,  -- 1: only a worker with a registered key (0008)
     PRIMARY KEY (run_id, task_id)
 );
 CREATE INDEX tasks_by_id ON tasks (task_id);
@@ -160,7 +161,9 @@ CREATE TABLE tokens (
     worker_id TEXT,
     created_at TEXT NOT NULL,
     created_by TEXT,
-    revoked_at TEXT
+    revoked_at TEXT,
+    trust_level TEXT NOT NULL DEFAULT 'sandboxed',
+    public_key TEXT
 );
 CREATE UNIQUE INDEX tokens_active_name ON tokens (name) WHERE revoked_at IS NULL;
 
@@ -225,4 +228,29 @@ CREATE TABLE alert_claims (
     alert_id TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
     claimed_until TEXT NOT NULL
+);
+
+-- authorization (0010): capability tokens per lease, revoked ids, the capability root key
+CREATE TABLE task_capabilities (
+    task_id TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    fencing_token INTEGER NOT NULL,
+    capability_id TEXT NOT NULL,
+    token TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+CREATE INDEX task_capabilities_by_id ON task_capabilities (capability_id);
+
+CREATE TABLE revoked_capabilities (
+    capability_id TEXT PRIMARY KEY,
+    revoked_at TEXT NOT NULL,
+    revoked_by TEXT,
+    reason TEXT NOT NULL
+);
+
+CREATE TABLE trust_keys (
+    name TEXT PRIMARY KEY,
+    private_key TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    created_at TEXT NOT NULL
 );

@@ -1,0 +1,85 @@
+"""Why a ready task waits: the run's steps no live worker may take (``Run.blocked``).
+
+Read with the run (``get_run``), from the queued tasks and the workers not offline; the codes
+are stable (:class:`~fleetforge.contracts.run.BlockedStep`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from fnmatch import fnmatchcase
+from typing import Any
+
+from fleetforge.contracts import FleetTrustLevel, FleetWorkerSpec
+from fleetforge.contracts.protocol import Ed25519Auth
+from fleetforge.contracts.run import BlockedStep
+from fleetforge.fleet._sql import named_queries
+from fleetforge.fleet.store import Tx
+from fleetforge.fleet.store._base import iso
+
+__all__ = ["blocked_steps", "why_blocked"]
+
+Q = named_queries("service.sql")
+
+
+def _offers(worker: FleetWorkerSpec, profile: dict[str, Any]) -> bool:
+    role = profile.get("role")
+    if role is not None and worker.role != role:
+        return False
+    for need in profile.get("tools") or []:
+        if not any(fnmatchcase(need, have) or fnmatchcase(have, need) for have in worker.tools):
+            return False
+    labels = profile.get("labels") or {}
+    return all(worker.labels.get(k) == v for k, v in labels.items())
+
+
+def why_blocked(
+    spec: dict[str, Any], min_rank: int, needs_key: bool, workers: Iterable[FleetWorkerSpec]
+) -> tuple[str, str] | None:
+    """(code, message) when no worker of ``workers`` may take the task; None when one may."""
+    profile = spec.get("worker") or {}
+    security = spec.get("security") or {}
+    denied = security.get("denied_tools") or []
+    for need in profile.get("tools") or []:
+        hit = next((p for p in denied if fnmatchcase(need, p)), None)
+        if hit is not None:
+            return "tool_denied", f"the step needs {need!r}, which the run's policy denies ({hit})"
+    able = [w for w in workers if _offers(w, profile)]
+    if not able:
+        return "no_worker", "no live worker offers the step's role, tools and labels"
+    trusted = [w for w in able if w.trust_level.rank >= min_rank]
+    if not trusted:
+        level = list(FleetTrustLevel)[min_rank].value
+        best = max(w.trust_level.rank for w in able)
+        return (
+            "trust_too_low",
+            f"the step needs a worker trusted '{level}' or more; the best live one is "
+            f"'{list(FleetTrustLevel)[best].value}'",
+        )
+    if needs_key and not any(isinstance(w.auth, Ed25519Auth) for w in trusted):
+        return (
+            "no_signing_worker",
+            "the run requires signed receipts and no live worker that may take the step "
+            "registered an ed25519 key",
+        )
+    return None
+
+
+def blocked_steps(tx: Tx, run_id: str, now: datetime) -> list[BlockedStep]:
+    """The run's ready steps no live worker may take, one entry per step."""
+    rows = tx.fetchall(Q["queued_tasks_of_run"], {"run_id": run_id, "now": iso(now)})
+    if not rows:
+        return []
+    workers = [
+        FleetWorkerSpec.model_validate(tx.load_json(r[1]))
+        for r in tx.fetchall(Q["workers"])
+        if r[2] != "offline"
+    ]
+    out: dict[str, BlockedStep] = {}
+    for step_id, spec, min_rank, needs_key, _role in rows:
+        if step_id in out:
+            continue
+        why = why_blocked(tx.load_json(spec), int(min_rank), bool(needs_key), workers)
+        if why is not None:
+            out[step_id] = BlockedStep(step_id=step_id, code=why[0], message=why[1])
+    return list(out.values())
