@@ -35,7 +35,7 @@ $(BIN)/python:
 
 # Dependencies come from the lock; the project is installed editable in strict mode so that
 # type checkers see the package-dir mapping. New modules need a re-install: the stamp tracks them.
-$(STAMP): $(BIN)/python pyproject.toml requirements-dev.lock $(shell find $(PKGS) -name '*.py' -o -name '*.json' -o -name '*.toml' -o -name '*.sql' 2>/dev/null)
+$(STAMP): $(BIN)/python pyproject.toml requirements-dev.lock $(shell find $(PKGS) -name '*.py' -o -name '*.json' -o -name '*.toml' -o -name '*.sql' -o -name '*.css' -o -name '*.js' 2>/dev/null)
 	@if [ "$(INSTALLER)" = uv ] && { [ -x $(BIN)/uv ] || $(BIN)/python -m pip install --quiet \
 			--disable-pip-version-check "$(UV_PIN)"; }; then \
 		echo "installing the lock into $(VENV) with $$($(BIN)/uv --version)"; \
