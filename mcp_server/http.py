@@ -128,20 +128,21 @@ async def serve_http(
         )
     )
     stopping.append(server)
+    bound: list[int] = []  # the port listened on (--port 0 picks a free one)
     if on_ready is not None:
         host = f"[{options.host}]" if ":" in options.host else options.host
-        url = f"http://{host}:{options.port}/mcp"
         original = server.startup
 
         async def startup(sockets: Any = None) -> None:
             await original(sockets=sockets)
             if not server.should_exit:  # a signal during start-up: it stops instead
-                on_ready(url)
+                on_ready(f"http://{host}:{bound[0] if bound else options.port}/mcp")
 
         server.startup = startup  # type: ignore[method-assign]
     async with anyio.create_task_group() as tg:
         await tg.start(_stop_on_signal, server)
         with _listen(options.host, options.port) as sock:
+            bound.append(sock.getsockname()[1])
             if not server.should_exit:
                 await server.serve(sockets=[sock])
         tg.cancel_scope.cancel()

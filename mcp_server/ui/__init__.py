@@ -10,6 +10,7 @@ step, resume, cancel. Sign-in is a session cookie (:mod:`._auth`). Every stored 
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from fleetforge.mcp_server.ui._svg import dag_svg
 from fleetforge.operations import OPERATIONS
 from fleetforge.operations.runs import ApproveStepArgs, CancelRunArgs, ResumeRunArgs
 
-__all__ = ["UiOptions", "ui_routes"]
+__all__ = ["UiOptions", "dashboard_url", "new_login", "ui_routes"]
 
 _CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -57,6 +58,17 @@ class UiOptions:
     auth: bool = True  # sign in with the store's bearer tokens
     launch_token: str | None = None  # a one-time login token (fleetforge ui, serve --no-auth)
     stopping: Callable[[], bool] = field(default=lambda: False)
+
+
+def new_login() -> str:
+    """A one-time login token for a printed dashboard link."""
+    return secrets.token_urlsafe(24)
+
+
+def dashboard_url(mcp_url: str, launch_token: str | None) -> str:
+    """The dashboard's URL next to a server's ``/mcp`` URL, with the one-time login if any."""
+    base = mcp_url.removesuffix("/mcp") + "/ui/"
+    return f"{base}login?once={launch_token}" if launch_token else base
 
 
 def _html(body: str, status: int = 200) -> HTMLResponse:

@@ -45,6 +45,7 @@ EXAMPLES: dict[str, list[str]] = {
     "db import": ["fleetforge --store postgresql://fleet@db/fleet db import fleet.jsonl"],
     "mcp": ["fleetforge mcp --store sqlite:////abs/path/fleet.db --log-level INFO"],
     "serve": ["fleetforge serve --port 8765"],
+    "ui": ["fleetforge ui", "fleetforge ui --port 0 --no-open"],
     "token create": ["fleetforge token create worker-1 --scope work --worker-id worker-1"],
     "token list": ["fleetforge token list --revoked"],
     "token revoke": ["fleetforge token revoke worker-1"],
