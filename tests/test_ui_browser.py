@@ -76,6 +76,9 @@ def test_log_in_and_see_hello_fleet_completed(
         expect(page.locator('#graph g.node[data-status="completed"]')).to_have_count(4)
         expect(page.locator("#run-status")).to_have_text("completed")
         expect(page.locator("svg.gantt g.bar")).to_have_count(4)
+        page.set_viewport_size({"width": 390, "height": 844})  # a phone: no sideways scrolling
+        wide = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert wide <= 0, f"the run page is {wide}px wider than a phone's screen"
         cookie = next(c for c in page.context.cookies() if c["name"] == "fleetforge_ui")
         assert cookie["httpOnly"]
         assert cookie["sameSite"] == "Strict"

@@ -38,11 +38,15 @@ def register(service: SyncFleetService, step_id: str) -> str:
     return worker_id
 
 
-def work_one(service: SyncFleetService, step_id: str, output: Any = None) -> str:
-    """Lease the task of ``step_id`` (it must be ready) and complete it; returns its task id."""
+def work_one(
+    service: SyncFleetService, step_id: str, output: Any = None, *, run_id: str | None = None
+) -> str:
+    """Lease the task of ``step_id`` (it must be the oldest ready one for its role) and complete
+    it; returns its task id."""
     worker_id = register(service, step_id)
     [entry] = service.lease_task(worker_id, lease_seconds=60)
     assert entry.task.step_id == step_id, (entry.task.step_id, step_id)
+    assert run_id in (None, entry.task.run_id), (entry.task.run_id, run_id)
     assert entry.lease is not None
     answer = ANSWERS.get(step_id) if output is None else output
     service.complete_task(entry.task.task_id, entry.lease.fencing_token, answer)
@@ -54,12 +58,12 @@ def hello_fleet(service: SyncFleetService, *, finish: bool = True) -> Run:
     run = service.submit_run(load_spec())
     if finish:
         for step_id in ("plan", "research", "write", "review"):
-            work_one(service, step_id)
+            work_one(service, step_id, run_id=run.run_id)
     return service.get_run(run.run_id)
 
 
 def human_run(service: SyncFleetService) -> Run:
     """A run whose human step waits for an approval."""
     run = service.submit_run(HUMAN_SPEC)
-    work_one(service, "draft", {"text": "ready"})
+    work_one(service, "draft", {"text": "ready"}, run_id=run.run_id)
     return service.get_run(run.run_id)

@@ -22,6 +22,8 @@ def duration(start: datetime | None, end: datetime | None) -> str:
     if end is None:
         return "…"
     seconds = max((end - start).total_seconds(), 0.0)
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
     if seconds < 60:
         return f"{seconds:.1f}s"
     if seconds < 3600:
@@ -56,7 +58,7 @@ def dag_svg(run: Run) -> str:
         for row, step_id in enumerate(ids):
             where[step_id] = (_PAD + depth * (_W + _GAP_X), _PAD + row * (_H + _GAP_Y))
     width = _PAD * 2 + max(columns, default=0) * (_W + _GAP_X) + _W
-    height = _PAD * 2 + max((len(c) for c in columns.values()), default=1) * (_H + _GAP_Y) - _GAP_Y
+    height = _PAD * 2 + max((len(c) for c in columns.values()), default=1) * (_H + _GAP_Y)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="dag" viewBox="0 0 {width} {height}" '
         f'width="{width}" height="{height}" role="img" aria-label="steps of the run" '
@@ -72,11 +74,15 @@ def dag_svg(run: Run) -> str:
                 continue
             x1, y1 = where[dep]
             sx, sy, ex, ey = x1 + _W, y1 + _H // 2, x2, y2 + _H // 2
-            mid = (sx + ex) // 2
-            parts.append(
-                f'<path class="edge" d="M{sx},{sy} C{mid},{sy} {mid},{ey} {ex},{ey}" '
-                'marker-end="url(#arrow)"/>'
-            )
+            if x2 - x1 > _W + _GAP_X:  # skips a column: leave by the bottom, round the boxes
+                sx, sy, ey = x1 + _W // 2, y1 + _H, y2 + _H
+                ex = x2 + _W // 2
+                low = max(sy, ey) + _GAP_Y
+                path = f"M{sx},{sy} C{sx},{low} {ex},{low} {ex},{ey}"
+            else:
+                mid = (sx + ex) // 2
+                path = f"M{sx},{sy} C{mid},{sy} {mid},{ey} {ex},{ey}"
+            parts.append(f'<path class="edge" d="{path}" marker-end="url(#arrow)"/>')
     for step in run.spec.steps:
         x, y = where[step.id]
         state = states.get(step.id)

@@ -150,7 +150,8 @@ def _action(viewer: Viewer, run_id: str, verb: str, label: str, extra: str = "")
 
 def _event_line(row: EventRow) -> str:
     return (
-        f'<tr data-seq="{row.seq}"><td>{row.seq}</td><td>{escape(row.at)}</td>'
+        f'<tr data-seq="{row.seq}"><td>{row.seq}</td>'
+        f'<td title="{escape(row.at)}">{escape(row.at[11:23])}</td>'
         f"<td>{escape(row.type)}</td><td><code>{escape(_summary(row.data))}</code></td></tr>"
     )
 

@@ -51,11 +51,12 @@ function followRun(root) {
     const row = document.createElement("tr");
     row.setAttribute("data-seq", String(event.seq));
     row.className = "new";
-    for (const value of [String(event.seq), event.at, event.type]) {
+    for (const value of [String(event.seq), event.at.slice(11, 23), event.type]) {
       const cell = document.createElement("td");
       cell.textContent = value;
       row.appendChild(cell);
     }
+    row.children[1].title = event.at;
     const data = document.createElement("td");
     const code = document.createElement("code");
     code.textContent = event.summary;
