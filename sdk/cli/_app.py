@@ -16,6 +16,7 @@ from fleetforge.cli import (
     _mcp,
     _runs,
     _schemas,
+    _top,
     _ui,
     _validate,
     _work,
@@ -122,6 +123,7 @@ app.add_typer(_db.app, name="db")
 app.command("mcp")(_mcp.mcp)
 app.command("serve")(_mcp.serve)
 app.command("ui")(_ui.ui)
+app.command("top")(_top.top)
 app.add_typer(_mcp.token_app, name="token")
 app.add_typer(_armory.app, name="armory")
 app.command("demo")(_demo.demo)

@@ -46,6 +46,7 @@ EXAMPLES: dict[str, list[str]] = {
     "mcp": ["fleetforge mcp --store sqlite:////abs/path/fleet.db --log-level INFO"],
     "serve": ["fleetforge serve --port 8765"],
     "ui": ["fleetforge ui", "fleetforge ui --port 0 --no-open"],
+    "top": ["fleetforge top", "fleetforge --url http://fleet:8765/mcp top"],
     "token create": ["fleetforge token create worker-1 --scope work --worker-id worker-1"],
     "token list": ["fleetforge token list --revoked"],
     "token revoke": ["fleetforge token revoke worker-1"],
