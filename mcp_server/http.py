@@ -58,8 +58,19 @@ def http_app(fleet: FleetService, options: ServerOptions, ui: UiOptions | None =
         return JSONResponse(body)
 
     app = mcp.streamable_http_app()
-    app.router.routes.extend(ui_routes(fleet, ui or UiOptions(auth=options.auth)))
+    ui = ui or UiOptions(auth=options.auth)
+    ui.allowed_hosts = _ui_hosts(options)
+    app.router.routes.extend(ui_routes(fleet, ui))
     return app
+
+
+def _ui_hosts(options: ServerOptions) -> tuple[str, ...]:
+    """The Host headers the dashboard answers: those /mcp accepts (loopback names, the host it
+    listens on, ``--allowed-host``)."""
+    hosts = list(options.allowed_hosts)
+    if options.host not in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::"):
+        hosts.append(f"[{options.host}]:*" if ":" in options.host else f"{options.host}:*")
+    return tuple(hosts)
 
 
 class _ClientGone(logging.Filter):

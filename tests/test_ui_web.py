@@ -318,3 +318,37 @@ def test_one_time_login_link(fleet: FleetService) -> None:
         assert client.get("/ui/").status_code == 200
         client.cookies.clear()
         assert client.get("/ui/login?once=once-1").status_code == 401  # used
+
+
+def test_other_hosts_and_other_sites_are_refused(
+    client: TestClient, fleet: FleetService, tokens: dict[str, str]
+) -> None:
+    """A rebound DNS name (Host) and another site's form (Origin) get nothing."""
+    run = human_run(fleet.sync)
+    login(client, tokens["operator"])
+    page = client.get(f"/ui/runs/{run.run_id}").text
+    evil = client.get(f"/ui/runs/{run.run_id}", headers={"host": "evil.example:8765"})
+    assert evil.status_code == 421
+    assert client.get("/ui/login", headers={"host": "evil.example"}).status_code == 421
+    form = {"step_id": "sign_off", "csrf": csrf(page)}
+    other_site = client.post(
+        f"/ui/runs/{run.run_id}/approve", data=form, headers={"origin": "http://evil.example"}
+    )
+    assert other_site.status_code == 403
+    assert fleet.sync.get_run(run.run_id).status == "running"
+    login_elsewhere = client.post(
+        "/ui/login", data={"token": tokens["viewer"]}, headers={"origin": "http://evil.example"}
+    )
+    assert login_elsewhere.status_code == 403
+    same_site = client.post(f"/ui/runs/{run.run_id}/approve", data=form, headers={"origin": BASE})
+    assert same_site.status_code == 303
+    assert fleet.sync.get_run(run.run_id).status == "completed"
+
+
+def test_an_allowed_host_is_answered(fleet: FleetService, tokens: dict[str, str]) -> None:
+    options = ServerOptions(auth=True, allowed_hosts=("fleet.example:443",))
+    with TestClient(http_app(fleet, options), base_url="https://fleet.example:443") as client:
+        reply = client.post("/ui/login", data={"token": tokens["viewer"]}, follow_redirects=False)
+        assert reply.status_code == 303
+        assert "Secure" in reply.headers["set-cookie"]
+        assert client.get("/ui/").status_code == 200

@@ -58,6 +58,26 @@ class UiOptions:
     auth: bool = True  # sign in with the store's bearer tokens
     launch_token: str | None = None  # a one-time login token (fleetforge ui, serve --no-auth)
     stopping: Callable[[], bool] = field(default=lambda: False)
+    # Host headers answered (``name:*`` = any port), as /mcp's DNS-rebinding protection; empty
+    # = the loopback names only. http_app fills it from the server's options.
+    allowed_hosts: tuple[str, ...] = ()
+
+
+def _host_ok(host: str, allowed: tuple[str, ...]) -> bool:
+    patterns = ("127.0.0.1:*", "localhost:*", "[::1]:*", *allowed)
+    has_port = not host.endswith("]") and ":" in host
+    name = host.rsplit(":", 1)[0] if has_port else host
+    # a Host without a port is the scheme's default port: it matches name:80 and name:443 too
+    ports = ("*",) if has_port else ("*", "80", "443")
+    return host in patterns or any(f"{name}:{port}" in patterns for port in ports)
+
+
+def _same_origin(request: Request) -> bool:
+    """A POST's Origin (browsers send it) names this server; no Origin: not a browser's."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    return origin.split("://", 1)[-1].rstrip("/") == request.headers.get("host", "")
 
 
 def new_login() -> str:
@@ -89,6 +109,10 @@ def ui_routes(fleet: FleetService, options: UiOptions) -> list[BaseRoute]:
         scope: str, handler: Callable[[Request, _auth.Viewer], Awaitable[Response]]
     ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
+            if not _host_ok(request.headers.get("host", ""), options.allowed_hosts):
+                return _html("<p>Unknown Host header (see --allowed-host).</p>", 421)
+            if request.method == "POST" and not _same_origin(request):
+                return _html("<p>Refused: the form comes from another site.</p>", 403)
             viewer = await sessions.viewer(request)
             if viewer is None:
                 if request.method == "GET" and "text/event-stream" not in request.headers.get(
@@ -119,6 +143,8 @@ def ui_routes(fleet: FleetService, options: UiOptions) -> list[BaseRoute]:
     # ── sign-in ─────────────────────────────────────────────────────────────────────────────
 
     async def login_form(request: Request) -> Response:
+        if not _host_ok(request.headers.get("host", ""), options.allowed_hosts):
+            return _html("<p>Unknown Host header (see --allowed-host).</p>", 421)
         once = request.query_params.get("once")
         if once is not None:
             session = sessions.redeem(once)
@@ -132,6 +158,10 @@ def ui_routes(fleet: FleetService, options: UiOptions) -> list[BaseRoute]:
         return _html(_views.login_page(next_page=request.query_params.get("next")))
 
     async def login(request: Request) -> Response:
+        if not _host_ok(request.headers.get("host", ""), options.allowed_hosts):
+            return _html("<p>Unknown Host header (see --allowed-host).</p>", 421)
+        if not _same_origin(request):
+            return _html("<p>Refused: the form comes from another site.</p>", 403)
         form = await request.form()
         token = form.get("token")
         secret = token.strip() if isinstance(token, str) else ""

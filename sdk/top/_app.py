@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import anyio
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
@@ -230,11 +231,16 @@ class TopApp(App[None]):
         """Read the log from where the model stands, forever; redraw after each page."""
         caught_up = False
         while True:
-            page = await self.client.events_page(
-                cursor=str(self.model.cursor),
-                limit=5000,
-                wait_seconds=self.wait_seconds if caught_up else 0.0,
-            )
+            try:
+                page = await self.client.events_page(
+                    cursor=str(self.model.cursor),
+                    limit=5000,
+                    wait_seconds=self.wait_seconds if caught_up else 0.0,
+                )
+            except FleetForgeError as exc:  # e.g. the server restarts: say so, try again
+                self.notify(exc.message, title="cannot read the fleet", severity="error")
+                await anyio.sleep(2.0)
+                continue
             caught_up = page.next_cursor is None
             changed = self.model.apply(page.events)
             if self.refreshes == 0 or (changed and caught_up):
@@ -245,11 +251,12 @@ class TopApp(App[None]):
         runs = self.query_one("#runs", DataTable)
         selected = self.selected_run()
         runs.clear()
-        for run in model.rows():
+        shown = model.rows()
+        for run in shown:
             flag = Text("needs you", style="bold yellow") if run.waiting_human else Text("")
             runs.add_row(Text(run.run_id), Text(run.name), _status(run.status), _bar(run), flag,
                          key=run.run_id)  # fmt: skip
-        if selected is not None and selected in model.runs:
+        if selected is not None and any(r.run_id == selected for r in shown):
             runs.move_cursor(row=runs.get_row_index(selected))
         workers = self.query_one("#workers", DataTable)
         workers.clear()
