@@ -352,3 +352,24 @@ def test_an_allowed_host_is_answered(fleet: FleetService, tokens: dict[str, str]
         assert reply.status_code == 303
         assert "Secure" in reply.headers["set-cookie"]
         assert client.get("/ui/").status_code == 200
+
+
+def test_resume_a_run_paused_at_a_breakpoint(
+    client: TestClient, fleet: FleetService, tokens: dict[str, str]
+) -> None:
+    run = fleet.sync.submit_run(
+        {"name": "stops", "seed": 1, "breakpoints": ["second"],
+         "steps": [{"id": "first", "type": "tool", "tool": "echo"},
+                   {"id": "second", "type": "tool", "tool": "echo", "depends_on": ["first"]}]}
+    )  # fmt: skip
+    work_one(fleet.sync, "first", {"ok": 1}, run_id=run.run_id)
+    assert fleet.sync.get_run(run.run_id).status == "paused"
+    login(client, tokens["operator"])
+    page = client.get(f"/ui/runs/{run.run_id}").text
+    assert 'data-confirm="Resume run?"' in page
+    reply = client.post(f"/ui/runs/{run.run_id}/resume", data={"csrf": csrf(page)})
+    assert reply.status_code == 303
+    assert fleet.sync.get_run(run.run_id).status == "running"
+    again = client.post(f"/ui/runs/{run.run_id}/resume", data={"csrf": csrf(page)})
+    assert again.status_code == 409
+    assert "not paused" in again.text
