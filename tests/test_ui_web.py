@@ -373,3 +373,17 @@ def test_resume_a_run_paused_at_a_breakpoint(
     again = client.post(f"/ui/runs/{run.run_id}/resume", data={"csrf": csrf(page)})
     assert again.status_code == 409
     assert "not paused" in again.text
+
+
+def test_log_out_ends_a_one_time_session(fleet: FleetService) -> None:
+    app = http_app(fleet, ServerOptions(auth=False), UiOptions(auth=False, launch_token="once-2"))
+    with TestClient(app, base_url=BASE, follow_redirects=False) as client:
+        client.get("/ui/login?once=once-2")
+        session = client.cookies[COOKIE]
+        page = client.get("/ui/").text
+        assert client.post("/ui/logout", data={}).status_code == 403  # no CSRF token
+        reply = client.post("/ui/logout", data={"csrf": csrf(page)})
+        assert reply.status_code == 303
+        assert reply.headers["location"] == "/ui/login"
+        client.cookies.set(COOKIE, session, domain="127.0.0.1", path="/ui")
+        assert client.get("/ui/").status_code == 303  # the old cookie is worth nothing now
