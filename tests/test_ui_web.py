@@ -19,7 +19,7 @@ from fleetforge.mcp_server.http import http_app
 from fleetforge.mcp_server.server import ServerOptions
 from fleetforge.mcp_server.ui import UiOptions
 from fleetforge.mcp_server.ui._auth import COOKIE
-from tests.ui_fleet import hello_fleet, human_run, work_one
+from tests.ui_fleet import hello_fleet, human_run, register, work_one
 
 BASE = "http://127.0.0.1:8765"
 
@@ -387,3 +387,25 @@ def test_log_out_ends_a_one_time_session(fleet: FleetService) -> None:
         assert reply.headers["location"] == "/ui/login"
         client.cookies.set(COOKIE, session, domain="127.0.0.1", path="/ui")
         assert client.get("/ui/").status_code == 303  # the old cookie is worth nothing now
+
+
+def test_the_timeline_shows_each_attempt_with_its_outcome(
+    client: TestClient, fleet: FleetService, tokens: dict[str, str]
+) -> None:
+    run = fleet.sync.submit_run(
+        {"name": "flaky", "seed": 1,
+         "steps": [{"id": "try", "type": "tool", "tool": "echo",
+                    "retry": {"max_attempts": 3, "backoff_s": 0, "retry_on": ["transient"]}}]}
+    )  # fmt: skip
+    worker_id = register(fleet.sync, "try")
+    [first] = fleet.sync.lease_task(worker_id)
+    assert first.lease is not None
+    assert fleet.sync.fail_task(first.task.task_id, first.lease.fencing_token, "transient", "x")
+    work_one(fleet.sync, "try", {"ok": True}, run_id=run.run_id)
+    [third] = fleet.sync.lease_task(worker_id) or [None]  # nothing left
+    assert third is None
+    login(client, tokens["viewer"])
+    html = client.get(f"/ui/runs/{run.run_id}").text
+    bars = re.findall(r'<g class="bar out-(\w+)" data-step="try"><title>try try (\d)', html)
+    assert bars == [("failed", "1"), ("accepted", "2")]
+    assert "try 2" in html  # the node says it took two tries

@@ -50,7 +50,7 @@ WHERE run_id = :run_id{horizon} ORDER BY seq DESC LIMIT :limit"""
 
 _LEASED = "SELECT worker_id, run_id, task_id, step_id FROM tasks WHERE status = 'leased'"
 
-_ATTEMPT_TYPES = (
+_ATTEMPT_TYPES: tuple[str, ...] = (
     "task_leased",
     "receipt_recorded",
     "receipt_posted",
@@ -175,7 +175,8 @@ def run_view(service: SyncFleetService, run_id: str, *, events: int = 100) -> Ru
             )
             previous = r[8]
     recent, horizon = recent_events(service, run_id, limit=events)
-    return RunView(run, receipts, attempts_of(service, run_id, task_steps), recent, horizon)
+    attempts = attempts_of(service, run_id, task_steps, receipts)
+    return RunView(run, receipts, attempts, recent, horizon)
 
 
 def recent_events(
@@ -196,20 +197,39 @@ def recent_events(
 
 
 def attempts_of(
-    service: SyncFleetService, run_id: str, task_steps: dict[str, str]
+    service: SyncFleetService,
+    run_id: str,
+    task_steps: dict[str, str],
+    receipts: list[ReceiptRow] | None = None,
 ) -> list[Attempt]:
-    """Every attempt of every task of the run, from its lease to its end (the Gantt chart)."""
+    """Every attempt of every task of the run, from its lease to its end (the Gantt chart).
+
+    Leases and the ends that are not receipts come from the run's events; an attempt that a
+    receipt ended takes its end from ``receipts`` (the projection), so the large
+    ``receipt_recorded`` events are not read again."""
+    by_attempt = {(r.task_id, r.attempt): r for r in receipts or ()}
+    if receipts is None:
+        wanted = _ATTEMPT_TYPES
+    else:
+        wanted = tuple(t for t in _ATTEMPT_TYPES if not t.startswith("receipt_"))
     open_: dict[str, dict[str, Any]] = {}
     done: list[Attempt] = []
+
+    def close(started: dict[str, Any], end: datetime | None, outcome: str) -> None:
+        receipt = by_attempt.get((started["task_id"], started["attempt"]))
+        if receipt is not None and receipt.posted_at is not None:
+            end, outcome = receipt.posted_at, receipt.status
+        done.append(Attempt(**started, end=end, outcome=outcome))
+
     after = 0
     while True:
-        rows = service.store.query_rows(
-            run_id=run_id, types=_ATTEMPT_TYPES, after=after, limit=5000
-        )
+        rows = service.store.query_rows(run_id=run_id, types=wanted, after=after, limit=5000)
         for row in rows:
             data, at = row.data, to_dt(row.at)
             if row.type == "task_leased":
                 task_id = data["task_id"]
+                if task_id in open_:  # ended by a receipt (not among these events)
+                    close(open_.pop(task_id), None, "running")
                 open_[task_id] = {
                     "step_id": data.get("step_id") or task_steps.get(task_id, "?"),
                     "task_id": task_id,
@@ -221,11 +241,8 @@ def attempts_of(
             if row.type in ("receipt_recorded", "receipt_posted"):
                 receipt = data.get("receipt", {})
                 task_id = receipt.get("task_id", "")
-                outcome = (
-                    receipt.get("status", "pending")
-                    if row.type == "receipt_recorded"
-                    else "pending"
-                )
+                recorded = row.type == "receipt_recorded"
+                outcome = receipt.get("status", "pending") if recorded else "pending"
             else:
                 task_id = data.get("task_id", "")
                 outcome = {
@@ -236,11 +253,12 @@ def attempts_of(
                 }[row.type]
             started = open_.pop(task_id, None)
             if started is not None and at is not None:
-                done.append(Attempt(**started, end=at, outcome=outcome))
+                close(started, at, outcome)
         if len(rows) < 5000:
             break
         after = rows[-1].seq
-    done.extend(Attempt(**a, end=None, outcome="running") for a in open_.values())
+    for started in open_.values():
+        close(started, None, "running")
     done.sort(key=lambda a: (a.start, a.task_id))
     return done
 

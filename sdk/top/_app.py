@@ -41,6 +41,11 @@ def _bar(run: RunLine, width: int = 12) -> Text:
     return bar + Text(f" {run.done}/{len(run.steps)}")
 
 
+def _run_cells(run: RunLine) -> tuple[Text, ...]:
+    flag = Text("needs you", style="bold yellow") if run.waiting_human else Text("")
+    return Text(run.run_id), Text(run.name), _status(run.status), _bar(run), flag
+
+
 def dag_text(run: RunLine) -> Text:
     """The run's steps by depth, one line per level, each with its state mark."""
     level: dict[str, int] = {}
@@ -205,6 +210,7 @@ class TopApp(App[None]):
         self.where = where
         self.wait_seconds = wait_seconds
         self.model = FleetModel()
+        self._runs_shown: dict[str, tuple[Any, ...]] = {}
         self.refreshes = 0  # pages of events drawn (tests wait on it)
 
     def compose(self) -> ComposeResult:
@@ -249,22 +255,32 @@ class TopApp(App[None]):
     def redraw(self) -> None:
         model = self.model
         runs = self.query_one("#runs", DataTable)
-        selected = self.selected_run()
-        runs.clear()
-        shown = model.rows()
-        for run in shown:
-            flag = Text("needs you", style="bold yellow") if run.waiting_human else Text("")
-            runs.add_row(Text(run.run_id), Text(run.name), _status(run.status), _bar(run), flag,
-                         key=run.run_id)  # fmt: skip
-        if selected is not None and any(r.run_id == selected for r in shown):
-            runs.move_cursor(row=runs.get_row_index(selected))
+        shown = model.rows(limit=100)
+        lines = {
+            run.run_id: (run.name, run.status, run.done, len(run.steps), bool(run.waiting_human))
+            for run in shown
+        }
+        if list(lines) == list(self._runs_shown):  # same rows: change only the cells that moved
+            columns = [c.key for c in runs.ordered_columns]
+            for run in shown:
+                if self._runs_shown[run.run_id] != lines[run.run_id]:
+                    for column, cell in zip(columns, _run_cells(run), strict=True):
+                        runs.update_cell(run.run_id, column, cell)
+        else:
+            selected = self.selected_run()
+            runs.clear()
+            for run in shown:
+                runs.add_row(*_run_cells(run), key=run.run_id)
+            if selected is not None and selected in lines:
+                runs.move_cursor(row=runs.get_row_index(selected))
+        self._runs_shown = lines
         workers = self.query_one("#workers", DataTable)
         workers.clear()
-        for w in sorted(model.workers.values(), key=lambda w: w.worker_id):
+        for w in sorted(model.workers.values(), key=lambda w: w.worker_id)[:100]:
             seen = f"{w.last_seen:%H:%M:%S}" if w.last_seen else ""
-            tasks = ", ".join(sorted(w.tasks))[:40]
+            tasks = f"{len(w.tasks)}: " + ", ".join(sorted(w.tasks)[:2]) if w.tasks else ""
             workers.add_row(
-                Text(w.worker_id), Text(w.role or ""), _status(w.status), Text(tasks), seen
+                Text(w.worker_id), Text(w.role or ""), _status(w.status), Text(tasks[:48]), seen
             )
         depth = model.queue_depth()
         queues = (

@@ -9,6 +9,8 @@ Textual here: the model is plain Python (tested and benchmarked without a termin
 
 from __future__ import annotations
 
+import heapq
+import operator
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -236,10 +238,14 @@ class FleetModel:
 
     def rows(self, limit: int = 200) -> list[RunLine]:
         """Runs to list: unfinished ones first, each group newest first."""
-        ordered = sorted(self.runs.values(), key=lambda r: r.run_id, reverse=True)
-        live = [r for r in ordered if r.status not in FINAL]
-        final = [r for r in ordered if r.status in FINAL]
-        return (live + final)[:limit]
+        newest = operator.attrgetter("run_id")
+        live = heapq.nlargest(
+            limit, (r for r in self.runs.values() if r.status not in FINAL), newest
+        )
+        if len(live) < limit:
+            final = (r for r in self.runs.values() if r.status in FINAL)
+            live += heapq.nlargest(limit - len(live), final, newest)
+        return live
 
     def waiting(self) -> list[RunLine]:
         return [r for r in self.runs.values() if r.waiting_human]
