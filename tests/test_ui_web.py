@@ -169,6 +169,16 @@ def test_runs_list_filters_and_pages(
         cursor = more.group(1)
     assert len(everything) == 7 == len(set(everything))
     assert client.get("/ui/?status=bogus").status_code == 400
+    dotted = fleet.sync.submit_run(
+        {
+            "name": "dotted",
+            "seed": 1,
+            "labels": {"app.io/name": 'a "b" %'},
+            "steps": [{"id": "s", "type": "tool", "tool": "echo"}],
+        }
+    )
+    assert listed("label=app.io%2Fname%3Da+%22b%22+%25") == [dotted.run_id]
+    assert listed("label=app.io%2Fname%3Da") == []
 
 
 def test_paging_hands_out_a_cursor(

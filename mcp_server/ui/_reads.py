@@ -33,8 +33,13 @@ _RUNS_PAGE = """\
 SELECT run_id, name, status, labels, created_at, updated_at FROM runs
 WHERE (CAST(:status AS TEXT) IS NULL OR status = :status)
   AND (CAST(:cursor AS TEXT) IS NULL OR run_id < :cursor)
-  AND (CAST(:pattern AS TEXT) IS NULL OR name LIKE :pattern ESCAPE '!')
+  AND (CAST(:pattern AS TEXT) IS NULL OR name LIKE :pattern ESCAPE '!'){label}
 ORDER BY run_id DESC LIMIT :limit"""
+# one label in SQL (the rest, if any, are checked on the rows read)
+_LABEL = {
+    "sqlite": "\n  AND json_extract(labels, :label_path) = :label_value",
+    "postgres": "\n  AND labels ->> :label_key = :label_value",
+}
 
 _STEP_COUNTS = """\
 SELECT run_id, status, COUNT(*) FROM steps WHERE {runs} GROUP BY run_id, status"""
@@ -88,10 +93,20 @@ def runs_page(
         pattern = f"%{escaped}%"
     found: list[RunRow] = []
     after = cursor or None
-    with service.store.backend.read() as tx:
+    backend = service.store.backend
+    extra: dict[str, Any] = {}
+    sql = _RUNS_PAGE.format(label="")
+    if labels and backend.name in _LABEL:
+        key, value = next(iter(labels.items()))
+        sql = _RUNS_PAGE.format(label=_LABEL[backend.name])
+        if backend.name == "sqlite":
+            extra = {"label_path": '$."' + key.replace('"', '\\"') + '"', "label_value": value}
+        else:
+            extra = {"label_key": key, "label_value": value}
+    with backend.read() as tx:
         while len(found) <= limit:
             params = {"status": status, "cursor": after, "pattern": pattern, "limit": limit * 2}
-            rows = tx.fetchall(_RUNS_PAGE, params)
+            rows = tx.fetchall(sql, params | extra)
             for r in rows:
                 after = r[0]
                 run_labels = tx.load_json(r[3])
