@@ -9,8 +9,6 @@ Textual here: the model is plain Python (tested and benchmarked without a termin
 
 from __future__ import annotations
 
-import heapq
-import operator
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -113,6 +111,8 @@ class FleetModel:
         self.active: dict[str, tuple[str, str | None]] = {}  # task id -> (role, worker)
         self.done_per_minute: Counter[datetime] = Counter()
         self.now: datetime | None = None  # the time of the newest event
+        self._order: list[str] = []  # run ids as submitted (newest last)
+        self._waiting: set[str] = set()  # runs with someone to wait for, kept per event
 
     # ── folding ─────────────────────────────────────────────────────────────────────────────
 
@@ -135,6 +135,7 @@ class FleetModel:
         if kind == "run_submitted" and run_id:
             spec = data.get("spec", {})
             run = self.runs[run_id] = RunLine(run_id, str(spec.get("name", run_id)))
+            self._order.append(run_id)
             defaults = (spec.get("defaults") or {}).get("worker") or {}
             for step in spec.get("steps", []):
                 step_id = step["id"]
@@ -208,6 +209,10 @@ class FleetModel:
             self._worker(data.get("worker_id", "?")).status = "offline"
         if run is not None:
             run.updated = at
+            if run.waiting_human:
+                self._waiting.add(run.run_id)
+            else:
+                self._waiting.discard(run.run_id)
         if kind in _ALERTS:
             self.alerts.appendleft(Alert(at, kind, run_id, _alert_text(kind, data)))
 
@@ -237,18 +242,22 @@ class FleetModel:
         ]
 
     def rows(self, limit: int = 200) -> list[RunLine]:
-        """Runs to list: unfinished ones first, each group newest first."""
-        newest = operator.attrgetter("run_id")
-        live = heapq.nlargest(
-            limit, (r for r in self.runs.values() if r.status not in FINAL), newest
-        )
-        if len(live) < limit:
-            final = (r for r in self.runs.values() if r.status in FINAL)
-            live += heapq.nlargest(limit - len(live), final, newest)
-        return live
+        """Runs to list: unfinished ones first, each group newest first (submission order)."""
+        live: list[RunLine] = []
+        final: list[RunLine] = []
+        for run_id in reversed(self._order):
+            run = self.runs[run_id]
+            if run.status not in FINAL:
+                live.append(run)
+                if len(live) == limit:
+                    break
+            elif len(final) < limit:
+                final.append(run)
+        return (live + final)[:limit]
 
     def waiting(self) -> list[RunLine]:
-        return [r for r in self.runs.values() if r.waiting_human]
+        """Runs with a human step to approve or paused for input, oldest first."""
+        return [self.runs[r] for r in self._order if r in self._waiting] if self._waiting else []
 
 
 def _alert_text(kind: str, data: Mapping[str, Any]) -> str:
