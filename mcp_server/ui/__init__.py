@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from fleetforge.contracts.events import TokenScope
 from fleetforge.errors import FleetForgeError, NotFoundError
 from fleetforge.fleet.service import FleetService
 from fleetforge.mcp_server.ui import _auth, _reads, _views
@@ -106,7 +107,7 @@ def ui_routes(fleet: FleetService, options: UiOptions) -> list[BaseRoute]:
     service = fleet.sync
 
     def page(
-        scope: str, handler: Callable[[Request, _auth.Viewer], Awaitable[Response]]
+        scope: TokenScope, handler: Callable[[Request, _auth.Viewer], Awaitable[Response]]
     ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             if not _host_ok(request.headers.get("host", ""), options.allowed_hosts):
@@ -123,7 +124,7 @@ def ui_routes(fleet: FleetService, options: UiOptions) -> list[BaseRoute]:
                     )
                     return RedirectResponse(f"/ui/login?next={target}", status_code=303)
                 return _html("<p>Log in first.</p>", 401)
-            if not viewer.allows(scope):  # type: ignore[arg-type]
+            if not viewer.allows(scope):
                 return _html(f"<p>This needs the {scope} scope.</p>", 403)
             if request.method == "POST":
                 form = await request.form()
