@@ -7,6 +7,7 @@ run's slice of the log through the ``events_by_run`` index; none scans every run
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from fleetforge.contracts import Run
 from fleetforge.fleet._state import to_dt
 from fleetforge.fleet.service import SyncFleetService
-from fleetforge.fleet.store._base import EventRow
+from fleetforge.fleet.store._base import EventRow, Tx
 from fleetforge.operations.results import WorkerRecord
 
 __all__ = [
@@ -52,6 +53,10 @@ FROM receipts WHERE run_id = :run_id ORDER BY position"""
 _RECENT = """\
 SELECT seq, event_id, run_id, type, at, data FROM events
 WHERE run_id = :run_id{horizon} ORDER BY seq DESC LIMIT :limit"""
+
+_ATTEMPT_ROWS = """\
+SELECT seq, event_id, run_id, type, at, data FROM events
+WHERE run_id = :run_id AND {types} ORDER BY seq"""
 
 _LEASED = "SELECT worker_id, run_id, task_id, step_id FROM tasks WHERE status = 'leased'"
 
@@ -189,13 +194,13 @@ def run_view(service: SyncFleetService, run_id: str, *, events: int = 100) -> Ru
                 )
             )
             previous = r[8]
-    recent, horizon = recent_events(service, run_id, limit=events)
-    attempts = attempts_of(service, run_id, task_steps, receipts)
+        recent, horizon = recent_events(service, run_id, limit=events, tx=tx)
+        attempts = attempts_of(service, run_id, task_steps, receipts, tx=tx)
     return RunView(run, receipts, attempts, recent, horizon)
 
 
 def recent_events(
-    service: SyncFleetService, run_id: str, *, limit: int
+    service: SyncFleetService, run_id: str, *, limit: int, tx: Tx | None = None
 ) -> tuple[list[EventRow], int]:
     """The run's last ``limit`` events (oldest first) and the seq a follower continues after."""
     backend = service.store.backend
@@ -204,9 +209,9 @@ def recent_events(
     clause = ""
     if horizon is not None:
         clause, params["horizon"] = " AND seq <= :horizon", horizon
-    with backend.read() as tx:
-        rows = [backend.decode_row(r) for r in tx.fetchall(_RECENT.format(horizon=clause), params)]
-    rows.reverse()
+    with nullcontext(tx) if tx is not None else backend.read() as reading:
+        found = reading.fetchall(_RECENT.format(horizon=clause), params)
+    rows = [backend.decode_row(r) for r in reversed(found)]
     last = rows[-1].seq if rows else 0
     return rows, max(last, horizon or 0) if horizon is not None else last
 
@@ -216,6 +221,8 @@ def attempts_of(
     run_id: str,
     task_steps: dict[str, str],
     receipts: list[ReceiptRow] | None = None,
+    *,
+    tx: Tx | None = None,
 ) -> list[Attempt]:
     """Every attempt of every task of the run, from its lease to its end (the Gantt chart).
 
@@ -236,42 +243,42 @@ def attempts_of(
             end, outcome = receipt.posted_at, receipt.status
         done.append(Attempt(**started, end=end, outcome=outcome))
 
-    after = 0
-    while True:
-        rows = service.store.query_rows(run_id=run_id, types=wanted, after=after, limit=5000)
-        for row in rows:
-            data, at = row.data, to_dt(row.at)
-            if row.type == "task_leased":
-                task_id = data["task_id"]
-                if task_id in open_:  # ended by a receipt (not among these events)
-                    close(open_.pop(task_id), None, "running")
-                open_[task_id] = {
-                    "step_id": data.get("step_id") or task_steps.get(task_id, "?"),
-                    "task_id": task_id,
-                    "attempt": int(data.get("attempt", 1)),
-                    "worker_id": data.get("worker_id"),
-                    "start": at,
-                }
-                continue
-            if row.type in ("receipt_recorded", "receipt_posted"):
-                receipt = data.get("receipt", {})
-                task_id = receipt.get("task_id", "")
-                recorded = row.type == "receipt_recorded"
-                outcome = receipt.get("status", "pending") if recorded else "pending"
-            else:
-                task_id = data.get("task_id", "")
-                outcome = {
-                    "task_failed": "failed",
-                    "task_lease_expired": "expired",
-                    "task_released": "released",
-                    "task_paused": "paused",
-                }[row.type]
-            started = open_.pop(task_id, None)
-            if started is not None and at is not None:
-                close(started, at, outcome)
-        if len(rows) < 5000:
-            break
-        after = rows[-1].seq
+    backend = service.store.backend
+    params: dict[str, Any] = {"run_id": run_id}
+    sql = _ATTEMPT_ROWS.format(types=backend.in_list("type", wanted, params))
+    with nullcontext(tx) if tx is not None else backend.read() as reading:
+        found = reading.fetchall(sql, params)
+    for raw in found:
+        row = backend.decode_row(raw)
+        data, at = row.data, to_dt(row.at)
+        if row.type == "task_leased":
+            task_id = data["task_id"]
+            if task_id in open_:  # ended by a receipt (not among these events)
+                close(open_.pop(task_id), None, "running")
+            open_[task_id] = {
+                "step_id": data.get("step_id") or task_steps.get(task_id, "?"),
+                "task_id": task_id,
+                "attempt": int(data.get("attempt", 1)),
+                "worker_id": data.get("worker_id"),
+                "start": at,
+            }
+            continue
+        if row.type in ("receipt_recorded", "receipt_posted"):
+            receipt = data.get("receipt", {})
+            task_id = receipt.get("task_id", "")
+            recorded = row.type == "receipt_recorded"
+            outcome = receipt.get("status", "pending") if recorded else "pending"
+        else:
+            task_id = data.get("task_id", "")
+            outcome = {
+                "task_failed": "failed",
+                "task_lease_expired": "expired",
+                "task_released": "released",
+                "task_paused": "paused",
+            }[row.type]
+        started = open_.pop(task_id, None)
+        if started is not None and at is not None:
+            close(started, at, outcome)
     for started in open_.values():
         close(started, None, "running")
     done.sort(key=lambda a: (a.start, a.task_id))
