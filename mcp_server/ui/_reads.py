@@ -46,9 +46,14 @@ _STEP_COUNTS = """\
 SELECT run_id, status, COUNT(*) FROM steps WHERE {runs} GROUP BY run_id, status"""
 
 _RECEIPTS = """\
-SELECT receipt_id, task_id, step_id, attempt, worker_id, status, receipt, score, hash, prev_hash,
-       posted_at
+SELECT receipt_id, task_id, step_id, attempt, worker_id, status, {artifacts}, score, hash,
+       prev_hash, posted_at
 FROM receipts WHERE run_id = :run_id ORDER BY position"""
+# only the artifacts of each receipt (not its output) leave the database
+_RECEIPT_ARTIFACTS = {
+    "sqlite": "json_extract(receipt, '$.artifacts')",
+    "postgres": "receipt -> 'artifacts'",
+}
 
 _RECENT = """\
 SELECT seq, event_id, run_id, type, at, data FROM events
@@ -175,8 +180,12 @@ def run_view(service: SyncFleetService, run_id: str, *, events: int = 100) -> Ru
     with service.store.backend.read() as tx:
         receipts: list[ReceiptRow] = []
         previous: str | None = None
-        for r in tx.fetchall(_RECEIPTS, {"run_id": run_id}):
-            body = tx.load_json(r[6])
+        backend = service.store.backend
+        artifacts_of = _RECEIPT_ARTIFACTS.get(backend.name, "receipt")
+        for r in tx.fetchall(_RECEIPTS.format(artifacts=artifacts_of), {"run_id": run_id}):
+            body = tx.load_json(r[6]) if r[6] is not None else None
+            if isinstance(body, dict):  # a backend without the JSON operator: the receipt
+                body = body.get("artifacts")
             receipts.append(
                 ReceiptRow(
                     receipt_id=r[0],
@@ -189,7 +198,7 @@ def run_view(service: SyncFleetService, run_id: str, *, events: int = 100) -> Ru
                     hash=r[8],
                     prev_hash=r[9],
                     posted_at=to_dt(r[10]),
-                    artifacts=list(body.get("artifacts") or []),
+                    artifacts=list(body or []),
                     chain_ok=r[9] == previous,
                 )
             )

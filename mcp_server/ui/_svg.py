@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from html import escape
+from functools import lru_cache
+from html import escape as _escape
 
 from fleetforge.contracts import Run
 from fleetforge.mcp_server.ui._reads import Attempt
 
-__all__ = ["dag_svg", "duration", "gantt_svg"]
+__all__ = ["dag_svg", "duration", "escape", "gantt_svg"]
+
+# the same short texts (step ids, states, worker ids) recur on a page: escape each once
+escape = lru_cache(maxsize=8192)(_escape)
 
 _W, _H, _GAP_X, _GAP_Y, _PAD = 150, 44, 56, 16, 12
 

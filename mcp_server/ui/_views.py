@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from html import escape
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -16,7 +15,7 @@ from fleetforge import __version__
 from fleetforge.fleet.store._base import EventRow
 from fleetforge.mcp_server.ui._auth import Viewer
 from fleetforge.mcp_server.ui._reads import RunRow, RunView
-from fleetforge.mcp_server.ui._svg import dag_svg, duration, gantt_svg
+from fleetforge.mcp_server.ui._svg import dag_svg, duration, escape, gantt_svg
 from fleetforge.operations.results import WorkerRecord
 
 __all__ = ["event_json", "login_page", "run_page", "runs_page", "workers_page"]
