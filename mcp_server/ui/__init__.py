@@ -44,7 +44,7 @@ _CSP = (
 _HEADERS = {
     "Content-Security-Policy": _CSP,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # (no-referrer would make browsers send Origin: null)
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
