@@ -26,7 +26,7 @@ ticking = start=$$(date +%s); \
 	( while sleep 5; do echo "  ... $$(( $$(date +%s) - start ))s"; done ) & tick=$$!; \
 	$(1); rc=$$?; kill $$tick 2>/dev/null; exit $$rc
 
-.PHONY: install demo test lint types pytest postgres-server check-mcp bench stress lock schemas clean
+.PHONY: install demo test lint types pytest postgres-server chromium screenshots check-mcp bench stress lock schemas clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "FleetForge needs Python >= 3.11; set PYTHON=python3.11 (or newer)")'
@@ -35,7 +35,7 @@ $(BIN)/python:
 
 # Dependencies come from the lock; the project is installed editable in strict mode so that
 # type checkers see the package-dir mapping. New modules need a re-install: the stamp tracks them.
-$(STAMP): $(BIN)/python pyproject.toml requirements-dev.lock $(shell find $(PKGS) -name '*.py' -o -name '*.json' -o -name '*.toml' -o -name '*.sql' 2>/dev/null)
+$(STAMP): $(BIN)/python pyproject.toml requirements-dev.lock $(shell find $(PKGS) -name '*.py' -o -name '*.json' -o -name '*.toml' -o -name '*.sql' -o -name '*.css' -o -name '*.js' 2>/dev/null)
 	@if [ "$(INSTALLER)" = uv ] && { [ -x $(BIN)/uv ] || $(BIN)/python -m pip install --quiet \
 			--disable-pip-version-check "$(UV_PIN)"; }; then \
 		echo "installing the lock into $(VENV) with $$($(BIN)/uv --version)"; \
@@ -71,8 +71,20 @@ postgres-server:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	fi
 
+# The dashboard's browser tests drive Debian's Chromium (Playwright cannot download browsers
+# here); with CI=true they must run, so CI gets it the same way.
+chromium:
+	@if [ "$$CI" = "true" ] && [ ! -x /usr/bin/chromium ]; then \
+		echo "installing Chromium (CI=true and no /usr/bin/chromium)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	fi
+
+# The run page and the runs list, as docs/images/*.png for the README (not part of the tests).
+screenshots: install chromium
+	$(BIN)/python -m tests.ui_screenshots docs/images
+
 # pytest exits 5 when it collected no test: on this project that means the suite is broken.
-pytest: install postgres-server
+pytest: install postgres-server chromium
 	@$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite is empty or misconfigured" >&2; exit 1; fi; \
 	exit $$rc

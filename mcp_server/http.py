@@ -1,4 +1,5 @@
-"""``fleetforge serve``: the MCP server over streamable HTTP at ``/mcp``, plus ``/healthz``.
+"""``fleetforge serve``: the MCP server over streamable HTTP at ``/mcp``, plus ``/healthz`` and
+the web dashboard at ``/ui`` (:mod:`fleetforge.mcp_server.ui`).
 
 Bearer tokens from the store (see :mod:`.auth`) protect ``/mcp`` through the MCP SDK's own
 token-verifier hook: no or unknown token -> 401; a token lacking a tool's scope -> a "forbidden"
@@ -29,14 +30,16 @@ from fleetforge import __version__
 from fleetforge.errors import FleetForgeError, UsageError
 from fleetforge.fleet.service import FleetService
 from fleetforge.mcp_server.server import ServerOptions, build_server, check_listen
+from fleetforge.mcp_server.ui import UiOptions, ui_routes
 from fleetforge.operations import OPERATIONS
 from fleetforge.operations.runs import ListRunsArgs
 
 __all__ = ["http_app", "serve_http"]
 
 
-def http_app(fleet: FleetService, options: ServerOptions) -> Starlette:
-    """The ASGI app: ``/mcp`` (MCP streamable HTTP) and ``/healthz`` (no auth)."""
+def http_app(fleet: FleetService, options: ServerOptions, ui: UiOptions | None = None) -> Starlette:
+    """The ASGI app: ``/mcp`` (MCP streamable HTTP), ``/healthz`` (no auth) and ``/ui`` (the
+    dashboard: signs in with the store's tokens, or with ``ui.launch_token`` once)."""
     mcp = build_server(fleet, options)
 
     @mcp.custom_route("/healthz", methods=["GET"])  # type: ignore[untyped-decorator]
@@ -54,7 +57,20 @@ def http_app(fleet: FleetService, options: ServerOptions) -> Starlette:
             return JSONResponse(body, status_code=503)
         return JSONResponse(body)
 
-    return mcp.streamable_http_app()
+    app = mcp.streamable_http_app()
+    ui = ui or UiOptions(auth=options.auth)
+    ui.allowed_hosts = _ui_hosts(options)
+    app.router.routes.extend(ui_routes(fleet, ui))
+    return app
+
+
+def _ui_hosts(options: ServerOptions) -> tuple[str, ...]:
+    """The Host headers the dashboard answers: those /mcp accepts (loopback names, the host it
+    listens on, ``--allowed-host``)."""
+    hosts = list(options.allowed_hosts)
+    if options.host not in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::"):
+        hosts.append(f"[{options.host}]:*" if ":" in options.host else f"{options.host}:*")
+    return tuple(hosts)
 
 
 class _ClientGone(logging.Filter):
@@ -100,17 +116,21 @@ async def serve_http(
     options: ServerOptions,
     *,
     on_ready: Callable[[str], None] | None = None,
+    ui: UiOptions | None = None,
 ) -> None:
     """Serve until interrupted: SIGINT/SIGTERM stop it gracefully, also while it starts (a
-    second SIGINT stops it at once)."""
+    second SIGINT stops it at once). The dashboard's live streams end when it stops."""
     check_listen(options.host, options.auth)
     for name in ("mcp.server.streamable_http", "mcp.server.streamable_http_manager"):
         logger = logging.getLogger(name)
         if _CLIENT_GONE not in logger.filters:
             logger.addFilter(_CLIENT_GONE)
+    ui = ui or UiOptions(auth=options.auth)
+    stopping: list[_Server] = []
+    ui.stopping = lambda: bool(stopping) and stopping[0].should_exit
     server = _Server(
         uvicorn.Config(
-            http_app(fleet, options),
+            http_app(fleet, options, ui),
             host=options.host,
             port=options.port,
             log_level=options.log_level.lower(),
@@ -118,15 +138,16 @@ async def serve_http(
             lifespan="on",
         )
     )
+    stopping.append(server)
+    bound: list[int] = []  # the port listened on (--port 0 picks a free one)
     if on_ready is not None:
         host = f"[{options.host}]" if ":" in options.host else options.host
-        url = f"http://{host}:{options.port}/mcp"
         original = server.startup
 
         async def startup(sockets: Any = None) -> None:
             await original(sockets=sockets)
             if not server.should_exit:  # a signal during start-up: it stops instead
-                on_ready(url)
+                on_ready(f"http://{host}:{bound[0] if bound else options.port}/mcp")
 
         server.startup = startup  # type: ignore[method-assign]
     async with anyio.create_task_group() as tg:
@@ -136,6 +157,7 @@ async def serve_http(
 
         tg.start_soon(AlertDispatcher(fleet.sync.store, clock=fleet.sync.clock).run)
         with _listen(options.host, options.port) as sock:
+            bound.append(sock.getsockname()[1])
             if not server.should_exit:
                 await server.serve(sockets=[sock])
         tg.cancel_scope.cancel()

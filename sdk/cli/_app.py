@@ -18,6 +18,8 @@ from fleetforge.cli import (
     _mcp,
     _runs,
     _schemas,
+    _top,
+    _ui,
     _validate,
     _work,
 )
@@ -124,6 +126,8 @@ app.add_typer(_artifacts.app, name="artifacts")
 app.add_typer(_db.app, name="db")
 app.command("mcp")(_mcp.mcp)
 app.command("serve")(_mcp.serve)
+app.command("ui")(_ui.ui)
+app.command("top")(_top.top)
 app.add_typer(_mcp.token_app, name="token")
 app.add_typer(_armory.app, name="armory")
 app.command("demo")(_demo.demo)

@@ -53,6 +53,8 @@ EXAMPLES: dict[str, list[str]] = {
     "db import": ["fleetforge --store postgresql://fleet@db/fleet db import fleet.jsonl"],
     "mcp": ["fleetforge mcp --store sqlite:////abs/path/fleet.db --log-level INFO"],
     "serve": ["fleetforge serve --port 8765"],
+    "ui": ["fleetforge ui", "fleetforge ui --port 0 --no-open"],
+    "top": ["fleetforge top", "fleetforge --url http://fleet:8765/mcp top"],
     "token create": [
         "fleetforge token create worker-1 --scope work --worker-id worker-1",
         "fleetforge token create worker-2 --scope work --trust-level internal --public-key KEY",

@@ -87,12 +87,14 @@ def serve(
     log_level: Annotated[str, typer.Option(help="Log level.")] = "WARNING",
     scorers: Scorers = None,
 ) -> None:
-    """Serve the fleet's MCP tools over streamable HTTP at /mcp (bearer tokens), with /healthz."""
+    """Serve the fleet's MCP tools over streamable HTTP at /mcp (bearer tokens), with /healthz
+    and the web dashboard at /ui."""
     from fleetforge.fleet.artifacts import ArtifactStore
     from fleetforge.fleet.service import FleetService
     from fleetforge.fleet.store import open_store
     from fleetforge.mcp_server.http import serve_http
     from fleetforge.mcp_server.server import ServerOptions, check_listen
+    from fleetforge.mcp_server.ui import UiOptions, dashboard_url, new_login
     from fleetforge.telemetry import configure
 
     configure("fleetforge-serve")
@@ -120,12 +122,15 @@ def serve(
                     "auth"
                 )
             fleet = FleetService(store, artifacts=ArtifactStore(g.artifacts_root))
+            # without tokens, the dashboard takes a one-time login link instead
+            ui = UiOptions(auth=options.auth, launch_token=None if options.auth else new_login())
 
             def ready(url: str) -> None:
                 auth = "bearer tokens" if options.auth else "no auth (loopback)"
                 err.print(text(f"fleetforge MCP server at {url} ({auth}); store {store.url}"))
+                err.print(text(f"dashboard: {dashboard_url(url, ui.launch_token)}"))
 
-            anyio.run(lambda: serve_http(fleet, options, on_ready=ready))
+            anyio.run(lambda: serve_http(fleet, options, on_ready=ready, ui=ui))
 
 
 def _tokens(store: EventStore) -> TokenStore:
