@@ -419,3 +419,21 @@ def test_the_timeline_shows_each_attempt_with_its_outcome(
     bars = re.findall(r'<g class="bar out-(\w+)" data-step="try"><title>try try (\d)', html)
     assert bars == [("failed", "1"), ("accepted", "2")]
     assert "try 2" in html  # the node says it took two tries
+
+
+def test_the_run_page_says_why_a_ready_step_waits(
+    client: TestClient, fleet: FleetService, tokens: dict[str, str]
+) -> None:
+    fleet.sync.register_worker({"worker_id": "low", "trust_level": "sandboxed", "tools": ["*"]})
+    run = fleet.sync.submit_run(
+        {
+            "name": "guarded",
+            "seed": 1,
+            "security": {"min_trust": "privileged"},
+            "steps": [{"id": "secret", "type": "tool", "tool": "echo"}],
+        }
+    )
+    assert fleet.sync.lease_task("low") == []  # too low a trust level: never leased
+    login(client, tokens["viewer"])
+    html = client.get(f"/ui/runs/{run.run_id}").text
+    assert "Step <b>secret</b> is blocked (<code>trust_too_low</code>)" in html

@@ -208,6 +208,11 @@ def run_page(viewer: Viewer, view: RunView, now: datetime) -> str:
             f"<li>Task <code>{escape(request.task_id)}</code> ({escape(request.step_id)}) waits "
             f"for input: {escape(request.reason)}</li>"
         )
+    for stuck in run.blocked:  # ready steps no live worker may take (Run.blocked)
+        waiting.append(
+            f'<li class="blocked">Step <b>{escape(stuck.step_id)}</b> is blocked '
+            f"(<code>{escape(stuck.code)}</code>): {escape(stuck.message)}</li>"
+        )
     blocked = (
         f'<section class="waiting"><h2>Waiting</h2><ul>{"".join(waiting)}</ul></section>'
         if waiting
