@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,6 +46,20 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture(scope="session")
+def _trust_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("fleet-home")
+
+
+@pytest.fixture(autouse=True)
+def _fleet_home(monkeypatch: pytest.MonkeyPatch, _trust_home: Path) -> None:
+    """Trust is on by default: a fleet signs its receipts with the key in FLEETFORGE_HOME
+    (created on first use). Tests get one home for the session, never the working directory;
+    a test that needs its own sets FLEETFORGE_HOME itself."""
+    if "FLEETFORGE_HOME" not in os.environ:
+        monkeypatch.setenv("FLEETFORGE_HOME", str(_trust_home))
+
+
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail any test that opens a socket to a non-loopback address."""
@@ -65,7 +80,6 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 import itertools  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 from fleetforge.fleet.store import EventStore, open_store  # noqa: E402
 from fleetforge.testing.postgres import find_postgres_bin, postgres_server  # noqa: E402

@@ -16,6 +16,7 @@ from fleetforge.cli import (
     _mcp,
     _runs,
     _schemas,
+    _trust,
     _validate,
     _work,
 )
@@ -123,5 +124,8 @@ app.command("serve")(_mcp.serve)
 app.add_typer(_mcp.token_app, name="token")
 app.add_typer(_armory.app, name="armory")
 app.command("demo")(_demo.demo)
+app.add_typer(_trust.keys_app, name="keys")
+app.command("verify")(_trust.verify)
+app.command("export")(_trust.export)
 add_examples(app)
 flags_show_no_type()
