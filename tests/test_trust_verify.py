@@ -62,7 +62,7 @@ def _three_steps(service: SyncFleetService, cas: ArtifactStore) -> str:
                 {"id": "b", "type": "agent", "agent": "x", "depends_on": ["a"]},
                 {"id": "c", "type": "agent", "agent": "x", "depends_on": ["b"]},
             ],
-        }  # fmt: skip
+        }
     )
     for n in range(3):
         [entry] = service.lease_task("w1")
@@ -313,7 +313,7 @@ BUNDLE_TAMPERS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "output altered": (
         lambda b: _output(_events_of(b, "receipt_recorded")[0]["data"]),
         "content does not match its hash",
-    ),  # fmt: skip
+    ),
     "artifact bytes altered": (_b_artifact, "do not match the digest"),
     "signed by an untrusted key": (_b_untrusted, "does not trust"),
     "chain tail truncated": (_b_truncate, "truncated"),
@@ -325,7 +325,8 @@ BUNDLE_TAMPERS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
 def test_verify_bundle_detects_tampering(fleet: Fleet, tmp_path: Path) -> None:
     bundle_file, trust_file = tmp_path / "run.bundle.json", tmp_path / "trust.json"
     args = ["--store", fleet.url, "--artifacts", str(fleet.cas.root)]
-    assert runner.invoke(app, [*args, "export", fleet.run_id, "--bundle", str(bundle_file)]).exit_code == 0  # fmt: skip
+    exported = runner.invoke(app, [*args, "export", fleet.run_id, "--bundle", str(bundle_file)])
+    assert exported.exit_code == 0, exported.output
     assert runner.invoke(app, ["keys", "export-public", str(trust_file)]).exit_code == 0
     clean = json.loads(bundle_file.read_text())
     ok = runner.invoke(app, ["verify", str(bundle_file), "--trust", str(trust_file)])

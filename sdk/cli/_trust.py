@@ -17,8 +17,9 @@ from fleetforge.errors import ErrorDetail, UsageError, VerificationError
 
 if TYPE_CHECKING:
     from fleetforge.fleet.trust.keys import TrustStore
+    from fleetforge.fleet.trust.verify import Failure
 
-__all__ = ["export", "keys_app", "verify"]
+__all__ = ["export", "keys_app", "verify", "verify_run"]
 
 keys_app = typer.Typer(
     help="The fleet's signing keys and its trust store (FLEETFORGE_HOME/keys).",
@@ -132,6 +133,22 @@ TrustOption = Annotated[
         "against the keys it carries (which proves integrity, not origin).",
     ),
 ]
+
+
+def verify_run(
+    store_url: str, artifacts_root: Path, run_id: str, trust: TrustStore | None = None
+) -> list[Failure]:
+    """The failures of ``run_id`` in the store (against the local trust store by default)."""
+    from fleetforge.fleet.artifacts import ArtifactStore
+    from fleetforge.fleet.store import open_store
+    from fleetforge.fleet.trust.bundle import build_bundle
+    from fleetforge.fleet.trust.keys import TrustStore
+    from fleetforge.fleet.trust.verify import verify_bundle
+
+    trust = trust or _trust(None) or TrustStore()
+    with open_store(store_url, create=False) as store:
+        bundle = build_bundle(store, run_id, artifacts=ArtifactStore(artifacts_root), trust=trust)
+    return verify_bundle(bundle, trust)
 
 
 def verify(
