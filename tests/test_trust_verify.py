@@ -397,3 +397,20 @@ def test_trust_off_signs_nothing(store: EventStore, tmp_path: Path) -> None:
     events = store.query_rows(run_id=run_id, types=["receipt_recorded", "run_completed"])
     assert [e.data.get("attestation") for e in events[:-1]] == [None, None, None]
     assert events[-1].data.get("chain_head") is None
+
+
+def test_export_aibom_lists_what_the_run_used(fleet: Fleet, tmp_path: Path) -> None:
+    bom_file = tmp_path / "run.cdx.json"
+    args = ["--store", fleet.url, "--artifacts", str(fleet.cas.root), "export", fleet.run_id]
+    result = runner.invoke(app, [*args, "--aibom", str(bom_file)])
+    assert result.exit_code == 0, result.output
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(bom_file.read_text()) is None
+    bom = json.loads(bom_file.read_text())
+    assert bom["bomFormat"] == "CycloneDX"
+    assert bom["specVersion"] == "1.6"
+    kinds = {c["name"]: c["type"] for c in bom["components"]}
+    assert kinds == {"fleetforge": "framework", "fake-1": "machine-learning-model"}
+    assert bom["metadata"]["component"]["name"] == f"fleetforge-run-{fleet.run_id}"

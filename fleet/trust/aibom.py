@@ -50,7 +50,7 @@ def aibom(bundle: Bundle) -> Bom:
     """The BOM of ``bundle``'s run."""
     models, adapters, packs = _used(bundle)
     bom = Bom()
-    bom.metadata.component = Component(
+    bom.metadata.component = root = Component(
         name=f"fleetforge-run-{bundle.run_id}",
         type=ComponentType.APPLICATION,
         bom_ref=f"run:{bundle.run_id}",
@@ -92,6 +92,7 @@ def aibom(bundle: Bundle) -> Bom:
                 ],
             )
         )
+    bom.register_dependency(root, list(bom.components))
     return bom
 
 

@@ -75,13 +75,18 @@ def _artifact_json(digest: str, content: bytes | None) -> dict[str, Any]:
 
 def portable(value: Any) -> Any:
     """A projection cell as a JSON value, the same whichever backend it was read from."""
+    kind = type(value)
+    if kind is str:
+        if value[:1] in ("{", "["):
+            try:
+                return orjson.loads(value)
+            except orjson.JSONDecodeError:
+                return value
+        return value
+    if kind is int or value is None or kind is float:
+        return value
     if isinstance(value, datetime):
         return iso(value)
-    if isinstance(value, str) and value[:1] in ("{", "["):
-        try:
-            return orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return value
     if isinstance(value, bool):
         return int(value)
     return value

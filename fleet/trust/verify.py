@@ -38,7 +38,7 @@ from fleetforge.fleet.trust.attest import (
     output_digest,
     receipt_hash,
 )
-from fleetforge.fleet.trust.bundle import Bundle, portable
+from fleetforge.fleet.trust.bundle import Bundle
 from fleetforge.fleet.trust.keys import TrustStore
 
 __all__ = ["CHECKS", "FINAL_EVENTS", "Check", "Failure", "verify_bundle"]
@@ -311,13 +311,15 @@ def check_projections(bundle: Bundle, trust: TrustStore) -> list[Failure]:
         for key in sorted(have.keys() | want.keys(), key=repr):
             where = f"{table} {key}"
             a, b = have.get(key), want.get(key)
+            if a == b:
+                continue
             if a is None:
                 failures.append(Failure("projections", where, "missing (replay has it)"))
             elif b is None:
                 failures.append(Failure("projections", where, "not produced by replay"))
             else:
                 for column in sorted(set(a) | set(b)):
-                    if portable(a.get(column)) != portable(b.get(column)):
+                    if a.get(column) != b.get(column):  # both portable already
                         failures.append(
                             Failure(
                                 "projections",
