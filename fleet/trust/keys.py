@@ -216,16 +216,27 @@ def _key_file(home: Path, name: str) -> Path:
     return keys_dir(home) / f"{name}.key"
 
 
-def _write_private(path: Path, key: SigningKey) -> None:
+def _write_private(path: Path, key: SigningKey, *, exclusive: bool = False) -> bool:
+    """Write the key file (mode 0600, atomically). ``exclusive``: only if there is none yet
+    (two processes creating the fleet key at once: one wins); returns whether it was written."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.fchmod(fd, 0o600)
         os.write(fd, key._pem())
     finally:
         os.close(fd)
-    tmp.replace(path)
+    if not exclusive:
+        tmp.replace(path)
+        return True
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink()
+    return True
 
 
 def _from_pem(pem: bytes, where: str, name: str) -> SigningKey:
@@ -254,7 +265,8 @@ def init_key(home: Path, name: str = "fleet") -> tuple[SigningKey, bool]:
     if path.exists():
         return _read_private(path, name), False
     key = SigningKey.generate(name)
-    _write_private(path, key)
+    if not _write_private(path, key, exclusive=True):
+        return _read_private(path, name), False
     trust_path = keys_dir(home) / TRUST_FILE
     trust = TrustStore.load(trust_path)
     # a name's first key has an open window (it signs from the fleet's start); a later one
