@@ -56,8 +56,7 @@ def _fleet_home(monkeypatch: pytest.MonkeyPatch, _trust_home: Path) -> None:
     """Trust is on by default: a fleet signs its receipts with the key in FLEETFORGE_HOME
     (created on first use). Tests get one home for the session, never the working directory;
     a test that needs its own sets FLEETFORGE_HOME itself."""
-    if "FLEETFORGE_HOME" not in os.environ:
-        monkeypatch.setenv("FLEETFORGE_HOME", str(_trust_home))
+    monkeypatch.setenv("FLEETFORGE_HOME", str(_trust_home))
 
 
 @pytest.fixture(autouse=True)

@@ -42,7 +42,8 @@ SPEC = {
 FAILING = {"name": "fails", "seed": 1, "steps": [{"id": "x", "type": "tool", "tool": "sh"}]}
 _IDS = re.compile(r"\b(run|evt|tok|err)_[0-9A-Z]{26}\b|\d{4}-\d\d-\d\dT[0-9:.]+(Z|\+00:00)?")
 _VOLATILE = ("seq", "last_seen_at", "by", "credential", "hash", "prev_hash", "receipt_id",
-             "worker_id", "wall_s", "last_cursor", "next_cursor", "host")  # fmt: skip
+             "worker_id", "wall_s", "last_cursor", "next_cursor", "host", "attestation",
+             "key_id", "head")  # fmt: skip
 
 
 def normalise(text: str) -> Any:

@@ -419,6 +419,7 @@ _DOWNGRADE = {
         "ALTER TABLE steps DROP COLUMN deps_open",
         "ALTER TABLE steps DROP COLUMN items_done",
         "ALTER TABLE steps DROP COLUMN next_item",
+        "ALTER TABLE receipts DROP COLUMN attestation",
         "DELETE FROM fleetforge_migrations WHERE version >= 6",
     ],
     "postgres": [
@@ -429,6 +430,7 @@ _DOWNGRADE = {
         "DROP TABLE step_edges",
         "DROP TABLE run_progress",
         "ALTER TABLE steps DROP COLUMN deps_open, DROP COLUMN items_done, DROP COLUMN next_item",
+        "ALTER TABLE receipts DROP COLUMN attestation",
         "DELETE FROM fleetforge_migrations WHERE version >= 6",
     ],
 }
