@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gc
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -348,6 +349,14 @@ def verify_bundle(
 ) -> list[Failure]:
     """Every failure of every check (empty: the run verifies)."""
     failures: list[Failure] = []
-    for check in CHECKS if checks is None else checks:
-        failures += check(bundle, trust)
+    # a bundle is millions of small objects that all stay alive: the cyclic collector would
+    # rescan them again and again while the checks allocate (a third of the time), for nothing
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for check in CHECKS if checks is None else checks:
+            failures += check(bundle, trust)
+    finally:
+        if collecting:
+            gc.enable()
     return failures
