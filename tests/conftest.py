@@ -46,17 +46,12 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="session")
-def _trust_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("fleet-home")
-
-
 @pytest.fixture(autouse=True)
-def _fleet_home(monkeypatch: pytest.MonkeyPatch, _trust_home: Path) -> None:
+def _fleet_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Trust is on by default: a fleet signs its receipts with the key in FLEETFORGE_HOME
-    (created on first use). Tests get one home for the session, never the working directory;
-    a test that needs its own sets FLEETFORGE_HOME itself."""
-    monkeypatch.setenv("FLEETFORGE_HOME", str(_trust_home))
+    (created on first use). Each test gets a home of its own, never the working directory; a
+    test that needs another sets FLEETFORGE_HOME itself."""
+    monkeypatch.setenv("FLEETFORGE_HOME", str(tmp_path / "fleet-home"))
 
 
 @pytest.fixture(autouse=True)
