@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleetforge.fleet.store import EventStore
-from fleetforge.fleet.store._base import chunks
+from fleetforge.fleet.store._base import EventRow, chunks
 
-__all__ = ["Difference", "replay_into", "verify"]
+__all__ = ["Difference", "chain_failures", "replay_into", "verify"]
 
 
 @dataclass(frozen=True)
@@ -73,3 +73,27 @@ def _compare(
         for key in sorted(a.keys() | b.keys(), key=repr)
         if a.get(key) != b.get(key)
     ]
+
+
+def chain_failures(store: EventStore) -> list[str]:
+    """Where each run's receipt chain breaks: a receipt whose hash is not over its content, or
+    whose ``prev_hash`` is not the previous receipt's (deleted, inserted, reordered, altered).
+    Signatures are checked by ``fleetforge verify`` (it needs the trust store)."""
+    from fleetforge.fleet.trust.bundle import Bundle
+    from fleetforge.fleet.trust.keys import TrustStore
+    from fleetforge.fleet.trust.verify import check_chain
+
+    by_run: dict[str, list[EventRow]] = {}
+    after = 0
+    while True:
+        rows = store.query_rows(types=["receipt_recorded"], after=after, limit=5000)
+        for row in rows:
+            by_run.setdefault(row.run_id or "", []).append(row)
+        if len(rows) < 5000:
+            break
+        after = rows[-1].seq
+    failures: list[str] = []
+    for run_id, events in by_run.items():
+        bundle = Bundle(run_id, events, {}, {}, TrustStore())
+        failures += [f"run {run_id} {f}" for f in check_chain(bundle, bundle.trust)]
+    return failures

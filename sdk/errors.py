@@ -6,6 +6,7 @@ stable ``code`` (its class name, used on the MCP wire so a client rebuilds the s
 
     FleetForgeError                 code=FleetForgeError      exit 5
     ├── ContractError               invalid input (schema, DAG, seed)        exit 1
+    │   └── VerificationError       a run or bundle failed verification      exit 1
     ├── UsageError                  developer misuse of the API or CLI       exit 2
     │   └── AdapterStateError       adapter called out of order              exit 2
     ├── NotFoundError               run, step, task, artifact, schema        exit 3
@@ -52,6 +53,7 @@ __all__ = [
     "StoreError",
     "UnavailableError",
     "UsageError",
+    "VerificationError",
     "error_from_dict",
 ]
 
@@ -134,6 +136,13 @@ def _is_jsonable(value: Any) -> bool:
 
 class ContractError(FleetForgeError, ValueError):
     """Input does not satisfy a contract: a JSON Schema, the DAG rules, or the seed rule."""
+
+    exit_code = 1
+
+
+class VerificationError(ContractError):
+    """A run (in the store, or a bundle) failed verification: each failure is a detail whose
+    pointer says where (``seq N``, ``receipt ID``, ``artifact DIGEST``, a projection row)."""
 
     exit_code = 1
 

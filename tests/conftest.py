@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,6 +47,14 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(autouse=True)
+def _fleet_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Trust is on by default: a fleet signs its receipts with the key in FLEETFORGE_HOME
+    (created on first use). Each test gets a home of its own, never the working directory; a
+    test that needs another sets FLEETFORGE_HOME itself."""
+    monkeypatch.setenv("FLEETFORGE_HOME", str(tmp_path / "fleet-home"))
+
+
+@pytest.fixture(autouse=True)
 def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail any test that opens a socket to a non-loopback address."""
 
@@ -65,7 +74,6 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 import itertools  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 from fleetforge.fleet.store import EventStore, open_store  # noqa: E402
 from fleetforge.testing.postgres import find_postgres_bin, postgres_server  # noqa: E402

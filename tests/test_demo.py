@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from fleetforge.cli._console import out
+from fleetforge.cli._demo import _attested, _verified
 from fleetforge.client import FleetClient
 from fleetforge.demo.hello_fleet import load_spec, run_hello_fleet
 from fleetforge.fleet.replay import verify
@@ -61,6 +63,13 @@ async def test_hello_fleet_end_to_end(
     }
     with open_store(store_url) as store:
         assert verify(store) == []
+    # the summary's attestation column and its last line, as `fleetforge demo` prints them
+    ids = [_attested(e.data.attestation)[0] for e in events if e.type == "receipt_recorded"]  # type: ignore[attr-defined]
+    assert all(i.startswith("sha256:") for i in ids)
+    assert len(set(ids)) == 4
+    with out.capture() as printed:
+        _verified(store_url, artifacts, run.run_id)
+    assert printed.get().strip().splitlines()[-1] == f"fleetforge verify {run.run_id}: ok"
     names = [s.name for s in spans.get_finished_spans()]
     assert sum(n.startswith("invoke_agent") for n in names) >= 4
     assert sum(n.startswith("execute_tool") for n in names) >= 4

@@ -187,7 +187,7 @@ class Session:
         if re.search(r"\bdemo\b", text):  # the demo's own "Look further" commands work too
             hints = done.stdout.split("Look further:", 1)[-1].splitlines()
             further = [line.strip() for line in hints if line.startswith("  ") and "(" not in line]
-            assert len(further) == 3, where
+            assert len(further) == 5, where
             for line in further:
                 self.run(Command(line), as_printed=True)
 

@@ -22,7 +22,7 @@ ALL = [
 ]
 
 EXIT_CODES = {
-    "ContractError": 1, "AuthError": 1, "ForbiddenError": 1,
+    "ContractError": 1, "VerificationError": 1, "AuthError": 1, "ForbiddenError": 1,
     "UsageError": 2, "AdapterStateError": 2,
     "NotFoundError": 3,
     "ConflictError": 4, "LeaseLostError": 4, "AlreadyCompletedError": 4, "RunCancelledError": 4,

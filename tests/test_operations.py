@@ -193,16 +193,26 @@ _IDS = re.compile(
 )
 
 
+def _unsigned(value: Any) -> Any:
+    """``value`` with signatures (over ids and times, by each transport's key) replaced."""
+    if isinstance(value, dict):
+        return {k: "_" if k in ("attestation", "key_id") else _unsigned(v)
+                for k, v in value.items()}  # fmt: skip
+    if isinstance(value, list):
+        return [_unsigned(v) for v in value]
+    return value
+
+
 def normalise(value: Any) -> str:
     """A result as text with ids, times and store sequence numbers replaced."""
     if isinstance(value, BaseModel):
         value = value.model_dump(mode="json")
     elif isinstance(value, list | tuple):
         value = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
-    text = repr(value)
+    text = repr(_unsigned(value))
     text = re.sub(
-        r"'(seq|last_seen_at|posted_at|leased_at|expires_at|hash|prev_hash|by|credential|token"
-        r"|public_key|token_id|capability_id)': [^,}]+",
+        r"'(seq|last_seen_at|posted_at|leased_at|expires_at|hash|prev_hash|head|by|credential"
+        r"|token|public_key|token_id|capability_id)': [^,}]+",
         r"'\1': _",
         text,
     )

@@ -429,6 +429,7 @@ _DOWNGRADE = {
         "ALTER TABLE steps DROP COLUMN items_done",
         "ALTER TABLE steps DROP COLUMN next_item",
         *_UNDO_TRUST,
+        "ALTER TABLE receipts DROP COLUMN attestation",
         "DELETE FROM fleetforge_migrations WHERE version >= 6",
     ],
     "postgres": [
@@ -440,6 +441,7 @@ _DOWNGRADE = {
         "DROP TABLE run_progress",
         "ALTER TABLE steps DROP COLUMN deps_open, DROP COLUMN items_done, DROP COLUMN next_item",
         *_UNDO_TRUST,
+        "ALTER TABLE receipts DROP COLUMN attestation",
         "DELETE FROM fleetforge_migrations WHERE version >= 6",
     ],
 }

@@ -44,6 +44,7 @@ class ReceiptsProjection:
                     "at": event.at,
                     "status": status,
                     "score": None if score is None else canonical_json(score),
+                    "attestation": _json_or_none(event.data.get("attestation")),
                 },
             )
         else:
@@ -57,3 +58,7 @@ class ReceiptsProjection:
                     "score": canonical_json(event.data["score"]),
                 },
             )
+
+
+def _json_or_none(value: object) -> str | None:
+    return None if value is None else canonical_json(value)

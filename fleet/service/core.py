@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from pydantic import BaseModel
 
@@ -45,7 +46,12 @@ from fleetforge.fleet.trust.policy import PolicySet, load_policy
 from fleetforge.operations._base import Args
 from fleetforge.redaction import get_logger
 
+if TYPE_CHECKING:
+    from fleetforge.fleet.trust.attest import Attestor
+    from fleetforge.fleet.trust.keys import SigningKey
+
 log = get_logger("fleetforge.fleet")
+TRUST_ENV = "FLEETFORGE_TRUST"
 Q = named_queries("service.sql")
 _TRANSIENT_ATTEMPTS = 5
 P = ParamSpec("P")
@@ -121,6 +127,7 @@ class ServiceCore:
         max_lease_expiries: int = 3,
         alerts: AlertSettings | None = None,
         policy: PolicySet | None = None,
+        signing: SigningKey | bool | None = None,
     ) -> None:
         self.store = store
         self.alerts = AlertRouter(load_alert_settings() if alerts is None else alerts)
@@ -137,6 +144,27 @@ class ServiceCore:
         self._denials = DenialLimiter()
         self._workers: dict[str, tuple[float, FleetWorkerSpec]] = {}
         self._capability_mint = CapabilityMint()
+        # trust: None = the default (on, unless FLEETFORGE_TRUST=off, which only the
+        # benchmarks use); a SigningKey signs with that key; False signs nothing
+        if signing is None:
+            signing = os.environ.get(TRUST_ENV, "on").lower() not in {"off", "0", "false"}
+        self._signing: SigningKey | bool = signing
+        self._attestor: Attestor | None = None
+
+    def attestor(self) -> Attestor | None:
+        """What signs this service's receipts and chain heads (None when trust is off); the
+        fleet key is loaded, or created on first use, from FLEETFORGE_HOME (see
+        :mod:`fleetforge.fleet.trust.keys`)."""
+        if self._attestor is None and self._signing is not False:
+            from fleetforge.fleet.settings import fleet_home
+            from fleetforge.fleet.trust.attest import Attestor
+            from fleetforge.fleet.trust.keys import SigningKey, load_signing_key
+
+            key = self._signing
+            if not isinstance(key, SigningKey):
+                key = load_signing_key(fleet_home())
+            self._attestor = Attestor(key)
+        return self._attestor
 
     def _event(self, type_: str, run_id: str | None, at: datetime, **data: Any) -> EventRow:
         """An event of the engine, in its stored form (see :mod:`fleetforge.fleet._events`)."""
@@ -189,6 +217,21 @@ class ServiceCore:
             raise NotFoundError(f"no run '{run_id}'", run_id=run_id)
         seen.runs[run_id] = run
         return run
+
+    def _chain_head(self, unit: Unit, run_id: str, final: str, at: datetime) -> Any:
+        """The signed head of the run's receipt chain for its final event ``final`` (None when
+        trust is off): the last receipt's hash and how many receipts the chain holds."""
+        attestor = self.attestor()
+        if attestor is None:
+            return None
+        row = unit.tx.fetchone(Q["receipt_chain_head"], {"run_id": run_id})
+        head, count = (None, 0) if row is None else (str(row[1]), int(row[0]))
+        return {
+            "receipts": count,
+            "head": head,
+            "key_id": attestor.key_id,
+            "attestation": attestor.chain_head(run_id, head, count, final, iso(at)),
+        }
 
     def _append(self, unit: Unit, events: Sequence[EventRow]) -> None:
         """Append engine events, and the alerts they raise (:mod:`fleetforge.fleet.alerts`), in

@@ -217,8 +217,19 @@ class Receipts(Artifacts):
         status = FleetReceiptStatus.ACCEPTED if accepted else FleetReceiptStatus.REJECTED
         judged = posted.model_copy(update={"status": status, "score": verdict})
         heads[task.run_id] = posted.hash
-        self._append(unit, [*extra, self._event("receipt_recorded", task.run_id, now,
-                                                receipt=judged)])  # fmt: skip
+        attestor = self.attestor()
+        if attestor is None:
+            recorded = self._event("receipt_recorded", task.run_id, now, receipt=judged)
+        else:  # dumped once: the same JSON is signed and stored
+            body = judged.model_dump(mode="json")
+            recorded = self._event(
+                "receipt_recorded",
+                task.run_id,
+                now,
+                receipt=body,
+                attestation=attestor.receipt(body),
+            )
+        self._append(unit, [*extra, recorded])
         if accepted:
             self._task_succeeded(unit, task, getattr(posted.result, "output", None), now)
         else:

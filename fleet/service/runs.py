@@ -158,7 +158,11 @@ class Runs(Batches):
                 raise AlreadyCompletedError(
                     f"run '{run_id}' is already {run.status}", run_id=run_id
                 )
-            self._append(unit, [self._event("run_cancelled", run_id, now, by=by, reason=reason)])
+            head = self._chain_head(unit, run_id, "run_cancelled", now)
+            cancelled = self._event(
+                "run_cancelled", run_id, now, by=by, reason=reason, chain_head=head
+            )
+            self._append(unit, [cancelled])
             return self._get_run(unit, run_id)
 
     @retrying

@@ -155,7 +155,10 @@ class Steps(ServiceCore):
 
     def _complete_run(self, unit: Unit, run_id: str, now: datetime) -> None:
         outputs = load_outputs(unit.tx, run_id)
-        self._append(unit, [self._event("run_completed", run_id, now, outputs=outputs)])
+        head = self._chain_head(unit, run_id, "run_completed", now)
+        self._append(
+            unit, [self._event("run_completed", run_id, now, outputs=outputs, chain_head=head)]
+        )
 
     def _make_ready(
         self,
@@ -278,6 +281,7 @@ class Steps(ServiceCore):
                         step_id=step_id,
                         kind=kind,
                         reason=f"step '{step_id}' failed: {message}",
+                        chain_head=self._chain_head(unit, run_id, "run_failed", now),
                     )
                 ],
             )

@@ -161,9 +161,9 @@ UPDATE workers SET status = :status, last_seen_at = :at WHERE worker_id = :worke
 
 -- name: receipt_insert
 INSERT INTO receipts (run_id, receipt_id, position, task_id, step_id, attempt, worker_id, status,
-                      receipt, score, hash, prev_hash, posted_at)
+                      receipt, score, hash, prev_hash, posted_at, attestation)
 SELECT :run_id, :receipt_id, COALESCE(MAX(position), 0) + 1, :task_id, :step_id, :attempt,
-       :worker_id, :status, :receipt, :score, :hash, :prev_hash, :at
+       :worker_id, :status, :receipt, :score, :hash, :prev_hash, :at, :attestation
 FROM receipts WHERE run_id = :run_id;
 
 -- name: receipt_verdict

@@ -103,6 +103,9 @@ WHERE run_id = :run_id AND task_id = :task_id AND receipt_id = :receipt_id;
 -- name: last_receipt_hash
 SELECT hash FROM receipts WHERE run_id = :run_id ORDER BY position DESC LIMIT 1;
 
+-- name: receipt_chain_head
+SELECT position, hash FROM receipts WHERE run_id = :run_id ORDER BY position DESC LIMIT 1;
+
 -- name: runs_page
 SELECT run_id, name, status, seed, labels, created_at, updated_at FROM runs
 WHERE (CAST(:status AS TEXT) IS NULL OR status = :status)

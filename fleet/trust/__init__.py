@@ -1,2 +1,8 @@
-"""The trust plane: capability tokens and policy (authorization), keys and signed receipts
-(attestation). Import the modules themselves; this package exports nothing."""
+"""The trust plane: the fleet's signing keys, signed receipts (in-toto statements in DSSE
+envelopes), run bundles and their offline verification, the run's AIBOM (attestation); capability
+tokens, security and Cedar policy, blocked reasons (authorization).
+
+Nothing here is imported by ``import fleetforge``; the engine imports what it needs when it
+first signs a receipt or mints a token. Import the modules themselves; this package exports
+nothing.
+"""

@@ -19,6 +19,7 @@ from fleetforge.cli import (
     _runs,
     _schemas,
     _top,
+    _trust,
     _ui,
     _validate,
     _work,
@@ -131,5 +132,8 @@ app.command("top")(_top.top)
 app.add_typer(_mcp.token_app, name="token")
 app.add_typer(_armory.app, name="armory")
 app.command("demo")(_demo.demo)
+app.add_typer(_trust.keys_app, name="keys")
+app.command("verify")(_trust.verify)
+app.command("export")(_trust.export)
 add_examples(app)
 flags_show_no_type()

@@ -105,6 +105,21 @@ def demo(
         _summary(result, events, g.artifacts_root, exporter, _again(g.store))
         if str(result.run.status) != "completed":
             raise typer.Exit(1)
+        _verified(g.store_url, g.artifacts_root, result.run.run_id)
+
+
+def _verified(store_url: str, artifacts_root: Path, run_id: str) -> None:
+    """End with what ``fleetforge verify RUN`` says of the run (exit 1 when it fails)."""
+    from fleetforge.cli._trust import verify_run
+
+    failures = verify_run(store_url, artifacts_root, run_id)
+    for failure in failures:
+        out.print(text(str(failure)), soft_wrap=True)
+    out.print()
+    out.print(text(f"fleetforge verify {run_id}: ") + text(
+        "ok" if not failures else f"{len(failures)} failures", "bold"))  # fmt: skip
+    if failures:
+        raise typer.Exit(1)
 
 
 def _again(store_flag: str | None) -> str:
@@ -137,6 +152,16 @@ def _here(path: Path) -> str:
         return str(absolute)
 
 
+def _attested(envelope: dict[str, Any] | None) -> tuple[str, str]:
+    """(short attestation id, capability token id) of a receipt's signed attestation."""
+    if not envelope:
+        return "-", "-"
+    from fleetforge.fleet.trust.attest import attestation_id, statement_of
+
+    token = statement_of(envelope).get("predicate", {}).get("capability_token_id")
+    return attestation_id(envelope)[:19], token or "-"
+
+
 def _summary(
     result: Any, events: list[Any], artifacts_root: Any, exporter: Any, again: str
 ) -> None:
@@ -145,6 +170,7 @@ def _summary(
     receipts: dict[str, str] = {}
     stored: list[Any] = []
     tools: Counter[str] = Counter()
+    attested: dict[str, tuple[str, str]] = {}
     for event in events:
         data = event.data
         if event.type == "task_event":
@@ -154,19 +180,21 @@ def _summary(
             scorer = receipt.score.scorer if receipt.score else "-"
             receipts[receipt.step_id] = f"{receipt.status} ({scorer})"
             stored.extend(receipt.artifacts)
+            attested[receipt.step_id] = _attested(data.attestation)
         elif event.type == "tool_called":
             tools[data.tool] += 1
-    table = Table(
-        "step", "framework", "status", "duration", "receipt", box=None, header_style="bold"
-    )
+    table = Table("step", "framework", "status", "duration", "receipt", "attestation", "token",
+                  box=None, header_style="bold")  # fmt: skip
     for step in run.steps:
         took = (
             f"{(step.finished_at - step.started_at).total_seconds():.2f}s"
             if step.started_at and step.finished_at
             else "-"
         )
+        attestation, token = attested.get(step.step_id, ("-", "-"))
         table.add_row(text(step.step_id), text(adapters.get(step.step_id, "-")), text(step.status),
-                      took, text(receipts.get(step.step_id, "-")))  # fmt: skip
+                      took, text(receipts.get(step.step_id, "-")), text(attestation),
+                      text(token))  # fmt: skip
     out.print(Text("\n") + text(f"run {run.run_id}", "bold")
               + text(f": {run.status} in {result.seconds:.1f}s"))  # fmt: skip
     out.print(table)
@@ -182,7 +210,9 @@ def _summary(
         names = Counter(span.name.split(" ")[0] for span in exporter.get_finished_spans())
         out.print("spans: " + ", ".join(f"{name} {n}" for name, n in sorted(names.items())))
     look = [f"{again} show {run.run_id}", f"{again} events {run.run_id}",
-            f"{again} replay --verify"]  # fmt: skip
+            f"{again} replay --verify",
+            f"{again} verify {run.run_id}",
+            f"{again} export {run.run_id} --bundle run.json --aibom run.cdx.json"]  # fmt: skip
     out.print("\nLook further:\n" + "\n".join(f"  {line}" for line in look), markup=False)
     if "***" in again:
         out.print("  (the store's password is masked: give yours)", markup=False)

@@ -142,7 +142,7 @@ def replay(
 
     With --verify the exit status is 1 when any projection row differs from what replay gives.
     """
-    from fleetforge.fleet.replay import verify
+    from fleetforge.fleet.replay import chain_failures, verify
 
     with reporting(out, err, as_json=as_json), opened_store(ctx, existing=True) as store:
         if not check:
@@ -153,17 +153,29 @@ def replay(
                 out.print(f"rebuilt the projections from {count} events")
             return
         differences = verify(store)
+        broken = chain_failures(store)
         count = store.count()
     if as_json:
-        print_json({"rebuilt": False, "events": count,
-                    "differences": [str(d) for d in differences]})  # fmt: skip
-        if differences:
+        print_json(
+            {
+                "rebuilt": False,
+                "events": count,
+                "differences": [str(d) for d in differences],
+                "chain": broken,
+            }
+        )
+        if differences or broken:
             raise typer.Exit(1)
         return
-    if not differences:
-        out.print(f"[green]ok[/] projections match a replay of {count} events")
+    if not differences and not broken:
+        out.print(f"[green]ok[/] projections match a replay of {count} events; receipt chains hold")
         return
     for difference in differences:
         out.print(text(difference))
-    err.print(f"[bold red]error:[/] {len(differences)} projection rows differ from replay")
+    for failure in broken:
+        out.print(text(failure))
+    if differences:
+        err.print(f"[bold red]error:[/] {len(differences)} projection rows differ from replay")
+    if broken:
+        err.print(f"[bold red]error:[/] {len(broken)} receipt chain failures")
     raise typer.Exit(1)

@@ -64,6 +64,15 @@ EXAMPLES: dict[str, list[str]] = {
     "token revoke-capability": [
         "fleetforge token revoke-capability cap_0123456789abcdef0123456789abcdef --reason leaked"
     ],
+    "keys init": ["fleetforge keys init", "fleetforge keys init --name serve-2"],
+    "keys list": ["fleetforge keys list --json"],
+    "keys rotate": ["fleetforge keys rotate"],
+    "keys export-public": ["fleetforge keys export-public trust.json"],
+    "verify": [
+        "fleetforge verify run_01J9Z3",
+        "fleetforge verify run.bundle.json --trust trust.json",
+    ],
+    "export": ["fleetforge export run_01J9Z3 --bundle run.bundle.json --aibom run.cdx.json"],
     "armory list": ["fleetforge armory list"],
     "armory show": ["fleetforge armory show workspace"],
     "armory check": ["fleetforge armory check workspace"],

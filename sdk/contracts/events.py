@@ -62,10 +62,25 @@ class RunPausedData(ProtocolModel):
     )
 
 
+class ChainHead(ProtocolModel):
+    """The signed head of a run's receipt chain, carried by the run's final event."""
+
+    receipts: int = Field(ge=0, description="How many receipts the run's chain holds.")
+    head: Digest | None = Field(None, description="Hash of the chain's last receipt, if any.")
+    key_id: str = Field(description="Id of the fleet key that signed it.")
+    attestation: dict[str, Any] = Field(
+        description="DSSE envelope of an in-toto statement over the head (chain-head/v1)."
+    )
+
+
+_CHAIN_HEAD = "The signed head of the receipt chain (absent when trust is off or in older logs)."
+
+
 class RunCompletedData(ProtocolModel):
     """Every required step completed."""
 
     outputs: dict[str, Any] = Field(description="Outputs of completed steps, by step id.")
+    chain_head: ChainHead | None = Field(None, description=_CHAIN_HEAD)
 
 
 class RunFailedData(ProtocolModel):
@@ -74,6 +89,13 @@ class RunFailedData(ProtocolModel):
     reason: str = Field(description="Why the run failed.")
     step_id: Identifier | None = Field(None, description="The step that failed it, if any.")
     kind: FleetTaskFailureKind | None = Field(None, description="Failure kind, if any.")
+    chain_head: ChainHead | None = Field(None, description=_CHAIN_HEAD)
+
+
+class RunCancelledData(RunTransitionData):
+    """A run was cancelled."""
+
+    chain_head: ChainHead | None = Field(None, description=_CHAIN_HEAD)
 
 
 class StepData(ProtocolModel):
@@ -259,6 +281,13 @@ class ReceiptRecordedData(ProtocolModel):
     (``prev_hash``, ``hash``, ``posted_at``) with its verdict (``status``, ``score``)."""
 
     receipt: FleetReceipt = Field(description="The receipt with its status and score.")
+    attestation: dict[str, Any] | None = Field(
+        None,
+        description=(
+            "The fleet's signed attestation of the receipt: a DSSE envelope (payloadType, "
+            "payload, signatures) of an in-toto Statement v1 (absent when trust is off)."
+        ),
+    )
 
 
 class BudgetExceededData(ProtocolModel):
@@ -474,7 +503,7 @@ class RunFailed(RunEvent):
 class RunCancelled(RunEvent):
     """The run was cancelled."""
     type: Literal["run_cancelled"] = Field("run_cancelled", description="Event type.")
-    data: RunTransitionData = Field(default_factory=RunTransitionData, description="Event data.")
+    data: RunCancelledData = Field(default_factory=RunCancelledData, description="Event data.")
 class StepReady(RunEvent):
     """A step's dependencies completed."""
     type: Literal["step_ready"] = Field("step_ready", description="Event type.")

@@ -151,6 +151,7 @@ CREATE TABLE receipts (
     hash text NOT NULL,
     prev_hash text,
     posted_at timestamptz NOT NULL,
+    attestation jsonb,  -- 0008
     PRIMARY KEY (run_id, task_id, receipt_id)
 );
 CREATE INDEX receipts_by_position ON receipts (run_id, position);

@@ -149,6 +149,7 @@ CREATE TABLE receipts (
     hash TEXT NOT NULL,
     prev_hash TEXT,
     posted_at TEXT NOT NULL,
+    attestation TEXT,  -- 0008
     PRIMARY KEY (run_id, task_id, receipt_id)
 );
 CREATE INDEX receipts_by_position ON receipts (run_id, position);

@@ -1,0 +1,362 @@
+"""Offline verification of a run: a list of checks over a loaded :class:`~.bundle.Bundle`.
+
+Each check is a function ``(bundle, trust) -> list[Failure]``; :data:`CHECKS` runs in order and
+another check (the authorization work's "the capability token covered what was used") is one
+more entry. A :class:`Failure` says where (``seq N``, ``receipt ID``, ``artifact DIGEST``,
+``TABLE KEY``, ``chain_head``) and what.
+
+- :func:`check_chain`: each receipt's hash is over its content, and its ``prev_hash`` is the
+  previous receipt's hash (a receipt deleted, inserted, reordered or altered breaks it);
+- :func:`check_signatures`: each receipt has a DSSE envelope signed by a trusted key that was
+  valid when the receipt was posted, and its statement matches the receipt (output and artifact
+  digests, chain hashes, ids, fencing token, verdict);
+- :func:`check_chain_head`: the run's final event signs the chain's head and length (a tail cut
+  off is missing from the chain it names);
+- :func:`check_artifacts`: every artifact's bytes have the digest they are named by;
+- :func:`check_projections`: the projection rows equal a replay of the events.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gc
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from securesystemslib.dsse import Envelope
+
+from fleetforge.fleet.trust.attest import (
+    CHAIN_HEAD_PREDICATE,
+    RECEIPT_PREDICATE,
+    STATEMENT_TYPE,
+    output_digest,
+    receipt_hash,
+)
+from fleetforge.fleet.trust.bundle import Bundle
+from fleetforge.fleet.trust.keys import TrustStore
+
+__all__ = ["CHECKS", "FINAL_EVENTS", "Check", "Failure", "verify_bundle"]
+
+FINAL_EVENTS = ("run_completed", "run_failed", "run_cancelled")
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One thing that does not hold, and where."""
+
+    check: str
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+    def to_json(self) -> dict[str, str]:
+        return {"check": self.check, "where": self.where, "message": self.message}
+
+
+Check = Callable[[Bundle, TrustStore], list[Failure]]
+
+
+def _receipts(bundle: Bundle) -> list[tuple[int, dict[str, Any], Any]]:
+    """(seq, receipt, attestation) of each receipt_recorded event, in order."""
+    return [
+        (e.seq, e.data["receipt"], e.data.get("attestation"))
+        for e in bundle.events
+        if e.type == "receipt_recorded"
+    ]
+
+
+def check_chain(bundle: Bundle, trust: TrustStore) -> list[Failure]:
+    failures: list[Failure] = []
+    prev: str | None = None
+    last_seq = 0
+    for event in bundle.events:
+        if event.seq <= last_seq:
+            failures.append(
+                Failure("chain", f"seq {event.seq}", f"out of order (after seq {last_seq})")
+            )
+        last_seq = max(last_seq, event.seq)
+    for seq, receipt, _ in _receipts(bundle):
+        where = f"seq {seq} receipt {receipt.get('receipt_id')}"
+        stated = receipt.get("hash")
+        if receipt_hash(receipt) != stated:
+            failures.append(Failure("chain", where, "content does not match its hash (altered)"))
+        if receipt.get("prev_hash") != prev:
+            failures.append(
+                Failure(
+                    "chain",
+                    where,
+                    f"prev_hash is {receipt.get('prev_hash')} but the previous receipt's hash is "
+                    f"{prev} (a receipt was deleted, inserted or reordered)",
+                )
+            )
+        prev = stated
+    return failures
+
+
+class _Keys:
+    """Public keys of the trust store, parsed once per verification."""
+
+    def __init__(self, trust: TrustStore) -> None:
+        self.trust = trust
+        self._public: dict[str, Ed25519PublicKey] = {}
+
+    def verify(self, envelope: Any, at: str | None, where: str, check: str) -> list[Failure]:
+        """Failures of a DSSE envelope's signatures (none valid by a trusted key in its window)."""
+        try:
+            # from_dict rewrites the signatures it is given: hand it copies
+            copy = dict(envelope) | {"signatures": [dict(s) for s in envelope["signatures"]]}
+            parsed = Envelope.from_dict(copy)
+            pae = parsed.pae()
+        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+            return [Failure(check, where, f"the DSSE envelope is malformed ({exc})")]
+        if not parsed.signatures:
+            return [Failure(check, where, "the envelope has no signature")]
+        when = _time(at)
+        problems: list[str] = []
+        for key_id, signature in parsed.signatures.items():
+            entry = self.trust.keys.get(key_id)
+            if entry is None:
+                problems.append(f"signed by {key_id}, which the trust store does not trust")
+                continue
+            public = self._public.get(key_id)
+            if public is None:
+                public = self._public[key_id] = entry.public()
+            try:
+                public.verify(bytes.fromhex(signature.signature), pae)
+            except (InvalidSignature, ValueError):
+                problems.append(f"the signature by {key_id} does not verify")
+                continue
+            if when is None or not entry.valid_at(when):
+                problems.append(
+                    f"signed by {key_id} at {at}, outside its validity window "
+                    f"({_window(entry.not_before)} .. {_window(entry.not_after)}): expired key"
+                )
+                continue
+            return []
+        return [Failure(check, where, p) for p in problems]
+
+
+def _time(value: str | None) -> datetime | None:
+    try:
+        return None if value is None else datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _window(value: datetime | None) -> str:
+    return "-" if value is None else value.isoformat()
+
+
+def _statement(envelope: Any) -> dict[str, Any] | None:
+    try:
+        value = orjson.loads(base64.b64decode(envelope["payload"]))
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+_PREDICATE_FIELDS = (
+    ("run_id", "run_id"),
+    ("step_id", "step_id"),
+    ("task_id", "task_id"),
+    ("attempt", "attempt"),
+    ("worker_id", "worker_id"),
+    ("fencing_token", "fencing_token"),
+    ("receipt_id", "receipt_id"),
+    ("receipt_hash", "hash"),
+    ("prev_receipt_hash", "prev_hash"),
+    ("posted_at", "posted_at"),
+    ("status", "status"),
+    ("score", "score"),
+    ("usage", "usage"),
+)
+
+
+def check_signatures(bundle: Bundle, trust: TrustStore) -> list[Failure]:
+    failures: list[Failure] = []
+    keys = _Keys(trust)
+    for seq, receipt, envelope in _receipts(bundle):
+        where = f"seq {seq} receipt {receipt.get('receipt_id')}"
+        if not envelope:
+            failures.append(Failure("signature", where, "the receipt has no attestation"))
+            continue
+        statement = _statement(envelope)
+        if statement is None:
+            failures.append(Failure("signature", where, "the attestation's payload is not JSON"))
+            continue
+        predicate = statement.get("predicate") or {}
+        failures += keys.verify(envelope, predicate.get("posted_at"), where, "signature")
+        if statement.get("_type") != STATEMENT_TYPE:
+            failures.append(Failure("signature", where, "not an in-toto Statement v1"))
+        if statement.get("predicateType") != RECEIPT_PREDICATE:
+            failures.append(Failure("signature", where, "not a FleetForge receipt attestation"))
+        for name, key in _PREDICATE_FIELDS:
+            if predicate.get(name) != receipt.get(key):
+                failures.append(
+                    Failure(
+                        "signature", f"{where} field /{key}", "differs from what the fleet signed"
+                    )
+                )
+        subjects = {
+            s.get("name"): (s.get("digest") or {}).get("sha256")
+            for s in statement.get("subject") or ()
+        }
+        if subjects.pop("output", None) != output_digest(receipt.get("result") or {}):
+            failures.append(
+                Failure(
+                    "signature",
+                    f"{where} field /result",
+                    "output differs from the signed output digest",
+                )
+            )
+        for artifact in receipt.get("artifacts") or ():
+            name = f"artifact:{artifact.get('name') or artifact.get('digest')}"
+            signed = subjects.pop(name, None)
+            if signed is None or "sha256:" + signed != artifact.get("digest"):
+                failures.append(
+                    Failure(
+                        "signature",
+                        f"{where} artifact {artifact.get('digest')}",
+                        "not the artifact the fleet signed",
+                    )
+                )
+        for name in subjects:
+            failures.append(Failure("signature", where, f"signed subject {name} is missing"))
+    return failures
+
+
+def check_chain_head(bundle: Bundle, trust: TrustStore) -> list[Failure]:
+    final = next((e for e in reversed(bundle.events) if e.type in FINAL_EVENTS), None)
+    if final is None:
+        return [
+            Failure(
+                "chain_head",
+                "chain_head",
+                "the run has no final event: its receipt chain is not sealed, so a "
+                "truncated tail cannot be ruled out",
+            )
+        ]
+    where = f"seq {final.seq} {final.type} chain_head"
+    head = final.data.get("chain_head")
+    if not head:
+        return [Failure("chain_head", where, "the final event carries no signed chain head")]
+    envelope = head.get("attestation") or {}
+    statement = _statement(envelope)
+    if statement is None or statement.get("predicateType") != CHAIN_HEAD_PREDICATE:
+        return [Failure("chain_head", where, "not a FleetForge chain-head attestation")]
+    predicate = statement.get("predicate") or {}
+    failures = _Keys(trust).verify(envelope, predicate.get("at"), where, "chain_head")
+    before = [r for s, r, _ in _receipts(bundle) if s < final.seq]
+    last = before[-1].get("hash") if before else None
+    if predicate.get("run_id") != bundle.run_id:
+        failures.append(Failure("chain_head", where, "signed for another run"))
+    if predicate.get("receipts") != len(before) or predicate.get("head") != last:
+        failures.append(
+            Failure(
+                "chain_head",
+                where,
+                f"signed a chain of {predicate.get('receipts')} receipts ending "
+                f"{predicate.get('head')}"
+                f"; the events hold {len(before)} ending {last} (receipts deleted or the tail "
+                "truncated)",
+            )
+        )
+    if head.get("receipts") != predicate.get("receipts") or head.get("head") != predicate.get(
+        "head"
+    ):
+        failures.append(Failure("chain_head", where, "differs from what the fleet signed"))
+    return failures
+
+
+def check_artifacts(bundle: Bundle, trust: TrustStore) -> list[Failure]:
+    failures: list[Failure] = []
+    for digest, content in sorted(bundle.artifacts.items()):
+        where = f"artifact {digest}"
+        if content is None:
+            failures.append(Failure("artifacts", where, "its bytes are missing"))
+        elif "sha256:" + hashlib.sha256(content).hexdigest() != digest:
+            failures.append(Failure("artifacts", where, "its bytes do not match the digest"))
+    return failures
+
+
+def check_projections(bundle: Bundle, trust: TrustStore) -> list[Failure]:
+    """Replay the bundle's events into an in-memory store; its rows must equal the bundle's."""
+    from fleetforge.fleet.store import open_store
+    from fleetforge.fleet.trust.bundle import run_rows
+
+    failures: list[Failure] = []
+    with open_store("sqlite://") as scratch:
+        with scratch.backend.write() as tx:
+            for event in bundle.events:
+                try:
+                    scratch.project(tx, event)
+                except Exception as exc:  # a forged event the projections cannot take
+                    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    return [Failure("projections", f"seq {event.seq} {event.type}",
+                                    f"replay cannot apply it ({reason})")]  # fmt: skip
+        replayed = run_rows(scratch, bundle.run_id)
+        keys = {t: k for p in scratch.projections for t, k in p.tables.items()}
+    for table in sorted(set(replayed) | set(bundle.projections)):
+        key_columns = keys.get(table, ("run_id",))
+        have = {_key(r, key_columns): r for r in bundle.projections.get(table, [])}
+        want = {_key(r, key_columns): r for r in replayed.get(table, [])}
+        for key in sorted(have.keys() | want.keys(), key=repr):
+            where = f"{table} {key}"
+            a, b = have.get(key), want.get(key)
+            if a == b:
+                continue
+            if a is None:
+                failures.append(Failure("projections", where, "missing (replay has it)"))
+            elif b is None:
+                failures.append(Failure("projections", where, "not produced by replay"))
+            else:
+                for column in sorted(set(a) | set(b)):
+                    if a.get(column) != b.get(column):  # both portable already
+                        failures.append(
+                            Failure(
+                                "projections",
+                                f"{where} field /{column}",
+                                "differs from a replay of the events",
+                            )
+                        )
+    return failures
+
+
+def _key(row: dict[str, Any], columns: tuple[str, ...]) -> tuple[Any, ...]:
+    return tuple(row.get(c) for c in columns)
+
+
+CHECKS: list[Check] = [
+    check_chain,
+    check_signatures,
+    check_chain_head,
+    check_artifacts,
+    check_projections,
+]
+
+
+def verify_bundle(
+    bundle: Bundle, trust: TrustStore, *, checks: list[Check] | None = None
+) -> list[Failure]:
+    """Every failure of every check (empty: the run verifies)."""
+    failures: list[Failure] = []
+    # a bundle is millions of small objects that all stay alive: the cyclic collector would
+    # rescan them again and again while the checks allocate (a third of the time), for nothing
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for check in CHECKS if checks is None else checks:
+            failures += check(bundle, trust)
+    finally:
+        if collecting:
+            gc.enable()
+    return failures
