@@ -41,6 +41,8 @@ class Caller:
     token_name: str | None = None
     bound: bool = False  # the token names ``worker_id``
     scopes: frozenset[str] = field(default_factory=frozenset)
+    projects: frozenset[str] | None = None
+    """The coordination projects a token is limited to (None: every project)."""
 
     @classmethod
     def as_worker(cls, worker_id: str) -> Caller:
@@ -56,6 +58,7 @@ class Caller:
         *,
         worker_id: str | None = None,
         acting_as: str | None = None,
+        projects: frozenset[str] | set[str] | list[str] | tuple[str, ...] | None = None,
     ) -> Caller:
         """A bearer token's caller; a token bound to a worker acts as it, an unbound one as
         ``acting_as`` (the worker id it passed), holding only the leases it took itself."""
@@ -65,6 +68,7 @@ class Caller:
             token_name=name,
             bound=worker_id is not None,
             scopes=frozenset(scopes),
+            projects=None if projects is None else frozenset(projects),
         )
 
     @property
@@ -83,6 +87,10 @@ class Caller:
     @property
     def admin(self) -> bool:
         return "admin" in self.scopes
+
+    def in_project(self, project: str) -> bool:
+        """May this caller see and act in a coordination project?"""
+        return self.projects is None or project in self.projects
 
     def allows(self, scope: str) -> bool:
         """Does this caller hold ``scope``? (Callers without a token are trusted.)"""

@@ -6,7 +6,7 @@ from the events alone. Projections must be deterministic: they read only the eve
 never the clock) and the projection's own tables.
 
 :data:`DEFAULT_PROJECTIONS`: runs and steps, artifacts, tasks (the inbox), workers, receipts,
-tokens.
+tokens, coordination (issue 22).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from fleetforge.fleet.projections.artifacts import ArtifactsProjection
+from fleetforge.fleet.projections.coordination import CoordinationProjection
 from fleetforge.fleet.projections.receipts import ReceiptsProjection
 from fleetforge.fleet.projections.runs import RunsProjection
 from fleetforge.fleet.projections.tasks import TasksProjection
@@ -25,6 +26,7 @@ from fleetforge.fleet.store._base import EventRow, Tx
 __all__ = [
     "DEFAULT_PROJECTIONS",
     "ArtifactsProjection",
+    "CoordinationProjection",
     "Projection",
     "ReceiptsProjection",
     "RunsProjection",
@@ -62,4 +64,5 @@ DEFAULT_PROJECTIONS: tuple[Projection, ...] = (
     WorkersProjection(),
     ReceiptsProjection(),
     TokensProjection(),
+    CoordinationProjection(),
 )
