@@ -55,9 +55,11 @@ def test_agents_register_with_callsigns_and_come_back(
 ) -> None:
     alpha = coord.register_agent(P, callsign="Alpha", program="claude-code")
     generated = coord.register_agent(P)
-    assert generated.callsign != "Alpha" and generated.callsign[0].isupper()
+    assert generated.callsign != "Alpha"
+    assert generated.callsign[0].isupper()
     again = coord.register_agent(P, callsign="Alpha", task="now the tests")
-    assert again.agent_id == alpha.agent_id and again.task == "now the tests"
+    assert again.agent_id == alpha.agent_id
+    assert again.task == "now the tests"
     assert [a.callsign for a in coord.list_agents(P).agents] == sorted(
         ["Alpha", generated.callsign]
     )
@@ -101,7 +103,8 @@ def test_delivery_to_many_recipients_is_exactly_once_per_inbox(
     with store.backend.read() as tx:
         rows = tx.fetchall("SELECT agent_id, message_id, COUNT(*) FROM coord_inbox "
                            "GROUP BY agent_id, message_id")  # fmt: skip
-    assert len(rows) == 2 * 11 and all(r[2] == 1 for r in rows)
+    assert len(rows) == 2 * 11
+    assert all(r[2] == 1 for r in rows)
 
 
 def test_inbox_unread_first_filters_read_ack_and_ttl(
@@ -117,7 +120,8 @@ def test_inbox_unread_first_filters_read_ack_and_ttl(
     assert coord.mark_messages(P, bravo, [second.message_id]).message_ids == []  # no new event
     page = coord.fetch_inbox(P, bravo)
     assert [m.subject for m in page.messages] == ["three", "one", "two"]  # unread first
-    assert page.unread == 2 and page.latest == short.message_id
+    assert page.unread == 2
+    assert page.latest == short.message_id
     assert [m.subject for m in coord.fetch_inbox(P, bravo, unread_only=True).messages] == [
         "three", "one"]  # fmt: skip
     assert [m.subject for m in coord.fetch_inbox(P, bravo, importance="high").messages] == ["two"]
@@ -126,11 +130,12 @@ def test_inbox_unread_first_filters_read_ack_and_ttl(
     acked = coord.mark_messages(P, bravo, [first.message_id], acknowledge=True)
     assert acked.message_ids == [first.message_id]
     [one] = [m for m in coord.fetch_inbox(P, bravo).messages if m.subject == "one"]
-    assert one.read_at is not None and one.acked_at is not None
+    assert one.read_at is not None
+    assert one.acked_at is not None
     clock.advance(10)  # the TTL passed: it leaves the inbox, stays in the log
     assert "three" not in [m.subject for m in coord.fetch_inbox(P, bravo).messages]
     assert store.count(types=["message_sent"]) == 3
-    with pytest.raises(NotFoundError, match="not in this inbox|inbox of"):
+    with pytest.raises(NotFoundError, match=r"not in this inbox|inbox of"):
         coord.mark_messages(P, alpha, [first.message_id])
 
 
@@ -169,7 +174,8 @@ def test_a_conflicting_reservation_names_the_holder_and_writes_nothing(
     assert store.count() == before  # all or nothing
     assert coord.reserve_paths(P, bravo, ["src/*.md"]).granted  # provably disjoint
     shared = coord.reserve_paths(P, bravo, ["src/app.py"], exclusive=False, advisory=True)
-    assert shared.granted[0].advisory and shared.conflicts[0]["callsign"] == "Alpha"
+    assert shared.granted[0].advisory
+    assert shared.conflicts[0]["callsign"] == "Alpha"
     check = coord.check_paths(P, ["src/app.py", "docs/a/b.md", "README.md"], agent=bravo)
     assert not check.ok
     assert [(b.path, b.holder) for b in check.blocked] == [("src/app.py", "Alpha"),
@@ -222,7 +228,8 @@ def test_lock_fencing_refuses_a_stale_holder(
     clock.advance(31)
     assert coord.get_lock(P, "deploy").status == "expired"
     second = coord.acquire_lock(P, bravo, "deploy")
-    assert second.fencing_token == 2 and second.holder == "Bravo"
+    assert second.fencing_token == 2
+    assert second.holder == "Bravo"
     for stale in (lambda: coord.release_lock(P, alpha, "deploy", 1),
                   lambda: coord.renew_lock(P, alpha, "deploy", 1),
                   lambda: coord.release_lock(P, bravo, "deploy", 1)):  # fmt: skip
@@ -251,11 +258,14 @@ def test_checkpoints_survive_and_large_state_goes_to_the_cas(
                                   next_steps=["run tests"], reason="context_compacted")  # fmt: skip
     assert saved.state_digest is not None
     [row] = store.query_rows(types=["agent_checkpoint_saved"], after=0, limit=10)[1:]
-    assert row.data["state"] == {} and len(row.text or "") < 2000  # not in the log
+    assert row.data["state"] == {}
+    assert len(row.text or "") < 2000
     coord.register_agent(P, callsign=alpha)  # a restart
     latest = coord.latest_checkpoint(P, alpha)
-    assert latest.summary == "before compaction" and latest.state == big
-    assert latest.next_steps == ["run tests"] and latest.reason == "context_compacted"
+    assert latest.summary == "before compaction"
+    assert latest.state == big
+    assert latest.next_steps == ["run tests"]
+    assert latest.reason == "context_compacted"
     assert coord.get_cursor(P, alpha, "events").position is None
     coord.move_cursor(P, alpha, "events", "42")
     coord.move_cursor(P, alpha, "events", "57")
