@@ -70,6 +70,8 @@ class TokenRecord:
     created_at: datetime
     created_by: str | None = None
     revoked_at: datetime | None = None
+    projects: tuple[str, ...] | None = None
+    """Coordination projects it is limited to (None: every project)."""
 
     @property
     def active(self) -> bool:
@@ -87,11 +89,12 @@ class TokenRecord:
             "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
             "created_by": self.created_by,
             "revoked_at": (None if self.revoked_at is None else self.revoked_at.isoformat()),
+            "projects": None if self.projects is None else list(self.projects),
         }
 
 
 def _record(tx: Any, row: tuple[Any, ...]) -> TokenRecord:
-    token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at = row
+    token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at, projects = row
     return TokenRecord(
         token_id=token_id,
         name=name,
@@ -101,6 +104,7 @@ def _record(tx: Any, row: tuple[Any, ...]) -> TokenRecord:
         created_at=at(created_at),
         created_by=created_by,
         revoked_at=to_dt(revoked_at),
+        projects=None if projects is None else tuple(tx.load_json(projects)),
     )
 
 
@@ -151,8 +155,10 @@ class TokenStore:
         *,
         worker_id: str | None = None,
         by: str | None = None,
+        projects: Iterable[str] | None = None,
     ) -> tuple[str, TokenRecord]:
-        """A new token (returned once, in clear) and its record."""
+        """A new token (returned once, in clear) and its record; ``projects`` limits what it
+        sees of coordination (issue 22) to those projects."""
         if not name or len(name) > _NAME_LIMIT or not name.isprintable():
             raise UsageError(f"a token name is 1-{_NAME_LIMIT} printable characters; got {name!r}")
         wanted = _check_scopes(scopes)
@@ -165,6 +171,7 @@ class TokenStore:
             scopes=list(wanted),
             worker_id=worker_id,
             by=by,
+            **({} if projects is None else {"projects": list(dict.fromkeys(projects))}),
         )
         with self.store.transaction() as unit:
             unit.tx.lock("tokens")  # creates and revokes take turns (PostgreSQL)

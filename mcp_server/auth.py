@@ -43,6 +43,8 @@ class FleetAccessToken(AccessToken):
 
     token_id: str
     worker_id: str | None = None
+    projects: list[str] | None = None
+    """Coordination projects it is limited to (None: all)."""
 
 
 class FleetTokenVerifier(TokenVerifier):
@@ -85,4 +87,5 @@ class FleetTokenVerifier(TokenVerifier):
             scopes=list(record.scopes),
             token_id=record.token_id,
             worker_id=record.worker_id,
+            projects=None if record.projects is None else list(record.projects),
         )

@@ -31,6 +31,9 @@ class TokensProjection:
                     "worker_id": data.get("worker_id"),
                     "at": event.at,
                     "by": data.get("by"),
+                    "projects": (
+                        None if data.get("projects") is None else canonical_json(data["projects"])
+                    ),
                 },
             )
         else:

@@ -171,8 +171,9 @@ UPDATE receipts SET status = :status, score = :score
 WHERE run_id = :run_id AND task_id = :task_id AND receipt_id = :receipt_id;
 
 -- name: token_insert
-INSERT INTO tokens (token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at)
-VALUES (:token_id, :name, :sha256, :scopes, :worker_id, :at, :by, NULL);
+INSERT INTO tokens (token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at,
+                    projects)
+VALUES (:token_id, :name, :sha256, :scopes, :worker_id, :at, :by, NULL, :projects);
 
 -- name: token_revoke
 UPDATE tokens SET revoked_at = :at WHERE token_id = :token_id;

@@ -161,19 +161,19 @@ SELECT step_id, status, attempt FROM steps WHERE run_id = :run_id ORDER BY posit
 SELECT step_id, output FROM steps WHERE run_id = :run_id AND status = 'completed';
 
 -- name: tokens
-SELECT token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at
+SELECT token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at, projects
 FROM tokens ORDER BY created_at, token_id;
 
 -- name: token_by_hash
-SELECT token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at
+SELECT token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at, projects
 FROM tokens WHERE sha256 = :sha256;
 
 -- name: token_by_name
-SELECT token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at
+SELECT token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at, projects
 FROM tokens WHERE name = :name AND revoked_at IS NULL;
 
 -- name: token_by_id
-SELECT token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at
+SELECT token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at, projects
 FROM tokens WHERE token_id = :token_id;
 
 -- name: run_leases

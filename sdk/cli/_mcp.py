@@ -168,10 +168,20 @@ def token_create(
     worker_id: Annotated[
         str | None, typer.Option(help="Worker this token acts as (worker tools).")
     ] = None,
+    project: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--project",
+            help="Limit the token's coordination tools to this project (repeatable; "
+            "default: every project).",
+        ),
+    ] = None,
 ) -> None:
     """Create a token; it is printed once, only its hash is stored."""
     with reporting(out, err), _token_store(ctx) as tokens:
-        secret, record = tokens.create(name, scope, worker_id=worker_id, by=_who())
+        secret, record = tokens.create(
+            name, scope, worker_id=worker_id, by=_who(), projects=project or None
+        )
         added = f"token {record.name!r} ({', '.join(record.scopes)}) added to {tokens.store.url}"
         err.print(text(added))
         out.print(secret, highlight=False, markup=False)

@@ -345,6 +345,9 @@ class TokenCreatedData(ProtocolModel):
     imported_from: str | None = Field(
         None, description="The token file it came from, when imported from one."
     )
+    projects: list[str] | None = Field(
+        None, description="Coordination projects it is limited to (issue 22); null: all."
+    )
 
 
 class TokenRevokedData(ProtocolModel):
