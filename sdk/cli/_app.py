@@ -10,6 +10,8 @@ from fleetforge import __version__
 from fleetforge.cli import (
     _armory,
     _artifacts,
+    _claims,
+    _coord,
     _db,
     _demo,
     _events,
@@ -123,5 +125,13 @@ app.command("serve")(_mcp.serve)
 app.add_typer(_mcp.token_app, name="token")
 app.add_typer(_armory.app, name="armory")
 app.command("demo")(_demo.demo)
+# coordination of agents (issue 22)
+app.add_typer(_coord.agents_app, name="agents")
+app.add_typer(_coord.mail_app, name="mail")
+app.command("reserve")(_claims.reserve)
+app.command("release")(_claims.release)
+app.add_typer(_claims.reservations_app, name="reservations")
+app.add_typer(_claims.lock_app, name="lock")
+app.add_typer(_claims.checkpoint_app, name="checkpoint")
 add_examples(app)
 flags_show_no_type()
