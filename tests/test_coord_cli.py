@@ -18,6 +18,8 @@ from typer.testing import CliRunner
 from fleetforge.armory._reservations import ReservationGuard
 from fleetforge.armory.workspace import Workspace
 from fleetforge.cli import app
+from fleetforge.fleet.service import SyncFleetService
+from fleetforge.fleet.store import open_store
 
 runner = CliRunner()
 DOCS = Path(__file__).parent.parent / "docs" / "coordination.md"
@@ -198,3 +200,23 @@ def test_the_workspace_pack_refuses_a_path_another_agent_holds(
     assert bob.write("src/notes.md", "ok") == "src/notes.md"
     assert ann.write("src/app.py", "mine") == "src/app.py"
     assert ReservationGuard.from_env({}, tmp_path) is None  # no identity, no guard
+
+
+def test_missions_group_runs_by_their_mission_label(store_url: str) -> None:
+    spec = {"name": "sortie", "seed": 1, "steps": [{"id": "a", "type": "tool", "tool": "t"}]}
+    with open_store(store_url) as store:
+        fleet = SyncFleetService(store)
+        for mission in ("auth", "auth", "docs"):
+            fleet.submit_run(spec | {"labels": {"mission": mission}})
+        fleet.submit_run(spec)  # in no mission
+        fleet.cancel_run(fleet.submit_run(spec | {"labels": {"mission": "docs"}}).run_id)
+    code, output = cli(store_url, "missions", "--json")
+    assert code == 0, output
+    found = {m["mission"]: m for m in json.loads(output)["missions"]}
+    assert found["auth"]["runs"] == 2
+    assert found["docs"]["by_status"] == {"cancelled": 1, "running": 1}
+    assert found["docs"]["done"] == 1
+    code, output = cli(store_url, "missions", "auth")
+    assert code == 0
+    assert "auth" in output
+    assert "docs" not in output

@@ -16,6 +16,7 @@ from fleetforge.cli import (
     _demo,
     _events,
     _mcp,
+    _missions,
     _runs,
     _schemas,
     _validate,
@@ -133,5 +134,6 @@ app.command("release")(_claims.release)
 app.add_typer(_claims.reservations_app, name="reservations")
 app.add_typer(_claims.lock_app, name="lock")
 app.add_typer(_claims.checkpoint_app, name="checkpoint")
+app.command("missions")(_missions.missions)
 add_examples(app)
 flags_show_no_type()

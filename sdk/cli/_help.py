@@ -73,6 +73,7 @@ EXAMPLES: dict[str, list[str]] = {
         "--file src/auth.py --next 'write tests' --reason context_compacted"
     ],
     "checkpoint show": ["fleetforge checkpoint show --as BlueFalcon"],
+    "missions": ["fleetforge missions --json"],
     "checkpoint cursor": ["fleetforge checkpoint cursor --as BlueFalcon events 1042"],
 }
 
