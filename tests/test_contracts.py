@@ -24,6 +24,7 @@ from fleetforge.contracts import (
     parse_envelope,
     parse_event,
 )
+from fleetforge.fleet.projections.coordination import CoordinationProjection
 
 # The catalogue of DESIGN.md "Decisions / Events", copied verbatim.
 DESIGN_EVENTS = [
@@ -66,6 +67,7 @@ DESIGN_EVENTS = [
 
 # Events added beyond DESIGN.md's "at least" list, each explained in docs/contracts.md.
 ADDED_EVENTS = ["step_reset", "task_paused", "token_created", "token_revoked", "access_denied"]
+ADDED_EVENTS += sorted(CoordinationProjection.handles)  # issue 22 (docs/contracts.md)
 
 
 def test_event_catalogue_is_the_design_list_plus_documented_additions() -> None:

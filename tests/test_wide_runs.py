@@ -410,8 +410,15 @@ def test_a_log_written_before_0_2_projects_the_same_counters(
     assert verify(store) == []
 
 
+_COORDINATION = [  # migration 0008 (issue 22), undone first
+    *(f"DROP TABLE {table}" for table in ("coord_agents", "coord_messages", "coord_inbox",
+      "coord_reservations", "coord_locks", "coord_checkpoints", "coord_cursors")),
+    "ALTER TABLE tokens DROP COLUMN projects",
+]  # fmt: skip
 _DOWNGRADE = {
     "sqlite": [
+        *_COORDINATION,
+        "DROP TABLE coord_messages_fts",
         "DROP TRIGGER steps_counters",
         "DROP TRIGGER tasks_counters",
         "DROP TABLE step_edges",
@@ -422,6 +429,7 @@ _DOWNGRADE = {
         "DELETE FROM fleetforge_migrations WHERE version >= 6",
     ],
     "postgres": [
+        *_COORDINATION,
         "DROP TRIGGER steps_counters ON steps",
         "DROP TRIGGER tasks_counters ON tasks",
         "DROP FUNCTION fleetforge_step_counters()",

@@ -121,8 +121,11 @@ class Messages(Agents):
             problems.append(ErrorDetail("/subject", f"longer than {MAX_SUBJECT} characters"))
         if len(body.encode("utf-8", "surrogatepass")) > MAX_BODY_BYTES:
             problems.append(ErrorDetail("/body", f"larger than {MAX_BODY_BYTES:,} bytes"))
-        if "\x00" in subject or "\x00" in body:
-            problems.append(ErrorDetail("/body", "may not contain NUL"))
+        problems += [
+            ErrorDetail(f"/{name}", "may not contain NUL")
+            for name, value in (("subject", subject), ("body", body))
+            if "\x00" in value
+        ]
         if importance not in IMPORTANCE:
             problems.append(ErrorDetail("/importance", f"must be one of {', '.join(IMPORTANCE)}"))
         if problems:

@@ -16,11 +16,11 @@ _GLOB = "*?["
 
 def static_prefix(pattern: str) -> str:
     """The folder part of a pattern before its first glob character, with its ``/``: every path
-    the pattern matches lies in it (``src/app/*.py`` -> ``src/app/``; ``*.md`` -> ``""``)."""
+    the pattern matches lies in it (``src/app/*.py`` -> ``src/app/``; ``*.md`` -> ``""``; a
+    literal ``src/app.py`` -> ``src/``). Indexed, so a path check reads only the reservations
+    filed under the path's folders."""
     cut = min((i for i, ch in enumerate(pattern) if ch in _GLOB), default=len(pattern))
     head = pattern[:cut]
-    if cut == len(pattern):  # a literal path: its folder
-        return head[: head.rfind("/") + 1]
     return head[: head.rfind("/") + 1]
 
 
