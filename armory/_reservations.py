@@ -12,24 +12,27 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from mcp.server.fastmcp.exceptions import ToolError
 
 __all__ = ["ReservationGuard"]
 
 
+class _Opened(NamedTuple):
+    check: Callable[[list[str]], Any]
+    close: Callable[[], Any]
+
+
 class ReservationGuard:
     """Checks a workspace write against the project's reservations."""
 
-    def __init__(
-        self, project: str, agent: str, opener: Callable[[], Callable[[list[str]], Any] | None]
-    ) -> None:
+    def __init__(self, project: str, agent: str, opener: Callable[[], _Opened | None]) -> None:
         self.project = project
         self.agent = agent
         self._opener = opener
-        self._check: Callable[[list[str]], Any] | None = None
-        self._opened = False
+        self._opened: _Opened | None = None
+        self._tried = False
         self._lock = threading.Lock()
 
     @classmethod
@@ -42,7 +45,7 @@ class ReservationGuard:
         url, token = environ.get("FLEETFORGE_URL"), environ.get("FLEETFORGE_TOKEN")
         store = environ.get("FLEETFORGE_STORE")
 
-        def open_local() -> Callable[[list[str]], Any] | None:
+        def open_local() -> _Opened | None:
             from fleetforge.errors import NotFoundError
             from fleetforge.fleet.clock import clock_for
             from fleetforge.fleet.coord import Coordination
@@ -54,14 +57,19 @@ class ReservationGuard:
             except NotFoundError:
                 return None  # no fleet store: nothing is reserved
             coord = Coordination(opened, clock_for(opened))
-            return lambda paths: coord.check_paths(project, paths, agent=agent)
+            return _Opened(
+                lambda paths: coord.check_paths(project, paths, agent=agent), opened.close
+            )
 
-        def open_remote() -> Callable[[list[str]], Any] | None:
+        def open_remote() -> _Opened | None:
             from fleetforge.client import SyncFleetClient
 
             client = SyncFleetClient.connect(url or "", token=token)
             client.__enter__()
-            return lambda paths: client.check_paths(project, paths, agent=agent)
+            return _Opened(
+                lambda paths: client.check_paths(project, paths, agent=agent),
+                lambda: client.__exit__(None, None, None),
+            )
 
         return cls(project, agent, open_remote if url else open_local)
 
@@ -70,13 +78,14 @@ class ReservationGuard:
         from fleetforge.errors import FleetForgeError
 
         with self._lock:
-            if not self._opened:
-                self._check = self._opener()
-                self._opened = True
-        if self._check is None:
+            if not self._tried:
+                self._opened = self._opener()
+                self._tried = True
+            opened = self._opened
+        if opened is None:
             return
         try:
-            found = self._check([path])
+            found = opened.check([path])
         except FleetForgeError as exc:
             raise ToolError(f"cannot check reservations of {path!r}: {exc.message}") from None
         if not found.ok:
@@ -86,3 +95,10 @@ class ReservationGuard:
                 f"{path!r} is reserved by {held.holder} ({held.pattern}, until {until}) in "
                 f"project '{self.project}': message {held.holder} or wait for the release"
             )
+
+    def close(self) -> None:
+        """Close the fleet connection opened by the first check, if any."""
+        with self._lock:
+            opened, self._opened = self._opened, None
+        if opened is not None:
+            opened.close()

@@ -234,7 +234,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     root = Path(args.root)
     root.mkdir(parents=True, exist_ok=True)
-    build_workspace_server(root, guard=ReservationGuard.from_env(os.environ, root)).run()
+    guard = ReservationGuard.from_env(os.environ, root)
+    try:
+        build_workspace_server(root, guard=guard).run()
+    finally:
+        if guard is not None:
+            guard.close()
 
 
 if __name__ == "__main__":

@@ -193,8 +193,11 @@ def _check_p50(url: str, root: Path) -> float:
             return
         raise AssertionError("the held path passed")
 
-    free = _p50(lambda: guard.check("pkg42/other/file.py"), calls=CALLS * 5)
-    return free, _p50(held, calls=CALLS * 5)
+    try:
+        free = _p50(lambda: guard.check("pkg42/other/file.py"), calls=CALLS * 5)
+        return free, _p50(held, calls=CALLS * 5)
+    finally:
+        guard.close()
 
 
 def run() -> dict[str, float]:

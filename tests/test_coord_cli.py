@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -188,17 +189,23 @@ def test_the_workspace_pack_refuses_a_path_another_agent_holds(
         cli(store_url, "agents", "register", "--callsign", name, "--project", "web")
     assert cli(store_url, "reserve", "--as", "Ann", "src/*.py", "--project", "web")[0] == 0
     environ = {"FLEETFORGE_STORE": store_url, "FLEETFORGE_PROJECT": "web"}
-    bob = Workspace(
-        tmp_path, guard=ReservationGuard.from_env(environ | {"FLEETFORGE_AGENT": "Bob"}, tmp_path)
-    )
-    ann = Workspace(
-        tmp_path, guard=ReservationGuard.from_env(environ | {"FLEETFORGE_AGENT": "Ann"}, tmp_path)
-    )
-    with pytest.raises(ToolError, match=r"'src/app.py' is reserved by Ann \(src/\*\.py"):
-        bob.write("src/app.py", "x")
-    assert not (tmp_path / "src" / "app.py").exists()
-    assert bob.write("src/notes.md", "ok") == "src/notes.md"
-    assert ann.write("src/app.py", "mine") == "src/app.py"
+    guards = [
+        ReservationGuard.from_env(environ | {"FLEETFORGE_AGENT": a}, tmp_path)
+        for a in ("Bob", "Ann")
+    ]
+    bob, ann = (Workspace(tmp_path, guard=g) for g in guards)
+    try:
+        with pytest.raises(ToolError, match=r"'src/app.py' is reserved by Ann \(src/\*\.py"):
+            bob.write("src/app.py", "x")
+        assert not (tmp_path / "src" / "app.py").exists()
+        assert bob.write("src/notes.md", "ok") == "src/notes.md"
+        assert ann.write("src/app.py", "mine") == "src/app.py"
+    finally:
+        for guard in guards:
+            assert guard is not None
+            guard.close()
+    # closed: no store (nor its SQLite checkpointer thread) outlives the guard
+    assert not any(t.name == "fleetforge-sqlite-checkpoint" for t in threading.enumerate())
     assert ReservationGuard.from_env({}, tmp_path) is None  # no identity, no guard
 
 
