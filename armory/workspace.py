@@ -1,7 +1,9 @@
 """The built-in ``workspace`` pack's MCP server: list, read and write files in one directory.
 
 ``python -m fleetforge.armory.workspace --root DIR`` serves over stdio. Every path is relative to
-the root; absolute paths, ``..`` and symlinks are refused.
+the root; absolute paths, ``..`` and symlinks are refused. Given a fleet and an agent identity
+(``FLEETFORGE_AGENT``, see :mod:`._reservations`), a write to a path another agent holds
+exclusively is refused, naming the holder (docs/coordination.md).
 
 Checking a path and then using it is a race another process in the workspace can win (swap a
 directory for a symlink in between). So nothing here resolves a path first: each operation
@@ -24,6 +26,8 @@ from pathlib import Path, PurePosixPath
 from mcp.server.fastmcp import FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
 
+from fleetforge.armory._reservations import ReservationGuard
+
 __all__ = ["MAX_READ", "Workspace", "build_workspace_server"]
 
 MAX_READ = 1024 * 1024
@@ -34,8 +38,9 @@ _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
 class Workspace:
     """File operations confined to ``root``; each raises ``ToolError`` with a clear message."""
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, *, guard: ReservationGuard | None = None) -> None:
         self.root = Path(root).resolve()  # the operator's choice; may itself be a symlink
+        self.guard = guard
 
     def list_files(self, directory: str = ".") -> list[str]:
         """The regular files under ``directory`` (relative to the root, sorted); symlinks and
@@ -81,6 +86,8 @@ class Workspace:
         half a file and a hard link there is replaced, not written through. Returns the path."""
         parts = _file_parts(path)
         *parents, name = parts
+        if self.guard is not None:
+            self.guard.check("/".join(parts))
         data = content.encode("utf-8")
         with self._walk(parents, path=path) as dir_fd:
             try:
@@ -199,8 +206,8 @@ def _collect(dir_fd: int, prefix: str, found: list[str]) -> None:
                 os.close(child)
 
 
-def build_workspace_server(root: Path) -> FastMCP:
-    workspace = Workspace(root)
+def build_workspace_server(root: Path, *, guard: ReservationGuard | None = None) -> FastMCP:
+    workspace = Workspace(root, guard=guard)
     server = FastMCP("workspace", log_level="WARNING")
 
     @server.tool()
@@ -227,7 +234,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     root = Path(args.root)
     root.mkdir(parents=True, exist_ok=True)
-    build_workspace_server(root).run()
+    guard = ReservationGuard.from_env(os.environ, root)
+    try:
+        build_workspace_server(root, guard=guard).run()
+    finally:
+        if guard is not None:
+            guard.close()
 
 
 if __name__ == "__main__":

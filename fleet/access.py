@@ -43,6 +43,8 @@ class Caller:
     scopes: frozenset[str] = field(default_factory=frozenset)
     trust_level: str | None = None  # a token's: what its worker is trusted with (admin-set)
     public_key: str | None = None  # a token's worker key (base64 Ed25519), admin-registered
+    projects: frozenset[str] | None = None
+    """The coordination projects a token is limited to (None: every project)."""
 
     @classmethod
     def as_worker(cls, worker_id: str) -> Caller:
@@ -60,6 +62,7 @@ class Caller:
         acting_as: str | None = None,
         trust_level: str | None = "sandboxed",
         public_key: str | None = None,
+        projects: frozenset[str] | set[str] | list[str] | tuple[str, ...] | None = None,
     ) -> Caller:
         """A bearer token's caller; a token bound to a worker acts as it, an unbound one as
         ``acting_as`` (the worker id it passed), holding only the leases it took itself."""
@@ -71,6 +74,7 @@ class Caller:
             scopes=frozenset(scopes),
             trust_level=trust_level,
             public_key=public_key,
+            projects=None if projects is None else frozenset(projects),
         )
 
     @property
@@ -89,6 +93,10 @@ class Caller:
     @property
     def admin(self) -> bool:
         return "admin" in self.scopes
+
+    def in_project(self, project: str) -> bool:
+        """May this caller see and act in a coordination project?"""
+        return self.projects is None or project in self.projects
 
     def allows(self, scope: str) -> bool:
         """Does this caller hold ``scope``? (Callers without a token are trusted.)"""

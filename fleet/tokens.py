@@ -74,6 +74,8 @@ class TokenRecord:
     revoked_at: datetime | None = None
     trust_level: FleetTrustLevel = FleetTrustLevel.SANDBOXED
     public_key: str | None = None
+    projects: tuple[str, ...] | None = None
+    """Coordination projects it is limited to (None: every project)."""
 
     @property
     def active(self) -> bool:
@@ -93,11 +95,13 @@ class TokenRecord:
             "revoked_at": (None if self.revoked_at is None else self.revoked_at.isoformat()),
             "trust_level": self.trust_level.value,
             "public_key": self.public_key,
+            "projects": None if self.projects is None else list(self.projects),
         }
 
 
 def _record(tx: Any, row: tuple[Any, ...]) -> TokenRecord:
     token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at = row[:8]
+    projects = row[10]
     return TokenRecord(
         token_id=token_id,
         name=name,
@@ -109,6 +113,7 @@ def _record(tx: Any, row: tuple[Any, ...]) -> TokenRecord:
         revoked_at=to_dt(revoked_at),
         trust_level=FleetTrustLevel(row[8] or "sandboxed"),
         public_key=row[9],
+        projects=None if projects is None else tuple(tx.load_json(projects)),
     )
 
 
@@ -180,12 +185,14 @@ class TokenStore:
         by: str | None = None,
         trust_level: FleetTrustLevel | str = FleetTrustLevel.SANDBOXED,
         public_key: str | None = None,
+        projects: Iterable[str] | None = None,
     ) -> tuple[str, TokenRecord]:
         """A new token (returned once, in clear) and its record.
 
         ``trust_level``: what a worker using it is trusted as (never what it declares);
         ``public_key``: the worker's Ed25519 key (base64 of the raw 32 bytes), which it must
-        register and sign receipts with."""
+        register and sign receipts with; ``projects`` limits what it sees of coordination
+        (issue 22) to those projects."""
         level = _check_trust(trust_level)
         if public_key is not None:
             public_key = check_public_key(public_key, where="--public-key")
@@ -203,6 +210,7 @@ class TokenStore:
             by=by,
             trust_level=level.value,
             public_key=public_key,
+            **({} if projects is None else {"projects": list(dict.fromkeys(projects))}),
         )
         with self.store.transaction() as unit:
             unit.tx.lock("tokens")  # creates and revokes take turns (PostgreSQL)

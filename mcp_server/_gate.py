@@ -93,6 +93,18 @@ class Gate:
         return caller
 
     @staticmethod
+    def agent(token: FleetAccessToken) -> Caller:
+        """The caller of a coordination tool over HTTP: the token, its worker (the agent it
+        may act as) and the projects it is limited to."""
+        return Caller.token(
+            token.token_id,
+            token.client_id,
+            token.scopes,
+            worker_id=token.worker_id,
+            projects=token.projects,
+        )
+
+    @staticmethod
     def by(ctx: Ctx) -> str:
         """Who a person's action is recorded as: ``token:NAME``, or ``mcp`` over stdio."""
         token = token_of(ctx)

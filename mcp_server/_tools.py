@@ -92,6 +92,8 @@ class ToolTable:
             token is not None or op.name != "put_artifact" or getattr(args, "task_id", None)
         ):
             caller = self.gate.caller(ctx, op, getattr(args, "worker_id", None))
+        elif op.as_agent and token is not None:
+            caller = self.gate.agent(token)
         fleet = await self.fleet()
         if op.name == "lease_task":
             return await _lease(ctx, fleet, op, args, caller)  # type: ignore[arg-type]

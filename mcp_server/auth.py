@@ -45,6 +45,8 @@ class FleetAccessToken(AccessToken):
     worker_id: str | None = None
     trust_level: str = "sandboxed"  # what the admin who issued it trusts its worker with
     public_key: str | None = None  # the worker's Ed25519 key, when the admin registered one
+    projects: list[str] | None = None
+    """Coordination projects it is limited to (None: all)."""
 
 
 class FleetTokenVerifier(TokenVerifier):
@@ -89,4 +91,5 @@ class FleetTokenVerifier(TokenVerifier):
             worker_id=record.worker_id,
             trust_level=record.trust_level.value,
             public_key=record.public_key,
+            projects=None if record.projects is None else list(record.projects),
         )

@@ -19,6 +19,7 @@ from mcp.types import CallToolResult, Tool
 
 from fleetforge import __version__
 from fleetforge.errors import UsageError
+from fleetforge.mcp_server._coord_prompt import register_coordination_prompt
 from fleetforge.mcp_server._gate import Gate
 from fleetforge.mcp_server._resources import register_prompts, register_resources
 from fleetforge.mcp_server._shim import lowlevel, set_server_version
@@ -123,6 +124,7 @@ def build_server(
     mcp.table = ToolTable(fleet, gate, opts.max_artifact_bytes)
     register_resources(mcp, mcp.table)
     register_prompts(mcp)
+    register_coordination_prompt(mcp)
     return mcp
 
 

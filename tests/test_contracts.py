@@ -24,6 +24,7 @@ from fleetforge.contracts import (
     parse_envelope,
     parse_event,
 )
+from fleetforge.fleet.projections.coordination import CoordinationProjection
 
 # The catalogue of DESIGN.md "Decisions / Events", copied verbatim.
 DESIGN_EVENTS = [
@@ -69,6 +70,7 @@ ADDED_EVENTS = [
     "step_reset", "task_paused", "token_created", "token_revoked", "access_denied",
     "capability_revoked", "alert_fired", "alert_delivered", "alert_failed",
 ]  # fmt: skip
+ADDED_EVENTS += sorted(CoordinationProjection.handles)  # issue 22 (docs/contracts.md)
 
 
 def test_event_catalogue_is_the_design_list_plus_documented_additions() -> None:

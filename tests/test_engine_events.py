@@ -23,6 +23,7 @@ from fleetforge.fleet.alerts.config import AlertSettings, DispatchSettings
 from fleetforge.fleet.alerts.dispatcher import AlertDispatcher
 from fleetforge.fleet.artifacts import ArtifactStore
 from fleetforge.fleet.clock import ManualClock
+from fleetforge.fleet.projections.coordination import CoordinationProjection
 from fleetforge.fleet.replay import verify
 from fleetforge.fleet.service import SyncFleetService
 from fleetforge.fleet.store import EventStore
@@ -36,6 +37,8 @@ DEAD_HOOK = {"events": ["task_failed"], "endpoints": [NOBODY]}
 
 # types only a person, an import or another component writes (not this story's engine calls)
 NOT_FROM_THIS_STORY = {"step_started", "receipt_posted", "receipt_accepted", "receipt_rejected"}
+# coordination events: tests/test_coord.py checks each the same way (schema, pydantic, replay)
+NOT_FROM_THIS_STORY |= CoordinationProjection.handles
 
 
 def _envelope(entry: Any, kind: str, seq: int, **fields: Any) -> dict[str, Any]:

@@ -549,7 +549,7 @@ async def test_resources(store: EventStore, tmp_path: Path) -> None:
 async def test_worker_prompt(store: EventStore, tmp_path: Path) -> None:
     async with connect(store, tmp_path) as (client, _):
         prompts = (await client.session.list_prompts()).prompts
-        assert [p.name for p in prompts] == ["fleet_worker_loop"]
+        assert [p.name for p in prompts] == ["fleet_worker_loop", "fleet_coordination"]
         got = await client.session.get_prompt("fleet_worker_loop", {"worker_id": "w9", "role": "r"})
     text = got.messages[0].content.text  # type: ignore[union-attr]
     for tool in ("fleet_lease_task", "fleet_heartbeat", "fleet_post_receipt", "fleet_fail_task"):

@@ -132,6 +132,33 @@ async def exercise(fleet: FleetClient) -> list[Any]:
     seen.append(await fleet.run_events(wide.run_id, limit=1000))
     refs = [{"run_id": other.run_id, "step_id": "x"}, {"run_id": run.run_id, "step_id": "nope"}]
     seen.append(await fleet.retry_steps(refs))
+    return seen + await coordinate(fleet)
+
+
+async def coordinate(fleet: FleetClient) -> list[Any]:
+    """Every coordination operation once (issue 22)."""
+    p = "ops"
+    seen: list[Any] = [await fleet.register_agent(p, callsign="Ann", program="t"),
+                       await fleet.register_agent(p, callsign="Bob")]  # fmt: skip
+    seen.append(await fleet.list_agents(p))
+    sent = await fleet.send_message(p, "Ann", ["Bob"], "hi", "reserve?", ack_required=True)
+    seen += [sent, await fleet.fetch_inbox(p, "Bob")]
+    seen.append(await fleet.mark_messages(p, "Bob", [sent.message_id], acknowledge=True))
+    await fleet.send_message(p, "Bob", ["Ann"], "re", "yes", reply_to=sent.message_id)
+    seen += [await fleet.get_thread(p, "Ann", sent.message_id),
+             await fleet.search_messages(p, "Bob", "reserve")]  # fmt: skip
+    seen.append(await fleet.reserve_paths(p, "Ann", ["src/app.py"], reason="edit"))
+    seen += [await fleet.renew_reservations(p, "Ann"), await fleet.list_reservations(p),
+             await fleet.check_paths(p, ["src/app.py"], agent="Bob"),
+             await fleet.release_reservations(p, "Ann")]  # fmt: skip
+    lock = await fleet.acquire_lock(p, "Ann", "deploy")
+    seen += [lock, await fleet.renew_lock(p, "Ann", "deploy", lock.fencing_token),
+             await fleet.release_lock(p, "Ann", "deploy", lock.fencing_token)]  # fmt: skip
+    seen.append(await fleet.save_checkpoint(p, "Ann", "done", state={"k": 1}, files=["a"]))
+    seen += [await fleet.latest_checkpoint(p, "Ann"),
+             await fleet.move_cursor(p, "Ann", "events", "7"),
+             await fleet.get_cursor(p, "Ann", "events"),
+             await fleet.deregister_agent(p, "Bob")]  # fmt: skip
     return seen
 
 
@@ -174,6 +201,14 @@ async def mistakes(fleet: FleetClient) -> list[tuple[str, str, str]]:
             lambda: fleet.fail_task("t", 1, "no-such-kind", "x", worker_id="w"),
             lambda: fleet.fail_task("run_nope.a", 1, "agent_error", "x", worker_id="w"),
         ),
+        "reserve_paths": (
+            lambda: fleet.reserve_paths("ops", "Ann", ["../up"]),
+            lambda: fleet.reserve_paths("ops", "Nobody", ["a"]),
+        ),
+        "send_message": (
+            lambda: fleet.send_message("ops", "Ann", ["Nobody"], "s", "b"),
+            lambda: fleet.send_message("ops", "Nobody", ["Ann"], "s", "b"),
+        ),
     }
     for name, (bad, unknown) in calls.items():
         for case, call in (("bad", bad), ("unknown", unknown)):
@@ -189,7 +224,7 @@ async def mistakes(fleet: FleetClient) -> list[tuple[str, str, str]]:
 
 
 _IDS = re.compile(
-    r"\b(run|evt|tok|err)_[0-9A-Z]{26}\b|\brcp_[0-9a-f]{26}\b|\d{4}-\d\d-\d\dT[0-9:.]+(Z|\+00:00)?"
+    r"\b(run|evt|tok|err|agt|msg|rsv|ckp)_[0-9A-Z]{26}\b|\brcp_[0-9a-f]{26}\b|\d{4}-\d\d-\d\dT[0-9:.]+(Z|\+00:00)?"
 )
 
 

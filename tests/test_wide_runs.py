@@ -419,8 +419,15 @@ _UNDO_TRUST = [
     "ALTER TABLE tokens DROP COLUMN public_key",
     "ALTER TABLE tasks DROP COLUMN needs_key",
 ]
+_COORDINATION = [  # migration 0012 (issue 22), undone first
+    *(f"DROP TABLE {table}" for table in ("coord_agents", "coord_messages", "coord_inbox",
+      "coord_reservations", "coord_locks", "coord_checkpoints", "coord_cursors")),
+    "ALTER TABLE tokens DROP COLUMN projects",
+]  # fmt: skip
 _DOWNGRADE = {
     "sqlite": [
+        *_COORDINATION,
+        "DROP TABLE coord_messages_fts",
         "DROP TRIGGER steps_counters",
         "DROP TRIGGER tasks_counters",
         "DROP TABLE step_edges",
@@ -433,6 +440,7 @@ _DOWNGRADE = {
         "DELETE FROM fleetforge_migrations WHERE version >= 6",
     ],
     "postgres": [
+        *_COORDINATION,
         "DROP TRIGGER steps_counters ON steps",
         "DROP TRIGGER tasks_counters ON tasks",
         "DROP FUNCTION fleetforge_step_counters()",

@@ -7,7 +7,7 @@ never the clock) and the projection's own tables.
 
 :data:`DEFAULT_PROJECTIONS`: runs and steps, artifacts, tasks (the inbox), workers, receipts,
 tokens,
-alerts (the outbox).
+alerts (the outbox), coordination (issue 22).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Protocol
 
 from fleetforge.fleet.projections.alerts import AlertsProjection
 from fleetforge.fleet.projections.artifacts import ArtifactsProjection
+from fleetforge.fleet.projections.coordination import CoordinationProjection
 from fleetforge.fleet.projections.receipts import ReceiptsProjection
 from fleetforge.fleet.projections.runs import RunsProjection
 from fleetforge.fleet.projections.tasks import TasksProjection
@@ -28,6 +29,7 @@ __all__ = [
     "DEFAULT_PROJECTIONS",
     "AlertsProjection",
     "ArtifactsProjection",
+    "CoordinationProjection",
     "Projection",
     "ReceiptsProjection",
     "RunsProjection",
@@ -66,4 +68,5 @@ DEFAULT_PROJECTIONS: tuple[Projection, ...] = (
     ReceiptsProjection(),
     TokensProjection(),
     AlertsProjection(),
+    CoordinationProjection(),
 )

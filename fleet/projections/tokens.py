@@ -33,6 +33,9 @@ class TokensProjection:
                     "by": data.get("by"),
                     "trust_level": data.get("trust_level") or "sandboxed",
                     "public_key": data.get("public_key"),
+                    "projects": (
+                        None if data.get("projects") is None else canonical_json(data["projects"])
+                    ),
                 },
             )
         elif event.type == "capability_revoked":

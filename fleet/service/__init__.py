@@ -10,7 +10,8 @@ runs in a worker thread, so an event loop never blocks on the database).
 
 from __future__ import annotations
 
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
@@ -21,6 +22,9 @@ from fleetforge.fleet.service.dead_letters import DeadLetters
 from fleetforge.fleet.store import EventStore
 from fleetforge.operations._base import Call, Operation
 
+if TYPE_CHECKING:
+    from fleetforge.fleet.coord import Coordination
+
 __all__ = ["DEFAULT_MAX_ARTIFACT_BYTES", "FleetService", "SyncFleetService"]
 
 
@@ -30,8 +34,17 @@ class SyncFleetService(DeadLetters):
     The behaviour is written by concern, each a class of its own module that builds on the one
     before: :mod:`.core` (state, caches, who may act), :mod:`.steps` (scheduling),
     :mod:`.workers`, :mod:`.leasing`, :mod:`.heartbeats`, :mod:`.artifacts`, :mod:`.receipts`,
-    :mod:`.batches`, :mod:`.runs` and :mod:`.dead_letters`.
+    :mod:`.batches`, :mod:`.runs` and :mod:`.dead_letters`. Coordination of agents (issue 22) is
+    :attr:`coord`.
     """
+
+    @cached_property
+    def coord(self) -> Coordination:
+        """Agents, messages, reservations, locks, checkpoints and cursors
+        (:mod:`fleetforge.fleet.coord`), on the same store, clock and CAS."""
+        from fleetforge.fleet.coord import Coordination
+
+        return Coordination(self.store, self.clock, self.artifacts)
 
 
 class FleetService:

@@ -172,9 +172,9 @@ WHERE run_id = :run_id AND task_id = :task_id AND receipt_id = :receipt_id;
 
 -- name: token_insert
 INSERT INTO tokens (token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at,
-                    trust_level, public_key)
+                    trust_level, public_key, projects)
 VALUES (:token_id, :name, :sha256, :scopes, :worker_id, :at, :by, NULL, :trust_level,
-        :public_key);
+        :public_key, :projects);
 
 -- name: token_revoke
 UPDATE tokens SET revoked_at = :at WHERE token_id = :token_id;

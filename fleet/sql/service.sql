@@ -166,22 +166,22 @@ SELECT step_id, output FROM steps WHERE run_id = :run_id AND status = 'completed
 
 -- name: tokens
 SELECT token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at,
-       trust_level, public_key
+       trust_level, public_key, projects
 FROM tokens ORDER BY created_at, token_id;
 
 -- name: token_by_hash
 SELECT token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at,
-       trust_level, public_key
+       trust_level, public_key, projects
 FROM tokens WHERE sha256 = :sha256;
 
 -- name: token_by_name
 SELECT token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at,
-       trust_level, public_key
+       trust_level, public_key, projects
 FROM tokens WHERE name = :name AND revoked_at IS NULL;
 
 -- name: token_by_id
 SELECT token_id, name, sha256, scopes, worker_id, created_at, created_by, revoked_at,
-       trust_level, public_key
+       trust_level, public_key, projects
 FROM tokens WHERE token_id = :token_id;
 
 -- name: run_leases

@@ -11,11 +11,14 @@ from fleetforge.cli import (
     _alerts,
     _armory,
     _artifacts,
+    _claims,
+    _coord,
     _db,
     _dead_letters,
     _demo,
     _events,
     _mcp,
+    _missions,
     _runs,
     _schemas,
     _top,
@@ -135,5 +138,14 @@ app.command("demo")(_demo.demo)
 app.add_typer(_trust.keys_app, name="keys")
 app.command("verify")(_trust.verify)
 app.command("export")(_trust.export)
+# coordination of agents (issue 22)
+app.add_typer(_coord.agents_app, name="agents")
+app.add_typer(_coord.mail_app, name="mail")
+app.command("reserve")(_claims.reserve)
+app.command("release")(_claims.release)
+app.add_typer(_claims.reservations_app, name="reservations")
+app.add_typer(_claims.lock_app, name="lock")
+app.add_typer(_claims.checkpoint_app, name="checkpoint")
+app.command("missions")(_missions.missions)
 add_examples(app)
 flags_show_no_type()

@@ -77,6 +77,29 @@ EXAMPLES: dict[str, list[str]] = {
     "armory show": ["fleetforge armory show workspace"],
     "armory check": ["fleetforge armory check workspace"],
     "demo": ["fleetforge demo --seed 7"],
+    "agents register": ["fleetforge agents register --callsign BlueFalcon --program claude-code"],
+    "agents deregister": ["fleetforge agents deregister --as BlueFalcon"],
+    "mail send": [
+        "fleetforge mail send --as BlueFalcon --to GreenWren --subject 'src/app.py' "
+        "--body 'May I have it?' --ack"
+    ],
+    "mail inbox": ["fleetforge mail inbox --as GreenWren --unread"],
+    "mail read": ["fleetforge mail read --as GreenWren msg_01M82TAAV3AZ36GNZDTDKMW2JH --ack"],
+    "mail thread": ["fleetforge mail thread --as GreenWren msg_01M82TAAV3AZ36GNZDTDKMW2JH"],
+    "mail search": ["fleetforge mail search --as GreenWren 'tokenizer slow'"],
+    "reserve": ["fleetforge reserve --as BlueFalcon 'src/api/**' --ttl 1800 --reason 'auth'"],
+    "release": ["fleetforge release --as BlueFalcon 'src/api/**'"],
+    "reservations check": ["fleetforge reservations check --as BlueFalcon src/app.py"],
+    "lock acquire": ["fleetforge lock acquire --as BlueFalcon migrations --ttl 600"],
+    "lock renew": ["fleetforge lock renew --as BlueFalcon migrations --fencing-token 3"],
+    "lock release": ["fleetforge lock release --as BlueFalcon migrations --fencing-token 3"],
+    "checkpoint save": [
+        "fleetforge checkpoint save --as BlueFalcon --summary 'auth done' "
+        "--file src/auth.py --next 'write tests' --reason context_compacted"
+    ],
+    "checkpoint show": ["fleetforge checkpoint show --as BlueFalcon"],
+    "missions": ["fleetforge missions --json"],
+    "checkpoint cursor": ["fleetforge checkpoint cursor --as BlueFalcon events 1042"],
 }
 
 

@@ -188,6 +188,14 @@ def token_create(
             "register it and sign its receipts with it.",
         ),
     ] = None,
+    project: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--project",
+            help="Limit the token's coordination tools to this project (repeatable; "
+            "default: every project).",
+        ),
+    ] = None,
 ) -> None:
     """Create a token; it is printed once, only its hash is stored."""
     with reporting(out, err), _token_store(ctx) as tokens:
@@ -198,6 +206,7 @@ def token_create(
             by=_who(),
             trust_level=trust_level,
             public_key=public_key,
+            projects=project or None,
         )
         added = f"token {record.name!r} ({', '.join(record.scopes)}) added to {tokens.store.url}"
         err.print(text(added))

@@ -24,6 +24,7 @@ from typing import Any, Self, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from fleetforge._jsondomain import check_model
+from fleetforge.client._coord import CoordinationMethods
 from fleetforge.client._transports import LocalTransport, McpTransport, Transport
 from fleetforge.contracts import (
     Artifact,
@@ -64,9 +65,10 @@ A = TypeVar("A", bound=Args)
 R = TypeVar("R", bound=BaseModel)
 
 
-class FleetClient:
+class FleetClient(CoordinationMethods):
     """The fleet's API for agent code and tools; build one with :meth:`local`, :meth:`stdio`
-    or :meth:`connect` (or hand it a transport) and use it as an async context manager."""
+    or :meth:`connect` (or hand it a transport) and use it as an async context manager.
+    Coordination of agents (issue 22) comes from :class:`CoordinationMethods`."""
 
     def __init__(self, transport: Transport) -> None:
         self.transport = transport

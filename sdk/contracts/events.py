@@ -13,6 +13,20 @@ from pydantic import Field, TypeAdapter
 
 from fleetforge.contracts._base import Digest, Identifier, ProtocolModel, Timestamp
 from fleetforge.contracts.artifact import Artifact
+from fleetforge.contracts.coordination import (
+    AgentDeregisteredData,
+    AgentRegisteredData,
+    CheckpointRecordedData,
+    CursorMovedData,
+    LockAcquiredData,
+    LockEndedData,
+    LockRenewedData,
+    MessageMarkedData,
+    MessageSentData,
+    ReservationEndedData,
+    ReservationGrantedData,
+    ReservationRenewedData,
+)
 from fleetforge.contracts.envelope import AnyAgentRunEnvelope
 from fleetforge.contracts.protocol import (
     FleetAlertEndpoint,
@@ -391,6 +405,9 @@ class TokenCreatedData(ProtocolModel):
     imported_from: str | None = Field(
         None, description="The token file it came from, when imported from one."
     )
+    projects: list[str] | None = Field(
+        None, description="Coordination projects it is limited to (issue 22); null: all."
+    )
 
 
 class TokenRevokedData(ProtocolModel):
@@ -648,6 +665,68 @@ class AccessDenied(RunEvent):
     """A call was refused: the caller does not hold what it acts on."""
     type: Literal["access_denied"] = Field("access_denied", description="Event type.")
     data: AccessDeniedData = Field(description="Event data.")
+class AgentRegistered(RunEvent):
+    """An agent registered in a project."""
+    type: Literal["agent_registered"] = Field("agent_registered", description="Event type.")
+    data: AgentRegisteredData = Field(description="Event data.")
+class AgentDeregistered(RunEvent):
+    """An agent left its project."""
+    type: Literal["agent_deregistered"] = Field("agent_deregistered", description="Event type.")
+    data: AgentDeregisteredData = Field(description="Event data.")
+class MessageSent(RunEvent):
+    """A message entered some inboxes."""
+    type: Literal["message_sent"] = Field("message_sent", description="Event type.")
+    data: MessageSentData = Field(description="Event data.")
+class MessageRead(RunEvent):
+    """An agent read a message."""
+    type: Literal["message_read"] = Field("message_read", description="Event type.")
+    data: MessageMarkedData = Field(description="Event data.")
+class MessageAcknowledged(RunEvent):
+    """An agent acknowledged a message."""
+    type: Literal["message_acknowledged"] = Field("message_acknowledged", description="Event type.")
+    data: MessageMarkedData = Field(description="Event data.")
+class ReservationGranted(RunEvent):
+    """A path pattern was reserved."""
+    type: Literal["reservation_granted"] = Field("reservation_granted", description="Event type.")
+    data: ReservationGrantedData = Field(description="Event data.")
+class ReservationRenewed(RunEvent):
+    """A reservation was renewed."""
+    type: Literal["reservation_renewed"] = Field("reservation_renewed", description="Event type.")
+    data: ReservationRenewedData = Field(description="Event data.")
+class ReservationReleased(RunEvent):
+    """A reservation was released."""
+    type: Literal["reservation_released"] = Field("reservation_released", description="Event type.")
+    data: ReservationEndedData = Field(description="Event data.")
+class ReservationExpired(RunEvent):
+    """A reservation expired."""
+    type: Literal["reservation_expired"] = Field("reservation_expired", description="Event type.")
+    data: ReservationEndedData = Field(description="Event data.")
+class LockAcquired(RunEvent):
+    """A named lock was taken."""
+    type: Literal["lock_acquired"] = Field("lock_acquired", description="Event type.")
+    data: LockAcquiredData = Field(description="Event data.")
+class LockRenewed(RunEvent):
+    """A lock was renewed."""
+    type: Literal["lock_renewed"] = Field("lock_renewed", description="Event type.")
+    data: LockRenewedData = Field(description="Event data.")
+class LockReleased(RunEvent):
+    """A lock was released."""
+    type: Literal["lock_released"] = Field("lock_released", description="Event type.")
+    data: LockEndedData = Field(description="Event data.")
+class LockExpired(RunEvent):
+    """A lock expired."""
+    type: Literal["lock_expired"] = Field("lock_expired", description="Event type.")
+    data: LockEndedData = Field(description="Event data.")
+class AgentCheckpointSaved(RunEvent):
+    """An agent saved a context checkpoint."""
+    type: Literal["agent_checkpoint_saved"] = Field(
+        "agent_checkpoint_saved", description="Event type."
+    )
+    data: CheckpointRecordedData = Field(description="Event data.")
+class CursorMoved(RunEvent):
+    """A named cursor moved."""
+    type: Literal["cursor_moved"] = Field("cursor_moved", description="Event type.")
+    data: CursorMovedData = Field(description="Event data.")
 # fmt: on
 
 AnyRunEvent = Annotated[
@@ -693,7 +772,22 @@ AnyRunEvent = Annotated[
     | AccessDenied
     | AlertFired
     | AlertDelivered
-    | AlertFailed,
+    | AlertFailed
+    | AgentRegistered
+    | AgentDeregistered
+    | MessageSent
+    | MessageRead
+    | MessageAcknowledged
+    | ReservationGranted
+    | ReservationRenewed
+    | ReservationReleased
+    | ReservationExpired
+    | LockAcquired
+    | LockRenewed
+    | LockReleased
+    | LockExpired
+    | AgentCheckpointSaved
+    | CursorMoved,
     Field(discriminator="type"),
 ]
 """Any run event, selected by `type`."""
@@ -718,6 +812,9 @@ def parse_event(data: Any) -> RunEvent:
 __all__ = [
     "EVENT_TYPES",
     "AccessDenied",
+    "AgentCheckpointSaved",
+    "AgentDeregistered",
+    "AgentRegistered",
     "AlertDelivered",
     "AlertDeliveredData",
     "AlertFailed",
@@ -730,10 +827,22 @@ __all__ = [
     "BudgetExceeded",
     "CapabilityRevoked",
     "CheckpointSaved",
+    "CursorMoved",
+    "LockAcquired",
+    "LockExpired",
+    "LockReleased",
+    "LockRenewed",
+    "MessageAcknowledged",
+    "MessageRead",
+    "MessageSent",
     "ReceiptAccepted",
     "ReceiptPosted",
     "ReceiptRecorded",
     "ReceiptRejected",
+    "ReservationExpired",
+    "ReservationGranted",
+    "ReservationReleased",
+    "ReservationRenewed",
     "RunCancelled",
     "RunCompleted",
     "RunEvent",

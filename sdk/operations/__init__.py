@@ -13,6 +13,7 @@ from typing import Any
 from fleetforge.operations._base import Args, Call, Operation, Scope
 from fleetforge.operations.artifacts import GET_ARTIFACT, PUT_ARTIFACT
 from fleetforge.operations.batches import COMPLETE_TASKS, HEARTBEAT_MANY, POST_EVENTS
+from fleetforge.operations.coordination import COORDINATION_OPERATIONS
 from fleetforge.operations.runs import (
     APPROVE_STEP,
     CANCEL_RUN,
@@ -76,6 +77,7 @@ OPERATIONS: dict[str, Operation[Any, Any]] = {
     )
 }
 """Operations by name, in the order the docs list them."""
+OPERATIONS.update({op.name: op for op in COORDINATION_OPERATIONS})  # issue 22, after the rest
 
 
 def by_tool(tool: str) -> Operation[Any, Any] | None:

@@ -65,6 +65,9 @@ class Operation(Generic[A, R]):
     as_worker: bool = False
     """The call acts as a worker: it carries the caller's identity (``worker_id`` over stdio,
     the token over HTTP) and only the worker holding a lease may act on it."""
+    as_agent: bool = False
+    """The call acts as a coordinating agent (fleetforge.operations.coordination): over HTTP
+    the token's identity and project limits go with it."""
     tool: str = ""
     """The MCP tool name; ``fleet_`` + name unless the wire keeps an older name."""
     cli: str = ""
