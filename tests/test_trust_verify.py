@@ -383,7 +383,7 @@ def test_a_fleet_without_a_key_creates_one_and_says_where(
     recorded = store.query_rows(run_id=run_id, types=["receipt_recorded"])
     statement = statement_of(recorded[0].data["attestation"])
     assert statement["_type"] == "https://in-toto.io/Statement/v1"
-    assert statement["predicate"]["capability_token_id"] is None
+    assert statement["predicate"]["capability_token_id"].startswith("cap_")  # its lease's token
     assert statement["predicate"]["prev_receipt_hash"] is None
     second = statement_of(recorded[1].data["attestation"])["predicate"]
     assert second["prev_receipt_hash"] == recorded[0].data["receipt"]["hash"]

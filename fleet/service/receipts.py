@@ -222,12 +222,14 @@ class Receipts(Artifacts):
             recorded = self._event("receipt_recorded", task.run_id, now, receipt=judged)
         else:  # dumped once: the same JSON is signed and stored
             body = judged.model_dump(mode="json")
+            attestation = attestor.receipt(
+                body,
+                capability_token_id=self._capability_id(unit, task),
+                policy_decisions=self._receipt_decisions(task),
+                worker_signature=body.get("worker_signature"),
+            )
             recorded = self._event(
-                "receipt_recorded",
-                task.run_id,
-                now,
-                receipt=body,
-                attestation=attestor.receipt(body),
+                "receipt_recorded", task.run_id, now, receipt=body, attestation=attestation
             )
         self._append(unit, [*extra, recorded])
         if accepted:
@@ -236,6 +238,20 @@ class Receipts(Artifacts):
             kind, message = failure or (FleetTaskFailureKind.INVALID_OUTPUT, verdict.reason)
             self._task_failed(unit, task, kind, message, now)
         return judged
+
+    def _capability_id(self, unit: Unit, task: TaskState) -> str | None:
+        """The id of the capability token of the attempt the receipt ends (for its statement)."""
+        row = unit.tx.fetchone(Q["capability_of_task"], {"task_id": task.task_id})
+        return str(row[0]) if row and int(row[2]) == task.fencing_token else None
+
+    def _receipt_decisions(self, task: TaskState) -> list[dict[str, Any]]:
+        """The security-policy decisions taken on this receipt, for its statement (the lease's
+        Cedar decision is in ``task_leased.policy``)."""
+        security = self._task_spec(task).security
+        if security is None or not security.require_signed_receipts:
+            return []
+        return [{"policy": "require_signed_receipts", "decision": "allow",
+                 "reason": "signed by the worker's registered key"}]  # fmt: skip
 
     def _check_signature(self, unit: Unit, receipt: FleetReceipt, task: TaskState) -> None:
         """Under ``require_signed_receipts``, a receipt without a good signature by the

@@ -299,3 +299,10 @@ WHERE c.task_id = :task_id;
 SELECT c.task_id, c.capability_id FROM task_capabilities c
 JOIN revoked_capabilities r ON r.capability_id = c.capability_id
 WHERE {tasks};
+
+-- name: capabilities_of_run
+SELECT task_id, capability_id, token, fencing_token, expires_at FROM task_capabilities
+WHERE run_id = :run_id ORDER BY task_id;
+
+-- name: capability_public_key
+SELECT public_key FROM trust_keys WHERE name = :name;

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,11 @@ class Bundle:
     trust: TrustStore
     revoked_token_ids: list[str] = field(default_factory=list)
     receipts: list[dict[str, Any]] = field(default_factory=list)
+    # the authorization half: each task's capability token (its latest lease's), the
+    # capability root public key, and when each revoked id was revoked
+    capabilities: dict[str, dict[str, Any]] = field(default_factory=dict)
+    capability_key: str | None = None
+    revocations: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -57,6 +64,9 @@ class Bundle:
             "projections": self.projections,
             "trust": self.trust.to_json(),
             "revoked_token_ids": self.revoked_token_ids,
+            "capabilities": self.capabilities,
+            "capability_key": self.capability_key,
+            "revocations": self.revocations,
         }
 
     def write(self, path: Path) -> None:
@@ -112,8 +122,35 @@ def run_rows(store: EventStore, run_id: str) -> dict[str, list[dict[str, Any]]]:
                 f"SELECT * FROM {table} WHERE run_id = :run_id ORDER BY {', '.join(key)}",
                 {"run_id": run_id},
             )
-        out[table] = [{c: portable(v) for c, v in zip(columns, row, strict=True)} for row in rows]
+        decode = _json_columns().get(table, frozenset()) if store.backend.name == "sqlite" else ()
+        out[table] = [
+            {
+                c: portable(orjson.loads(v) if c in decode and isinstance(v, str) else v)
+                for c, v in zip(columns, row, strict=True)
+            }
+            for row in rows
+        ]
     return out
+
+
+@cache
+def _json_columns() -> dict[str, frozenset[str]]:
+    """The JSON columns of each table (``jsonb`` in the PostgreSQL schema): SQLite keeps them as
+    JSON text, which is decoded so a row reads the same from either store (an output of
+    ``"done"``, ``5`` or ``null`` included)."""
+    from fleetforge.fleet._sql import read_sql
+
+    found: dict[str, set[str]] = {}
+    table = None
+    for line in read_sql("postgres/schema.sql").splitlines():
+        start = re.match(r"CREATE TABLE (?:IF NOT EXISTS )?(\w+)", line)
+        if start:
+            table = start.group(1)
+        elif line.startswith(")"):
+            table = None
+        elif table and (column := re.match(r"\s+(\w+) jsonb\b", line)):
+            found.setdefault(table, set()).add(column.group(1))
+    return {t: frozenset(c) for t, c in found.items()}
 
 
 def run_events(store: EventStore, run_id: str) -> list[EventRow]:
@@ -167,7 +204,30 @@ def build_bundle(
         }
         for r in projections.get("receipts", [])
     ]
-    return Bundle(run_id, events, projections, content, trust, revoked_token_ids or [], receipts)
+    capabilities, key, revocations = _capabilities(store, run_id)
+    revoked = sorted({*(revoked_token_ids or []), *revocations})
+    return Bundle(run_id, events, projections, content, trust, revoked, receipts,
+                  capabilities, key, revocations)  # fmt: skip
+
+
+def _capabilities(
+    store: EventStore, run_id: str
+) -> tuple[dict[str, dict[str, Any]], str | None, dict[str, str]]:
+    """The run's tasks' capability tokens (never the root's private key), the root's public
+    key, and every revocation (id -> when)."""
+    from fleetforge.fleet._sql import named_queries
+    from fleetforge.fleet.trust.capabilities import KEY_NAME
+
+    q = named_queries("service.sql")
+    with store.backend.read() as tx:
+        rows = tx.fetchall(q["capabilities_of_run"], {"run_id": run_id})
+        key = tx.fetchone(q["capability_public_key"], {"name": KEY_NAME})
+        revoked = tx.fetchall(q["capabilities_revoked"])
+    capabilities = {
+        r[0]: {"token_id": r[1], "token": r[2], "fencing_token": int(r[3]), "expires_at": iso(r[4])}
+        for r in rows
+    }
+    return capabilities, (key[0] if key else None), {r[0]: iso(r[1]) for r in revoked}
 
 
 def load_bundle(path: Path) -> Bundle:
@@ -203,6 +263,9 @@ def load_bundle(path: Path) -> Bundle:
             artifacts=artifacts,
             trust=TrustStore.from_json(value.get("trust", {"keys": []}), f"{path} (trust)"),
             revoked_token_ids=[str(t) for t in value.get("revoked_token_ids", [])],
+            capabilities=dict(value.get("capabilities") or {}),
+            capability_key=value.get("capability_key"),
+            revocations=dict(value.get("revocations") or {}),
             receipts=list(value.get("receipts", [])),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

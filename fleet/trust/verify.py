@@ -32,17 +32,19 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from securesystemslib.dsse import Envelope
 
+from fleetforge.fleet.store import EventRow
 from fleetforge.fleet.trust.attest import (
     CHAIN_HEAD_PREDICATE,
     RECEIPT_PREDICATE,
     STATEMENT_TYPE,
     output_digest,
     receipt_hash,
+    statement_of,
 )
 from fleetforge.fleet.trust.bundle import Bundle
 from fleetforge.fleet.trust.keys import TrustStore
 
-__all__ = ["CHECKS", "FINAL_EVENTS", "Check", "Failure", "verify_bundle"]
+__all__ = ["CHECKS", "FINAL_EVENTS", "Check", "Failure", "check_capabilities", "verify_bundle"]
 
 FINAL_EVENTS = ("run_completed", "run_failed", "run_cancelled")
 
@@ -335,12 +337,61 @@ def _key(row: dict[str, Any], columns: tuple[str, ...]) -> tuple[Any, ...]:
     return tuple(row.get(c) for c in columns)
 
 
+def check_capabilities(bundle: Bundle, trust: TrustStore) -> list[Failure]:
+    """Each tool a task used was covered by the capability token its receipt's statement names:
+    the token the bundle carries for that task has that id, names that run and task, allowed
+    the tool, had not expired and was not revoked when the tool was called."""
+    from fleetforge.fleet.trust.capabilities import check_tool_use
+
+    failures: list[Failure] = []
+    used: dict[str, list[EventRow]] = {}  # task -> its tool calls since its last receipt
+    for event in bundle.events:
+        task_id = event.data.get("task_id") if event.type == "tool_called" else None
+        if task_id:
+            used.setdefault(str(task_id), []).append(event)
+        if event.type != "receipt_recorded":
+            continue
+        receipt = event.data["receipt"]
+        calls = used.pop(str(receipt["task_id"]), [])
+        attestation = event.data.get("attestation")
+        named = statement_of(attestation).get("predicate", {}) if attestation else {}
+        cap_id = named.get("capability_token_id")
+        if cap_id is None or not calls:
+            continue  # trust off, or no tool used: nothing to cover
+        where = f"seq {event.seq} receipt {receipt['receipt_id']}"
+        token = bundle.capabilities.get(str(receipt["task_id"]))
+        if token is None or bundle.capability_key is None:
+            missing = f"capability token {cap_id} is not in the bundle: its tools go unchecked"
+            failures.append(Failure("capabilities", where, missing))
+            continue
+        if token["token_id"] != cap_id:
+            if token.get("fencing_token") == receipt.get("fencing_token"):
+                other = f"the statement names {cap_id}, the task's token is {token['token_id']}"
+                failures.append(Failure("capabilities", where, other))
+            continue  # a later attempt's token replaced it: this attempt's is gone
+        for call in calls:
+            at = datetime.fromisoformat(call.at.replace("Z", "+00:00"))
+            revoked = [c for c, when in bundle.revocations.items() if when <= call.at]
+            revoked += [c for c in bundle.revoked_token_ids if c not in bundle.revocations]
+            [decision] = check_tool_use(
+                token["token"], bundle.capability_key, run_id=bundle.run_id,
+                task_id=str(receipt["task_id"]), tools=[str(call.data["tool"])], at=at,
+                revoked=revoked,
+            )  # fmt: skip
+            if not decision.allowed:
+                spot = f"seq {call.seq} tool_called {call.data['tool']}"
+                why = f"capability token {cap_id} did not cover it: {decision.reason}"
+                failures.append(Failure("capabilities", spot, why))
+    return failures
+
+
 CHECKS: list[Check] = [
     check_chain,
     check_signatures,
     check_chain_head,
     check_artifacts,
     check_projections,
+    check_capabilities,
 ]
 
 
