@@ -100,6 +100,7 @@ def test_the_run_page_shows_the_graph_receipts_and_events(
     assert html.count('class="bar out-accepted"') == 4  # one attempt each, in the Gantt chart
     assert html.count("✓ chained") == 4
     assert "chain broken" not in html
+    assert html.count("✓ signed") == 4  # each attestation verifies against the trust store
     assert "receipt_recorded" in html
     assert "run_completed" in html
     assert "event sourcing for agent fleets" in html  # the inputs
@@ -437,3 +438,19 @@ def test_the_run_page_says_why_a_ready_step_waits(
     login(client, tokens["viewer"])
     html = client.get(f"/ui/runs/{run.run_id}").text
     assert "Step <b>secret</b> is blocked (<code>trust_too_low</code>)" in html
+
+
+def test_the_run_page_flags_a_receipt_signed_by_an_untrusted_key(
+    client: TestClient, fleet: FleetService, tokens: dict[str, str]
+) -> None:
+    from fleetforge.fleet.settings import fleet_home
+    from fleetforge.fleet.trust.keys import TRUST_FILE, TrustStore, keys_dir
+    from fleetforge.mcp_server.ui import _reads
+
+    run = hello_fleet(fleet.sync)
+    TrustStore().save(keys_dir(fleet_home()) / TRUST_FILE)  # the fleet's key no longer trusted
+    _reads._SIGNATURES.clear()
+    login(client, tokens["viewer"])
+    html = client.get(f"/ui/runs/{run.run_id}").text
+    assert html.count("✗ signature") == 4
+    assert "trust store does not trust" in html

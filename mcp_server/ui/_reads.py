@@ -47,7 +47,7 @@ SELECT run_id, status, COUNT(*) FROM steps WHERE {runs} GROUP BY run_id, status"
 
 _RECEIPTS = """\
 SELECT receipt_id, task_id, step_id, attempt, worker_id, status, {artifacts}, score, hash,
-       prev_hash, posted_at
+       prev_hash, posted_at, attestation
 FROM receipts WHERE run_id = :run_id ORDER BY position"""
 # only the artifacts of each receipt (not its output) leave the database
 _RECEIPT_ARTIFACTS = {
@@ -151,6 +151,7 @@ class ReceiptRow:
     posted_at: datetime | None
     artifacts: list[dict[str, Any]]
     chain_ok: bool  # prev_hash names the receipt posted before it in this run
+    signature: str = "unsigned"  # "signed", "unsigned", or why its attestation does not verify
 
 
 @dataclass(frozen=True)
@@ -200,12 +201,41 @@ def run_view(service: SyncFleetService, run_id: str, *, events: int = 100) -> Ru
                     posted_at=to_dt(r[10]),
                     artifacts=list(body or []),
                     chain_ok=r[9] == previous,
+                    signature=signature_status(r[8], r[11], to_dt(r[10]), tx),
                 )
             )
             previous = r[8]
         recent, horizon = recent_events(service, run_id, limit=events, tx=tx)
         attempts = attempts_of(service, run_id, task_steps, receipts, tx=tx)
     return RunView(run, receipts, attempts, recent, horizon)
+
+
+_SIGNATURES: dict[str, str] = {}  # receipt hash -> status (a receipt never changes)
+
+
+def signature_status(
+    receipt_hash: str, attestation: Any, posted_at: datetime | None, tx: Tx
+) -> str:
+    """Whether a receipt's DSSE attestation verifies against this machine's trust store
+    (``FLEETFORGE_HOME/keys/trust.json``): ``signed``, ``unsigned``, or what is wrong.
+    Verified once per receipt per process."""
+    if attestation is None:
+        return "unsigned"
+    known = _SIGNATURES.get(receipt_hash)
+    if known is None:
+        from fleetforge.fleet.settings import fleet_home
+        from fleetforge.fleet.trust.keys import TRUST_FILE, TrustStore, keys_dir
+        from fleetforge.fleet.trust.verify import _Keys
+
+        envelope = tx.load_json(attestation)
+        trust = TrustStore.load(keys_dir(fleet_home()) / TRUST_FILE)
+        at = posted_at.isoformat() if posted_at else None  # the key's window is checked at it
+        failures = _Keys(trust).verify(envelope, at, receipt_hash, "signature")
+        known = "signed" if not failures else failures[0].message
+        if len(_SIGNATURES) > 100_000:
+            _SIGNATURES.clear()
+        _SIGNATURES[receipt_hash] = known
+    return known
 
 
 def recent_events(

@@ -59,6 +59,14 @@ def _page(title: str, body: str, viewer: Viewer | None, *, page: str = "") -> st
     )
 
 
+def _signature(status: str) -> str:
+    if status == "signed":
+        return "✓ signed"
+    if status == "unsigned":
+        return '<span class="muted">unsigned</span>'
+    return f'<span class="error" title="{escape(status)}">✗ signature</span>'
+
+
 def _badge(status: str) -> str:
     return f'<span class="badge st-{escape(status)}">{escape(status)}</span>'
 
@@ -229,6 +237,7 @@ def run_page(viewer: Viewer, view: RunView, now: datetime) -> str:
         f"<tr><td>{escape(r.step_id)} #{r.attempt}</td><td>{escape(r.worker_id)}</td>"
         f"<td>{_badge(r.status)}</td><td><code>{escape(_score(r.score))}</code></td>"
         f"<td>{'✓ chained' if r.chain_ok else '✗ chain broken'}</td>"
+        f"<td>{_signature(r.signature)}</td>"
         f'<td><code title="{escape(r.hash)}">{escape(r.hash[:18])}…</code></td></tr>'
         for r in view.receipts
     )
@@ -254,8 +263,9 @@ def run_page(viewer: Viewer, view: RunView, now: datetime) -> str:
         '<section class="io"><div><h2>Inputs</h2>'
         f"{_json(run.spec.inputs)}</div><div><h2>Outputs</h2>{_json(run.outputs)}</div></section>"
         '<section><h2>Receipts</h2><div class="scroll"><table><thead><tr><th>Step</th>'
-        "<th>Worker</th><th>Verdict</th><th>Score</th><th>Verify</th><th>Hash</th></tr></thead>"
-        f"<tbody>{receipts or '<tr><td colspan=6 class=muted>None yet.</td></tr>'}</tbody>"
+        "<th>Worker</th><th>Verdict</th><th>Score</th><th>Chain</th><th>Signature</th>"
+        "<th>Hash</th></tr></thead>"
+        f"<tbody>{receipts or '<tr><td colspan=7 class=muted>None yet.</td></tr>'}</tbody>"
         "</table></div></section>"
         f"<section><h2>Artifacts</h2><ul>{artifacts or '<li class=muted>None.</li>'}</ul>"
         "</section>"
