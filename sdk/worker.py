@@ -62,6 +62,7 @@ from fleetforge.contracts import (
     FleetTaskFailureKind,
     FleetTaskSpec,
     FleetUsage,
+    FleetWorkerEnvironment,
     FleetWorkerSpec,
 )
 from fleetforge.errors import ContractError, UsageError, error_from_dict
@@ -73,7 +74,15 @@ from fleetforge.telemetry import context_from, tracer, trust_attributes
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-__all__ = ["Handler", "TaskError", "TaskPaused", "TaskRun", "Worker", "WorkerStats"]
+__all__ = [
+    "Handler",
+    "TaskError",
+    "TaskPaused",
+    "TaskRun",
+    "Worker",
+    "WorkerStats",
+    "detect_environment",
+]
 
 log = get_logger("fleetforge.worker")
 
@@ -168,6 +177,39 @@ _RELEASE_DRAIN = 1.5
 _RELEASE_TIMEOUT = 2.0
 
 
+def detect_environment(
+    workspace: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> FleetWorkerEnvironment:
+    """This machine as a worker reports it when it registers (names, never values): free disk
+    of ``workspace`` (default: the current directory), platform, Python version, the
+    FleetForge extras installed, and the names of the environment variables set."""
+    import importlib.util
+    import platform
+    import shutil
+    import sys
+
+    env = os.environ if environ is None else environ
+    try:
+        free_mb: int | None = shutil.disk_usage(workspace or os.getcwd()).free // (1024 * 1024)
+    except OSError:
+        free_mb = None
+    markers = {"langgraph": "langgraph", "autogen": "autogen_agentchat", "crewai": "crewai",
+               "postgres": "psycopg", "otel": "opentelemetry.sdk", "policy": "cedarpy",
+               "ui": "textual", "alerts": "apprise"}  # fmt: skip
+    extras = []
+    for extra, module in markers.items():
+        try:
+            if importlib.util.find_spec(module) is not None:
+                extras.append(extra)
+        except (ImportError, ValueError):
+            continue
+    names = sorted(n for n in env if n.isidentifier() and n.isascii())
+    return FleetWorkerEnvironment(
+        free_disk_mb=free_mb, platform=sys.platform, python=platform.python_version(),
+        extras=extras, env_vars=names,
+    )  # fmt: skip
+
+
 class Worker:
     """Runs ``handler`` for every task this worker can lease (see the module doc)."""
 
@@ -205,6 +247,8 @@ class Worker:
         self._registered = False
         name = given or default_id or f"worker-{socket.gethostname()}-{os.getpid()}"
         caps.setdefault("max_concurrency", concurrency)
+        if "environment" not in caps:  # what tasks' workspace requirements are matched against
+            caps["environment"] = detect_environment().model_dump(mode="json")
         if signing_key is not None and "auth" not in caps:  # it registers the key it signs with
             caps["auth"] = {"kind": "ed25519", "key_id": key_id,
                             "public_key": public_key_of(signing_key)}  # fmt: skip

@@ -13,6 +13,9 @@
    seq of the table, in order.
 5. Trust at lease (issue 21): 8 concurrent workers x 500 tasks on both stores; no task of a run
    with `min_trust` is leased by a worker below it (tests/test_trust_authz.py; CI runs 48).
+6. Requirements at lease (issue 23): 8 workers with mixed environments x 500 tasks with mixed
+   requirements on both stores; every task leased by a worker that meets it
+   (tests/test_requirements.py; CI runs 120).
 
 Prints one line per check and a summary; exits 1 when any run had a gap or failed.
 ``python -m tests.stress --runs 5`` for a quick look, ``--only followers`` for one check.
@@ -35,6 +38,10 @@ ROOT = Path(__file__).parents[1]
 EXAMPLES = ("langgraph_worker", "autogen_worker", "crewai_worker")
 FLAKY = "tests/test_adapters.py::test_worker_runs_the_adapter_on_a_fleet[autogen-local]"
 WIDE = "tests/test_wide_runs.py::test_a_wide_map_completes"
+REQUIREMENTS = (
+    "tests/test_requirements.py::"
+    "test_every_task_is_leased_only_by_a_worker_that_meets_its_requirements"
+)
 TRUST = (
     "tests/test_trust_authz.py::test_eight_concurrent_workers_never_lease_a_task_above_their_trust"
 )
@@ -133,6 +140,24 @@ def trust() -> bool:
     return done.returncode == 0
 
 
+def requirements() -> bool:
+    """8 workers x 500 tasks, on both stores: every task leased by a worker that meets its
+    workspace requirements (issue 23; CI runs 120 tasks)."""
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--timeout=900",
+         REQUIREMENTS],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+        env=os.environ | {"FLEETFORGE_REQUIREMENTS_TASKS": "500", "CI": "true"},
+    )  # fmt: skip
+    took = time.monotonic() - started
+    verdict = "passed" if done.returncode == 0 else "FAILED"
+    print(f"{REQUIREMENTS} at 500 tasks: {verdict} ({took:.0f}s)")
+    if done.returncode != 0:
+        print(done.stdout[-2000:])
+    return done.returncode == 0
+
+
 def followers(transactions: int = 1000) -> bool:
     from fleetforge.testing.postgres import find_postgres_bin, postgres_server
     from tests.test_store_follow_concurrent import WRITERS, check, follow_while_writing
@@ -164,7 +189,7 @@ def followers(transactions: int = 1000) -> bool:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=50)
-    checks = ["examples", "flaky", "wide", "followers", "trust"]
+    checks = ["examples", "flaky", "wide", "followers", "trust", "requirements"]
     parser.add_argument("--only", choices=checks, action="append",
                         help="run only these checks (repeatable); default: all")  # fmt: skip
     args = parser.parse_args(argv)
@@ -183,6 +208,8 @@ def main(argv: list[str]) -> int:
             ok &= followers()
         if "trust" in only:
             ok &= trust()
+        if "requirements" in only:
+            ok &= requirements()
     print("stress: no envelope lost" if ok else "stress: FAILED")
     return 0 if ok else 1
 

@@ -32,6 +32,7 @@ from fleetforge.errors import (
 )
 from fleetforge.fleet._state import TaskState, at, load_task, task_from_row
 from fleetforge.fleet.access import Caller, refusal
+from fleetforge.fleet.requirements import meets
 from fleetforge.fleet.service.core import Q, retrying, run_of, ts
 from fleetforge.fleet.service.workers import Workers
 from fleetforge.fleet.store import Tx, Unit
@@ -487,5 +488,7 @@ def _matches(task_spec: Mapping[str, Any], worker: FleetWorkerSpec) -> bool:
             return False
     labels = profile.get("labels") or {}
     if any(worker.labels.get(k) != v for k, v in labels.items()):
+        return False
+    if not meets(task_spec.get("workspace"), worker.environment):  # disk, env vars (issue 23)
         return False
     return FleetTrustLevel(profile.get("min_trust", "untrusted")).admits(worker.trust_level)

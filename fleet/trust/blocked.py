@@ -14,6 +14,7 @@ from fleetforge.contracts import FleetTrustLevel, FleetWorkerSpec
 from fleetforge.contracts.protocol import Ed25519Auth
 from fleetforge.contracts.run import BlockedStep
 from fleetforge.fleet._sql import named_queries
+from fleetforge.fleet.requirements import meets, unmet_message
 from fleetforge.fleet.store import Tx
 from fleetforge.fleet.store._base import iso
 
@@ -56,6 +57,10 @@ def why_blocked(
             f"the step needs a worker trusted '{level}' or more; the best live one is "
             f"'{list(FleetTrustLevel)[best].value}'",
         )
+    unmet = unmet_message(spec.get("workspace"), trusted)
+    if unmet is not None:
+        return unmet
+    trusted = [w for w in trusted if meets(spec.get("workspace"), w.environment)]
     if needs_key and not any(isinstance(w.auth, Ed25519Auth) for w in trusted):
         return (
             "no_signing_worker",

@@ -66,6 +66,7 @@ __all__ = [
     "FleetTrustLevel",
     "FleetUsage",
     "FleetWorkerAuth",
+    "FleetWorkerEnvironment",
     "FleetWorkerEvent",
     "FleetWorkerEventPayload",
     "FleetWorkerSpec",
@@ -557,6 +558,30 @@ FleetWorkerAuth = Annotated[
 """How a worker authenticates to the fleet, selected by `kind`."""
 
 
+class FleetWorkerEnvironment(ProtocolModel):
+    """What a worker reports of its machine when it registers (names, never values): matched at
+    lease against a task's workspace requirements."""
+
+    free_disk_mb: int | None = Field(None, ge=0, description="Free disk of its workspace, MiB.")
+    platform: str | None = Field(None, description="Operating system (`sys.platform`).")
+    python: str | None = Field(None, description="Python version, e.g. `3.11.7`.")
+    extras: list[str] = Field(
+        default_factory=list, description="FleetForge extras installed (langgraph, postgres...)."
+    )
+    env_vars: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(
+        default_factory=list, description="Names of the environment variables set (no values)."
+    )
+
+    model_config = ProtocolModel.model_config | {
+        "json_schema_extra": {
+            "examples": [
+                {"free_disk_mb": 51200, "platform": "linux", "python": "3.11.7",
+                 "extras": ["langgraph"], "env_vars": ["OPENAI_API_KEY", "PATH"]}
+            ]
+        }
+    }  # fmt: skip
+
+
 class FleetWorkerSpec(ProtocolModel):
     """A worker as it registers: what it can do, where it runs and how it authenticates."""
 
@@ -575,6 +600,12 @@ class FleetWorkerSpec(ProtocolModel):
     max_concurrency: int = Field(1, ge=1, le=1024, description="Tasks it works on at once.")
     labels: Labels = Field(default_factory=dict, description="Labels matched by task profiles.")
     version: str | None = Field(None, description="Worker software version.")
+    environment: FleetWorkerEnvironment | None = Field(
+        None,
+        description="Its machine (free disk, platform, Python, extras, env var names): a task "
+        "whose workspace requirements it does not meet is not leased to it. None: it reported "
+        "nothing, and meets no requirement.",
+    )
 
     model_config = ProtocolModel.model_config | {
         "json_schema_extra": {

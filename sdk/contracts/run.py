@@ -50,7 +50,10 @@ class BlockedStep(ProtocolModel):
     Codes: ``trust_too_low`` (no live worker reaches the run's or step's ``min_trust``),
     ``no_signing_worker`` (``require_signed_receipts`` and no live worker registered a public
     key), ``tool_denied`` (the step needs a tool the run's security policy denies),
-    ``no_worker`` (no live worker of the step's role, tools and labels)."""
+    ``no_worker`` (no live worker of the step's role, tools and labels), ``env_var_missing``
+    (no live worker has an environment variable the step's workspace requires),
+    ``disk_too_small`` (none has the free disk it needs), ``requirements_unmet`` (each lacks a
+    different one); the message says what is missing."""
 
     step_id: Identifier = Field(description="The step.")
     code: str = Field(description="Why, as a stable code.")
