@@ -23,6 +23,8 @@ from fleetforge.contracts import FleetSecretRef
 from fleetforge.errors import ContractError, FleetForgeError, UsageError
 from fleetforge.secrets import resolve_secret
 
+from .test_mcp_transports import free_port
+
 SERVER = str(Path(__file__).with_name("mcp_test_server.py"))
 TOKEN = "hvs.fake-vault-token-0123456789"
 SENTINEL = "vault-sentinel-value-5f1d2c3b4a"
@@ -124,8 +126,8 @@ def test_vault_errors_say_what_is_wrong_and_never_the_value(
     assert SENTINEL not in caught.value.message
 
 
-def test_an_unreachable_vault_is_a_clear_error(unused_port: int) -> None:
-    env = {"VAULT_ADDR": f"http://127.0.0.1:{unused_port}", "VAULT_TOKEN": TOKEN}
+def test_an_unreachable_vault_is_a_clear_error() -> None:
+    env = {"VAULT_ADDR": f"http://127.0.0.1:{free_port()}", "VAULT_TOKEN": TOKEN}
     with pytest.raises(ContractError, match=r"cannot reach Vault at http://127\.0\.0\.1"):
         resolve_secret("vault://secret/app/db#password", env)
 
@@ -171,13 +173,3 @@ async def test_a_pack_credential_from_vault_reaches_the_server_and_nothing_else(
     assert SENTINEL not in printed
     assert TOKEN not in printed
     assert "VAULT_TOKEN=" not in printed
-
-
-@pytest.fixture
-def unused_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
