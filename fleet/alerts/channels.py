@@ -34,6 +34,7 @@ class Delivery:
     endpoint: FleetAlertEndpoint
     payload: dict[str, Any]
     attempt: int
+    max_attempts: int = 1  # after a failed last attempt the alert is a dead letter
 
 
 @dataclass(frozen=True)

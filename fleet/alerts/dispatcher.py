@@ -79,6 +79,7 @@ class AlertDispatcher:
         self._transport = transport
         self.delivered = 0
         self.failed = 0
+        self._settled: set[str] = set()  # escalations that fell due with nothing to escalate
 
     async def run(self, *, stop: anyio.Event | None = None, idle_s: float = 1.0) -> None:
         """Deliver until ``stop`` is set (or the task is cancelled): a pass, then, when it found
@@ -133,7 +134,7 @@ class AlertDispatcher:
         with self.store.backend.write() as tx:
             rows = tx.fetchall(Q["alerts_due"], {"now": iso(now), "limit": self.batch})
             claimed = []
-            for alert_id, endpoint, payload, attempts, _max in rows:
+            for alert_id, endpoint, payload, attempts, max_attempts in rows:
                 params = {"alert_id": alert_id, "owner": self.owner, "until": iso(until),
                           "now": iso(now)}  # fmt: skip
                 if tx.fetchone(Q["alert_claim"], params) is None:
@@ -144,6 +145,7 @@ class AlertDispatcher:
                         FleetAlertEndpoint.model_validate(tx.load_json(endpoint)),
                         tx.load_json(payload),
                         attempts + 1,
+                        int(max_attempts),
                     )
                 )
         return claimed
@@ -168,9 +170,8 @@ class AlertDispatcher:
                         "status_code": outcome.status_code}))  # fmt: skip
                     continue
                 self.failed += 1
-                maximum = _max_attempts(unit.tx, delivery.alert_id)
                 retry_at = None
-                if delivery.attempt < maximum:
+                if delivery.attempt < delivery.max_attempts:
                     delay = dispatch.delay(delivery.attempt, random.uniform(-1, 1))
                     retry_at = now + timedelta(seconds=delay)
                 log.warning("alert %s attempt %d failed: %s%s", delivery.alert_id,
@@ -184,22 +185,29 @@ class AlertDispatcher:
     # ── escalation ────────────────────────────────────────────────────────────────────────────
 
     def _escalate(self) -> int:
+        """Fire once more the alerts whose escalation fell due while their condition holds. An
+        alert is looked at once when it falls due: if the condition no longer holds then, it is
+        settled (this dispatcher does not look again on every pass)."""
         now = self.clock.now()
         with self.store.backend.read() as tx:
-            rows = tx.fetchall(Q["alerts_to_escalate"], {"limit": self.batch})
-            due = [r for r in rows if _fired(r[7]) + timedelta(seconds=float(r[6])) <= now]
-            due = [r for r in due if _persists(tx, r[1], r[2], r[3])]
-        if not due:
+            due = [
+                r
+                for r in tx.fetchall(Q["alerts_to_escalate"])
+                if r[0] not in self._settled and _fired(r[5]) + timedelta(seconds=r[4]) <= now
+            ]
+            holding = [r for r in due if _persists(tx, r[1], r[2], r[3])]
+        self._settled.update(r[0] for r in due if r not in holding)
+        if not holding:
             return 0
         with self.store.transaction() as unit:
             events = []
-            for alert_id, event_class, subject, run_id, endpoint, payload, _after, _at in due:
+            for alert_id, event_class, subject, run_id, _after, _at in holding:
                 state = unit.tx.fetchone(Q["alert_escalated_by"], {"alert_id": alert_id})
                 if state is None or state[0] is not None:
                     continue
                 events.append(self._escalation(alert_id, event_class, subject, run_id,
-                                               unit.tx.load_json(endpoint),
-                                               unit.tx.load_json(payload), now))  # fmt: skip
+                                               unit.tx.load_json(state[1]),
+                                               unit.tx.load_json(state[2]), now))  # fmt: skip
             unit.append_rows(events)
         return len(events)
 
@@ -228,11 +236,6 @@ def _fired(value: Any) -> datetime:
     if at is None:
         raise ValueError("an alert without fired_at")
     return at
-
-
-def _max_attempts(tx: Tx, alert_id: str) -> int:
-    row = tx.fetchone(Q["alert_max_attempts"], {"alert_id": alert_id})
-    return int(row[0]) if row else 1
 
 
 def _persists(tx: Tx, event_class: str, subject: str, run_id: str | None) -> bool:

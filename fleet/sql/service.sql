@@ -224,10 +224,10 @@ DELETE FROM alert_claims WHERE alert_id = :alert_id AND owner = :owner;
 SELECT status, attempts FROM alerts WHERE alert_id = :alert_id;
 
 -- name: alerts_to_escalate
-SELECT alert_id, event_class, subject, run_id, endpoint, payload, escalate_after_s, fired_at
+SELECT alert_id, event_class, subject, run_id, escalate_after_s, fired_at
 FROM alerts
 WHERE escalation = 0 AND escalate_after_s IS NOT NULL AND escalated_by IS NULL
-ORDER BY fired_at LIMIT :limit;
+ORDER BY fired_at;
 
 -- name: alerts_page
 SELECT alert_id, policy, event_class, subject, run_id, channel, status, attempts, max_attempts,
@@ -246,10 +246,7 @@ SELECT status FROM workers WHERE worker_id = :worker_id;
 SELECT status FROM tasks WHERE task_id = :task_id;
 
 -- name: alert_escalated_by
-SELECT escalated_by FROM alerts WHERE alert_id = :alert_id;
-
--- name: alert_max_attempts
-SELECT max_attempts FROM alerts WHERE alert_id = :alert_id;
+SELECT escalated_by, endpoint, payload FROM alerts WHERE alert_id = :alert_id;
 
 -- name: capability_upsert
 INSERT INTO task_capabilities (task_id, run_id, fencing_token, capability_id, token, expires_at)
