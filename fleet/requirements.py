@@ -38,11 +38,9 @@ def meets(workspace: Mapping[str, Any] | None, env: FleetWorkerEnvironment | Non
 
 def unmet_message(
     workspace: Mapping[str, Any] | None, workers: Sequence[FleetWorkerSpec]
-) -> tuple[str, str] | None:
-    """(code, message) when none of ``workers`` meets the requirements, saying what is missing
-    ("no live worker has env var X; 2 workers lack 10240 MiB free disk"); None when one does."""
-    if any(meets(workspace, w.environment) for w in workers):
-        return None
+) -> tuple[str, str]:
+    """(code, message) for ``workers`` none of which meets the requirements, saying what is
+    missing ("no live worker has env var X; 2 workers lack 10240 MiB free disk")."""
     disk, required = _needs(workspace)
     parts = []
     nobody = [v for v in required if not any(v in (w.environment or _NONE).env_vars

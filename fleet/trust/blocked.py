@@ -57,10 +57,10 @@ def why_blocked(
             f"the step needs a worker trusted '{level}' or more; the best live one is "
             f"'{list(FleetTrustLevel)[best].value}'",
         )
-    unmet = unmet_message(spec.get("workspace"), trusted)
-    if unmet is not None:
-        return unmet
-    trusted = [w for w in trusted if meets(spec.get("workspace"), w.environment)]
+    fits = [w for w in trusted if meets(spec.get("workspace"), w.environment)]
+    if not fits:
+        return unmet_message(spec.get("workspace"), trusted)
+    trusted = fits
     if needs_key and not any(isinstance(w.auth, Ed25519Auth) for w in trusted):
         return (
             "no_signing_worker",

@@ -211,6 +211,25 @@ def run_view(service: SyncFleetService, run_id: str, *, events: int = 100) -> Ru
 
 
 _SIGNATURES: dict[str, str] = {}  # receipt hash -> status (a receipt never changes)
+_TRUST: dict[tuple[str, int], Any] = {}  # (trust file, its mtime) -> its parsed keys
+
+
+def _trusted_keys() -> Any:
+    """This machine's trust store, parsed once per version of the file."""
+    from fleetforge.fleet.settings import fleet_home
+    from fleetforge.fleet.trust.keys import TRUST_FILE, TrustStore, keys_dir
+    from fleetforge.fleet.trust.verify import _Keys
+
+    path = keys_dir(fleet_home()) / TRUST_FILE
+    try:
+        stamp = (str(path), path.stat().st_mtime_ns)
+    except OSError:
+        stamp = (str(path), 0)
+    keys = _TRUST.get(stamp)
+    if keys is None:
+        _TRUST.clear()
+        keys = _TRUST[stamp] = _Keys(TrustStore.load(path))
+    return keys
 
 
 def signature_status(
@@ -223,14 +242,9 @@ def signature_status(
         return "unsigned"
     known = _SIGNATURES.get(receipt_hash)
     if known is None:
-        from fleetforge.fleet.settings import fleet_home
-        from fleetforge.fleet.trust.keys import TRUST_FILE, TrustStore, keys_dir
-        from fleetforge.fleet.trust.verify import _Keys
-
-        envelope = tx.load_json(attestation)
-        trust = TrustStore.load(keys_dir(fleet_home()) / TRUST_FILE)
         at = posted_at.isoformat() if posted_at else None  # the key's window is checked at it
-        failures = _Keys(trust).verify(envelope, at, receipt_hash, "signature")
+        envelope = tx.load_json(attestation)
+        failures = _trusted_keys().verify(envelope, at, receipt_hash, "signature")
         known = "signed" if not failures else failures[0].message
         if len(_SIGNATURES) > 100_000:
             _SIGNATURES.clear()
