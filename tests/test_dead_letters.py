@@ -126,6 +126,11 @@ def test_a_list_of_dead_letters_is_retried_each_on_its_own(
         (2, "NotFoundError"),
     ]
     assert "only failed or skipped" in result.failures[0].error["message"]
+    for bad, pointer in (([{"run_id": float("nan"), "step_id": "a"}], "/steps/0/run_id"),
+                         ([{"run_id": ids[0]}, "x"], "/steps/0/step_id")):  # fmt: skip
+        with pytest.raises(ContractError) as caught:
+            fleet.retry_steps(bad)
+        assert caught.value.details[0].pointer == pointer
     assert fleet.dead_letters().dead_letters == []
     types = [r.type for r in store.query_rows(after=0, limit=100_000)[before:]]
     assert types.count("run_resumed") == 2  # the refused items wrote nothing

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from fleetforge.errors import ContractError, ErrorDetail, FleetForgeError, UsageError
 from fleetforge.fleet._state import to_dt
 from fleetforge.fleet.service.core import Q
@@ -18,6 +20,7 @@ from fleetforge.operations.results import (
     StepFailure,
     StepRef,
 )
+from fleetforge.validation import pydantic_details
 
 __all__ = ["RETRY_LIMIT", "DeadLetters"]
 
@@ -77,7 +80,15 @@ class DeadLetters(Runs):
             raise UsageError("name at least one step to retry")
         if len(items) > RETRY_LIMIT:
             raise UsageError(f"retry at most {RETRY_LIMIT} steps at once, got {len(items)}")
-        refs = [StepRef.model_validate(item) for item in items]
+        refs = []
+        for index, item in enumerate(items):
+            try:
+                refs.append(StepRef.model_validate(item))
+            except ValidationError as exc:
+                raise ContractError(
+                    f"step {index} to retry is not a {{run_id, step_id}} object",
+                    details=pydantic_details(exc, prefix=f"/steps/{index}"),
+                ) from None
         retried: list[RetriedStep] = []
         failures: list[StepFailure] = []
         for index, ref in enumerate(refs):
