@@ -165,7 +165,12 @@ def json_size(value: Any) -> int:
 
 
 def deeper_than(value: Any, limit: int) -> str | None:
-    """The pointer of the first container nested deeper than ``limit``, or None (iterative)."""
+    """The pointer of the first container nested deeper than ``limit``, or None (iterative).
+
+    A first pass only counts levels (answers are checked on every read, and pointers cost a
+    string per container); the pointer is worked out only for a value that is too deep."""
+    if not _nests_deeper(value, limit):
+        return None
     stack: list[tuple[Any, int, str]] = [(value, 1, "")]
     while stack:
         node, level, where = stack.pop()
@@ -183,6 +188,22 @@ def deeper_than(value: Any, limit: int) -> str | None:
             if isinstance(v, dict | list | tuple)
         )
     return None
+
+
+def _nests_deeper(value: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list | tuple):
+            children = node
+        else:
+            continue
+        if level > limit:
+            return True
+        stack.extend((v, level + 1) for v in children if isinstance(v, dict | list | tuple))
+    return False
 
 
 def escape_unencodable(text: str) -> str:

@@ -139,6 +139,30 @@ def test_inbox_unread_first_filters_read_ack_and_ttl(
         coord.mark_messages(P, alpha, [first.message_id])
 
 
+def test_a_reply_can_bring_the_senders_inbox_in_the_same_call(
+    coord: Coordination, clock: ManualClock
+) -> None:
+    alpha, bravo = _pair(coord)
+    question = coord.send_message(P, bravo, [alpha], "q", "may I?")
+    clock.advance(1)
+    plain = coord.send_message(P, alpha, [bravo], "a", "no inbox asked")
+    assert plain.inbox is None
+    reply = coord.send_message(P, alpha, [bravo], "re: q", "yes", reply_to=question.message_id,
+                               inbox=10)  # fmt: skip
+    assert reply.inbox is not None
+    assert [m.message_id for m in reply.inbox.messages] == [question.message_id]
+    assert reply.inbox == coord.fetch_inbox(P, alpha, limit=10)  # the same page fetch_inbox gives
+    clock.advance(1)
+    newer = coord.send_message(P, bravo, [alpha], "q2", "and this?")
+    again = coord.send_message(P, alpha, [bravo], "b", "b", inbox=10,
+                               inbox_since=reply.inbox.latest)  # fmt: skip
+    assert again.inbox is not None
+    assert [m.message_id for m in again.inbox.messages] == [newer.message_id]
+    with pytest.raises(ContractError, match="inbox") as bad:
+        coord.send_message(P, alpha, [bravo], "c", "c", inbox=1001)
+    assert bad.value.details[0].pointer == "/inbox"
+
+
 def test_threads_and_full_text_search(coord: Coordination) -> None:
     alpha, bravo = _pair(coord)
     coord.register_agent(P, callsign="Charlie")

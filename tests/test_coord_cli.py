@@ -96,6 +96,11 @@ def test_reserve_check_release_from_the_cli(store_url: str, tmp_path: Path) -> N
     assert sent[0] == 0
     code, output = cli(store_url, "mail", "inbox", "--as", "Ann", "--json", *p)
     assert json.loads(output)["messages"][0]["body"] == "may I?"
+    code, output = cli(store_url, "mail", "send", "--as", "Ann", "--to", "Bob", "--subject",
+                       "re: app.py", "--body", "soon", "--inbox", "5", *p)  # fmt: skip
+    assert code == 0
+    assert "may I?" not in output  # bodies stay out of the listing
+    assert "app.py" in output  # Ann's inbox, read in the same call, lists Bob's question
     assert cli(store_url, "release", "--as", "Ann", *p)[0] == 0
     assert cli(store_url, "reservations", "check", "--as", "Bob", *root, "src/app.py", *p)[0] == 0
     code, token = cli(store_url, "lock", "acquire", "--as", "Ann", "deploy", *p)

@@ -54,6 +54,17 @@ async def test_agents_coordinate_over_mcp(store: EventStore, tmp_path: Path) -> 
         )
         inbox = await client.call("fleet_fetch_inbox", project="web", agent="Ann")
         assert inbox["messages"][0]["body"] == "May I have it?"
+        reply = await client.call(
+            "fleet_send_message",
+            project="web",
+            agent="Ann",
+            to=["Bob"],
+            subject="re: src/app.py",
+            body="After this commit.",
+            reply_to=inbox["messages"][0]["message_id"],
+            inbox=5,
+        )
+        assert reply["inbox"] == inbox  # the reply carries Ann's inbox: one call, not two
         error, _ = await client.fail(
             "fleet_send_message",
             "ContractError",

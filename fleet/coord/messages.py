@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from fleetforge.errors import ContractError, ErrorDetail, NotFoundError
@@ -11,7 +12,13 @@ from fleetforge.fleet.coord._base import Agent, Q, as_datetime, to_dt, transient
 from fleetforge.fleet.coord.agents import Agents
 from fleetforge.fleet.store._base import iso
 from fleetforge.ids import new_id
-from fleetforge.operations.coord_results import InboxPage, Marked, MessageList, MessageRecord
+from fleetforge.operations.coord_results import (
+    InboxPage,
+    Marked,
+    MessageList,
+    MessageRecord,
+    SentMessage,
+)
 
 __all__ = ["MAX_BODY_BYTES", "Messages"]
 
@@ -44,11 +51,19 @@ class Messages(Agents):
         ack_required: bool = False,
         reply_to: str | None = None,
         ttl_seconds: float | None = None,
+        inbox: int = 0,
+        inbox_since: str | None = None,
         caller: Caller | None = None,
-    ) -> MessageRecord:
+    ) -> SentMessage:
         """Send a message to some callsigns of the project (``*``: every registered agent but
-        the sender). Each recipient's inbox gets it exactly once."""
+        the sender). Each recipient's inbox gets it exactly once. With ``inbox`` > 0 the answer
+        also carries the sender's own inbox (up to that many, newer than ``inbox_since``), read
+        in the same transaction: an agent replies and sees what is new in one call."""
         self._check_message(to, subject, body, importance)
+        if not 0 <= inbox <= 1000:
+            raise ContractError(
+                "inbox must be 0..1000", details=[ErrorDetail("/inbox", "out of range")]
+            )
         now = self.clock.now()
         expires = None if ttl_seconds is None else now + self._ttl(ttl_seconds)
         with self._unit() as unit:
@@ -106,7 +121,10 @@ class Messages(Agents):
             )
             row = tx.fetchone(Q["message"], {"message_id": message_id, "project": project})
             assert row is not None
-            return _message(tx, row)
+            sent = SentMessage.model_validate(vars(_message(tx, row)))
+            if inbox:
+                sent.inbox = _inbox(tx, me, project, now, limit=inbox, since=inbox_since)
+            return sent
 
     @staticmethod
     def _check_message(to: list[str], subject: str, body: str, importance: str) -> None:
@@ -165,40 +183,19 @@ class Messages(Agents):
                 f"importance must be one of {', '.join(IMPORTANCE)}",
                 details=[ErrorDetail("/importance", "unknown")],
             )
-        now = self.clock.now()
-        where = ["i.agent_id = :agent_id", "i.project = :project", _LIVE]
         with self.store.backend.read() as tx:
             me = self._agent(tx, project, agent, caller)
-            params: dict[str, Any] = {
-                "agent_id": me.agent_id,
-                "project": project,
-                "now": iso(now),
-                "limit": limit,
-            }
-            if unread_only:
-                where.append("i.unread = 1")
-            if since:
-                where.append("i.message_id > :since")
-                params["since"] = since
-            if importance:
-                where.append("i.importance = :importance")
-                params["importance"] = importance
-            if thread_id:
-                where.append("i.thread_id = :thread_id")
-                params["thread_id"] = thread_id
-            sql = (
-                f"SELECT {_COLUMNS}, i.read_at, i.acked_at FROM coord_inbox i "
-                f"JOIN coord_messages m ON m.message_id = i.message_id "
-                f"WHERE {' AND '.join(where)} "
-                "ORDER BY i.unread DESC, i.message_id DESC LIMIT :limit"
+            return _inbox(
+                tx,
+                me,
+                project,
+                self.clock.now(),
+                limit=limit,
+                unread_only=unread_only,
+                since=since,
+                importance=importance,
+                thread_id=thread_id,
             )
-            rows = tx.fetchall(sql, params)
-            messages = [_message(tx, r[:14], r[14], r[15]) for r in rows]
-        return InboxPage(
-            messages=messages,
-            unread=sum(1 for m in messages if m.read_at is None),
-            latest=max((m.message_id for m in messages), default=None),
-        )
 
     @transient
     def mark_messages(
@@ -350,4 +347,49 @@ def _message(
         expires_at=to_dt(expires_at),
         read_at=to_dt(read_at),
         acked_at=to_dt(acked_at),
+    )
+
+
+def _inbox(
+    tx: Any,
+    me: Agent,
+    project: str,
+    now: datetime,
+    *,
+    limit: int,
+    unread_only: bool = False,
+    since: str | None = None,
+    importance: str | None = None,
+    thread_id: str | None = None,
+) -> InboxPage:
+    """``me``'s inbox as of ``now``: unread first, then newest first; expired ones left out."""
+    where = ["i.agent_id = :agent_id", "i.project = :project", _LIVE]
+    params: dict[str, Any] = {
+        "agent_id": me.agent_id,
+        "project": project,
+        "now": iso(now),
+        "limit": limit,
+    }
+    if unread_only:
+        where.append("i.unread = 1")
+    if since:
+        where.append("i.message_id > :since")
+        params["since"] = since
+    if importance:
+        where.append("i.importance = :importance")
+        params["importance"] = importance
+    if thread_id:
+        where.append("i.thread_id = :thread_id")
+        params["thread_id"] = thread_id
+    sql = (
+        f"SELECT {_COLUMNS}, i.read_at, i.acked_at FROM coord_inbox i "
+        f"JOIN coord_messages m ON m.message_id = i.message_id "
+        f"WHERE {' AND '.join(where)} "
+        "ORDER BY i.unread DESC, i.message_id DESC LIMIT :limit"
+    )
+    messages = [_message(tx, r[:14], r[14], r[15]) for r in tx.fetchall(sql, params)]
+    return InboxPage(
+        messages=messages,
+        unread=sum(1 for m in messages if m.read_at is None),
+        latest=max((m.message_id for m in messages), default=None),
     )

@@ -113,6 +113,9 @@ def send(
     ack: Annotated[bool, typer.Option("--ack", help="Ask for an acknowledgement.")] = False,
     reply_to: Annotated[str | None, typer.Option(help="Message id this answers.")] = None,
     ttl: Annotated[float | None, typer.Option(help="Leaves inboxes after SECONDS.")] = None,
+    inbox: Annotated[
+        int, typer.Option(help="Also show up to N messages of your inbox, read in the same call.")
+    ] = 0,
     agent: AsAgent = None,
     project: ProjectOpt = None,
     as_json: JsonFlag = False,
@@ -139,11 +142,14 @@ def send(
                 ack_required=ack,
                 reply_to=reply_to,
                 ttl_seconds=ttl,
+                inbox=inbox,
             )
     if as_json:
         print_json(sent.model_dump_json())
     else:
         out.print(text(sent.message_id))
+        if sent.inbox is not None:
+            _print_messages(sent.inbox.messages)
 
 
 @mail_app.command("inbox")

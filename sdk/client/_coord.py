@@ -18,10 +18,10 @@ from fleetforge.operations.coord_results import (
     LockRecord,
     Marked,
     MessageList,
-    MessageRecord,
     PathCheck,
     ReservationList,
     Reserved,
+    SentMessage,
 )
 
 if TYPE_CHECKING:
@@ -81,8 +81,11 @@ class CoordinationMethods:
         ack_required: bool = False,
         reply_to: str | None = None,
         ttl_seconds: float | None = None,
-    ) -> MessageRecord:
-        """Send a message to callsigns of the project (``["*"]``: everyone)."""
+        inbox: int = 0,
+        inbox_since: str | None = None,
+    ) -> SentMessage:
+        """Send a message to callsigns of the project (``["*"]``: everyone); with ``inbox`` > 0
+        the answer also carries your own inbox (up to that many), read in the same call."""
         return await self._call(
             co.SEND_MESSAGE,
             project=project,
@@ -94,6 +97,8 @@ class CoordinationMethods:
             ack_required=ack_required,
             reply_to=reply_to,
             ttl_seconds=ttl_seconds,
+            inbox=inbox,
+            inbox_since=inbox_since,
         )
 
     async def fetch_inbox(

@@ -76,6 +76,15 @@ class InboxPage(BaseModel):
     )
 
 
+class SentMessage(MessageRecord):
+    """A message just sent, and (when asked with ``inbox``) the sender's own inbox, read in the
+    same call."""
+
+    inbox: InboxPage | None = Field(
+        None, description="Your inbox, unread first, when you asked for it with `inbox`."
+    )
+
+
 class MessageList(BaseModel):
     """Messages (a thread, oldest first; or search hits, best first)."""
 

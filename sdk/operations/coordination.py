@@ -22,10 +22,10 @@ from fleetforge.operations.coord_results import (
     LockRecord,
     Marked,
     MessageList,
-    MessageRecord,
     PathCheck,
     ReservationList,
     Reserved,
+    SentMessage,
 )
 
 __all__ = ["COORDINATION_OPERATIONS"]
@@ -146,18 +146,30 @@ class SendMessageArgs(_AsAgent):
     ack_required: bool = Field(False, description="Ask the recipients to acknowledge it.")
     reply_to: str | None = Field(None, description="Message id this answers (same thread).")
     ttl_seconds: Ttl | None = Field(None, description="It leaves inboxes after this long.")
+    inbox: int = Field(
+        0,
+        ge=0,
+        le=1000,
+        description="Also return up to this many messages of YOUR inbox (unread first, then "
+        "newest), read after the send in the same call: reply and see what is new in one round "
+        "trip. 0: do not.",
+    )
+    inbox_since: str | None = Field(
+        None, description="With `inbox`: only messages newer than this id (`latest` of before)."
+    )
 
 
 SEND_MESSAGE = Operation(
     "send_message",
     SendMessageArgs,
-    MessageRecord,
+    SentMessage,
     "work",
     "Send a message",
     """Send a message to other agents of the project (by callsign, or '*' for all). Use it to
 ask a reservation holder for a file, announce what you are starting, or answer (reply_to keeps
-the thread). Each recipient's inbox gets it once. ContractError naming /to/N for an unknown
-callsign; nothing is sent then.""",
+the thread). Each recipient's inbox gets it once. Pass `inbox` (a count) to get your own inbox
+back in the same answer instead of a fleet_fetch_inbox call after it. ContractError naming /to/N
+for an unknown callsign; nothing is sent then.""",
     lambda call, a: call.fleet.coord.send_message(
         a.project,
         a.agent,
@@ -168,6 +180,8 @@ callsign; nothing is sent then.""",
         ack_required=a.ack_required,
         reply_to=a.reply_to,
         ttl_seconds=a.ttl_seconds,
+        inbox=a.inbox,
+        inbox_since=a.inbox_since,
         caller=call.caller,
     ),
     as_agent=True,
