@@ -38,8 +38,9 @@ through the fleet's tools; every call takes project="{project}" and agent=<your 
    program>, model=<your model>). Keep the callsign it returns. After a restart register again
    with the same callsign, then call fleet_latest_checkpoint to recover what you were doing.
 2. Read your inbox (fleet_fetch_inbox) when you start, before each edit and whenever you wait.
-   Answer with fleet_send_message(reply_to=<message_id>); acknowledge messages that ask for it
-   with fleet_mark_messages(acknowledge=true), and mark the rest read.
+   Answer with fleet_send_message(reply_to=<message_id>, inbox=20): the answer brings your
+   inbox too, so you need no separate fetch. Acknowledge messages that ask for it with
+   fleet_mark_messages(acknowledge=true), and mark the rest read.
 3. Before you edit files, reserve them: fleet_reserve_paths(paths=["src/app.py"] or patterns
    like "src/api/**"). If it is refused, the error names the holder and the expiry: do not edit
    those files; message the holder and wait for its reply or the release (check the inbox).
