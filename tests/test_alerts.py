@@ -234,8 +234,9 @@ def test_a_dead_letter_after_max_attempts_can_be_sent_again(
         [row] = list_alerts(store)
         assert (row["status"], row["attempts"], row["next_attempt_at"]) == ("dead", 2, None)
         assert row["last_error"] == "webhook answered HTTP 500"
-        assert retry_alerts(store, ["alrt_nope"], by="test") == ["alrt_nope"]
-        assert retry_alerts(store, [row["alert_id"]], by="test", clock=clock) == []
+        assert retry_alerts(store, ["alrt_nope"], by="test") == (["alrt_nope"], [])
+        assert retry_alerts(store, [row["alert_id"]], by="test", clock=clock) == (
+            [], [row["alert_id"]])  # fmt: skip
         assert list_alerts(store)[0]["status"] == "pending"
         hook.fail = 0
         anyio.run(send.run_once)
@@ -319,3 +320,49 @@ def _seconds(text: str) -> float:
     at = to_dt(text)
     assert at is not None
     return at.timestamp()
+
+
+def test_the_outbox_is_listed_and_retried_over_http_by_scope(
+    store: EventStore, clock: ManualClock, tmp_path: Path
+) -> None:
+    """list_alerts and retry_alerts are operations: a read token lists, only admin retries,
+    and the serve's own dispatcher delivers what was retried."""
+    import time
+
+    from fleetforge.client import SyncFleetClient
+    from fleetforge.errors import ForbiddenError, NotFoundError
+    from fleetforge.fleet.tokens import TokenStore
+
+    from .test_mcp_transports import fleet_env, http_server
+
+    fleet = service(store, clock, dispatch=DispatchSettings(max_attempts=1))
+    tokens = TokenStore(store)
+    reader, _ = tokens.create("reader", ["read"])
+    admin, _ = tokens.create("admin", ["admin"])
+    with Receiver(fail=100) as hook:
+        fleet.submit_run(failing_run(hook.url, ["task_failed"]))
+        fail_once(fleet)
+        anyio.run(dispatcher(store, clock).run_once)
+        [row] = list_alerts(store)
+        assert row["status"] == "dead"
+        with http_server(fleet_env(tmp_path, store.url)) as url:
+            with SyncFleetClient.connect(url, token=reader) as fleet_:
+                [alert] = fleet_.list_alerts(status="dead").alerts
+                assert (alert.alert_id, alert.attempts, alert.last_error) == (
+                    row["alert_id"], 1, "webhook answered HTTP 500")  # fmt: skip
+                assert fleet_.list_alerts(status="delivered").alerts == []
+                with pytest.raises(ForbiddenError):
+                    fleet_.retry_alerts([alert.alert_id])
+            with SyncFleetClient.connect(url, token=admin) as fleet_:
+                with pytest.raises(NotFoundError, match="alrt_nope") as missing:
+                    fleet_.retry_alerts([alert.alert_id, "alrt_nope"])
+                assert [d.pointer for d in missing.value.details] == ["/alert_ids/1"]
+                assert list_alerts(store)[0]["status"] == "dead"  # all or nothing
+                hook.fail = 0
+                assert fleet_.retry_alerts([alert.alert_id]).alert_ids == [alert.alert_id]
+            deadline = time.monotonic() + 20  # the serve's dispatcher sends it again
+            while list_alerts(store)[0]["status"] != "delivered":
+                assert time.monotonic() < deadline, list_alerts(store)
+                time.sleep(0.05)
+    assert len(hook.accepted) == 1
+    assert verify(store) == []

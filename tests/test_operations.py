@@ -132,6 +132,7 @@ async def exercise(fleet: FleetClient) -> list[Any]:
     seen.append(await fleet.run_events(wide.run_id, limit=1000))
     refs = [{"run_id": other.run_id, "step_id": "x"}, {"run_id": run.run_id, "step_id": "nope"}]
     seen.append(await fleet.retry_steps(refs))
+    seen.append(await fleet.list_alerts(limit=5))  # nothing fired: no policy in these runs
     return seen + await coordinate(fleet)
 
 
@@ -204,6 +205,10 @@ async def mistakes(fleet: FleetClient) -> list[tuple[str, str, str]]:
         "reserve_paths": (
             lambda: fleet.reserve_paths("ops", "Ann", ["../up"]),
             lambda: fleet.reserve_paths("ops", "Nobody", ["a"]),
+        ),
+        "retry_alerts": (
+            lambda: fleet.retry_alerts([]),
+            lambda: fleet.retry_alerts(["alrt_nope"]),
         ),
         "send_message": (
             lambda: fleet.send_message("ops", "Ann", ["Nobody"], "s", "b"),

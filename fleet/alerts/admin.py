@@ -42,13 +42,14 @@ def list_alerts(
 
 def retry_alerts(
     store: EventStore, alert_ids: Sequence[str], *, by: str, clock: Clock | None = None
-) -> list[str]:
+) -> tuple[list[str], list[str]]:
     """Make alerts due now, in one transaction (a dead letter gets one more attempt); return
-    the ids that do not exist (then nothing is changed)."""
+    the ids that do not exist (then nothing is changed) and the ids queued (delivered ones are
+    left as they are)."""
     now = (clock or clock_for(store)).now()
     with store.transaction() as unit:
         events = []
-        missing = []
+        missing: list[str] = []
         for alert_id in alert_ids:
             row = unit.tx.fetchone(Q["alert_state"], {"alert_id": alert_id})
             if row is None:
@@ -60,9 +61,9 @@ def retry_alerts(
                     "error": f"sent again by {by}", "next_attempt_at": now}  # fmt: skip
             events.append(engine_row("alert_failed", None, now, data))
         if missing:
-            return missing
+            return missing, []
         unit.append_rows(events)  # pending again: the next failure makes it dead again
-    return []
+    return [], [e.data["alert_id"] for e in events]
 
 
 async def send_test(

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import anyio.to_thread
 
 from fleetforge.fleet.access import Caller
+from fleetforge.fleet.service.alert_outbox import AlertOutbox
 from fleetforge.fleet.service.artifacts import DEFAULT_MAX_ARTIFACT_BYTES
 from fleetforge.fleet.service.core import A, M
-from fleetforge.fleet.service.dead_letters import DeadLetters
 from fleetforge.fleet.store import EventStore
 from fleetforge.operations._base import Call, Operation
 
@@ -28,14 +28,14 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_MAX_ARTIFACT_BYTES", "FleetService", "SyncFleetService"]
 
 
-class SyncFleetService(DeadLetters):
+class SyncFleetService(AlertOutbox):
     """The fleet's behaviour, synchronous. See :class:`FleetService` for the async face.
 
     The behaviour is written by concern, each a class of its own module that builds on the one
     before: :mod:`.core` (state, caches, who may act), :mod:`.steps` (scheduling),
     :mod:`.workers`, :mod:`.leasing`, :mod:`.heartbeats`, :mod:`.artifacts`, :mod:`.receipts`,
-    :mod:`.batches`, :mod:`.runs` and :mod:`.dead_letters`. Coordination of agents (issue 22) is
-    :attr:`coord`.
+    :mod:`.batches`, :mod:`.runs`, :mod:`.dead_letters` and :mod:`.alert_outbox`. Coordination
+    of agents (issue 22) is :attr:`coord`.
     """
 
     @cached_property

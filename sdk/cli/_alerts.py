@@ -1,18 +1,17 @@
-"""``fleetforge alerts list|test|retry|run``: the alert outbox of a local store."""
+"""``fleetforge alerts list|test|retry|run``: the alert outbox (list and retry also over --url)."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from fleetforge.cli._console import err, out, print_json, text
-from fleetforge.cli._context import opened_store
+from fleetforge.cli._context import open_fleet, opened_store
 from fleetforge.cli._errors import reporting
-from fleetforge.errors import NotFoundError, UsageError
+from fleetforge.errors import UsageError
 
 __all__ = ["app"]
 
@@ -32,23 +31,20 @@ def list_alerts(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Alerts, newest first: class, subject, channel, status, attempts, last error."""
-    from fleetforge.fleet.alerts.admin import list_alerts as read
-
     if status not in (None, "pending", "delivered", "dead"):
         raise typer.BadParameter("--status is pending, delivered or dead")
-    with reporting(out, err, as_json=as_json), opened_store(ctx, existing=True) as store:
-        rows = read(store, status=status, limit=limit)
+    with reporting(out, err, as_json=as_json), open_fleet(ctx, existing=True) as fleet:
+        page = fleet.list_alerts(status=status, limit=limit)
     if as_json:
-        print_json(json.dumps({"alerts": rows}, default=str))
+        print_json(page.model_dump_json())
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("alert", "class", "subject", "channel", "status", "attempts", "error"):
         table.add_column(column, no_wrap=column != "error")
-    for r in rows:
-        table.add_row(text(r["alert_id"]), text(r["event_class"]), text(r["subject"]),
-                      text(r["channel"]), text(r["status"]),
-                      f"{r['attempts']}/{r['max_attempts']}",
-                      text(r["last_error"] or "-"))  # fmt: skip
+    for r in page.alerts:
+        table.add_row(text(r.alert_id), text(r.event_class), text(r.subject), text(r.channel),
+                      text(r.status), f"{r.attempts}/{r.max_attempts}",
+                      text(r.last_error or "-"))  # fmt: skip
     out.print(table)
 
 
@@ -58,13 +54,9 @@ def retry(
     alert_ids: Annotated[list[str], typer.Argument(help="Dead (or pending) alerts to send again.")],
 ) -> None:
     """Send alerts again at the dispatcher's next pass (a dead letter gets one more attempt)."""
-    from fleetforge.fleet.alerts.admin import retry_alerts
-
-    with reporting(out, err), opened_store(ctx, existing=True) as store:
-        missing = retry_alerts(store, alert_ids, by="cli")
-        if missing:
-            raise NotFoundError(f"no alert {', '.join(missing)}; nothing was changed")
-    out.print(text(f"{len(alert_ids)} alert(s) queued: `fleetforge alerts run` delivers them"))
+    with reporting(out, err), open_fleet(ctx, existing=True) as fleet:
+        queued = fleet.retry_alerts(alert_ids).alert_ids
+    out.print(text(f"{len(queued)} alert(s) queued: `fleetforge alerts run` delivers them"))
 
 
 @app.command("test")

@@ -44,8 +44,10 @@ from fleetforge.contracts import (
 from fleetforge.contracts.envelope import AgentRunEnvelope
 from fleetforge.errors import ContractError, UsageError
 from fleetforge.operations import Args, Operation, batches, work
+from fleetforge.operations import alerts as alert_ops
 from fleetforge.operations import artifacts as art
 from fleetforge.operations import runs as ops
+from fleetforge.operations.alert_results import AlertList, RetriedAlerts
 from fleetforge.operations.batches import LeaseItem, TaskCompletion, TaskEnvelope
 from fleetforge.operations.results import (
     CompletedTasks,
@@ -228,6 +230,14 @@ class FleetClient(CoordinationMethods):
         """A page of the steps that failed for good, newest run first (``.next_cursor``
         continues): each with its last error, attempts and inputs."""
         return await self._call(ops.DEAD_LETTERS, run_id=run_id, cursor=cursor, limit=limit)
+
+    async def list_alerts(self, *, status: str | None = None, limit: int = 50) -> AlertList:
+        """The alert outbox, newest first (``status``: pending, delivered or dead)."""
+        return await self._call(alert_ops.LIST_ALERTS, status=status, limit=limit)
+
+    async def retry_alerts(self, alert_ids: Sequence[str]) -> RetriedAlerts:
+        """Send alerts again at the dispatcher's next pass (admin scope); all or nothing."""
+        return await self._call(alert_ops.RETRY_ALERTS, alert_ids=list(alert_ids))
 
     async def run_events(
         self,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from fleetforge.operations._base import Args, Call, Operation, Scope
+from fleetforge.operations.alerts import ALERT_OPERATIONS
 from fleetforge.operations.artifacts import GET_ARTIFACT, PUT_ARTIFACT
 from fleetforge.operations.batches import COMPLETE_TASKS, HEARTBEAT_MANY, POST_EVENTS
 from fleetforge.operations.coordination import COORDINATION_OPERATIONS
@@ -78,6 +79,7 @@ OPERATIONS: dict[str, Operation[Any, Any]] = {
 }
 """Operations by name, in the order the docs list them."""
 OPERATIONS.update({op.name: op for op in COORDINATION_OPERATIONS})  # issue 22, after the rest
+OPERATIONS.update({op.name: op for op in ALERT_OPERATIONS})  # issue 23
 
 
 def by_tool(tool: str) -> Operation[Any, Any] | None:
