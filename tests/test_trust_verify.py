@@ -414,3 +414,53 @@ def test_export_aibom_lists_what_the_run_used(fleet: Fleet, tmp_path: Path) -> N
     kinds = {c["name"]: c["type"] for c in bom["components"]}
     assert kinds == {"fleetforge": "framework", "fake-1": "machine-learning-model"}
     assert bom["metadata"]["component"]["name"] == f"fleetforge-run-{fleet.run_id}"
+
+
+def test_projection_rows_are_compared_cell_by_cell(fleet: Fleet) -> None:
+    """The whole-table comparison (rows as read, JSON columns decoded) passes a clean bundle
+    whatever order its rows come in, and any difference it finds is located to the row and
+    column: a JSON cell, a counter kept by a trigger, a row missing, a row added, a column
+    added (both stores export; the replay is SQLite)."""
+    clean = fleet.bundle()
+    trust = fleet.trust
+    assert verify_bundle(clean, trust) == []
+    run = fleet.run_id
+    b_task = f"tasks ('{run}', '{run}.b')"
+
+    def tampered(change: Callable[[dict[str, list[dict[str, Any]]]], None]) -> list[str]:
+        bundle = copy.deepcopy(clean)
+        change(bundle.projections)
+        return [str(f) for f in verify_bundle(bundle, trust) if f.check == "projections"]
+
+    def reverse(p: dict[str, list[dict[str, Any]]]) -> None:
+        for rows in p.values():
+            rows.reverse()  # another store's collation orders keys its own way
+
+    def set_cell(table: str, step: str, column: str, value: Any) -> Callable[..., None]:
+        def change(p: dict[str, list[dict[str, Any]]]) -> None:
+            [row] = [r for r in p[table] if r["step_id"] == step]
+            row[column] = value
+
+        return change
+
+    def drop_row(p: dict[str, list[dict[str, Any]]]) -> None:
+        p["steps"] = [r for r in p["steps"] if r["step_id"] != "c"]
+
+    def add_row(p: dict[str, list[dict[str, Any]]]) -> None:
+        p["steps"].append(p["steps"][0] | {"step_id": "forged"})
+
+    def add_column(p: dict[str, list[dict[str, Any]]]) -> None:
+        p["runs"][0]["forged"] = "x"
+
+    assert tampered(reverse) == []
+    assert tampered(set_cell("tasks", "b", "output", {"n": 7})) == [
+        f"{b_task} field /output: differs from a replay of the events"
+    ]
+    assert tampered(set_cell("steps", "c", "deps_open", 1)) == [
+        f"steps ('{run}', 'c') field /deps_open: differs from a replay of the events"
+    ]
+    assert tampered(drop_row) == [f"steps ('{run}', 'c'): missing (replay has it)"]
+    assert tampered(add_row) == [f"steps ('{run}', 'forged'): not produced by replay"]
+    assert tampered(add_column) == [
+        f"runs ('{run}',) field /forged: differs from a replay of the events"
+    ]
