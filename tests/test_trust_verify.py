@@ -464,3 +464,36 @@ def test_projection_rows_are_compared_cell_by_cell(fleet: Fleet) -> None:
     assert tampered(add_column) == [
         f"runs ('{run}',) field /forged: differs from a replay of the events"
     ]
+
+
+def test_a_malformed_envelope_is_a_failure_at_its_receipt(fleet: Fleet) -> None:
+    """The signature check reads each envelope itself (securesystemslib's PAE): a signature
+    that is not base64, a key id signing twice, a missing payload type or signature list are
+    failures located at the receipt, never an exception."""
+    clean = fleet.bundle()
+    trust = fleet.trust
+    [seq, *_] = fleet.seqs("receipt_recorded")
+    where = f"seq {seq} receipt"
+
+    def broken(change: Callable[[dict[str, Any]], None]) -> list[str]:
+        bundle = copy.deepcopy(clean)
+        [event] = [e for e in bundle.events if e.seq == seq]
+        change(event.data["attestation"])
+        return [f.message for f in verify_bundle(bundle, trust)
+                if f.check == "signature" and f.where.startswith(where)]  # fmt: skip
+
+    def twice(envelope: dict[str, Any]) -> None:
+        envelope["signatures"].append(dict(envelope["signatures"][0]))
+
+    def not_base64(envelope: dict[str, Any]) -> None:
+        envelope["signatures"][0]["sig"] = "not base64!"
+
+    def other_bytes(envelope: dict[str, Any]) -> None:
+        envelope["signatures"][0]["sig"] = base64.b64encode(b"\0" * 64).decode()
+
+    assert any("malformed" in m and "Multiple signatures" in m for m in broken(twice))
+    assert any("malformed" in m for m in broken(not_base64))
+    assert any("malformed" in m for m in broken(lambda e: e.pop("payloadType")))
+    assert any("malformed" in m for m in broken(lambda e: e.pop("signatures")))
+    assert any("has no signature" in m for m in broken(lambda e: e.update(signatures=[])))
+    assert any("does not verify" in m for m in broken(other_bytes))
