@@ -68,13 +68,23 @@ class Failure:
 Check = Callable[[Bundle, TrustStore], list[Failure]]
 
 
-def _receipts(bundle: Bundle) -> list[tuple[int, dict[str, Any], Any]]:
-    """(seq, receipt, attestation) of each receipt_recorded event, in order."""
-    return [
+_Receipts = list[tuple[int, dict[str, Any], Any]]
+
+
+def _receipts(bundle: Bundle) -> _Receipts:
+    """(seq, receipt, attestation) of each receipt_recorded event, in order (listed once per
+    verify_bundle call)."""
+    memo = _LISTED.get()
+    if memo is not None and memo[0] is bundle.events:
+        return memo[1]
+    found = [
         (e.seq, e.data["receipt"], e.data.get("attestation"))
         for e in bundle.events
         if e.type == "receipt_recorded"
     ]
+    if memo is not None or _DECODED.get() is not None:
+        _LISTED.set((bundle.events, found))
+    return found
 
 
 def check_chain(bundle: Bundle, trust: TrustStore) -> list[Failure]:
@@ -113,12 +123,20 @@ _DECODED: ContextVar[dict[int, tuple[Any, bytes, dict[str, Any] | None]] | None]
 )
 
 
+# the receipts of the bundle being verified (its events list, and them)
+_LISTED: ContextVar[tuple[list[EventRow], _Receipts] | None] = ContextVar(
+    "fleetforge_verify_receipts", default=None
+)
+
+
 @contextmanager
 def _decoding_once() -> Iterator[None]:
     token = _DECODED.set({})
+    listed = _LISTED.set(None)
     try:
         yield
     finally:
+        _LISTED.reset(listed)
         _DECODED.reset(token)
 
 
@@ -348,14 +366,19 @@ def check_projections(bundle: Bundle, trust: TrustStore) -> list[Failure]:
 
     The replay runs the projections that own a compared table (one with a ``run_id`` column),
     the very code that wrote the rows, with their triggers; the others (``workers``, ``tokens``:
-    fleet-wide rows, not in a bundle) are skipped. Each table is first compared whole, row by
-    row in key order, against the replayed rows as read (only JSON columns decoded); a table
-    that differs anywhere is compared again column by column, for the failures' locations."""
+    fleet-wide rows, not in a bundle) are skipped. The scratch store has no rollback journal
+    and none of the service's lookup indexes (:data:`_LOOKUP_INDEXES`). Each table is first
+    compared whole, row by row in key order, against the replayed rows as read (only JSON
+    columns decoded); a table that differs anywhere is compared again column by column, for
+    the failures' locations."""
     from fleetforge.fleet.store import EventStore, open_store
     from fleetforge.fleet.trust.bundle import run_tables
 
     with open_store("sqlite://") as scratch:
         with scratch.backend.write() as tx:
+            # a scratch store thrown away after the comparison: no rollback journal (a replay
+            # that fails stops at its first failure, and nothing of the store is kept)
+            tx.execute("PRAGMA journal_mode = OFF")
             for index in _LOOKUP_INDEXES:
                 tx.execute(f"DROP INDEX IF EXISTS {index}")
         tables = run_tables(scratch)
@@ -440,7 +463,7 @@ def _same_rows(
         return False
     names = set(columns)
     decode = [i for i, c in enumerate(columns) if c in json_columns(table)]
-    loads = orjson.loads
+    loads, dumps = orjson.loads, orjson.dumps
     for attempt in (claimed, None):
         if attempt is None:  # another store's key order (PostgreSQL's collation): ours
             try:
@@ -454,7 +477,14 @@ def _same_rows(
             for i in decode:
                 value = cells[i]
                 if type(value) is str:
-                    cells[i] = loads(value)
+                    claim = have[columns[i]]
+                    # the claim written as the column holds it (canonical JSON, keys sorted)
+                    # is the cheap test; any other spelling is decoded and compared as values
+                    try:
+                        same = dumps(claim) == value.encode()
+                    except TypeError:  # not orjson's (an integer past 64 bits)
+                        same = False
+                    cells[i] = claim if same else loads(value)
             if cells != list(map(have.__getitem__, columns)):
                 break
         else:
