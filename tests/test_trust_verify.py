@@ -497,3 +497,19 @@ def test_a_malformed_envelope_is_a_failure_at_its_receipt(fleet: Fleet) -> None:
     assert any("malformed" in m for m in broken(lambda e: e.pop("signatures")))
     assert any("has no signature" in m for m in broken(lambda e: e.update(signatures=[])))
     assert any("does not verify" in m for m in broken(other_bytes))
+
+
+def test_an_event_the_replay_cannot_apply_is_a_failure_at_its_seq(fleet: Fleet) -> None:
+    """A forged event the projections refuse (a receipt recorded twice: its row exists) is
+    reported where it is; the scratch store of the replay (no rollback journal) is dropped."""
+    from fleetforge.fleet.store import EventRow
+
+    bundle = fleet.bundle()
+    [first, *_] = [e for e in bundle.events if e.type == "receipt_recorded"]
+    last = bundle.events[-1].seq
+    forged = EventRow(last + 1, "evt_forged", first.run_id, first.type, first.at, first.data)
+    bundle.events.append(forged)
+    failures = [f for f in verify_bundle(bundle, fleet.trust) if f.check == "projections"]
+    [failure] = failures
+    assert failure.where == f"seq {last + 1} receipt_recorded"
+    assert "replay cannot apply it" in failure.message
