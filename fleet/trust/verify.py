@@ -362,40 +362,22 @@ def check_artifacts(bundle: Bundle, trust: TrustStore) -> list[Failure]:
 
 
 def check_projections(bundle: Bundle, trust: TrustStore) -> list[Failure]:
-    """Replay the bundle's events into an in-memory store; its rows must equal the bundle's.
+    """Replay the bundle's events into a scratch store (:mod:`.replay`: the projections' own
+    code, with the schema's triggers); its rows must equal the bundle's.
 
-    The replay runs the projections that own a compared table (one with a ``run_id`` column),
-    the very code that wrote the rows, with their triggers; the others (``workers``, ``tokens``:
-    fleet-wide rows, not in a bundle) are skipped. The scratch store has no rollback journal
-    and none of the service's lookup indexes (:data:`_LOOKUP_INDEXES`). Each table is first
-    compared whole, row by row in key order, against the replayed rows as read (only JSON
-    columns decoded); a table that differs anywhere is compared again column by column, for
-    the failures' locations."""
-    from fleetforge.fleet.store import EventStore, open_store
-    from fleetforge.fleet.trust.bundle import run_tables
+    Each table is first compared whole, row by row in key order, against the replayed rows as
+    read (only JSON columns decoded); a table that differs anywhere is compared again column
+    by column, for the failures' locations."""
+    from fleetforge.fleet.trust.replay import Replay, ReplayError
 
-    with open_store("sqlite://") as scratch:
-        with scratch.backend.write() as tx:
-            # a scratch store thrown away after the comparison: no rollback journal (a replay
-            # that fails stops at its first failure, and nothing of the store is kept)
-            tx.execute("PRAGMA journal_mode = OFF")
-            for index in _LOOKUP_INDEXES:
-                tx.execute(f"DROP INDEX IF EXISTS {index}")
-        tables = run_tables(scratch)
-        replay = EventStore(
-            scratch.backend,
-            [p for p in scratch.projections if tables.keys() & set(p.tables)],
-            group_commit=False,
-        )
-        with scratch.backend.write() as tx:
-            for event in bundle.events:
-                try:
-                    replay.project(tx, event)
-                except Exception as exc:  # a forged event the projections cannot take
-                    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                    return [Failure("projections", f"seq {event.seq} {event.type}",
-                                    f"replay cannot apply it ({reason})")]  # fmt: skip
-        replayed = {t: _table_rows(scratch, bundle.run_id, t, k) for t, k in tables.items()}
+    with Replay() as replay:
+        try:
+            replay.apply(bundle.events)
+        except ReplayError as exc:
+            event = exc.event
+            return [Failure("projections", f"seq {event.seq} {event.type}",
+                            f"replay cannot apply it ({exc.reason})")]  # fmt: skip
+        replayed = {t: (k, *replay.rows(bundle.run_id, t)) for t, k in replay.tables.items()}
     failures: list[Failure] = []
     for table in sorted(replayed.keys() | bundle.projections.keys()):
         key_columns, columns, rows = replayed.get(table, (("run_id",), [], []))
@@ -406,32 +388,6 @@ def check_projections(bundle: Bundle, trust: TrustStore) -> list[Failure]:
             table, key_columns, claimed, [_portable(columns, table, r) for r in rows]
         )
     return failures
-
-
-# Indexes that serve the service's own lookups (the leasing inbox and lease expiry, listings of
-# runs): the projections' statements do not filter on them, and an index never changes what a
-# statement writes. The scratch store of a replay drops them (fewer b-trees to keep per write).
-_LOOKUP_INDEXES = (
-    "tasks_by_id",
-    "tasks_inbox",
-    "tasks_leases",
-    "runs_by_status",
-    "runs_by_idempotency_key",
-    "steps_dead_letters",
-)
-
-_Rows = tuple[tuple[str, ...], list[str], list[tuple[Any, ...]]]
-
-
-def _table_rows(store: Any, run_id: str, table: str, key: tuple[str, ...]) -> _Rows:
-    """(key columns, columns, the run's rows as SQLite returns them, in key order)."""
-    with store.backend.read() as tx:
-        columns = tx.columns(f"SELECT * FROM {table} WHERE 1 = 0")
-        rows = tx.fetchall(
-            f"SELECT * FROM {table} WHERE run_id = :run_id ORDER BY {', '.join(key)}",
-            {"run_id": run_id},
-        )
-    return key, columns, rows
 
 
 def _portable(columns: list[str], table: str, row: tuple[Any, ...]) -> dict[str, Any]:
