@@ -121,6 +121,8 @@ class TaskRun:
     capability: Capability | None = None
     """The task's capability token (pass it to ``armory.open(..., capability=...)``); kept
     current by the heartbeats: renewed with the lease, and refused once revoked."""
+    attestation_id: str | None = None
+    """The id of the fleet's signed attestation of the attempt's receipt, once recorded."""
 
     @property
     def task(self) -> FleetTaskSpec:
@@ -485,7 +487,7 @@ class Worker:
                 context=parent,
                 kind=SpanKind.INTERNAL,
                 attributes=attributes,
-            ),
+            ) as step_span,
             tracer.start_as_current_span(
                 f"task {task.task_id}", kind=SpanKind.CONSUMER, attributes=attributes
             ) as span,
@@ -493,6 +495,9 @@ class Worker:
             outcome = await self._attempt(run, token, sink)
             setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)
             span.set_attribute("fleet.outcome", outcome)
+            signed = trust_attributes(attestation_id=run.attestation_id)  # known once recorded
+            step_span.set_attributes(signed)
+            span.set_attributes(signed)
             if outcome in ("failed", "rejected"):
                 span.set_status(Status(StatusCode.ERROR, outcome))
 
@@ -633,6 +638,7 @@ class Worker:
             return "lost"
         except Exception as exc:  # the fleet refused the result, or something unexpected
             return await self._refused(run, token, exc)
+        run.attestation_id = receipt.attestation_id
         return "completed" if receipt.status == "accepted" else "rejected"
 
     @staticmethod

@@ -68,7 +68,7 @@ DESIGN_EVENTS = [
 # Events added beyond DESIGN.md's "at least" list, each explained in docs/contracts.md.
 ADDED_EVENTS = [
     "step_reset", "task_paused", "token_created", "token_revoked", "access_denied",
-    "capability_revoked", "alert_fired", "alert_delivered", "alert_failed",
+    "capability_revoked", "policy_denied", "alert_fired", "alert_delivered", "alert_failed",
 ]  # fmt: skip
 ADDED_EVENTS += sorted(CoordinationProjection.handles)  # issue 22 (docs/contracts.md)
 

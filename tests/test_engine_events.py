@@ -28,6 +28,7 @@ from fleetforge.fleet.replay import verify
 from fleetforge.fleet.service import SyncFleetService
 from fleetforge.fleet.store import EventStore
 from fleetforge.fleet.tokens import TokenStore
+from fleetforge.fleet.trust.policy import PolicySet
 
 from .test_service import agent, receipt, spec
 
@@ -76,6 +77,10 @@ def _story(fleet: SyncFleetService, clock: ManualClock) -> None:
             breakpoints=["ok"],
         )
     )  # fmt: skip
+    # a fleet with a Cedar policy that forbids every lease writes policy_denied (once each)
+    forbids = PolicySet("forbid(principal, action, resource);")
+    denying = SyncFleetService(fleet.store, clock=clock, policy=forbids)
+    assert denying.lease_task("w1", max_tasks=2) == []
     leased = {e.task.step_id: e for e in fleet.lease_task("w1", max_tasks=2, lease_seconds=10)}
     plan, capped = leased["plan"], leased["capped"]
     assert plan.lease is not None

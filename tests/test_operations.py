@@ -92,7 +92,12 @@ async def exercise(fleet: FleetClient) -> list[Any]:
     [entry] = await fleet.lease_task("w", wait_seconds=5)
     seen.append(await fleet.release_task(*held(entry), worker_id="w"))
     [entry] = await fleet.lease_task("w")
+    assert entry.lease is not None
+    assert entry.lease.capability is not None
+    cap = entry.lease.capability.token_id
     seen.append(await fleet.complete_task(*held(entry), {"n": 1}, worker_id="w"))
+    seen.append(await fleet.revoke_capability(cap, reason="leaked"))
+    seen.append(await fleet.revoke_capability(cap))  # again: nothing more written
     seen.append(await fleet.resume_run(run.run_id))  # past the breakpoint before b
     [entry] = await fleet.lease_task("w")
     seen.append(await fleet.pause_task(*held(entry), reason="ask", worker_id="w"))
@@ -198,6 +203,7 @@ async def mistakes(fleet: FleetClient) -> list[tuple[str, str, str]]:
         "list_runs": (lambda: fleet.list_runs(limit=0), None),
         "dead_letters": (lambda: fleet.dead_letters(cursor="x"), None),
         "retry_steps": (lambda: fleet.retry_steps([]), None),
+        "revoke_capability": (lambda: fleet.revoke_capability("cap_x"), None),
         "fail_task": (
             lambda: fleet.fail_task("t", 1, "no-such-kind", "x", worker_id="w"),
             lambda: fleet.fail_task("run_nope.a", 1, "agent_error", "x", worker_id="w"),
@@ -236,7 +242,7 @@ _IDS = re.compile(
 def _unsigned(value: Any) -> Any:
     """``value`` with signatures (over ids and times, by each transport's key) replaced."""
     if isinstance(value, dict):
-        return {k: "_" if k in ("attestation", "key_id") else _unsigned(v)
+        return {k: "_" if k in ("attestation", "attestation_id", "key_id") else _unsigned(v)
                 for k, v in value.items()}  # fmt: skip
     if isinstance(value, list):
         return [_unsigned(v) for v in value]

@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from fleetforge.client import FleetClient
+from fleetforge.fleet.trust.attest import attestation_id
 from fleetforge.telemetry import configure
 from fleetforge.worker import TaskRun, Worker
 
@@ -70,13 +71,37 @@ async def test_spans_of_a_run_in_one_process(tmp_path: Path, spans: InMemorySpan
     tool = got["execute_tool search"].attributes or {}
     assert tool["gen_ai.tool.name"] == "search"
     assert tool["gen_ai.tool.call.id"] == "c1"
-    # the trust attributes: the task's capability token on its step and task spans
+    # the trust attributes: the task's capability token, and the fleet's attestation of its
+    # receipt (which the answer to the receipt names), on its step and task spans
     [leased] = [e for e in events if e.type == "task_leased"]
+    [recorded] = [e for e in events if e.type == "receipt_recorded"]
+    signed = attestation_id(recorded.data.attestation)  # type: ignore[attr-defined]
+    assert signed.startswith("sha256:")
     for name in ("step a", f"task {run.run_id}.a"):
         attributes = got[name].attributes or {}
         assert attributes["trust.capability_token_id"] == leased.data.capability_id  # type: ignore[attr-defined]
         assert attributes["trust.semconv.version"] == "0.1"
-        assert "trust.attestation_id" not in attributes  # not known yet: left out, never null
+        assert attributes["trust.attestation_id"] == signed
+    # the tools ran before the receipt existed: their spans cannot name it
+    assert "trust.attestation_id" not in (got["execute_tool search"].attributes or {})
+
+
+async def test_no_attestation_id_when_the_fleet_signs_nothing(
+    tmp_path: Path, spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Trust off: the answer carries no attestation id and the spans leave it out (never
+    null); the stored receipt never carries one either way."""
+    monkeypatch.setenv("FLEETFORGE_TRUST", "off")
+    async with FleetClient.local(f"sqlite:///{tmp_path / 'f.db'}", artifacts=tmp_path) as client:
+        run = await client.submit_run(SPEC)
+        await Worker(client, handler, worker_id="w").run(stop_when_idle=True)
+        events = await client.run_events(run.run_id, limit=100)
+    [recorded] = [e for e in events if e.type == "receipt_recorded"]
+    assert "attestation_id" not in recorded.model_dump(mode="json")["data"]["receipt"]
+    for name in ("step a", f"task {run.run_id}.a"):
+        attributes = by_name(spans.get_finished_spans())[name].attributes or {}
+        assert "trust.capability_token_id" in attributes
+        assert "trust.attestation_id" not in attributes
 
 
 WORKER_SCRIPT = textwrap.dedent(

@@ -444,7 +444,8 @@ def test_the_cli_issues_trust_and_revokes_a_capability(tmp_path: Any) -> None:
         a, _ = _two_tasks(fleet)
         cap = _capability(a)
     bad = runner.invoke(app, ["--store", url, "token", "revoke-capability", "cap_x"], env=env)
-    assert bad.exit_code == 2
+    assert bad.exit_code == 1  # invalid input, its field named
+    assert "/capability_id" in bad.output
     done = runner.invoke(
         app, ["--store", url, "token", "revoke-capability", cap.token_id, "--reason", "leak"],
         env=env,
@@ -524,6 +525,54 @@ def test_cedar_policies_decide_leases_and_each_decision_names_the_policy_digest(
     assert [d["policy"]["decision"] for d in leased] == ["allow", "allow"]
     assert {d["policy"]["policy_digest"] for d in leased} == {policy.digest}
     assert policy.digest.startswith("sha256:")
+
+
+def test_a_cedar_lease_denial_is_recorded_once_per_attempt_worker_and_policy_set(
+    store: EventStore, clock: ManualClock
+) -> None:
+    """A denied worker polls again and again: one policy_denied event (with the policy set's
+    digest) per task attempt, worker and policy set, also across a restart of the service;
+    Run.blocked says policy_denied while every live worker that could take the step is
+    denied; another policy set records anew."""
+    from fleetforge.fleet.trust.policy import PolicySet
+
+    policy = PolicySet(CEDAR)
+    fleet = SyncFleetService(store, clock=clock, policy=policy)
+    fleet.register_worker({"worker_id": "low", "trust_level": "sandboxed"})
+    run = fleet.submit_run(spec(agent("secret")))
+
+    def denials() -> list[dict[str, Any]]:
+        return [r.data for r in store.iter_rows() if r.type == "policy_denied"]
+
+    for _ in range(3):
+        assert fleet.lease_task("low", max_tasks=2) == []
+    [denied] = denials()
+    assert denied == {
+        "action": "lease",
+        "task_id": f"{run.run_id}.secret",
+        "step_id": "secret",
+        "attempt": 1,
+        "worker_id": "low",
+        "policy": {"decision": "deny", "policy_digest": policy.digest,
+                   "reasons": denied["policy"]["reasons"]},
+    }  # fmt: skip
+    assert denied["policy"]["reasons"]  # the forbid rule that decided
+    [blocked] = fleet.get_run(run.run_id).blocked
+    assert (blocked.step_id, blocked.code) == ("secret", "policy_denied")
+    assert policy.digest in blocked.message
+    restarted = SyncFleetService(store, clock=clock, policy=policy)
+    assert restarted.lease_task("low") == []
+    assert len(denials()) == 1
+    stricter = PolicySet(CEDAR + "\nforbid(principal, action, resource) when { false };")
+    changed = SyncFleetService(store, clock=clock, policy=stricter)
+    assert changed.lease_task("low") == []
+    changed.lease_task("low")
+    assert [d["policy"]["policy_digest"] for d in denials()] == [policy.digest, stricter.digest]
+    fleet.register_worker({"worker_id": "high", "trust_level": "internal"})
+    assert fleet.get_run(run.run_id).blocked == []  # a live worker the policy allows
+    [high] = fleet.lease_task("high")
+    assert high.task.step_id == "secret"
+    assert len(denials()) == 2  # an allow writes no denial
 
 
 def test_cedar_policies_decide_tool_calls_in_the_armory(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import stat
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -46,6 +48,25 @@ def test_init_writes_a_0600_key_and_trusts_it(home: Path) -> None:
     assert again.exit_code == 0
     assert "exists" in again.output
     assert len(TrustStore.load(keys_dir(home) / TRUST_FILE).keys) == 1
+
+
+def test_threads_creating_the_key_at_once_share_one(tmp_path: Path) -> None:
+    """A service's first receipts on several threads each create the fleet key: one write
+    wins, every thread signs with that key, and nothing is left behind (20 fresh homes, 8
+    threads released at once on each)."""
+    for round_ in range(20):
+        home = tmp_path / f"home{round_}"
+        go = threading.Barrier(8)
+
+        def first_receipt(_: int, home: Path = home, go: threading.Barrier = go) -> str:
+            go.wait(timeout=30)
+            return load_signing_key(home).key_id
+
+        with ThreadPoolExecutor(8) as pool:
+            ids = set(pool.map(first_receipt, range(8)))
+        assert len(ids) == 1
+        assert list(TrustStore.load(keys_dir(home) / TRUST_FILE).keys) == list(ids)
+        assert sorted(p.name for p in keys_dir(home).iterdir()) == ["fleet.key", TRUST_FILE]
 
 
 def test_a_key_file_others_can_read_is_refused(home: Path) -> None:

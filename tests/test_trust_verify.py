@@ -414,3 +414,102 @@ def test_export_aibom_lists_what_the_run_used(fleet: Fleet, tmp_path: Path) -> N
     kinds = {c["name"]: c["type"] for c in bom["components"]}
     assert kinds == {"fleetforge": "framework", "fake-1": "machine-learning-model"}
     assert bom["metadata"]["component"]["name"] == f"fleetforge-run-{fleet.run_id}"
+
+
+def test_projection_rows_are_compared_cell_by_cell(fleet: Fleet) -> None:
+    """The whole-table comparison (rows as read, JSON columns decoded) passes a clean bundle
+    whatever order its rows come in, and any difference it finds is located to the row and
+    column: a JSON cell, a counter kept by a trigger, a row missing, a row added, a column
+    added (both stores export; the replay is SQLite)."""
+    clean = fleet.bundle()
+    trust = fleet.trust
+    assert verify_bundle(clean, trust) == []
+    run = fleet.run_id
+    b_task = f"tasks ('{run}', '{run}.b')"
+
+    def tampered(change: Callable[[dict[str, list[dict[str, Any]]]], None]) -> list[str]:
+        bundle = copy.deepcopy(clean)
+        change(bundle.projections)
+        return [str(f) for f in verify_bundle(bundle, trust) if f.check == "projections"]
+
+    def reverse(p: dict[str, list[dict[str, Any]]]) -> None:
+        for rows in p.values():
+            rows.reverse()  # another store's collation orders keys its own way
+
+    def set_cell(table: str, step: str, column: str, value: Any) -> Callable[..., None]:
+        def change(p: dict[str, list[dict[str, Any]]]) -> None:
+            [row] = [r for r in p[table] if r["step_id"] == step]
+            row[column] = value
+
+        return change
+
+    def drop_row(p: dict[str, list[dict[str, Any]]]) -> None:
+        p["steps"] = [r for r in p["steps"] if r["step_id"] != "c"]
+
+    def add_row(p: dict[str, list[dict[str, Any]]]) -> None:
+        p["steps"].append(p["steps"][0] | {"step_id": "forged"})
+
+    def add_column(p: dict[str, list[dict[str, Any]]]) -> None:
+        p["runs"][0]["forged"] = "x"
+
+    assert tampered(reverse) == []
+    assert tampered(set_cell("tasks", "b", "output", {"n": 7})) == [
+        f"{b_task} field /output: differs from a replay of the events"
+    ]
+    assert tampered(set_cell("steps", "c", "deps_open", 1)) == [
+        f"steps ('{run}', 'c') field /deps_open: differs from a replay of the events"
+    ]
+    assert tampered(drop_row) == [f"steps ('{run}', 'c'): missing (replay has it)"]
+    assert tampered(add_row) == [f"steps ('{run}', 'forged'): not produced by replay"]
+    assert tampered(add_column) == [
+        f"runs ('{run}',) field /forged: differs from a replay of the events"
+    ]
+
+
+def test_a_malformed_envelope_is_a_failure_at_its_receipt(fleet: Fleet) -> None:
+    """The signature check reads each envelope itself (securesystemslib's PAE): a signature
+    that is not base64, a key id signing twice, a missing payload type or signature list are
+    failures located at the receipt, never an exception."""
+    clean = fleet.bundle()
+    trust = fleet.trust
+    [seq, *_] = fleet.seqs("receipt_recorded")
+    where = f"seq {seq} receipt"
+
+    def broken(change: Callable[[dict[str, Any]], None]) -> list[str]:
+        bundle = copy.deepcopy(clean)
+        [event] = [e for e in bundle.events if e.seq == seq]
+        change(event.data["attestation"])
+        return [f.message for f in verify_bundle(bundle, trust)
+                if f.check == "signature" and f.where.startswith(where)]  # fmt: skip
+
+    def twice(envelope: dict[str, Any]) -> None:
+        envelope["signatures"].append(dict(envelope["signatures"][0]))
+
+    def not_base64(envelope: dict[str, Any]) -> None:
+        envelope["signatures"][0]["sig"] = "not base64!"
+
+    def other_bytes(envelope: dict[str, Any]) -> None:
+        envelope["signatures"][0]["sig"] = base64.b64encode(b"\0" * 64).decode()
+
+    assert any("malformed" in m and "Multiple signatures" in m for m in broken(twice))
+    assert any("malformed" in m for m in broken(not_base64))
+    assert any("malformed" in m for m in broken(lambda e: e.pop("payloadType")))
+    assert any("malformed" in m for m in broken(lambda e: e.pop("signatures")))
+    assert any("has no signature" in m for m in broken(lambda e: e.update(signatures=[])))
+    assert any("does not verify" in m for m in broken(other_bytes))
+
+
+def test_an_event_the_replay_cannot_apply_is_a_failure_at_its_seq(fleet: Fleet) -> None:
+    """A forged event the projections refuse (a receipt recorded twice: its row exists) is
+    reported where it is; the scratch store of the replay (no rollback journal) is dropped."""
+    from fleetforge.fleet.store import EventRow
+
+    bundle = fleet.bundle()
+    [first, *_] = [e for e in bundle.events if e.type == "receipt_recorded"]
+    last = bundle.events[-1].seq
+    forged = EventRow(last + 1, "evt_forged", first.run_id, first.type, first.at, first.data)
+    bundle.events.append(forged)
+    failures = [f for f in verify_bundle(bundle, fleet.trust) if f.check == "projections"]
+    [failure] = failures
+    assert failure.where == f"seq {last + 1} receipt_recorded"
+    assert "replay cannot apply it" in failure.message

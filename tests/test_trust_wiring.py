@@ -142,3 +142,28 @@ def test_verify_finds_a_token_used_after_expiry_or_revocation(
 
 def _seq(bundle: Bundle, type_: str) -> int:
     return next(e.seq for e in bundle.events if e.type == type_)
+
+
+def test_the_answer_to_a_receipt_names_its_attestation(fleet: SyncFleetService) -> None:
+    """complete_task / post_receipt answer with the id of the fleet's attestation (what the
+    worker puts on its spans as trust.attestation_id), a repeated post with the same one; the
+    id is no part of the receipt: not hashed, not stored, and one a client sends is not kept."""
+    from fleetforge.fleet.trust.attest import attestation_id, receipt_hash
+
+    entry = _run(fleet, "answer")
+    assert entry.lease is not None
+    answer = fleet.complete_task(entry.task.task_id, entry.lease.fencing_token, "done")
+    [recorded] = [e for e in fleet.store.query_rows(limit=1000) if e.type == "receipt_recorded"]
+    assert answer.attestation_id == attestation_id(recorded.data["attestation"])
+    assert "attestation_id" not in recorded.data["receipt"]
+    assert receipt_hash(answer.model_dump(mode="json")) == answer.hash
+    again = fleet.complete_task(entry.task.task_id, entry.lease.fencing_token, "done")
+    assert again.attestation_id == answer.attestation_id
+    forged = _run(fleet, "forged")
+    sent = FleetReceipt.success(forged, "done").model_copy(update={"attestation_id": DIGEST})
+    kept = fleet.post_receipt(sent)
+    assert kept.attestation_id not in (None, DIGEST)
+    rows = [e for e in fleet.store.query_rows(limit=1000) if e.type == "receipt_recorded"]
+    assert all("attestation_id" not in e.data["receipt"] for e in rows)
+    bundle, trust = _bundle(fleet, forged.task.run_id)
+    assert verify_bundle(bundle, trust) == []

@@ -42,6 +42,7 @@ from fleetforge.fleet.scheduling import PlanCache
 from fleetforge.fleet.store import EventRow, EventStore, Unit
 from fleetforge.fleet.store._base import hashed_json, iso
 from fleetforge.fleet.trust.capabilities import CapabilityMint
+from fleetforge.fleet.trust.denials import LeaseDenials
 from fleetforge.fleet.trust.policy import PolicySet, load_policy
 from fleetforge.operations._base import Args
 from fleetforge.redaction import get_logger
@@ -142,6 +143,7 @@ class ServiceCore:
         self._plans = PlanCache()  # what scheduling needs of each run's spec (.scheduling)
         self._expiry_checked: datetime | None = None
         self._denials = DenialLimiter()
+        self._lease_denials = LeaseDenials()  # Cedar lease denials recorded
         self._workers: dict[str, tuple[float, FleetWorkerSpec]] = {}
         self._capability_mint = CapabilityMint()
         # trust: None = the default (on, unless FLEETFORGE_TRUST=off, which only the

@@ -35,7 +35,7 @@ from fleetforge.fleet.access import Caller, refusal
 from fleetforge.fleet.requirements import meets
 from fleetforge.fleet.service.core import Q, retrying, run_of, ts
 from fleetforge.fleet.service.workers import Workers
-from fleetforge.fleet.store import Tx, Unit
+from fleetforge.fleet.store import EventRow, Tx, Unit
 from fleetforge.fleet.trust.capabilities import KEY_NAME
 
 _EXPIRY_SCAN_EVERY = timedelta(milliseconds=100)
@@ -114,11 +114,12 @@ class Leasing(Workers):
         )
         # decode candidates lazily: most match, so usually only max_tasks rows are read
         decisions: dict[str, dict[str, Any]] = {}
+        denied: list[EventRow] = []  # policy_denied, once per task attempt, worker, policy
         tasks = (task_from_row(unit.tx, r) for r in rows)
         matching = (
             t
             for t in tasks
-            if _matches(t.spec, worker) and self._policy_allows(worker, t, decisions)
+            if _matches(t.spec, worker) and self._policy_allows(unit, worker, t, decisions, denied)
         )
         chosen = list(islice(matching, max_tasks))
         expires = now + timedelta(seconds=lease_seconds)
@@ -147,7 +148,7 @@ class Leasing(Workers):
             )
             for task in sorted(chosen, key=lambda t: (t.run_id, t.step_id, t.task_id))
         ]
-        self._append(unit, events)
+        self._append(unit, [*denied, *events])
         return [
             FleetInboxEntry(
                 entry_id=task.entry_id,
@@ -169,16 +170,31 @@ class Leasing(Workers):
         ]
 
     def _policy_allows(
-        self, worker: FleetWorkerSpec, task: TaskState, decisions: dict[str, dict[str, Any]]
+        self,
+        unit: Unit,
+        worker: FleetWorkerSpec,
+        task: TaskState,
+        decisions: dict[str, dict[str, Any]],
+        denied: list[EventRow],
     ) -> bool:
         """The Cedar policy's word on this lease (always yes without one); an allow is kept
-        for the task_leased event, with the policy set's digest."""
+        for the task_leased event, with the policy set's digest; a denial not recorded yet
+        becomes a policy_denied event (see fleet/trust/denials.py)."""
         if self.policy is None:
             return True
         decision = self.policy.decide_lease(worker, self._task_spec(task))
         if decision.allowed:
             decisions[task.task_id] = decision.to_json()
-        return bool(decision.allowed)
+            return True
+        key = (task.task_id, task.attempt, worker.worker_id, decision.digest)
+        if self._lease_denials.is_new(unit.tx, task.run_id, key):
+            denied.append(
+                self._event("policy_denied", task.run_id, self.clock.now(), action="lease",
+                            task_id=task.task_id, step_id=task.step_id, attempt=task.attempt,
+                            worker_id=worker.worker_id, policy=decision.to_json())
+            )  # fmt: skip
+            unit.after_commit(lambda: self._lease_denials.recorded([key]))
+        return False
 
     # ── capability tokens ───────────────────────────────────────────────────────────────────
 

@@ -207,11 +207,13 @@ class Receipts(Artifacts):
         else:
             row = unit.tx.fetchone(Q["last_receipt_hash"], {"run_id": task.run_id})
             prev = row[0] if row else None
-        body = receipt.model_dump(mode="json", exclude={"status", "score", "hash", "posted_at"})
+        unhashed = {"status", "score", "hash", "posted_at", "attestation_id"}
+        body = receipt.model_dump(mode="json", exclude=unhashed)
         body["prev_hash"] = prev
-        posted = receipt.model_copy(
-            update={"prev_hash": prev, "hash": digest(body), "posted_at": now}
-        )
+        posted = receipt.model_copy(  # an attestation id a client sent is not the fleet's
+            update={"prev_hash": prev, "hash": digest(body), "posted_at": now,
+                    "attestation_id": None}
+        )  # fmt: skip
         verdict, failure, extra = self._judge(posted, task, now)
         accepted = verdict.passed and failure is None
         status = FleetReceiptStatus.ACCEPTED if accepted else FleetReceiptStatus.REJECTED
@@ -237,6 +239,8 @@ class Receipts(Artifacts):
         else:
             kind, message = failure or (FleetTaskFailureKind.INVALID_OUTPUT, verdict.reason)
             self._task_failed(unit, task, kind, message, now)
+        if attestor is not None:  # the answer names the attestation (trust.attestation_id)
+            return judged.model_copy(update={"attestation_id": _attestation_id(attestation)})
         return judged
 
     def _capability_id(self, unit: Unit, task: TaskState) -> str | None:
@@ -381,12 +385,25 @@ def _same_receipt(unit: Unit, known: tuple[Any, ...], receipt: FleetReceipt) -> 
             receipt_id=receipt.receipt_id,
         )
     score_value = unit.tx.load_json(known[3]) if known[3] is not None else None
+    signed = unit.tx.fetchone(Q["receipt_attestation"], _receipt_key(stored))
+    envelope = unit.tx.load_json(signed[0]) if signed and signed[0] is not None else None
     return stored.model_copy(
         update={
             "status": FleetReceiptStatus(known[2]),
             "score": FleetScore.model_validate(score_value) if score_value else None,
+            "attestation_id": None if envelope is None else _attestation_id(envelope),
         }
     )
+
+
+def _attestation_id(envelope: Mapping[str, Any]) -> str:
+    from fleetforge.fleet.trust.attest import attestation_id  # with the signing machinery
+
+    return attestation_id(envelope)
+
+
+def _receipt_key(receipt: FleetReceipt) -> dict[str, str]:
+    return {"run_id": receipt.run_id, "task_id": receipt.task_id, "receipt_id": receipt.receipt_id}
 
 
 def checked_result(

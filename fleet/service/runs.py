@@ -95,7 +95,7 @@ class Runs(Batches):
         with self.store.backend.read() as tx:
             run = self._get_run(Unit(self.store, tx), run_id)
             if run.status in ("pending", "running"):
-                blocked = blocked_steps(tx, run_id, self.clock.now())
+                blocked = blocked_steps(tx, run_id, self.clock.now(), self.policy)
                 if blocked:
                     run = run.model_copy(update={"blocked": blocked})
             return run

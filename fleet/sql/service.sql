@@ -100,6 +100,10 @@ SELECT worker_id, spec, status, registered_at, last_seen_at FROM workers ORDER B
 SELECT run_id, receipt, status, score FROM receipts
 WHERE run_id = :run_id AND task_id = :task_id AND receipt_id = :receipt_id;
 
+-- name: receipt_attestation
+SELECT attestation FROM receipts
+WHERE run_id = :run_id AND task_id = :task_id AND receipt_id = :receipt_id;
+
 -- name: last_receipt_hash
 SELECT hash FROM receipts WHERE run_id = :run_id ORDER BY position DESC LIMIT 1;
 

@@ -43,7 +43,8 @@ STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 RECEIPT_PREDICATE = "https://fleetforge.dev/attestations/receipt/v1"
 CHAIN_HEAD_PREDICATE = "https://fleetforge.dev/attestations/chain-head/v1"
-_RECEIPT_UNHASHED = ("status", "score", "hash", "posted_at")
+# the verdict and chain fields the fleet adds, and the attestation id its answer carries
+_RECEIPT_UNHASHED = ("status", "score", "hash", "posted_at", "attestation_id")
 
 
 def output_digest(result: Mapping[str, Any]) -> str:

@@ -29,7 +29,15 @@ from fleetforge.fleet.store import EventStore
 from fleetforge.fleet.store._base import EventRow, iso
 from fleetforge.fleet.trust.keys import TrustStore
 
-__all__ = ["FORMAT", "Bundle", "build_bundle", "load_bundle", "portable", "run_tables"]
+__all__ = [
+    "FORMAT",
+    "Bundle",
+    "build_bundle",
+    "json_columns",
+    "load_bundle",
+    "portable",
+    "run_tables",
+]
 
 FORMAT = "fleetforge-bundle"
 VERSION = 1
@@ -131,6 +139,11 @@ def run_rows(store: EventStore, run_id: str) -> dict[str, list[dict[str, Any]]]:
             for row in rows
         ]
     return out
+
+
+def json_columns(table: str) -> frozenset[str]:
+    """The JSON columns of ``table`` (see :func:`_json_columns`)."""
+    return _json_columns().get(table, frozenset())
 
 
 @cache

@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import stat
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -220,7 +221,9 @@ def _write_private(path: Path, key: SigningKey, *, exclusive: bool = False) -> b
     """Write the key file (mode 0600, atomically). ``exclusive``: only if there is none yet
     (two processes creating the fleet key at once: one wins); returns whether it was written."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    # one temporary file per writer (process and thread: a service's first receipts can come
+    # on several threads at once, each creating the key; one link wins)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.fchmod(fd, 0o600)

@@ -22,7 +22,9 @@ import base64
 import binascii
 import gc
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -39,7 +41,6 @@ from fleetforge.fleet.trust.attest import (
     STATEMENT_TYPE,
     output_digest,
     receipt_hash,
-    statement_of,
 )
 from fleetforge.fleet.trust.bundle import Bundle
 from fleetforge.fleet.trust.keys import TrustStore
@@ -67,13 +68,23 @@ class Failure:
 Check = Callable[[Bundle, TrustStore], list[Failure]]
 
 
-def _receipts(bundle: Bundle) -> list[tuple[int, dict[str, Any], Any]]:
-    """(seq, receipt, attestation) of each receipt_recorded event, in order."""
-    return [
+_Receipts = list[tuple[int, dict[str, Any], Any]]
+
+
+def _receipts(bundle: Bundle) -> _Receipts:
+    """(seq, receipt, attestation) of each receipt_recorded event, in order (listed once per
+    verify_bundle call)."""
+    memo = _LISTED.get()
+    if memo is not None and memo[0] is bundle.events:
+        return memo[1]
+    found = [
         (e.seq, e.data["receipt"], e.data.get("attestation"))
         for e in bundle.events
         if e.type == "receipt_recorded"
     ]
+    if memo is not None or _DECODED.get() is not None:
+        _LISTED.set((bundle.events, found))
+    return found
 
 
 def check_chain(bundle: Bundle, trust: TrustStore) -> list[Failure]:
@@ -104,6 +115,60 @@ def check_chain(bundle: Bundle, trust: TrustStore) -> list[Failure]:
     return failures
 
 
+# what one verify_bundle call has decoded already: id(envelope) -> (envelope, payload bytes,
+# statement or None). The checks read the same envelopes (signatures, chain head, capabilities);
+# each is decoded once. Keyed by identity and holding the envelope, so an id is never reused.
+_DECODED: ContextVar[dict[int, tuple[Any, bytes, dict[str, Any] | None]] | None] = ContextVar(
+    "fleetforge_verify_decoded", default=None
+)
+
+
+# the receipts of the bundle being verified (its events list, and them)
+_LISTED: ContextVar[tuple[list[EventRow], _Receipts] | None] = ContextVar(
+    "fleetforge_verify_receipts", default=None
+)
+
+
+@contextmanager
+def _decoding_once() -> Iterator[None]:
+    token = _DECODED.set({})
+    listed = _LISTED.set(None)
+    try:
+        yield
+    finally:
+        _LISTED.reset(listed)
+        _DECODED.reset(token)
+
+
+def _decoded(envelope: Any) -> tuple[bytes, dict[str, Any] | None]:
+    """An envelope's payload bytes and the statement they hold (None: not a JSON object).
+    Raises KeyError / TypeError / ValueError / binascii.Error when the envelope is malformed."""
+    memo = _DECODED.get()
+    if memo is not None:
+        hit = memo.get(id(envelope))
+        if hit is not None and hit[0] is envelope:
+            return hit[1], hit[2]
+    payload = _b64(envelope["payload"])
+    try:
+        value = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        value = None
+    statement = value if isinstance(value, dict) else None
+    if memo is not None:
+        memo[id(envelope)] = (envelope, payload, statement)
+    return payload, statement
+
+
+def _b64(text: str) -> bytes:
+    """Base64 as DSSE envelopes carry it (standard, else URL-safe; strict), as
+    securesystemslib's ``Envelope.from_dict`` reads it."""
+    data = text.encode()
+    try:
+        return base64.b64decode(data, validate=True)
+    except binascii.Error:
+        return base64.b64decode(data, altchars=b"-_", validate=True)
+
+
 class _Keys:
     """Public keys of the trust store, parsed once per verification."""
 
@@ -114,17 +179,23 @@ class _Keys:
     def verify(self, envelope: Any, at: str | None, where: str, check: str) -> list[Failure]:
         """Failures of a DSSE envelope's signatures (none valid by a trusted key in its window)."""
         try:
-            # from_dict rewrites the signatures it is given: hand it copies
-            copy = dict(envelope) | {"signatures": [dict(s) for s in envelope["signatures"]]}
-            parsed = Envelope.from_dict(copy)
-            pae = parsed.pae()
-        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+            payload, _ = _decoded(envelope)
+            # securesystemslib's envelope for the pre-authentication encoding; its signatures
+            # are read here as its from_dict reads them (base64, one per key id), without
+            # from_dict's rewriting of the dicts it is given
+            pae = Envelope(payload, envelope["payloadType"], {}).pae()
+            signatures: dict[str, bytes] = {}
+            for entry in envelope["signatures"]:
+                key_id = entry["keyid"]
+                if key_id in signatures:
+                    raise ValueError(f"Multiple signatures found for keyid {key_id}")
+                signatures[key_id] = _b64(entry["sig"])
+        except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as exc:
             return [Failure(check, where, f"the DSSE envelope is malformed ({exc})")]
-        if not parsed.signatures:
+        if not signatures:
             return [Failure(check, where, "the envelope has no signature")]
-        when = _time(at)
         problems: list[str] = []
-        for key_id, signature in parsed.signatures.items():
+        for key_id, signature in signatures.items():
             entry = self.trust.keys.get(key_id)
             if entry is None:
                 problems.append(f"signed by {key_id}, which the trust store does not trust")
@@ -133,10 +204,11 @@ class _Keys:
             if public is None:
                 public = self._public[key_id] = entry.public()
             try:
-                public.verify(bytes.fromhex(signature.signature), pae)
+                public.verify(signature, pae)
             except (InvalidSignature, ValueError):
                 problems.append(f"the signature by {key_id} does not verify")
                 continue
+            when = _time(at)
             if when is None or not entry.valid_at(when):
                 problems.append(
                     f"signed by {key_id} at {at}, outside its validity window "
@@ -160,10 +232,9 @@ def _window(value: datetime | None) -> str:
 
 def _statement(envelope: Any) -> dict[str, Any] | None:
     try:
-        value = orjson.loads(base64.b64decode(envelope["payload"]))
+        return _decoded(envelope)[1]
     except (KeyError, TypeError, ValueError, binascii.Error):
         return None
-    return value if isinstance(value, dict) else None
 
 
 _PREDICATE_FIELDS = (
@@ -291,45 +362,120 @@ def check_artifacts(bundle: Bundle, trust: TrustStore) -> list[Failure]:
 
 
 def check_projections(bundle: Bundle, trust: TrustStore) -> list[Failure]:
-    """Replay the bundle's events into an in-memory store; its rows must equal the bundle's."""
-    from fleetforge.fleet.store import open_store
-    from fleetforge.fleet.trust.bundle import run_rows
+    """Replay the bundle's events into a scratch store (:mod:`.replay`: the projections' own
+    code, with the schema's triggers); its rows must equal the bundle's.
 
+    Each table is first compared whole, row by row in key order, against the replayed rows as
+    read (only JSON columns decoded); a table that differs anywhere is compared again column
+    by column, for the failures' locations."""
+    from fleetforge.fleet.trust.replay import Replay, ReplayError
+
+    with Replay() as replay:
+        try:
+            replay.apply(bundle.events)
+        except ReplayError as exc:
+            event = exc.event
+            return [Failure("projections", f"seq {event.seq} {event.type}",
+                            f"replay cannot apply it ({exc.reason})")]  # fmt: skip
+        replayed = {t: (k, *replay.rows(bundle.run_id, t)) for t, k in replay.tables.items()}
     failures: list[Failure] = []
-    with open_store("sqlite://") as scratch:
-        with scratch.backend.write() as tx:
-            for event in bundle.events:
-                try:
-                    scratch.project(tx, event)
-                except Exception as exc:  # a forged event the projections cannot take
-                    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                    return [Failure("projections", f"seq {event.seq} {event.type}",
-                                    f"replay cannot apply it ({reason})")]  # fmt: skip
-        replayed = run_rows(scratch, bundle.run_id)
-        keys = {t: k for p in scratch.projections for t, k in p.tables.items()}
-    for table in sorted(set(replayed) | set(bundle.projections)):
-        key_columns = keys.get(table, ("run_id",))
-        have = {_key(r, key_columns): r for r in bundle.projections.get(table, [])}
-        want = {_key(r, key_columns): r for r in replayed.get(table, [])}
-        for key in sorted(have.keys() | want.keys(), key=repr):
-            where = f"{table} {key}"
-            a, b = have.get(key), want.get(key)
-            if a == b:
-                continue
-            if a is None:
-                failures.append(Failure("projections", where, "missing (replay has it)"))
-            elif b is None:
-                failures.append(Failure("projections", where, "not produced by replay"))
-            else:
-                for column in sorted(set(a) | set(b)):
-                    if a.get(column) != b.get(column):  # both portable already
-                        failures.append(
-                            Failure(
-                                "projections",
-                                f"{where} field /{column}",
-                                "differs from a replay of the events",
-                            )
+    for table in sorted(replayed.keys() | bundle.projections.keys()):
+        key_columns, columns, rows = replayed.get(table, (("run_id",), [], []))
+        claimed = bundle.projections.get(table, [])
+        if _same_rows(columns, rows, claimed, key_columns, table):
+            continue
+        failures += _row_failures(
+            table, key_columns, claimed, [_portable(columns, table, r) for r in rows]
+        )
+    return failures
+
+
+def _portable(columns: list[str], table: str, row: tuple[Any, ...]) -> dict[str, Any]:
+    """A replayed row as :func:`~.bundle.run_rows` exports it from SQLite."""
+    from fleetforge.fleet.trust.bundle import json_columns, portable
+
+    decode = json_columns(table)
+    return {
+        c: portable(orjson.loads(v) if c in decode and isinstance(v, str) else v)
+        for c, v in zip(columns, row, strict=True)
+    }
+
+
+def _same_rows(
+    columns: list[str],
+    rows: list[tuple[Any, ...]],
+    claimed: list[dict[str, Any]],
+    key_columns: tuple[str, ...],
+    table: str,
+) -> bool:
+    """Whether the bundle's rows of a table equal the replayed ones (a fast, exact test: True
+    only when every cell is equal; False sends the table to the column-by-column comparison).
+
+    Cells are compared as read, JSON columns decoded; a text cell that merely looks like JSON
+    (which the export decodes too) compares unequal here and is settled by the slow path."""
+    from fleetforge.fleet.trust.bundle import json_columns
+
+    if len(rows) != len(claimed):
+        return False
+    names = set(columns)
+    decode = [i for i, c in enumerate(columns) if c in json_columns(table)]
+    loads, dumps = orjson.loads, orjson.dumps
+    for attempt in (claimed, None):
+        if attempt is None:  # another store's key order (PostgreSQL's collation): ours
+            try:
+                attempt = sorted(claimed, key=lambda r: _key(r, key_columns))
+            except TypeError:
+                return False
+        for raw, have in zip(rows, attempt, strict=True):
+            if have.keys() != names:
+                return False
+            cells = list(raw)
+            for i in decode:
+                value = cells[i]
+                if type(value) is str:
+                    claim = have[columns[i]]
+                    # the claim written as the column holds it (canonical JSON, keys sorted)
+                    # is the cheap test; any other spelling is decoded and compared as values
+                    try:
+                        same = dumps(claim) == value.encode()
+                    except TypeError:  # not orjson's (an integer past 64 bits)
+                        same = False
+                    cells[i] = claim if same else loads(value)
+            if cells != list(map(have.__getitem__, columns)):
+                break
+        else:
+            return True
+    return False
+
+
+def _row_failures(
+    table: str,
+    key_columns: tuple[str, ...],
+    claimed: list[dict[str, Any]],
+    replayed: list[dict[str, Any]],
+) -> list[Failure]:
+    failures: list[Failure] = []
+    have = {_key(r, key_columns): r for r in claimed}
+    want = {_key(r, key_columns): r for r in replayed}
+    for key in sorted(have.keys() | want.keys(), key=repr):
+        where = f"{table} {key}"
+        a, b = have.get(key), want.get(key)
+        if a == b:
+            continue
+        if a is None:
+            failures.append(Failure("projections", where, "missing (replay has it)"))
+        elif b is None:
+            failures.append(Failure("projections", where, "not produced by replay"))
+        else:
+            for column in sorted(set(a) | set(b)):
+                if a.get(column) != b.get(column):  # both portable already
+                    failures.append(
+                        Failure(
+                            "projections",
+                            f"{where} field /{column}",
+                            "differs from a replay of the events",
                         )
+                    )
     return failures
 
 
@@ -354,7 +500,7 @@ def check_capabilities(bundle: Bundle, trust: TrustStore) -> list[Failure]:
         receipt = event.data["receipt"]
         calls = used.pop(str(receipt["task_id"]), [])
         attestation = event.data.get("attestation")
-        named = statement_of(attestation).get("predicate", {}) if attestation else {}
+        named = ((_statement(attestation) or {}).get("predicate") or {}) if attestation else {}
         cap_id = named.get("capability_token_id")
         if cap_id is None or not calls:
             continue  # trust off, or no tool used: nothing to cover
@@ -405,8 +551,9 @@ def verify_bundle(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        for check in CHECKS if checks is None else checks:
-            failures += check(bundle, trust)
+        with _decoding_once():  # an envelope several checks read is decoded once
+            for check in CHECKS if checks is None else checks:
+                failures += check(bundle, trust)
     finally:
         if collecting:
             gc.enable()

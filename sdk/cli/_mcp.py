@@ -260,12 +260,12 @@ def token_revoke_capability(
     reason: Annotated[str, typer.Option(help="Why, recorded for people.")] = "",
 ) -> None:
     """Revoke a task's capability token (and every attenuation of it): the worker learns it
-    with its next heartbeat answer, and tools it calls after that are refused."""
-    from fleetforge.fleet.service import SyncFleetService
-    from fleetforge.fleet.store import open_store
+    with its next heartbeat answer, and tools it calls after that are refused. With --url, on
+    a running fleet (a token with the admin scope)."""
+    from fleetforge.cli._context import open_fleet
 
-    with reporting(out, err), open_store(globals_of(ctx).store_url) as store:
-        done = SyncFleetService(store).revoke_capability(capability_id, reason=reason, by=_who())
-        task = done["task_id"] or "an unknown task"
-        state = "revoked" if done["revoked"] else "was already revoked"
-        err.print(text(f"capability {capability_id} ({task}) {state} in {store.url}"))
+    with reporting(out, err), open_fleet(ctx, existing=True, by=_who()) as fleet:
+        done = fleet.revoke_capability(capability_id, reason=reason)
+        task = done.task_id or "an unknown task"
+        state = "revoked" if done.revoked else "was already revoked"
+        err.print(text(f"capability {capability_id} ({task}) {state} in {globals_of(ctx).where}"))

@@ -47,6 +47,7 @@ from fleetforge.operations import Args, Operation, batches, work
 from fleetforge.operations import alerts as alert_ops
 from fleetforge.operations import artifacts as art
 from fleetforge.operations import runs as ops
+from fleetforge.operations import trust as trust_ops
 from fleetforge.operations.alert_results import AlertList, RetriedAlerts
 from fleetforge.operations.batches import LeaseItem, TaskCompletion, TaskEnvelope
 from fleetforge.operations.results import (
@@ -60,6 +61,7 @@ from fleetforge.operations.results import (
     StepRef,
     WorkerList,
 )
+from fleetforge.operations.trust import CapabilityRevoked
 
 __all__ = ["FleetClient"]
 
@@ -499,6 +501,15 @@ class FleetClient(CoordinationMethods):
         """An artifact's metadata and its bytes (verified against the digest)."""
         found = await self._call(art.GET_ARTIFACT, digest=digest)
         return found.artifact, base64.b64decode(found.content)
+
+    # ── trust ───────────────────────────────────────────────────────────────────────────────
+
+    async def revoke_capability(self, capability_id: str, *, reason: str = "") -> CapabilityRevoked:
+        """Revoke a task's capability token id (admin scope over HTTP): its holder learns it
+        with its next heartbeat, and tools called after that are refused."""
+        return await self._call(
+            trust_ops.REVOKE_CAPABILITY, capability_id=capability_id, reason=reason
+        )
 
 
 def _item(item: BaseModel | Mapping[str, Any]) -> dict[str, Any]:

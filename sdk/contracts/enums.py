@@ -30,11 +30,14 @@ class FleetTrustLevel(StrEnum):
     @property
     def rank(self) -> int:
         """Position in the order untrusted < sandboxed < internal < privileged."""
-        return list(FleetTrustLevel).index(self)
+        return _TRUST_RANKS[self]
 
     def admits(self, other: FleetTrustLevel) -> bool:
         """True when a worker at level ``other`` satisfies this minimum."""
         return other.rank >= self.rank
+
+
+_TRUST_RANKS = {level: rank for rank, level in enumerate(FleetTrustLevel)}
 
 
 class FleetRunStatus(StrEnum):

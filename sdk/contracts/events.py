@@ -465,6 +465,22 @@ class CapabilityRevokedData(ProtocolModel):
     by: str | None = Field(None, description="Who revoked it.")
 
 
+class PolicyDeniedData(ProtocolModel):
+    """A Cedar policy denied a worker a lease of a task. Recorded once per (task, attempt,
+    worker, policy set digest), not on every poll: a worker polling again is denied again
+    without a write; a changed policy set (another digest) or a new attempt records anew."""
+
+    action: Literal["lease"] = Field("lease", description="What was denied.")
+    task_id: Identifier = Field(description="The task.")
+    step_id: Identifier = Field(description="Its step.")
+    attempt: int = Field(ge=1, description="The task's attempt it was denied for.")
+    worker_id: Identifier = Field(description="The worker denied.")
+    policy: dict[str, Any] = Field(
+        description="The decision: `decision` (deny), `policy_digest` (sha256 of the policy "
+        "set), `reasons` (the policies that decided, errors).",
+    )
+
+
 class AccessDeniedData(ProtocolModel):
     """A call was refused because the caller does not hold what it acts on (rate-limited:
     repeats of the same refusal within a minute are counted, not recorded)."""
@@ -661,6 +677,10 @@ class CapabilityRevoked(RunEvent):
     """A capability token id was revoked."""
     type: Literal["capability_revoked"] = Field("capability_revoked", description="Event type.")
     data: CapabilityRevokedData = Field(description="Event data.")
+class PolicyDenied(RunEvent):
+    """A Cedar policy denied a worker a lease (once per task attempt, worker, policy set)."""
+    type: Literal["policy_denied"] = Field("policy_denied", description="Event type.")
+    data: PolicyDeniedData = Field(description="Event data.")
 class AccessDenied(RunEvent):
     """A call was refused: the caller does not hold what it acts on."""
     type: Literal["access_denied"] = Field("access_denied", description="Event type.")
@@ -769,6 +789,7 @@ AnyRunEvent = Annotated[
     | TokenCreated
     | TokenRevoked
     | CapabilityRevoked
+    | PolicyDenied
     | AccessDenied
     | AlertFired
     | AlertDelivered
@@ -835,6 +856,8 @@ __all__ = [
     "MessageAcknowledged",
     "MessageRead",
     "MessageSent",
+    "PolicyDenied",
+    "PolicyDeniedData",
     "ReceiptAccepted",
     "ReceiptPosted",
     "ReceiptRecorded",

@@ -939,6 +939,13 @@ class FleetReceipt(ProtocolModel):
         description="The worker's Ed25519 signature over the receipt's canonical digest "
         "(required when the run's policy has `require_signed_receipts`).",
     )
+    attestation_id: Digest | None = Field(
+        None,
+        exclude_if=lambda value: value is None,
+        description="Id of the fleet's signed attestation of this receipt (`sha256:` of its "
+        "in-toto statement), on the fleet's answer when it signs receipts. Not part of the "
+        "receipt: outside its hash and its stored form.",
+    )
 
     @classmethod
     def success(

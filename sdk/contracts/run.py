@@ -53,7 +53,9 @@ class BlockedStep(ProtocolModel):
     ``no_worker`` (no live worker of the step's role, tools and labels), ``env_var_missing``
     (no live worker has an environment variable the step's workspace requires),
     ``disk_too_small`` (none has the free disk it needs), ``requirements_unmet`` (each lacks a
-    different one); the message says what is missing."""
+    different one), ``policy_denied`` (the fleet's Cedar policy set denies the step to every
+    live worker that may otherwise take it; the message names the set's digest); the message
+    says what is missing."""
 
     step_id: Identifier = Field(description="The step.")
     code: str = Field(description="Why, as a stable code.")

@@ -27,6 +27,7 @@ from fleetforge.operations.runs import (
     RUN_EVENTS,
     SUBMIT_RUN,
 )
+from fleetforge.operations.trust import REVOKE_CAPABILITY
 from fleetforge.operations.work import (
     COMPLETE_TASK,
     FAIL_TASK,
@@ -75,6 +76,7 @@ OPERATIONS: dict[str, Operation[Any, Any]] = {
         POST_EVENTS,
         PUT_ARTIFACT,
         GET_ARTIFACT,
+        REVOKE_CAPABILITY,
     )
 }
 """Operations by name, in the order the docs list them."""
