@@ -4,13 +4,17 @@ budget, cost from prices.toml, wall time tripped by the sweep; both stores, repl
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from click.testing import Result
+from typer.testing import CliRunner
 
+from fleetforge.cli import app
 from fleetforge.contracts import FleetInboxEntry, FleetUsage
 from fleetforge.contracts.envelope import EmitEnvelope
 from fleetforge.errors import BudgetExceededError, ConflictError, ContractError, LeaseLostError
@@ -19,7 +23,7 @@ from fleetforge.fleet.clock import ManualClock
 from fleetforge.fleet.prices import ModelPrice, PriceTable, load_prices
 from fleetforge.fleet.replay import verify
 from fleetforge.fleet.service import SyncFleetService
-from fleetforge.fleet.store import EventStore
+from fleetforge.fleet.store import EventStore, open_store
 from fleetforge.validation import validate_run_spec
 from fleetforge.worker import TaskRun, Worker
 
@@ -385,3 +389,39 @@ async def test_the_worker_stops_a_task_whose_run_went_over_budget(
     types = [e.type for e in events]
     assert "budget_exceeded" in types
     assert not [t for t in types if t.startswith("receipt_")]
+
+
+# ── the CLI ───────────────────────────────────────────────────────────────────────────────────
+
+
+def test_cli_show_prints_the_budget_and_resume_raises_it(store_url: str, tmp_path: Path) -> None:
+    def cli(*args: str) -> Result:
+        return CliRunner().invoke(app, ["--store", store_url, *args])
+
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(_spec({"max_tokens": 100, "on_exceed": "pause"})))
+    submitted = cli("submit", str(path), "--json")
+    assert submitted.exit_code == 0, submitted.output
+    run_id = json.loads(submitted.stdout)["run_id"]
+    with open_store(store_url) as store:
+        fleet = SyncFleetService(store, prices=PRICES)
+        fleet.register_worker({"worker_id": "w1"})
+        entry = _lease(fleet)
+        _post(fleet, entry, 0, input_tokens=60, output_tokens=20, model="m-1")
+        running = cli("show", run_id)
+        assert "budget: 80 tokens of 100, $0.0012" in running.stdout, running.stdout
+        assert f"running {entry.task.task_id} (attempt 1, w1): 80 tokens, $0.0012" in (
+            running.stdout
+        )
+        _post(fleet, entry, 1, input_tokens=90, output_tokens=20, model="m-1")
+    shown = cli("show", run_id)
+    assert "paused" in shown.stdout
+    assert "EXCEEDED (tokens)" in shown.stdout
+    refused = cli("resume", run_id)
+    assert refused.exit_code == 4
+    assert "raised budget" in refused.stderr
+    assert cli("resume", run_id, "--budget", '{"max_tokens": -1}').exit_code == 1
+    resumed = cli("resume", run_id, "--budget", '{"max_tokens": 1000}', "--json")
+    assert resumed.exit_code == 0, resumed.output
+    body = json.loads(resumed.stdout)
+    assert (body["status"], body["budget"]["limits"]["max_tokens"]) == ("running", 1000)
