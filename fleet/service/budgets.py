@@ -14,8 +14,9 @@ attempts' leases are gone, and their next heartbeat, event or receipt is refused
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -38,6 +39,7 @@ from fleetforge.fleet.prices import PriceTable, load_prices
 from fleetforge.fleet.service.core import ts
 from fleetforge.fleet.service.workers import Workers
 from fleetforge.fleet.store import EventStore, Tx, Unit
+from fleetforge.fleet.store._base import canonical_json
 from fleetforge.validation import pydantic_details
 
 __all__ = ["Budgets", "counted_tokens", "run_budget"]
@@ -81,10 +83,20 @@ class _State:
         return None
 
 
+@lru_cache(maxsize=1024)
+def _budget_of(text: str) -> FleetRunBudget:
+    """A stored budget (canonical JSON text), parsed once."""
+    return FleetRunBudget.model_validate_json(text)
+
+
 def _state(tx: Tx, row: Any) -> _State:
-    budget = tx.load_json(row[0]) if row[0] is not None else None
+    budget: FleetRunBudget | None = None
+    if isinstance(row[0], str):  # SQLite: the JSON text
+        budget = _budget_of(row[0])
+    elif row[0] is not None:  # PostgreSQL: jsonb, decoded
+        budget = _budget_of(canonical_json(row[0]))
     return _State(
-        None if budget is None else FleetRunBudget.model_validate(budget),
+        budget,
         to_dt(row[1]),
         int(row[2]),
         float(row[3]),
@@ -166,7 +178,10 @@ class Budgets(Workers):
             run_cost_unknown=unknown,
         )
         self._append(unit, [event])
-        if state is not None and state.budget is not None and state.exceeded is None:
+        if state is None or state.budget is None or state.exceeded is not None:
+            return
+        after = replace(state, tokens=tokens, cost_usd=cost, cost_unknown=unknown)
+        if after.over(now) is not None:  # checked again, from the rows, at the end of the unit
             self._note_over(unit, task.run_id, task)
 
     def _merged(
