@@ -106,7 +106,7 @@ def test_budget_enforced_mid_attempt_fails_the_run(
     _post(fleet, entry, 2, input_tokens=800, output_tokens=300)  # crosses: 1100 > 1000
     failed = fleet.get_run(run.run_id)
     assert failed.status == "failed"
-    assert failed.error == "run budget exceeded: token used 1100, limit 1000"
+    assert failed.error == "run budget exceeded: used 1100 tokens, limit 1000 tokens"
     assert failed.budget is not None
     assert (failed.budget.exceeded, failed.budget.tokens) == ("tokens", 1100)
     with pytest.raises(BudgetExceededError, match="token budget") as refused:
@@ -166,7 +166,7 @@ def test_a_paused_run_resumes_with_a_raised_budget(
     assert paused.budget is not None
     assert paused.budget.exceeded == "cost"
     assert paused.budget.cost_usd == pytest.approx(0.021)
-    with pytest.raises(BudgetExceededError, match="is paused"):
+    with pytest.raises(BudgetExceededError, match="so it pauses"):
         fleet.heartbeat(entry.task.task_id, _token(entry))
     assert fleet.lease_task("w1") == []  # its task is back in the inbox, held
     with pytest.raises(ConflictError, match="raised budget"):

@@ -49,6 +49,7 @@ Q = named_queries("budgets.sql")
 _OVER = "budgets_over"  # unit.deferred: runs a report of the unit may have taken over budget
 _LIVE = {"running", "paused"}  # a run in another status no longer trips
 _NAMES = {"tokens": "token", "cost": "cost", "wall_time": "wall-time"}
+_UNITS = {"tokens": "tokens", "cost": "USD", "wall_time": "s"}
 
 
 def counted_tokens(usage: FleetUsage) -> int:
@@ -274,7 +275,8 @@ class Budgets(Workers):
             on_exceed=budget.on_exceed,
         )
         self._append(unit, [exceeded])
-        reason = f"run budget exceeded: {_NAMES[kind]} used {used:g}, limit {limit:g}"
+        unit_ = _UNITS[kind]
+        reason = f"run budget exceeded: used {used:g} {unit_}, limit {limit:g} {unit_}"
         if budget.on_exceed == "fail":  # the projections cancel its tasks, leased ones too
             head = self._chain_head(unit, run_id, "run_failed", now)
             kind_ = FleetTaskFailureKind.BUDGET_EXCEEDED
@@ -428,11 +430,11 @@ def _unknown(usage: FleetUsage) -> int:
 
 def _refusal(task: TaskState, state: _State, over: tuple[str, float, float]) -> BudgetExceededError:
     kind, limit, used = over
-    what = "failed" if state.budget is None or state.budget.on_exceed == "fail" else "paused"
+    what = "fails" if state.budget is None or state.budget.on_exceed == "fail" else "pauses"
     detail = f" (used {used:g}, limit {limit:g})" if limit else ""
     return BudgetExceededError(
-        f"budget exceeded: run '{task.run_id}' went over its {_NAMES[kind]} budget{detail} and "
-        f"is {what}; stop working on '{task.task_id}'",
+        f"budget exceeded: run '{task.run_id}' went over its {_NAMES[kind]} budget{detail}, so "
+        f"it {what}; stop working on '{task.task_id}'",
         run_id=task.run_id,
         task_id=task.task_id,
         budget=kind,
