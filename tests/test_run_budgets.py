@@ -425,3 +425,20 @@ def test_cli_show_prints_the_budget_and_resume_raises_it(store_url: str, tmp_pat
     assert resumed.exit_code == 0, resumed.output
     body = json.loads(resumed.stdout)
     assert (body["status"], body["budget"]["limits"]["max_tokens"]) == ("running", 1000)
+
+
+def test_huge_reports_saturate_the_totals_instead_of_breaking_the_store(
+    fleet: SyncFleetService, store: EventStore
+) -> None:
+    largest = 2**63 - 1
+    run = fleet.submit_run(_spec({"max_tokens": 10**18, "max_cost_usd": 1e6}, "a", "b"))
+    first, second = fleet.lease_task("w1", max_tasks=2)
+    _post(fleet, first, 0, input_tokens=largest, output_tokens=largest, cost_usd=1e308)
+    with pytest.raises(BudgetExceededError):
+        _post(fleet, second, 0, total_tokens=largest, cost_usd=1e308)
+    final = fleet.get_run(run.run_id)
+    assert final.status == "failed"
+    assert final.budget is not None
+    assert (final.budget.tokens, final.budget.exceeded) == (largest, "tokens")
+    assert math.isfinite(final.budget.cost_usd)
+    assert verify(store) == []

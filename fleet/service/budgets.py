@@ -50,11 +50,13 @@ _OVER = "budgets_over"  # unit.deferred: runs a report of the unit may have take
 _LIVE = {"running", "paused"}  # a run in another status no longer trips
 _NAMES = {"tokens": "token", "cost": "cost", "wall_time": "wall-time"}
 _UNITS = {"tokens": "tokens", "cost": "USD", "wall_time": "s"}
+_MAX_TOKENS = 2**63 - 1  # totals saturate here: what a bigint column holds
+_MAX_COST = 1e300  # and here: a sum of huge reported costs never becomes inf
 
 
 def counted_tokens(usage: FleetUsage) -> int:
     """The tokens a usage counts against ``max_tokens`` (as the per-attempt budget counts)."""
-    return usage.total_tokens or usage.input_tokens + usage.output_tokens
+    return min(usage.total_tokens or usage.input_tokens + usage.output_tokens, _MAX_TOKENS)
 
 
 @dataclass(frozen=True)
@@ -161,8 +163,9 @@ class Budgets(Workers):
             return  # nothing new (a receipt repeating its last envelope's usage)
         before = prior or FleetUsage()
         tokens = (state.tokens if state else 0) - counted_tokens(before) + counted_tokens(usage)
+        tokens = min(tokens, _MAX_TOKENS)
         cost = (state.cost_usd if state else 0.0) - (before.cost_usd or 0.0)
-        cost = round(max(0.0, cost + (usage.cost_usd or 0.0)), 9)
+        cost = round(min(max(0.0, cost + (usage.cost_usd or 0.0)), _MAX_COST), 9)
         unknown = (state.cost_unknown if state else 0) - _unknown(before) + _unknown(usage)
         event = self._event(
             "usage_reported",
@@ -201,9 +204,10 @@ class Budgets(Workers):
         source: str | None = None
         cost = before.cost_usd
         if reported.cost_usd is not None:
-            cost, source = max(cost or 0.0, reported.cost_usd), "worker"
+            cost, source = min(max(cost or 0.0, reported.cost_usd), _MAX_COST), "worker"
         else:
             priced = self.prices.cost(usage)
+            priced = None if priced is None else min(priced, _MAX_COST)
             if priced is not None and (cost is None or priced > cost):
                 cost, source = priced, "prices"
         return usage.model_copy(update={"cost_usd": cost}), source
