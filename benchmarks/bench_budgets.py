@@ -2,11 +2,13 @@
 
 ``*_cycle_budget_ratio``: the task cycle ``lease_task`` -> ``post_event`` (one envelope) ->
 ``post_receipt`` of a run with a budget (never reached), whose envelope and receipt carry usage
-(so each cycle writes one ``usage_reported`` event and checks the budget at the end of the unit),
-over the same cycle of a run without a budget whose envelope and receipt carry no usage (what a
-cycle cost before budgets). Informational: the issue sets no goal for it. The two runs live in
-two stores of the same shape, worked in alternating blocks of 50 tasks so both see the same load;
-each store is checked with ``replay --verify``.
+(so each cycle writes one ``usage_reported`` event and checks the budget), over the same cycle of
+a run without a budget whose envelope and receipt carry no usage (what a cycle cost before
+budgets). ``*_cycle_usage_ratio``: the same for a run without a budget whose envelope and
+receipt carry usage (live usage is kept for every run; the receipt's usage also went into
+``Run.usage`` before). Informational: the issue sets no goal. The runs live in stores of the
+same shape, worked in rotating blocks of 50 tasks so all see the same load; each store is
+checked with ``replay --verify``.
 
 ``python benchmarks/run.py budgets``. FLEETFORGE_BENCH_QUICK=1 uses 500 tasks.
 """
@@ -65,27 +67,29 @@ def _cycles(fleet: SyncFleetService, count: int, *, usage: bool) -> list[float]:
     return times
 
 
-def _compare(fresh: Callable[[], str]) -> float:
+def _compare(fresh: Callable[[], str]) -> tuple[float, float]:
+    """(budget and usage / neither, usage without a budget / neither), medians."""
     budget = {"max_tokens": 10**12, "max_cost_usd": 10**6, "max_wall_s": 10**6}
-    with open_store(fresh()) as plain_store, open_store(fresh()) as budget_store:
+    names = ("plain", "usage", "budget")
+    with open_store(fresh()) as a, open_store(fresh()) as b, open_store(fresh()) as c:
         fleets = {}
-        for name, store, limits in (("plain", plain_store, None),
-                                    ("budget", budget_store, budget)):  # fmt: skip
+        for name, store in zip(names, (a, b, c), strict=True):
             fleet = fleets[name] = SyncFleetService(store, alerts=AlertSettings(), prices=PRICES)
             fleet.register_worker({"worker_id": "w", "tools": ["*"]})
-            fleet.submit_run(_spec(name, limits))
-        times: dict[str, list[float]] = {"plain": [], "budget": []}
+            fleet.submit_run(_spec(name, budget if name == "budget" else None))
+        times: dict[str, list[float]] = {name: [] for name in names}
         for block in range(TASKS // BLOCK):
-            for name in ("plain", "budget") if block % 2 else ("budget", "plain"):
-                times[name] += _cycles(fleets[name], BLOCK, usage=name == "budget")
+            for name in names[block % 3 :] + names[: block % 3]:
+                times[name] += _cycles(fleets[name], BLOCK, usage=name != "plain")
         [run] = fleets["budget"].list_runs().runs
         status = fleets["budget"].get_run(run.run_id).budget
         if status is None or status.tokens < TASKS * 120 or status.exceeded is not None:
             raise AssertionError(f"the budgeted run did not count its usage: {status}")
-        for store in (plain_store, budget_store):
+        for store in (a, b, c):
             if verify(store):
                 raise AssertionError(f"replay differs from the projections of {store.url}")
-    return statistics.median(times["budget"]) / statistics.median(times["plain"])
+    base = statistics.median(times["plain"])
+    return statistics.median(times["budget"]) / base, statistics.median(times["usage"]) / base
 
 
 @contextmanager
@@ -117,9 +121,11 @@ def run() -> dict[str, float]:
     figures: dict[str, float] = {}
     with _stores() as stores:
         for backend, fresh in stores.items():
-            figures[f"{backend}_cycle_budget_ratio"] = round(_compare(fresh), 3)
+            with_budget, with_usage = _compare(fresh)
+            figures[f"{backend}_cycle_budget_ratio"] = round(with_budget, 3)
+            figures[f"{backend}_cycle_usage_ratio"] = round(with_usage, 3)
     NOTES.append(
-        "cycle = lease + one envelope + receipt; budget run: usage on both, a budget never "
-        "reached; plain run: no budget, no usage"
+        "cycle = lease + one envelope + receipt; over a run with no budget and no usage: "
+        "budget = usage on both and a budget never reached; usage = usage on both, no budget"
     )
     return figures
