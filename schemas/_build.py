@@ -245,6 +245,7 @@ CATALOG: tuple[Entry, ...] = (
     Entry("fleet_secret_ref", protocol.FleetSecretRef, "FleetSecretRef"),
     Entry("fleet_security_policy", protocol.FleetSecurityPolicy, "FleetSecurityPolicy"),
     Entry("fleet_task_budget", protocol.FleetTaskBudget, "FleetTaskBudget"),
+    Entry("fleet_run_budget", protocol.FleetRunBudget, "FleetRunBudget"),
     Entry("fleet_retry_policy", protocol.FleetRetryPolicy, "FleetRetryPolicy"),
     Entry("fleet_alert_policy", protocol.FleetAlertPolicy, "FleetAlertPolicy"),
     Entry("fleet_alert_endpoint", protocol.FleetAlertEndpoint, "FleetAlertEndpoint"),

@@ -523,10 +523,15 @@ class AgentRunAdapter:
             return envelope
 
     def emit(
-        self, event: EmitEvent | str, payload: Mapping[str, Any] | None = None
+        self,
+        event: EmitEvent | str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        usage: FleetUsage | Mapping[str, Any] | None = None,
     ) -> AgentRunEnvelope:
         """Something happened: ``step_started``, ``step_finished``, ``message``, ``tool_call``,
-        ``tool_result``, ``paused`` or ``custom``."""
+        ``tool_result``, ``paused`` or ``custom``. ``usage``: what the attempt has used so far
+        (cumulative), which the fleet counts against the run's budget as it arrives."""
         with self._lock:
             self._require("started", f"emit({event!r})")
             try:
@@ -535,7 +540,12 @@ class AgentRunAdapter:
                 known = ", ".join(e.value for e in EmitEvent)
                 raise UsageError(f"unknown emit event {event!r}; use one of {known}") from None
             body = to_jsonable(dict(payload or {}))
-            envelope = self._send(EmitEnvelope, {"event": kind, "payload": body})
+            fields: dict[str, Any] = {"event": kind, "payload": body}
+            if usage is not None:
+                fields["usage"] = (
+                    usage if isinstance(usage, FleetUsage) else FleetUsage.model_validate(usage)
+                )
+            envelope = self._send(EmitEnvelope, fields)
             self._tool_span(kind, body)
             return envelope
 

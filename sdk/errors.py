@@ -12,6 +12,7 @@ stable ``code`` (its class name, used on the MCP wire so a client rebuilds the s
     ├── NotFoundError               run, step, task, artifact, schema        exit 3
     ├── ConflictError               state does not allow the operation       exit 4
     │   ├── LeaseLostError          stale fencing token / expired lease      exit 4
+    │   │   └── BudgetExceededError the run went over its budget: stop       exit 4
     │   ├── AlreadyCompletedError   receipt or step already final            exit 4
     │   └── RunCancelledError       the task's run was cancelled             exit 4
     ├── AuthError                   missing or bad credentials               exit 1
@@ -40,6 +41,7 @@ __all__ = [
     "AdapterStateError",
     "AlreadyCompletedError",
     "AuthError",
+    "BudgetExceededError",
     "ConflictError",
     "ContractError",
     "ErrorDetail",
@@ -171,6 +173,12 @@ class ConflictError(FleetForgeError):
 
 class LeaseLostError(ConflictError):
     """The caller's lease is gone: its fencing token is stale or the lease expired."""
+
+
+class BudgetExceededError(LeaseLostError):
+    """The task's run went over its budget (tokens, cost or wall time): the attempt's lease
+    was taken back, so stop working on it. A LeaseLostError, so code that stops on a lost
+    lease (the SDK Worker) stops here too; ``context['budget']`` names the budget."""
 
 
 class AlreadyCompletedError(ConflictError):

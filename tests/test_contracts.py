@@ -69,6 +69,7 @@ DESIGN_EVENTS = [
 ADDED_EVENTS = [
     "step_reset", "task_paused", "token_created", "token_revoked", "access_denied",
     "capability_revoked", "policy_denied", "alert_fired", "alert_delivered", "alert_failed",
+    "usage_reported", "run_budget_changed",  # run-level budgets (issue 23)
 ]  # fmt: skip
 ADDED_EVENTS += sorted(CoordinationProjection.handles)  # issue 22 (docs/contracts.md)
 

@@ -164,6 +164,15 @@ def _story(fleet: SyncFleetService, clock: ManualClock) -> None:
     [x] = fleet.lease_task("w1")
     fleet.fail_task(x.task.task_id, x.lease.fencing_token if x.lease else 1, "agent_error", "no")
     fleet.retry_step(third.run_id, "x")
+    # a run over its budget (issue 23): usage_reported, budget_exceeded, its attempt given
+    # back and the run paused; resumed with a raised budget (run_budget_changed)
+    capped_run = fleet.submit_run(spec(agent("y"), budget={"max_tokens": 10, "on_exceed": "pause"}))
+    [y] = [e for e in fleet.lease_task("w1", max_tasks=5) if e.task.run_id == capped_run.run_id]
+    assert y.lease is not None
+    used = {"input_tokens": 8, "output_tokens": 4, "model": "m"}
+    fleet.post_event(y.task.task_id, y.lease.fencing_token,
+                     _envelope(y, "emit", 0, event="message", usage=used))  # fmt: skip
+    fleet.resume_run(capped_run.run_id, budget={"max_tokens": 100})
     # the alerts those runs raised: one delivered to the log, one webhook nobody answers
     settings = AlertSettings(dispatch=DispatchSettings(jitter=0))
     assert anyio.run(AlertDispatcher(fleet.store, settings=settings, clock=clock).run_once) == 2

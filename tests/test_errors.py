@@ -26,6 +26,7 @@ EXIT_CODES = {
     "UsageError": 2, "AdapterStateError": 2,
     "NotFoundError": 3,
     "ConflictError": 4, "LeaseLostError": 4, "AlreadyCompletedError": 4, "RunCancelledError": 4,
+    "BudgetExceededError": 4,
     "FleetForgeError": 5, "StoreError": 5, "SchemaVersionError": 5, "InternalError": 5,
     "UnavailableError": 6,
 }  # fmt: skip

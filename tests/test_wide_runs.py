@@ -424,8 +424,10 @@ _COORDINATION = [  # migration 0012 (issue 22), undone first
       "coord_reservations", "coord_locks", "coord_checkpoints", "coord_cursors")),
     "ALTER TABLE tokens DROP COLUMN projects",
 ]  # fmt: skip
+_BUDGETS = ["DROP TABLE attempt_usage", "DROP TABLE run_budgets"]  # run budgets (issue 23)
 _DOWNGRADE = {
     "sqlite": [
+        *_BUDGETS,
         *_COORDINATION,
         "DROP TABLE coord_messages_fts",
         "DROP TRIGGER steps_counters",
@@ -440,6 +442,7 @@ _DOWNGRADE = {
         "DELETE FROM fleetforge_migrations WHERE version >= 6",
     ],
     "postgres": [
+        *_BUDGETS,
         *_COORDINATION,
         "DROP TRIGGER steps_counters ON steps",
         "DROP TRIGGER tasks_counters ON tasks",

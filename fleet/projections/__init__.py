@@ -7,7 +7,7 @@ never the clock) and the projection's own tables.
 
 :data:`DEFAULT_PROJECTIONS`: runs and steps, artifacts, tasks (the inbox), workers, receipts,
 tokens,
-alerts (the outbox), coordination (issue 22).
+alerts (the outbox), coordination (issue 22), budgets (run-level budgets, issue 23).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Protocol
 
 from fleetforge.fleet.projections.alerts import AlertsProjection
 from fleetforge.fleet.projections.artifacts import ArtifactsProjection
+from fleetforge.fleet.projections.budgets import BudgetsProjection
 from fleetforge.fleet.projections.coordination import CoordinationProjection
 from fleetforge.fleet.projections.receipts import ReceiptsProjection
 from fleetforge.fleet.projections.runs import RunsProjection
@@ -29,6 +30,7 @@ __all__ = [
     "DEFAULT_PROJECTIONS",
     "AlertsProjection",
     "ArtifactsProjection",
+    "BudgetsProjection",
     "CoordinationProjection",
     "Projection",
     "ReceiptsProjection",
@@ -69,4 +71,5 @@ DEFAULT_PROJECTIONS: tuple[Projection, ...] = (
     TokensProjection(),
     AlertsProjection(),
     CoordinationProjection(),
+    BudgetsProjection(),
 )

@@ -141,7 +141,7 @@ class Heartbeats(Leasing):
             raise NotFoundError(f"no task '{task_id}'", task_id=task_id)
         assert task.run_status is not None
         try:
-            self._check_lease(task, task.run_status, fencing_token, caller, "heartbeat")
+            self._checked_lease(tx, task, task.run_status, fencing_token, caller, "heartbeat")
         except Refusal:
             return None  # refused in the write path, which records the refusal
         if not _lease_holds(task, now, lease_seconds):

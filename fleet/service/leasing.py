@@ -33,8 +33,8 @@ from fleetforge.errors import (
 from fleetforge.fleet._state import TaskState, at, load_task, task_from_row
 from fleetforge.fleet.access import Caller, refusal
 from fleetforge.fleet.requirements import meets
+from fleetforge.fleet.service.budgets import Budgets
 from fleetforge.fleet.service.core import Q, retrying, run_of, ts
-from fleetforge.fleet.service.workers import Workers
 from fleetforge.fleet.store import EventRow, Tx, Unit
 from fleetforge.fleet.trust.capabilities import KEY_NAME
 
@@ -42,7 +42,7 @@ _EXPIRY_SCAN_EVERY = timedelta(milliseconds=100)
 _CAPABILITY_ID = re.compile(r"cap_[0-9a-f]{32}")
 
 
-class Leasing(Workers):
+class Leasing(Budgets):
     """Leases: handing tasks out, fencing, heartbeats, expiry, release and pause."""
 
     def lease_task(
@@ -298,6 +298,7 @@ class Leasing(Workers):
         if not force and last is not None and now - last < _EXPIRY_SCAN_EVERY:
             return 0
         self._expiry_checked = now
+        self._sweep_budgets(now)  # wall time of whole runs (issue 23), idle ones included
         with self.store.backend.read() as tx:
             due = [r[0] for r in tx.fetchall(Q["expired_leases"], {"now": ts(now), "limit": limit})]
         if not due:
@@ -357,7 +358,8 @@ class Leasing(Workers):
         task = load_task(unit.tx, task_id, lock=True)
         if task is None:
             raise NotFoundError(f"no task '{task_id}'", task_id=task_id)
-        self._check_lease(task, self._run(unit, task.run_id).status, fencing_token, caller, what)
+        run_status = self._run(unit, task.run_id).status
+        self._checked_lease(unit.tx, task, run_status, fencing_token, caller, what)
         return task
 
     def _check_lease(

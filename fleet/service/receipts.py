@@ -68,6 +68,7 @@ class Receipts(Artifacts):
         self, unit: Unit, task: TaskState, envelope: AgentRunEnvelope, now: datetime
     ) -> EventRow:
         """Record ``envelope`` for ``task`` (held) inside ``unit``; return its task_event."""
+        self._refuse_if_over(unit, task)  # the run went over budget earlier in this unit
         mismatched = [
             ErrorDetail(f"/{field}", f"is {getattr(envelope, field)!r}, the task's is {want!r}")
             for field, want in (
@@ -108,6 +109,7 @@ class Receipts(Artifacts):
                 )
             )
         self._append(unit, events)
+        self._budget_usage(unit, task, envelope.usage, now)  # run-level budgets (issue 23)
         return events[0]  # its seq is set when the unit commits
 
     @retrying
@@ -174,8 +176,8 @@ class Receipts(Artifacts):
             stored = self._known_receipt(unit, task_id, receipt_id, caller)
             assert stored is not None
             return stored
-        self._check_lease(task, self._run(unit, task.run_id).status, fencing_token, caller,
-                          "post_receipt")  # fmt: skip
+        self._checked_lease(unit.tx, task, self._run(unit, task.run_id).status, fencing_token,
+                            caller, "post_receipt")  # fmt: skip
         return task
 
     def _known_receipt(
@@ -239,6 +241,7 @@ class Receipts(Artifacts):
         else:
             kind, message = failure or (FleetTaskFailureKind.INVALID_OUTPUT, verdict.reason)
             self._task_failed(unit, task, kind, message, now)
+        self._budget_usage(unit, task, posted.usage, now, receipt=True)  # run budgets (issue 23)
         if attestor is not None:  # the answer names the attestation (trust.attestation_id)
             return judged.model_copy(update={"attestation_id": _attestation_id(attestation)})
         return judged

@@ -7,7 +7,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fleetforge._jsondomain import check_json_value, check_model
-from fleetforge.contracts import FleetRun, FleetRunStatus, Run, RunEvent, RunSpec, TraceContext
+from fleetforge.contracts import (
+    FleetRun,
+    FleetRunBudget,
+    FleetRunStatus,
+    Run,
+    RunEvent,
+    RunSpec,
+    TraceContext,
+)
 from fleetforge.contracts.events import EVENT_TYPES, parse_event
 from fleetforge.contracts.spec import HumanStep
 from fleetforge.errors import (
@@ -28,6 +36,7 @@ from fleetforge.fleet._state import (
 )
 from fleetforge.fleet.scoring import require_scorers
 from fleetforge.fleet.service.batches import Batches
+from fleetforge.fleet.service.budgets import run_budget
 from fleetforge.fleet.service.core import Q, digest, retrying
 from fleetforge.fleet.store import EventRow, Unit
 from fleetforge.fleet.trust.blocked import blocked_steps
@@ -173,13 +182,19 @@ class Runs(Batches):
         by: str | None = None,
         value: Any = None,
         values: Mapping[str, Any] | None = None,
+        budget: FleetRunBudget | Mapping[str, Any] | None = None,
     ) -> Run:
         """Resume a paused run. A step it paused before (breakpoint) becomes ready; a task that
         paused for input (``pause_task``) goes back to the inbox carrying ``value``.
 
         ``values`` answers waiting tasks one by one: each key is a task id, or a step id for
         every waiting task of that step; the tasks it does not name get ``value``.
+
+        ``budget`` replaces the run's budget (``run_budget_changed``). A run that paused
+        because it went over its budget resumes only once it is within it again
+        (ConflictError otherwise: raise the budget).
         """
+        new_budget = None if budget is None else run_budget(budget)
         now = self.clock.now()
         given = {"value": value, "values": dict(values or {}), "by": by}
         checked = check_json_value(given, what="resume values")
@@ -188,6 +203,7 @@ class Runs(Batches):
             run = self._run(unit, run_id, lock=True)
             if run.status != "paused":
                 raise ConflictError(f"run '{run_id}' is {run.status}, not paused", run_id=run_id)
+            self._resume_budget(unit, run_id, new_budget, by, now)  # issue 23: a raised budget
             answered: set[str] = set()
             self._append(unit, [self._event("run_resumed", run_id, now, by=by)])
             spec = self._spec(unit, run_id)

@@ -127,7 +127,7 @@ class EventStore:
         with self._write() as tx:
             unit = Unit(self, tx)
             yield unit
-            unit.flush()
+            unit.end()
         unit.settle()
         for callback in unit.committed:
             callback()
@@ -364,6 +364,7 @@ class Unit:
         self.memo: dict[Any, Any] = {}
         self.deferred: dict[Any, Any] = {}
         self.committed: list[Callable[[], None]] = []
+        self.ending: list[Callable[[], None]] = []
         self._pending: list[tuple[RunEvent | None, EventRow]] = []
         self._inserted: list[tuple[RunEvent | None, EventRow]] = []
         self._savepoints = 0
@@ -371,6 +372,17 @@ class Unit:
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once the unit has committed (never if it is rolled back)."""
         self.committed.append(callback)
+
+    def before_end(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the unit's body is done, still inside the unit (it may read and
+        append): work decided by several steps of the unit, done once for all of them."""
+        self.ending.append(callback)
+
+    def end(self) -> None:
+        """The body is done: run the :meth:`before_end` callbacks, then :meth:`flush`."""
+        while self.ending:
+            self.ending.pop(0)()
+        self.flush()
 
     def append(self, events: Sequence[RunEvent]) -> list[RunEvent]:
         """Apply the events' projections now and insert the events when the unit ends (one

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from fleetforge.cli._budget import budget_lines
 from fleetforge.cli._console import err, json_text, markup_safe, out, print_json, text
 from fleetforge.cli._context import Scorers, globals_of, load_scorers, open_fleet
 from fleetforge.cli._errors import reporting
@@ -187,6 +188,8 @@ def show(
     out.print(dag_tree(run.spec, {s.step_id: s.status for s in run.steps}))
     if run.usage.total_tokens or run.usage.cost_usd:
         out.print(f"usage: {run.usage.total_tokens} tokens, ${run.usage.cost_usd or 0:.4f}")
+    for line in budget_lines(run):
+        out.print(text(line))
     _print_questions(run.run_id, run.waiting_for_input, out)
     for blocked in run.blocked:  # ready, but no live worker may take it
         out.print(text(f"step {blocked.step_id} blocked ({blocked.code}): {blocked.message}"))
@@ -255,17 +258,27 @@ def resume(
             "the others get --value.",
         ),
     ] = None,
+    budget: Annotated[
+        str | None,
+        typer.Option(
+            help='A new budget for the whole run, as JSON (e.g. \'{"max_tokens": 200000, '
+            '"on_exceed": "pause"}\'); it replaces the old one. A run paused over its '
+            "budget needs a raised one."
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Resume a paused run: at a breakpoint, or where tasks wait for input (--value, --answer)."""
+    """Resume a paused run: at a breakpoint, where tasks wait for input (--value, --answer), or
+    over its budget (--budget)."""
     with reporting(out, err, as_json=as_json):
+        new_budget = None if budget is None else _json_option("--budget", budget)
         given = None if value is None else _json_option("--value", value)
         answers = {}
         for item in answer or []:
             key, raw = _pair(item, "--answer", "STEP=JSON or TASK_ID=JSON")
             answers[key] = _json_option(f"--answer {key}", raw)
         with open_fleet(ctx, existing=True) as fleet:
-            run = fleet.resume_run(run_id, value=given, values=answers)
+            run = fleet.resume_run(run_id, value=given, values=answers, budget=new_budget)
         _print_run(run, as_json)
 
 

@@ -32,6 +32,7 @@ from fleetforge.contracts import (
     FleetInboxEntry,
     FleetLease,
     FleetReceipt,
+    FleetRunBudget,
     FleetRunStatus,
     FleetTaskFailureKind,
     FleetUsage,
@@ -206,11 +207,20 @@ class FleetClient(CoordinationMethods):
         return await self._call(ops.CANCEL_RUN, run_id=run_id, reason=reason)
 
     async def resume_run(
-        self, run_id: str, *, value: Any = None, values: Mapping[str, Any] | None = None
+        self,
+        run_id: str,
+        *,
+        value: Any = None,
+        values: Mapping[str, Any] | None = None,
+        budget: FleetRunBudget | Mapping[str, Any] | None = None,
     ) -> Run:
         """Resume a paused run; ``value`` goes to the tasks that paused for input, ``values``
-        answers them one by one (keys: task ids, or step ids)."""
-        return await self._call(ops.RESUME_RUN, run_id=run_id, value=value, values=values)
+        answers them one by one (keys: task ids, or step ids); ``budget`` replaces the run's
+        budget (a run paused over its budget needs a raised one)."""
+        given = budget.model_dump(mode="json") if isinstance(budget, FleetRunBudget) else budget
+        return await self._call(
+            ops.RESUME_RUN, run_id=run_id, value=value, values=values, budget=given
+        )
 
     async def approve_step(self, run_id: str, step_id: str, *, comment: str | None = None) -> Run:
         """Approve a waiting human step."""

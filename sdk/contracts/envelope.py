@@ -80,6 +80,13 @@ class AgentRunEnvelope(ProtocolModel):
     trace: TraceContext = Field(
         default_factory=TraceContext, description="The task's W3C trace context."
     )
+    usage: FleetUsage | None = Field(
+        None,
+        description=(
+            "What the attempt has used so far (cumulative, not since the last envelope); the "
+            "fleet counts it against the run's budget as it arrives."
+        ),
+    )
 
     def validate(self) -> Self:  # type: ignore[override]  # replaces pydantic v1's deprecated classmethod
         """Check this envelope against ``agent_run.json`` (JSON Schema); raise ContractError."""

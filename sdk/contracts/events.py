@@ -34,10 +34,12 @@ from fleetforge.contracts.protocol import (
     FleetArtifactRef,
     FleetReceipt,
     FleetResume,
+    FleetRunBudget,
     FleetScore,
     FleetTaskFailureKind,
     FleetTaskSpec,
     FleetTrustLevel,
+    FleetUsage,
     FleetWorkerSpec,
     FleetWorkerStatus,
     TraceContext,
@@ -68,8 +70,11 @@ class RunTransitionData(ProtocolModel):
 class RunPausedData(ProtocolModel):
     """A run paused."""
 
-    reason: Literal["breakpoint", "manual", "approval", "interrupt"] = Field(
-        description="Why it paused (`interrupt`: a task paused to wait for input)."
+    reason: Literal["breakpoint", "manual", "approval", "interrupt", "budget"] = Field(
+        description=(
+            "Why it paused (`interrupt`: a task paused to wait for input; `budget`: the run "
+            "went over its budget with `on_exceed: pause`)."
+        )
     )
     step_id: Identifier | None = Field(
         None, description="Step it paused before (breakpoint) or in (interrupt), if any."
@@ -312,6 +317,48 @@ class BudgetExceededData(ProtocolModel):
     used: float = Field(description="What was used.")
     step_id: Identifier | None = Field(None, description="The step, if any.")
     task_id: Identifier | None = Field(None, description="The task, if any.")
+    scope: Literal["attempt", "run"] = Field(
+        "attempt",
+        description="Whose budget: the attempt's (the step's `budget`) or the run's (`budget`).",
+    )
+    on_exceed: Literal["fail", "pause"] | None = Field(
+        None, description="For a run's budget: what going over does to the run."
+    )
+
+
+class UsageReportedData(ProtocolModel):
+    """Usage of a running attempt arrived (in an envelope or its receipt): the attempt's usage
+    so far as the fleet counts it, and the run's totals with it."""
+
+    task_id: Identifier = Field(description="The task.")
+    step_id: Identifier = Field(description="Its step.")
+    attempt: int = Field(ge=1, description="The attempt.")
+    fencing_token: int = Field(ge=0, description="The lease the attempt ran under.")
+    usage: FleetUsage = Field(
+        description=(
+            "The attempt's usage so far: the largest count reported for each field; "
+            "`cost_usd` as reported, else priced from `prices.toml`, else null (unknown)."
+        )
+    )
+    cost_source: Literal["worker", "prices"] | None = Field(
+        None, description="Where `usage.cost_usd` came from (null: unknown)."
+    )
+    run_tokens: int = Field(ge=0, description="Tokens of every attempt of the run, with this.")
+    run_cost_usd: float = Field(ge=0, description="Known cost of every attempt of the run.")
+    run_cost_unknown: int = Field(
+        ge=0, description="Attempts of the run that used tokens at a cost the fleet cannot know."
+    )
+
+
+class RunBudgetChangedData(ProtocolModel):
+    """A run's budget was set anew (``resume_run(budget=...)``)."""
+
+    budget: FleetRunBudget | None = Field(description="The budget from now on (null: none).")
+    previous: FleetRunBudget | None = Field(None, description="The budget before.")
+    started_at: Timestamp | None = Field(
+        None, description="When the run started (its wall time counts from there)."
+    )
+    by: str | None = Field(None, description="Who changed it.")
 
 
 class CheckpointSavedData(ProtocolModel):
@@ -621,6 +668,14 @@ class BudgetExceeded(RunEvent):
     """A budget was exceeded."""
     type: Literal["budget_exceeded"] = Field("budget_exceeded", description="Event type.")
     data: BudgetExceededData = Field(description="Event data.")
+class UsageReported(RunEvent):
+    """Usage of a running attempt arrived."""
+    type: Literal["usage_reported"] = Field("usage_reported", description="Event type.")
+    data: UsageReportedData = Field(description="Event data.")
+class RunBudgetChanged(RunEvent):
+    """A run's budget was set anew."""
+    type: Literal["run_budget_changed"] = Field("run_budget_changed", description="Event type.")
+    data: RunBudgetChangedData = Field(description="Event data.")
 class BreakpointHit(RunEvent):
     """The run reached a breakpoint."""
     type: Literal["breakpoint_hit"] = Field("breakpoint_hit", description="Event type.")
@@ -778,6 +833,8 @@ AnyRunEvent = Annotated[
     | ReceiptRejected
     | ReceiptRecorded
     | BudgetExceeded
+    | UsageReported
+    | RunBudgetChanged
     | BreakpointHit
     | CheckpointSaved
     | ArtifactStored
@@ -866,6 +923,7 @@ __all__ = [
     "ReservationGranted",
     "ReservationReleased",
     "ReservationRenewed",
+    "RunBudgetChanged",
     "RunCancelled",
     "RunCompleted",
     "RunEvent",
@@ -895,6 +953,7 @@ __all__ = [
     "TokenScope",
     "ToolCalled",
     "ToolRefused",
+    "UsageReported",
     "WorkerHeartbeat",
     "WorkerOffline",
     "WorkerRegistered",

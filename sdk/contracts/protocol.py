@@ -53,6 +53,7 @@ __all__ = [
     "FleetReceiptStatus",
     "FleetRetryPolicy",
     "FleetRun",
+    "FleetRunBudget",
     "FleetRunStatus",
     "FleetScore",
     "FleetScorerSpec",
@@ -125,6 +126,48 @@ class FleetTaskBudget(ProtocolModel):
     model_config = ProtocolModel.model_config | {
         "json_schema_extra": {
             "examples": [{"max_tokens": 20000, "max_cost_usd": 0.5, "max_wall_s": 120}]
+        }
+    }
+
+
+class FleetRunBudget(ProtocolModel):
+    """Budget limits for a whole run, every attempt of every step together (issue 23).
+
+    Usage counts as it arrives (envelopes carrying ``usage``, then receipts), not only at the
+    end; wall time runs from the run's start. Going over records ``budget_exceeded``, the
+    run's running attempts are stopped (their next call is refused with BudgetExceededError)
+    and the run fails or pauses as ``on_exceed`` says; a paused run resumes with a raised
+    budget (``resume_run(budget=...)``)."""
+
+    max_tokens: int | None = Field(
+        None, ge=1, description="Most tokens (input + output) the whole run may use."
+    )
+    max_cost_usd: float | None = Field(
+        None,
+        ge=0,
+        allow_inf_nan=False,
+        description="Most model cost in US dollars; costs the fleet cannot know count as 0.",
+    )
+    max_wall_s: float | None = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Most wall-clock seconds from the run's start (paused time included).",
+    )
+    on_exceed: Literal["fail", "pause"] = Field(
+        "fail", description="What going over does to the run: fail it, or pause it."
+    )
+
+    model_config = ProtocolModel.model_config | {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "max_tokens": 200000,
+                    "max_cost_usd": 5.0,
+                    "max_wall_s": 3600,
+                    "on_exceed": "pause",
+                }
+            ]
         }
     }
 

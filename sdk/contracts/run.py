@@ -8,10 +8,23 @@ from typing import Any, Literal
 from pydantic import Field
 
 from fleetforge.contracts._base import Identifier, ProtocolModel, Timestamp
-from fleetforge.contracts.protocol import FleetRun, FleetTaskFailureKind, FleetUsage
+from fleetforge.contracts.protocol import (
+    FleetRun,
+    FleetRunBudget,
+    FleetTaskFailureKind,
+    FleetUsage,
+)
 from fleetforge.contracts.spec import RunSpec
 
-__all__ = ["BlockedStep", "InputRequest", "Run", "StepRecord", "StepStatus"]
+__all__ = [
+    "AttemptUsage",
+    "BlockedStep",
+    "InputRequest",
+    "Run",
+    "RunBudgetStatus",
+    "StepRecord",
+    "StepStatus",
+]
 
 
 class StepStatus(StrEnum):
@@ -74,6 +87,41 @@ class InputRequest(ProtocolModel):
     since: Timestamp = Field(description="When it paused.")
 
 
+class AttemptUsage(ProtocolModel):
+    """What a running attempt has used so far, as its envelopes reported it."""
+
+    task_id: Identifier = Field(description="The task.")
+    step_id: Identifier = Field(description="Its step.")
+    attempt: int = Field(ge=1, description="The attempt.")
+    worker_id: Identifier | None = Field(None, description="The worker running it.")
+    usage: FleetUsage = Field(description="Its usage so far (cost null: unknown).")
+
+
+class RunBudgetStatus(ProtocolModel):
+    """A run's budget and what it has used against it, counted as usage arrives."""
+
+    limits: FleetRunBudget | None = Field(
+        None, description="The budget in force (the spec's, or the one resume_run set)."
+    )
+    tokens: int = Field(0, ge=0, description="Tokens of every attempt so far.")
+    cost_usd: float = Field(0.0, ge=0, description="Known cost of every attempt so far.")
+    cost_unknown: int = Field(
+        0,
+        ge=0,
+        description=(
+            "Attempts whose cost is unknown (no cost reported, model not in prices.toml); "
+            "they count as 0 against max_cost_usd."
+        ),
+    )
+    wall_s: float | None = Field(None, description="Seconds since the run started, when read.")
+    exceeded: Literal["tokens", "cost", "wall_time"] | None = Field(
+        None, description="The budget the run went over, until it is resumed."
+    )
+    running: list[AttemptUsage] = Field(
+        default_factory=list, description="Live usage of the attempts running now."
+    )
+
+
 class Run(FleetRun):
     """A run as stored and served: the handle, the spec, each step's state and the outputs."""
 
@@ -96,6 +144,10 @@ class Run(FleetRun):
     blocked: list[BlockedStep] = Field(
         default_factory=list,
         description="Ready tasks that no live worker may take, and why (computed when read).",
+    )
+    budget: RunBudgetStatus | None = Field(
+        None,
+        description="The run's budget and its live usage (absent: no budget and no usage yet).",
     )
 
     model_config = FleetRun.model_config | {

@@ -23,6 +23,7 @@ from fleetforge.contracts._base import (
 from fleetforge.contracts.protocol import (
     FleetAlertPolicy,
     FleetRetryPolicy,
+    FleetRunBudget,
     FleetScorerSpec,
     FleetSecurityPolicy,
     FleetTaskBudget,
@@ -245,6 +246,9 @@ class RunSpec(ContractModel):
     defaults: StepDefaults | None = Field(None, description="Defaults for every work step.")
     security: FleetSecurityPolicy | None = Field(None, description="Security policy of the run.")
     alerts: FleetAlertPolicy | None = Field(None, description="Alert policy of the run.")
+    budget: FleetRunBudget | None = Field(
+        None, description="Budget of the whole run (every step's per-attempt budget still holds)."
+    )
 
     model_config = ContractModel.model_config | {
         "json_schema_extra": {

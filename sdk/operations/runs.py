@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from fleetforge.contracts import FleetRunStatus, Run, TraceContext
+from fleetforge.contracts import FleetRunBudget, FleetRunStatus, Run, TraceContext
 from fleetforge.operations._base import Args, Call, Operation
 from fleetforge.operations.results import (
     DeadLetterList,
@@ -215,6 +215,12 @@ class ResumeRunArgs(Args):
         description="Different answers for different waiting tasks: task id (or step id) -> "
         "value, as listed in the run's waiting_for_input; others get `value`.",
     )
+    budget: FleetRunBudget | None = Field(
+        None,
+        description="A new budget for the whole run (max_tokens, max_cost_usd, max_wall_s, "
+        "on_exceed), replacing the old one whole. A run paused because it went over its "
+        "budget resumes only within the new one.",
+    )
 
 
 RESUME_RUN = Operation(
@@ -224,9 +230,12 @@ RESUME_RUN = Operation(
     "submit",
     "Resume a paused run",
     """Resume a paused run. At a breakpoint, the step it paused before becomes ready; when a
-task paused for input (fleet_pause_task), it goes back to the inbox with `value`. ConflictError
-if the run is not paused.""",
-    lambda call, a: call.fleet.resume_run(a.run_id, by=call.by, value=a.value, values=a.values),
+task paused for input (fleet_pause_task), it goes back to the inbox with `value`. A run paused
+over its budget needs a raised `budget`. ConflictError if the run is not paused (or still over
+its budget).""",
+    lambda call, a: call.fleet.resume_run(
+        a.run_id, by=call.by, value=a.value, values=a.values, budget=a.budget
+    ),
     cli="resume",
 )
 
