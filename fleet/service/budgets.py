@@ -149,8 +149,12 @@ class Budgets(Workers):
             or reported.cost_usd
         ):
             return
-        self._run(unit, task.run_id, lock=True)  # a run's totals are added up one at a time
         key = {"run_id": task.run_id, "task_id": task.task_id, "fencing_token": task.fencing_token}
+        if receipt and unit.tx.fetchone(Q["budget_and_attempt"], key) is None:
+            # the common receipt (no budget, no live usage): Run.usage has it, as before, and
+            # the run row is not locked (a run's receipts do not wait on each other)
+            return
+        self._run(unit, task.run_id, lock=True)  # a run's totals are added up one at a time
         row = unit.tx.fetchone(Q["budget_and_attempt"], key)
         state = _state(unit.tx, row) if row is not None else None
         if receipt and state is None:
