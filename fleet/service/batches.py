@@ -224,7 +224,7 @@ class Batches(Receipts):
         return None
 
     def _prefetch_receipts(self, unit: Unit, task_ids: Sequence[str]) -> None:
-        """Read (and lock) what a batch of receipts needs in four statements, not four per
+        """Read (and lock) what a batch of receipts needs in four statements, not five per
         receipt: on PostgreSQL each read is a round trip. The runs are locked first, in one
         order, then the tasks; :meth:`_receipt_target` takes each task's entry once (a second
         receipt for one task reads it afresh), and a savepoint rollback drops them all."""
@@ -240,12 +240,15 @@ class Batches(Receipts):
         params = {}
         tasks = backend.in_list("task_id", sorted(set(task_ids)), params)
         known: dict[str, set[str]] = {}
-        for task_id, receipt_id in tx.fetchall(Q["receipts_of_tasks"].format(tasks=tasks), params):
+        runs = backend.in_list("run_id", run_ids, params)
+        sql = Q["receipts_of_tasks"].format(runs=runs, tasks=tasks)
+        for task_id, receipt_id in tx.fetchall(sql, params):
             known.setdefault(task_id, set()).add(receipt_id)
         sql = tx.for_update(Q["tasks_for_receipts"].format(tasks=tasks))
         for row in tx.fetchall(sql, params):
-            task = task_from_row(tx, row)
+            task = task_from_row(tx, row[:18])
             seen.receipt_targets[task.task_id] = (task, known.get(task.task_id, set()))
+            seen.capability_ids[task.task_id] = row[18]
         params = {}
         runs = backend.in_list("run_id", run_ids, params)
         heads = dict(tx.fetchall(Q["chain_heads"].format(runs=runs), params))
