@@ -225,10 +225,11 @@ class Receipts(Artifacts):
             recorded = self._event("receipt_recorded", task.run_id, now, receipt=judged)
         else:  # dumped once: the same JSON is signed and stored
             # judged.model_dump(mode="json"), from the dump above plus what the fleet set
-            fleet_set = {"status": status.value, "score": verdict.model_dump(mode="json"),
-                         "posted_at": timestamp(now), "hash": chained}  # fmt: skip
-            full = {name: fleet_set[name] if name in fleet_set else body[name]
-                    for name in _RECEIPT_FIELDS}  # fmt: skip
+            fleet_set: dict[str, Any] = {"status": status.value, "hash": chained,
+                                         "score": verdict.model_dump(mode="json"),
+                                         "posted_at": timestamp(now)}  # fmt: skip
+            full: dict[str, Any] = {name: fleet_set[name] if name in fleet_set else body[name]
+                                    for name in _RECEIPT_FIELDS}  # fmt: skip
             attestation = attestor.receipt(
                 full,
                 capability_token_id=self._capability_id(unit, task),
