@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from fleetforge._jsondomain import DomainChecked
 from fleetforge.contracts import FleetLease, FleetReceipt
 from fleetforge.contracts.envelope import AgentRunEnvelope
 from fleetforge.errors import (
@@ -66,7 +67,12 @@ class Batches(Receipts):
         failures: list[ItemFailure] = []
         prepared: dict[int, Completion] = {}
         for index, item in enumerate(items):
+            checked = isinstance(item, DomainChecked)  # the in-process Worker checked them
             try:
+                envelopes = [
+                    e if checked and isinstance(e, AgentRunEnvelope) else self._envelope(e)
+                    for e in getattr(item, "envelopes", None) or ()
+                ]
                 prepared[index] = completion(
                     item.task_id,
                     item.fencing_token,
@@ -74,7 +80,7 @@ class Batches(Receipts):
                     getattr(item, "usage", None),
                     getattr(item, "artifacts", None) or (),
                     getattr(item, "receipt_id", None),
-                    [self._envelope(e) for e in getattr(item, "envelopes", None) or ()],
+                    envelopes,
                     getattr(item, "worker_signature", None),
                 )
             except FleetForgeError as exc:
