@@ -27,9 +27,20 @@ from fleetforge.fleet.store._base import EventRow, iso, storage_json
 from fleetforge.ids import new_id
 from fleetforge.redaction import contains_secret, scrub
 
-__all__ = ["data_model", "engine_row", "json_value", "timestamp"]
+__all__ = ["Raw", "data_model", "engine_row", "json_value", "timestamp"]
 
 _REQUIRED = object()
+
+
+class Raw:
+    """A field's value already in its JSON form (a model's JSON-mode dump, a signed envelope
+    the engine just made): put into the event as it is, not walked again by :func:`json_value`.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
 
 
 def data_model(event_type: str) -> type[BaseModel]:
@@ -90,7 +101,8 @@ def engine_row(
     out: dict[str, Any] = {}
     for name, default, factory in _fields(event_type):
         if name in data:
-            out[name] = json_value(data[name])
+            value = data[name]
+            out[name] = value.value if type(value) is Raw else json_value(value)
         elif factory is not None:
             out[name] = json_value(factory())
         elif default is _REQUIRED:

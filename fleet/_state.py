@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from fleetforge.fleet._sql import named_queries
 from fleetforge.fleet.store import Tx
+from fleetforge.fleet.store._base import json_loads
 
 __all__ = [
     "RunHead",
@@ -112,7 +112,7 @@ class TaskState:
     def spec(self) -> dict[str, Any]:
         if self._spec is None:
             self._spec = (
-                json.loads(self.spec_json) if isinstance(self.spec_json, str) else (self.spec_json)
+                json_loads(self.spec_json) if isinstance(self.spec_json, str) else (self.spec_json)
             )
         return self._spec
 

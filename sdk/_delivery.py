@@ -45,7 +45,7 @@ import anyio.to_thread
 import orjson
 from anyio.abc import TaskStatus
 
-from fleetforge._jsondomain import check_json_value, check_model
+from fleetforge._jsondomain import DomainChecked, check_json_value, check_model
 from fleetforge.adapter import QueueSink
 from fleetforge.contracts import (
     FleetArtifactRef,
@@ -124,7 +124,7 @@ class _Envelope:
 
 
 @dataclass(slots=True)
-class _Completion:
+class _Completion(DomainChecked):  # its envelopes went through wire(): checked
     task_id: str
     fencing_token: int
     output: Any

@@ -39,6 +39,7 @@ __all__ = [
     "MAX_DOCUMENT_BYTES",
     "MAX_STRING_BYTES",
     "READ_MAX_DEPTH",
+    "DomainChecked",
     "check_document",
     "check_json_value",
     "check_model",
@@ -112,6 +113,15 @@ def check_json_value(
                 details=[ErrorDetail(pointer, f"larger than {_mib(max_bytes)} as compact JSON")],
             )
     return value
+
+
+class DomainChecked:
+    """Marks an in-process call's item whose envelopes were checked against the domain (by
+    :func:`check_model`) just before the call, by the SDK Worker's delivery
+    (:mod:`fleetforge._delivery`): the engine does not check them a second time. An item parsed
+    from a request (MCP, HTTP, a mapping) is never one."""
+
+    __slots__ = ()
 
 
 def check_model(model: M, *, pointer: str = "", what: str = "value") -> M:

@@ -35,6 +35,7 @@ import os
 import socket
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -276,6 +277,8 @@ class Worker:
         self._max_tasks: int | None = None
         self._slot_freed: anyio.Event | None = None
         self._held: dict[str, _Held] = {}
+        # running attempts' shutdown watchers, started by stop() (not a task per attempt)
+        self._on_stop: dict[str, Callable[[], None]] = {}
         self._calls = WorkerCalls(client)
         self._courier = Courier(self._calls)
         self._tasks: TaskGroup | None = None
@@ -289,6 +292,8 @@ class Worker:
         self._stopping = True
         if self._stop_event is not None:
             self._stop_event.set()
+        for watch in list(self._on_stop.values()):
+            watch()
 
     # ── the loop ────────────────────────────────────────────────────────────────────────────
 
@@ -562,9 +567,19 @@ class Worker:
         error: BaseException | None = None
         self._held[task_id] = _Held(task_id, token, lease_lost, run.capability)
         courier.watch(outbox, undelivered)  # envelopes reach the fleet while the handler works
+        watching: list[bool] = []
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(watch_shutdown)
+
+                def watch() -> None:  # once the worker stops (a task per attempt costs)
+                    if not watching:
+                        watching.append(True)
+                        with suppress(RuntimeError):  # the attempt's group is closing: done
+                            tg.start_soon(watch_shutdown)
+
+                self._on_stop[task_id] = watch
+                if self._stopping:
+                    watch()
                 try:
                     run.adapter.start()
                     with handler_scope:
@@ -583,8 +598,11 @@ class Worker:
                         halt("lease lost" if outbox.lost else "undeliverable")
                 if halted and halted[0] == "released":
                     await release_done.wait()  # the watcher is giving the task back
-                tg.cancel_scope.cancel()
+                self._on_stop.pop(task_id, None)
+                if watching:
+                    tg.cancel_scope.cancel()
         finally:
+            self._on_stop.pop(task_id, None)
             courier.unwatch(outbox)
             del self._held[task_id]
 

@@ -294,3 +294,44 @@ def test_batches_refuse_another_workers_leases_and_odd_json(fleet: SyncFleetServ
     assert {e.type for e in written} <= {"access_denied"}
     assert fleet.get_run(a.task.run_id).steps[0].status == "running"
     assert verify(fleet.store) == []
+
+
+def test_only_envelopes_the_in_process_worker_checked_skip_the_engines_check(
+    fleet: SyncFleetService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK Worker's in-process delivery checks each envelope (JSON value domain) just
+    before complete_tasks and marks the item DomainChecked: the engine does not check those a
+    second time. Every other item's envelopes are checked (a mapping, an object of the
+    caller's own, a TaskCompletion)."""
+    from dataclasses import dataclass, field
+
+    from fleetforge._delivery import _Completion
+    from fleetforge.contracts.envelope import parse_envelope
+
+    @dataclass
+    class Own:
+        task_id: str
+        fencing_token: int
+        output: Any = None
+        envelopes: list[Any] = field(default_factory=list)
+
+    fleet.submit_run(spec(agent("a"), agent("b")))
+    a, b = fleet.lease_task("w1", max_tasks=2)
+    checked: list[str] = []
+    original = SyncFleetService._envelope
+
+    def counting(self: SyncFleetService, env: Any) -> Any:
+        checked.append(env.task_id if hasattr(env, "task_id") else env["task_id"])
+        return original(self, env)
+
+    monkeypatch.setattr(SyncFleetService, "_envelope", counting)
+    items = [
+        _Completion(a.task.task_id, token(a), "A", None, [],
+                    [parse_envelope(envelope(a, "start", 0))]),
+        Own(b.task.task_id, token(b), "B", [parse_envelope(envelope(b, "start", 0))]),
+    ]  # fmt: skip
+    done = fleet.complete_tasks(items, worker_id="w1")
+    assert [r.status for r in done.receipts if r] == ["accepted", "accepted"]
+    assert checked == [b.task.task_id]
+    assert fleet.store.count(types=["task_event"]) == 2
+    assert verify(fleet.store) == []

@@ -3,12 +3,14 @@ and the run bundle carried across stores by ``db export`` / ``db import``."""
 
 from __future__ import annotations
 
+import copy
 import json
 import stat
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import orjson
 import pytest
 from typer.testing import CliRunner
 
@@ -139,3 +141,28 @@ def test_db_export_and_import_carry_the_attestations(
         assert verify_bundle(bundle, trust) == []
         [row] = bundle.projections["receipts"]
         assert row["attestation"]["signatures"][0]["keyid"] in trust.keys
+
+
+def test_the_attestor_writes_the_dsse_envelope_securesystemslib_writes_and_reads() -> None:
+    """Receipts are signed without securesystemslib (it is not imported on the write path);
+    the envelope must be byte for byte the one its Envelope.sign writes (Ed25519 signatures
+    are deterministic), and verify with it."""
+    from securesystemslib.dsse import Envelope
+    from securesystemslib.exceptions import VerificationError
+    from securesystemslib.signer import CryptoSigner, SSlibKey  # type: ignore[attr-defined]
+
+    from fleetforge.fleet.trust.attest import PAYLOAD_TYPE, Attestor
+    from fleetforge.fleet.trust.keys import SigningKey
+
+    key = SigningKey.generate()
+    statement = {"_type": "x", "subject": [], "predicate": {"text": "é \u2028 \x00", "n": 1.5}}
+    ours = Attestor(key).sign(statement)
+    public = SSlibKey.from_crypto(key.public(), keyid=key.key_id, scheme="ed25519")
+    theirs = Envelope(orjson.dumps(statement), PAYLOAD_TYPE, {})  # the bytes the fleet signs
+    theirs.sign(CryptoSigner(key.private_key, public))
+    assert ours == theirs.to_dict()
+    # from_dict takes the signature dicts apart: give it copies
+    assert Envelope.from_dict(copy.deepcopy(ours)).verify([public], 1)  # raises unless valid
+    tampered = copy.deepcopy(ours) | {"payload": ours["payload"][:-4] + "AAA="}
+    with pytest.raises(VerificationError):
+        Envelope.from_dict(tampered).verify([public], 1)

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from fleetforge._jsondomain import DomainChecked
 from fleetforge.contracts import FleetLease, FleetReceipt
 from fleetforge.contracts.envelope import AgentRunEnvelope
 from fleetforge.errors import (
@@ -66,7 +67,12 @@ class Batches(Receipts):
         failures: list[ItemFailure] = []
         prepared: dict[int, Completion] = {}
         for index, item in enumerate(items):
+            checked = isinstance(item, DomainChecked)  # the in-process Worker checked them
             try:
+                envelopes = [
+                    e if checked and isinstance(e, AgentRunEnvelope) else self._envelope(e)
+                    for e in getattr(item, "envelopes", None) or ()
+                ]
                 prepared[index] = completion(
                     item.task_id,
                     item.fencing_token,
@@ -74,7 +80,7 @@ class Batches(Receipts):
                     getattr(item, "usage", None),
                     getattr(item, "artifacts", None) or (),
                     getattr(item, "receipt_id", None),
-                    [self._envelope(e) for e in getattr(item, "envelopes", None) or ()],
+                    envelopes,
                     getattr(item, "worker_signature", None),
                 )
             except FleetForgeError as exc:
@@ -224,7 +230,7 @@ class Batches(Receipts):
         return None
 
     def _prefetch_receipts(self, unit: Unit, task_ids: Sequence[str]) -> None:
-        """Read (and lock) what a batch of receipts needs in four statements, not four per
+        """Read (and lock) what a batch of receipts needs in four statements, not five per
         receipt: on PostgreSQL each read is a round trip. The runs are locked first, in one
         order, then the tasks; :meth:`_receipt_target` takes each task's entry once (a second
         receipt for one task reads it afresh), and a savepoint rollback drops them all."""
@@ -240,12 +246,15 @@ class Batches(Receipts):
         params = {}
         tasks = backend.in_list("task_id", sorted(set(task_ids)), params)
         known: dict[str, set[str]] = {}
-        for task_id, receipt_id in tx.fetchall(Q["receipts_of_tasks"].format(tasks=tasks), params):
+        runs = backend.in_list("run_id", run_ids, params)
+        sql = Q["receipts_of_tasks"].format(runs=runs, tasks=tasks)
+        for task_id, receipt_id in tx.fetchall(sql, params):
             known.setdefault(task_id, set()).add(receipt_id)
         sql = tx.for_update(Q["tasks_for_receipts"].format(tasks=tasks))
         for row in tx.fetchall(sql, params):
-            task = task_from_row(tx, row)
+            task = task_from_row(tx, row[:18])
             seen.receipt_targets[task.task_id] = (task, known.get(task.task_id, set()))
+            seen.capability_ids[task.task_id] = row[18]
         params = {}
         runs = backend.in_list("run_id", run_ids, params)
         heads = dict(tx.fetchall(Q["chain_heads"].format(runs=runs), params))

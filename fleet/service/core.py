@@ -64,14 +64,15 @@ M = TypeVar("M", bound=BaseModel)
 @dataclass
 class UnitCache:
     """What a unit has read, for its later steps: run heads (and which runs it locked), the
-    tasks a batch of receipts prefetched with the receipt ids they know, and each run's receipt
-    chain head. It lives in the unit's ``memo``, which a savepoint rollback clears (what was read
-    there may be of undone writes)."""
+    tasks a batch of receipts prefetched with the receipt ids they know (and their capability
+    token ids), and each run's receipt chain head. It lives in the unit's ``memo``, which a
+    savepoint rollback clears (what was read there may be of undone writes)."""
 
     runs: dict[str, RunHead] = field(default_factory=dict)
     locked: set[str] = field(default_factory=set)
     receipt_targets: dict[str, tuple[TaskState, set[str]]] = field(default_factory=dict)
     chain_heads: dict[str, str | None] = field(default_factory=dict)
+    capability_ids: dict[str, str | None] = field(default_factory=dict)  # with receipt_targets
 
 
 def unit_cache(unit: Unit) -> UnitCache:

@@ -102,26 +102,25 @@ class Leasing(Budgets):
         # Candidates are locked as they are read, and ones other leases hold are passed
         # over (PostgreSQL's SKIP LOCKED): concurrent workers spread over the inbox.
         unit.tx.prefer_index_order()
-        rows = unit.tx.fetchall(
-            unit.tx.for_update(Q["lease_candidates"], skip_locked=True),
-            {
-                "now": ts(now),
-                "role": worker.role,
-                "rank": worker.trust_level.rank,
-                "has_key": 1 if isinstance(worker.auth, Ed25519Auth) else 0,
-                "limit": max_tasks * 8,
-            },
-        )
-        # decode candidates lazily: most match, so usually only max_tasks rows are read
+        sql = unit.tx.for_update(Q["lease_candidates"], skip_locked=True)
+        params = {
+            "now": ts(now),
+            "role": worker.role,
+            "rank": worker.trust_level.rank,
+            "has_key": 1 if isinstance(worker.auth, Ed25519Auth) else 0,
+            "limit": max_tasks,
+        }
         decisions: dict[str, dict[str, Any]] = {}
         denied: list[EventRow] = []  # policy_denied, once per task attempt, worker, policy
-        tasks = (task_from_row(unit.tx, r) for r in rows)
-        matching = (
-            t
-            for t in tasks
-            if _matches(t.spec, worker) and self._policy_allows(unit, worker, t, decisions, denied)
-        )
-        chosen = list(islice(matching, max_tasks))
+        # Most candidates match: the first max_tasks are read (and locked) first, and only
+        # when some of them do not match is the inbox read further, up to 8 x max_tasks.
+        rows = unit.tx.fetchall(sql, params)
+        chosen = self._matching(unit, worker, rows, max_tasks, decisions, denied)
+        if len(chosen) < max_tasks and len(rows) == max_tasks:
+            decisions.clear()
+            denied.clear()  # the second read sees the same tasks again
+            rows = unit.tx.fetchall(sql, params | {"limit": max_tasks * 8})
+            chosen = self._matching(unit, worker, rows, max_tasks, decisions, denied)
         expires = now + timedelta(seconds=lease_seconds)
         credential = None if caller is None else caller.credential
         capabilities = {
@@ -168,6 +167,25 @@ class Leasing(Budgets):
             )
             for task in chosen
         ]
+
+    def _matching(
+        self,
+        unit: Unit,
+        worker: FleetWorkerSpec,
+        rows: Sequence[tuple[Any, ...]],
+        max_tasks: int,
+        decisions: dict[str, dict[str, Any]],
+        denied: list[EventRow],
+    ) -> list[TaskState]:
+        """The first ``max_tasks`` candidate rows whose task the worker can do (decoded
+        lazily: usually only those are)."""
+        tasks = (task_from_row(unit.tx, r) for r in rows)
+        matching = (
+            t
+            for t in tasks
+            if _matches(t.spec, worker) and self._policy_allows(unit, worker, t, decisions, denied)
+        )
+        return list(islice(matching, max_tasks))
 
     def _policy_allows(
         self,

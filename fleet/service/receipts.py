@@ -30,7 +30,7 @@ from fleetforge.errors import (
     ForbiddenError,
     NotFoundError,
 )
-from fleetforge.fleet._events import data_model
+from fleetforge.fleet._events import Raw, data_model, timestamp
 from fleetforge.fleet._state import TaskState, load_task, load_task_for_receipt
 from fleetforge.fleet.access import Caller, Refusal, refusal
 from fleetforge.fleet.scoring import ScorerError, score
@@ -41,6 +41,10 @@ from fleetforge.signing import signature_problem
 from fleetforge.validation import pydantic_details
 
 _TOOL_EVENTS = {"tool_called", "tool_refused"}
+# not in the receipt's chain hash (attestation_id is no part of the receipt at all: only the
+# fleet's answer names it, and one a client sends is dropped)
+_SET_BY_FLEET = {"status", "score", "hash", "posted_at", "attestation_id"}
+_RECEIPT_FIELDS = tuple(n for n in FleetReceipt.model_fields if n != "attestation_id")
 
 
 class Receipts(Artifacts):
@@ -209,45 +213,57 @@ class Receipts(Artifacts):
         else:
             row = unit.tx.fetchone(Q["last_receipt_hash"], {"run_id": task.run_id})
             prev = row[0] if row else None
-        unhashed = {"status", "score", "hash", "posted_at", "attestation_id"}
-        body = receipt.model_dump(mode="json", exclude=unhashed)
+        body = receipt.model_dump(mode="json", exclude=_SET_BY_FLEET)
         body["prev_hash"] = prev
-        posted = receipt.model_copy(  # an attestation id a client sent is not the fleet's
-            update={"prev_hash": prev, "hash": digest(body), "posted_at": now,
-                    "attestation_id": None}
-        )  # fmt: skip
-        verdict, failure, extra = self._judge(posted, task, now)
+        chained = digest(body)
+        verdict, failure, extra = self._judge(receipt, task, now)
         accepted = verdict.passed and failure is None
         status = FleetReceiptStatus.ACCEPTED if accepted else FleetReceiptStatus.REJECTED
-        judged = posted.model_copy(update={"status": status, "score": verdict})
-        heads[task.run_id] = posted.hash
+        judged = receipt.model_copy(
+            update={"prev_hash": prev, "hash": chained, "posted_at": now, "status": status,
+                    "score": verdict, "attestation_id": None}
+        )  # fmt: skip
+        heads[task.run_id] = chained
         attestor = self.attestor()
         if attestor is None:
             recorded = self._event("receipt_recorded", task.run_id, now, receipt=judged)
         else:  # dumped once: the same JSON is signed and stored
-            body = judged.model_dump(mode="json")
+            # judged.model_dump(mode="json"), from the dump above plus what the fleet set
+            fleet_set: dict[str, Any] = {"status": status.value, "hash": chained,
+                                         "score": verdict.model_dump(mode="json"),
+                                         "posted_at": timestamp(now)}  # fmt: skip
+            full: dict[str, Any] = {name: fleet_set[name] if name in fleet_set else body[name]
+                                    for name in _RECEIPT_FIELDS}  # fmt: skip
             attestation = attestor.receipt(
-                body,
+                full,
                 capability_token_id=self._capability_id(unit, task),
                 policy_decisions=self._receipt_decisions(task),
-                worker_signature=body.get("worker_signature"),
+                worker_signature=full.get("worker_signature"),
             )
             recorded = self._event(
-                "receipt_recorded", task.run_id, now, receipt=body, attestation=attestation
+                "receipt_recorded",
+                task.run_id,
+                now,
+                receipt=Raw(full),
+                attestation=Raw(attestation),
             )
         self._append(unit, [*extra, recorded])
         if accepted:
-            self._task_succeeded(unit, task, getattr(posted.result, "output", None), now)
+            self._task_succeeded(unit, task, getattr(receipt.result, "output", None), now)
         else:
             kind, message = failure or (FleetTaskFailureKind.INVALID_OUTPUT, verdict.reason)
             self._task_failed(unit, task, kind, message, now)
-        self._budget_usage(unit, task, posted.usage, now, receipt=True)  # run budgets (issue 23)
+        self._budget_usage(unit, task, receipt.usage, now, receipt=True)  # run budgets (issue 23)
         if attestor is not None:  # the answer names the attestation (trust.attestation_id)
             return judged.model_copy(update={"attestation_id": _attestation_id(attestation)})
         return judged
 
     def _capability_id(self, unit: Unit, task: TaskState) -> str | None:
-        """The id of the capability token of the attempt the receipt ends (for its statement)."""
+        """The id of the capability token of the attempt the receipt ends (for its statement);
+        a batch of receipts read it with the task (see ``_prefetch_receipts``)."""
+        prefetched = unit_cache(unit).capability_ids
+        if task.task_id in prefetched:
+            return prefetched.pop(task.task_id)
         row = unit.tx.fetchone(Q["capability_of_task"], {"task_id": task.task_id})
         return str(row[0]) if row and int(row[2]) == task.fencing_token else None
 

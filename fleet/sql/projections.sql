@@ -157,7 +157,9 @@ ON CONFLICT (worker_id) DO UPDATE SET spec = excluded.spec, status = 'idle',
                                       last_seen_at = excluded.last_seen_at;
 
 -- name: worker_seen
-UPDATE workers SET status = :status, last_seen_at = :at WHERE worker_id = :worker_id;
+-- (a batch of leases sees its worker at one time: the row is written once, not once per task)
+UPDATE workers SET status = :status, last_seen_at = :at
+WHERE worker_id = :worker_id AND (status <> :status OR last_seen_at <> :at);
 
 -- name: receipt_insert
 INSERT INTO receipts (run_id, receipt_id, position, task_id, step_id, attempt, worker_id, status,

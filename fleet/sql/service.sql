@@ -48,14 +48,19 @@ FROM tasks t WHERE t.run_id = :run_id AND t.task_id = :task_id;
 SELECT run_id, status, seed FROM runs WHERE {runs} ORDER BY run_id;
 
 -- name: tasks_for_receipts
--- the tasks of a batch, locked, with the receipt ids they have ({tasks}: IN on task_id)
-SELECT run_id, task_id, step_id, map_index, entry_id, attempt, status, spec, worker_id,
-       fencing_token, leased_at, lease_expires_at, expiries, output, enqueued_at, available_at,
-       resume, lease_credential
-FROM tasks WHERE {tasks} ORDER BY run_id, task_id;
+-- the tasks of a batch, locked, each with the id of its current lease's capability token (for
+-- the receipt's statement) ({tasks}: IN on task_id)
+SELECT t.run_id, t.task_id, t.step_id, t.map_index, t.entry_id, t.attempt, t.status, t.spec,
+       t.worker_id, t.fencing_token, t.leased_at, t.lease_expires_at, t.expiries, t.output,
+       t.enqueued_at, t.available_at, t.resume, t.lease_credential,
+       (SELECT c.capability_id FROM task_capabilities c
+        WHERE c.task_id = t.task_id AND c.fencing_token = t.fencing_token)
+FROM tasks t WHERE {tasks} ORDER BY t.run_id, t.task_id;
 
 -- name: receipts_of_tasks
-SELECT task_id, receipt_id FROM receipts WHERE {tasks};
+-- the receipt ids the tasks of a batch have ({runs} AND {tasks}: IN on run_id and on task_id;
+-- the run ids let it use the primary key: no index leads with task_id alone)
+SELECT task_id, receipt_id FROM receipts WHERE {runs} AND {tasks};
 
 -- name: chain_heads
 -- the last receipt hash of each run ({runs}: IN on run_id)

@@ -26,6 +26,7 @@ __all__ = [
     "chunks",
     "hashed_json",
     "iso",
+    "json_loads",
     "storage_json",
 ]
 
@@ -63,6 +64,16 @@ def storage_json(value: Any) -> str:
     outside the value domain). A float that Python writes with a positive exponent (|x| >= 1e16)
     is therefore written in positional notation with a ``.0``, which both stores keep as is."""
     return _dumps(value, sort_keys=False)
+
+
+def json_loads(text: str | bytes) -> Any:
+    """JSON text read back: orjson (several times faster), and Python's ``json`` for what it
+    refuses (an integer past 64 bits, ``NaN``: text stored before the JSON value domain), so
+    the value is always the one ``json.loads`` gives."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def _dumps(value: Any, *, sort_keys: bool) -> str:
@@ -107,11 +118,22 @@ def _encode(value: Any, parts: list[str], sort_keys: bool) -> None:
         parts.append("]")
 
 
+_last_iso: tuple[datetime | str | None, str] = (None, "")
+
+
 def iso(value: datetime | str) -> str:
-    """RFC 3339 in UTC with microseconds and ``Z``: one fixed width, so text order = time order."""
+    """RFC 3339 in UTC with microseconds and ``Z``: one fixed width, so text order = time order.
+    (The last one is kept: a unit writes one ``now`` into many events and rows.)"""
+    global _last_iso
+    last = _last_iso
+    if value is last[0]:
+        return last[1]
+    given = value
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    text = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    _last_iso = (given, text)
+    return text
 
 
 @dataclass(slots=True)

@@ -11,7 +11,6 @@ a savepoint of its own (:meth:`_SqliteTx.savepoint`), on this one connection.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import time
@@ -20,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from fleetforge.errors import ConflictError, StoreError, UsageError
-from fleetforge.fleet.store._base import EventRow
+from fleetforge.fleet.store._base import EventRow, json_loads
 from fleetforge.fleet.store._checkpoint import BACKSTOP_PAGES, Checkpointer
 from fleetforge.fleet.store.migrations import check_version
 
@@ -50,7 +49,7 @@ class _SqliteTx:
         return [d[0] for d in self._conn.execute(sql).description]
 
     def load_json(self, value: Any) -> Any:
-        return json.loads(value) if isinstance(value, str) else value
+        return json_loads(value) if isinstance(value, str) else value
 
     def for_update(self, sql: str, *, skip_locked: bool = False) -> str:
         return sql  # writers hold the database lock (BEGIN IMMEDIATE)
@@ -220,7 +219,7 @@ class SqliteBackend:
 
     def decode_row(self, row: tuple[Any, ...]) -> EventRow:
         seq, event_id, run_id, type_, at, data = row
-        return EventRow(seq, event_id, run_id or None, type_, at, json.loads(data))
+        return EventRow(seq, event_id, run_id or None, type_, at, json_loads(data))
 
     def in_list(self, column: str, values: Sequence[str], params: dict[str, Any]) -> str:
         names = []

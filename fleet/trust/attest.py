@@ -9,8 +9,11 @@ authorization work) the capability token id, policy decisions and the worker's o
 A run's final event carries a :data:`CHAIN_HEAD_PREDICATE` statement over the head of its
 receipt chain and the number of receipts, so a chain cut short is detectable.
 
-The envelope is securesystemslib's :class:`~securesystemslib.dsse.Envelope` (its PAE, its
-signature format); the statement is serialised once with orjson, signed once.
+The envelope is DSSE's, byte for byte as securesystemslib's
+:class:`~securesystemslib.dsse.Envelope` writes it (its PAE, its signature format; a test checks
+the two agree, and verification reads it with securesystemslib); it is made here with the key
+itself, so writing a receipt does not import securesystemslib. The statement is serialised once
+with orjson, signed once.
 """
 
 from __future__ import annotations
@@ -21,8 +24,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
-from securesystemslib.dsse import Envelope
-from securesystemslib.signer import CryptoSigner, SSlibKey  # type: ignore[attr-defined]
 
 from fleetforge.fleet.store._base import hashed_json
 from fleetforge.fleet.trust.keys import SigningKey
@@ -73,6 +74,14 @@ def statement_of(envelope: Mapping[str, Any]) -> dict[str, Any]:
     return value
 
 
+_PAE_TYPE = PAYLOAD_TYPE.encode()
+
+
+def _pae(payload: bytes) -> bytes:
+    """DSSE's pre-authentication encoding of ``payload`` (what is signed)."""
+    return b"DSSEv1 %d %b %d %b" % (len(_PAE_TYPE), _PAE_TYPE, len(payload), payload)
+
+
 def _hex(prefixed: str) -> str:
     return prefixed.split(":", 1)[1] if ":" in prefixed else prefixed
 
@@ -82,19 +91,23 @@ class Attestor:
 
     def __init__(self, key: SigningKey) -> None:
         self.key = key
-        public = SSlibKey.from_crypto(key.public(), keyid=key.key_id, scheme="ed25519")
-        self._signer = CryptoSigner(key.private_key, public)
 
     @property
     def key_id(self) -> str:
         return self.key.key_id
 
     def sign(self, statement: Mapping[str, Any]) -> dict[str, Any]:
-        """``statement`` in a DSSE envelope signed by the key, in its JSON form."""
-        envelope = Envelope(orjson.dumps(statement), PAYLOAD_TYPE, {})
-        envelope.sign(self._signer)
-        out: dict[str, Any] = envelope.to_dict()
-        return out
+        """``statement`` in a DSSE envelope signed by the key, in its JSON form (what
+        ``Envelope(payload, PAYLOAD_TYPE, {}).sign(signer).to_dict()`` gives)."""
+        payload = orjson.dumps(statement)
+        signature = self.key.private_key.sign(_pae(payload))
+        return {
+            "payload": base64.standard_b64encode(payload).decode(),
+            "payloadType": PAYLOAD_TYPE,
+            "signatures": [
+                {"keyid": self.key.key_id, "sig": base64.standard_b64encode(signature).decode()}
+            ],
+        }
 
     def receipt(
         self,
