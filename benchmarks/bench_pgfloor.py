@@ -49,6 +49,7 @@ TASKS = int(os.environ.get("FLEETFORGE_BENCH_TASKS", 5000))
 PER_RUN = 50  # bench_fleet's runs: 50 independent no-op steps
 WORKERS = 4
 MAX_TASKS = 10
+CPUS = os.cpu_count() or 1
 PEERS_JSON = Path(os.environ.get("FLEETFORGE_PEERS_JSON", "/tmp/qpeers_results.json"))
 PRODUCT_JSON = HERE / "results" / "fleet.json"
 # statements the server runs inside fleetfloor.cycle per call, counted in _pgfloor.sql: per run
@@ -203,6 +204,7 @@ def _cell(
         for p in procs:
             assert p.stdout is not None
             assert p.stdout.readline().strip() == "ready"
+        admin.execute("CHECKPOINT")  # the submission's dirty pages are not this cell's work
         before = _db_stats(admin, name)
         cpu_before = _server_cpu(datadir)
         start = time.monotonic()
@@ -225,6 +227,8 @@ def _cell(
     if done != TASKS:
         raise AssertionError(f"{done} tasks completed of {TASKS}")
     _checks(url, trust, home)
+    with psycopg.connect(admin_url, autocommit=True) as admin:  # no autovacuum of it later
+        admin.execute(f"DROP DATABASE {name}")  # type: ignore[arg-type]
     total = {k: sum(o[k] for o in outs) for k in outs[0] if k not in ("start", "last")}
     variant = ("_lanes" if lanes else "") + ("_deferred_tokens" if defer else "")
     prefix = f"pgfloor{variant}_trust_{'on' if trust else 'off'}"
@@ -239,6 +243,8 @@ def _cell(
         f"{prefix}_wal_bytes_per_task": (after["wal_bytes"] - before["wal_bytes"]) / TASKS,
         f"{prefix}_client_cpu_ms_per_task": 1000 * total["cpu_s"] / TASKS,
         f"{prefix}_server_cpu_ms_per_task": 1000 * server_cpu / TASKS,
+        # what this design would do with the machine's cores to itself and no waiting
+        f"{prefix}_cpu_bound_tasks_per_s": CPUS * TASKS / (total["cpu_s"] + server_cpu),
         f"{prefix}_function_ms_per_task": float(fn[1]) / TASKS,
         f"{prefix}_cas_conflicts_per_task": total["cas_conflicts"] / TASKS,
         f"{prefix}_receipts_resigned_per_task": total["resigned"] / TASKS,
