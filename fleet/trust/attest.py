@@ -9,11 +9,11 @@ authorization work) the capability token id, policy decisions and the worker's o
 A run's final event carries a :data:`CHAIN_HEAD_PREDICATE` statement over the head of its
 receipt chain and the number of receipts, so a chain cut short is detectable.
 
-The envelope is DSSE's, byte for byte as securesystemslib's
-:class:`~securesystemslib.dsse.Envelope` writes it (its PAE, its signature format; a test checks
-the two agree, and verification reads it with securesystemslib); it is made here with the key
-itself, so writing a receipt does not import securesystemslib. The statement is serialised once
-with orjson, signed once.
+The envelope is securesystemslib's :class:`~securesystemslib.dsse.Envelope` (its PAE, its
+signature format; the PAE is never hand-rolled), signed with the key itself rather than through
+a securesystemslib ``Signer`` (which re-derives the key object per signature); a test checks the
+result equals what ``Envelope.sign`` gives. The statement is serialised once with orjson, signed
+once.
 """
 
 from __future__ import annotations
@@ -74,14 +74,6 @@ def statement_of(envelope: Mapping[str, Any]) -> dict[str, Any]:
     return value
 
 
-_PAE_TYPE = PAYLOAD_TYPE.encode()
-
-
-def _pae(payload: bytes) -> bytes:
-    """DSSE's pre-authentication encoding of ``payload`` (what is signed)."""
-    return b"DSSEv1 %d %b %d %b" % (len(_PAE_TYPE), _PAE_TYPE, len(payload), payload)
-
-
 def _hex(prefixed: str) -> str:
     return prefixed.split(":", 1)[1] if ":" in prefixed else prefixed
 
@@ -99,8 +91,10 @@ class Attestor:
     def sign(self, statement: Mapping[str, Any]) -> dict[str, Any]:
         """``statement`` in a DSSE envelope signed by the key, in its JSON form (what
         ``Envelope(payload, PAYLOAD_TYPE, {}).sign(signer).to_dict()`` gives)."""
+        from securesystemslib.dsse import Envelope
+
         payload = orjson.dumps(statement)
-        signature = self.key.private_key.sign(_pae(payload))
+        signature = self.key.private_key.sign(Envelope(payload, PAYLOAD_TYPE, {}).pae())
         return {
             "payload": base64.standard_b64encode(payload).decode(),
             "payloadType": PAYLOAD_TYPE,
