@@ -553,7 +553,9 @@ def _cell(tmp: Path, name: str, trust: bool, home: Path) -> dict[str, float]:
     _submit(path)
     floor = Floor(path, home, trust)
     floor.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the submission's WAL is not ours
+    written = _written()
     wall, cpu = floor.work()
+    written = _written() - written
     floor.conn.close()
     if floor.counts["done"] != TASKS or floor.counts["leased"] != TASKS:
         raise AssertionError(f"floor: {floor.counts}")
@@ -572,6 +574,7 @@ def _cell(tmp: Path, name: str, trust: bool, home: Path) -> dict[str, float]:
         f"{prefix}_cpu_build_us_per_task": 1e6 * parts["build"] / TASKS,
         f"{prefix}_cpu_sqlite_us_per_task": 1e6 * parts["sql"] / TASKS,
         f"{prefix}_cpu_other_us_per_task": 1e6 * (cpu - sum(parts.values())) / TASKS,
+        f"{prefix}_bytes_written_per_task": written / TASKS,
         f"{prefix}_statements_per_task": c["statements"] / TASKS,
         f"{prefix}_commits_per_task": c["commits"] / TASKS,
         f"{prefix}_events_per_task": c["events"] / TASKS,
@@ -585,11 +588,20 @@ def _cell(tmp: Path, name: str, trust: bool, home: Path) -> dict[str, float]:
     return figures
 
 
-def _naive(tmp: Path, i: int) -> tuple[float, float]:
-    """(jobs/s, CPU us per job) of the naive WAL NORMAL loop, in this process."""
-    cpu = time.process_time()
+def _written() -> int:
+    """Bytes this process wrote so far (write syscalls: the WAL and checkpoints), /proc/self/io."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _naive(tmp: Path, i: int) -> tuple[float, float, float]:
+    """(jobs/s, CPU us per job, bytes written per job) of the naive WAL NORMAL loop, in this
+    process (the CPU and bytes include its fill of the queue)."""
+    cpu, written = time.process_time(), _written()
     rate = naive_rate(tmp / f"naive{i}.db", "NORMAL", TASKS)
-    return rate, 1e6 * (time.process_time() - cpu) / TASKS
+    return rate, 1e6 * (time.process_time() - cpu) / TASKS, (_written() - written) / TASKS
 
 
 def _product(figures: dict[str, float]) -> dict[str, float]:
@@ -609,7 +621,7 @@ def run() -> dict[str, float]:
     home = Path(tempfile.mkdtemp(prefix="fleetforge-sqlfloor-"))
     load_signing_key(home)  # the fleet key receipts are signed with
     figures: dict[str, float] = {"tasks": float(TASKS), "load_1m_start": os.getloadavg()[0]}
-    naive: list[tuple[float, float]] = []
+    naive: list[tuple[float, float, float]] = []
     cells: dict[str, list[dict[str, float]]] = {"on": [], "off": []}
     with tempfile.TemporaryDirectory(prefix="fleetforge-sqlfloor-") as name:
         tmp = Path(name)
@@ -624,10 +636,11 @@ def run() -> dict[str, float]:
             for key in ("on", "off"):
                 print(f"sqlfloor: trust {key} (round {round_ + 1})", flush=True)
                 cells[key].append(_cell(tmp, f"floor_{key}_{round_}", key == "on", home))
-    naive_cpu = statistics.median(c for _, c in naive)
-    figures["naive_sqlite_normal_jobs_per_s"] = statistics.median(r for r, _ in naive)
-    figures["naive_sqlite_normal_jobs_per_s_min"] = min(r for r, _ in naive)
-    figures["naive_sqlite_normal_jobs_per_s_max"] = max(r for r, _ in naive)
+    naive_cpu = statistics.median(c for _, c, _ in naive)
+    figures["naive_sqlite_normal_jobs_per_s"] = statistics.median(r for r, _, _ in naive)
+    figures["naive_sqlite_normal_jobs_per_s_min"] = min(r for r, _, _ in naive)
+    figures["naive_sqlite_normal_jobs_per_s_max"] = max(r for r, _, _ in naive)
+    figures["naive_sqlite_normal_bytes_written_per_job"] = statistics.median(b for _, _, b in naive)
     figures["naive_sqlite_normal_cpu_us_per_job"] = naive_cpu
     for key, runs in cells.items():
         prefix = f"sqlfloor_trust_{key}"
