@@ -24,7 +24,7 @@ from fleetforge._jsondomain import (
 from fleetforge.errors import ContractError
 from fleetforge.fleet.service import SyncFleetService
 from fleetforge.fleet.store import EventStore
-from fleetforge.fleet.store._base import canonical_json, storage_json
+from fleetforge.fleet.store._base import canonical_json, json_loads, storage_json
 
 
 def nest(depth: int, leaf: Any = 1) -> Any:
@@ -261,3 +261,22 @@ def test_floats_read_back_as_floats_from_both_stores(store: EventStore) -> None:
     assert [type(n) for n in read] == [type(n) for n in numbers]
     [row] = store.query_rows(run_id=run.run_id, types=["run_submitted"])
     assert [type(n) for n in row.data["spec"]["inputs"]["v"]] == [type(n) for n in numbers]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"v": 1180591620717411303424}',  # past 64 bits: orjson would read a float
+        "[-9223372036854775809, 9223372036854775807, 18446744073709551616]",
+        '{"x": NaN, "y": [Infinity, -Infinity]}',  # orjson refuses these
+        '{"s": "12345678901234567890 in a string", "f": 1.2345678901234567890}',
+        '{"a": [1, 2.5, "\\u00e9", null, true, {"b": []}]}',
+    ],
+)
+def test_stored_json_reads_back_as_json_loads_reads_it(text: str) -> None:
+    """Stored JSON is read with orjson for speed, yet always to the value json.loads gives
+    (records stored before the value domain may hold huge integers or NaN)."""
+    want = json.loads(text)
+    for given_ in (text, text.encode()):
+        got = json_loads(given_)
+        assert repr(got) == repr(want)  # repr: nan != nan, and 1e21 == 10**21 as numbers

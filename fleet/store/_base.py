@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -66,14 +67,22 @@ def storage_json(value: Any) -> str:
     return _dumps(value, sort_keys=False)
 
 
+_LONG_DIGITS = re.compile(r"[0-9]{19}")  # 2**63 has 19 digits
+_LONG_DIGITS_B = re.compile(rb"[0-9]{19}")
+
+
 def json_loads(text: str | bytes) -> Any:
     """JSON text read back: orjson (several times faster), and Python's ``json`` for what it
-    refuses (an integer past 64 bits, ``NaN``: text stored before the JSON value domain), so
-    the value is always the one ``json.loads`` gives."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
+    reads differently, so the value is always the one ``json.loads`` gives: ``NaN`` (orjson
+    refuses it) and integers past 64 bits (orjson reads them as floats, losing digits), both
+    only in text stored before the JSON value domain was checked."""
+    long = (_LONG_DIGITS if isinstance(text, str) else _LONG_DIGITS_B).search(text)  # type: ignore[arg-type]
+    if long is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
 
 
 def _dumps(value: Any, *, sort_keys: bool) -> str:
