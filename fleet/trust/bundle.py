@@ -26,7 +26,7 @@ import orjson
 from fleetforge.errors import ContractError, NotFoundError, UsageError
 from fleetforge.fleet.artifacts import ArtifactStore
 from fleetforge.fleet.store import EventStore
-from fleetforge.fleet.store._base import EventRow, iso
+from fleetforge.fleet.store._base import EventRow, iso, json_loads
 from fleetforge.fleet.trust.keys import TrustStore
 
 __all__ = [
@@ -133,7 +133,7 @@ def run_rows(store: EventStore, run_id: str) -> dict[str, list[dict[str, Any]]]:
         decode = _json_columns().get(table, frozenset()) if store.backend.name == "sqlite" else ()
         out[table] = [
             {
-                c: portable(orjson.loads(v) if c in decode and isinstance(v, str) else v)
+                c: portable(json_loads(v) if c in decode and isinstance(v, str) else v)
                 for c, v in zip(columns, row, strict=True)
             }
             for row in rows

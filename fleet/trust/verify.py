@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from securesystemslib.dsse import Envelope
 
 from fleetforge.fleet.store import EventRow
+from fleetforge.fleet.store._base import json_loads
 from fleetforge.fleet.trust.attest import (
     CHAIN_HEAD_PREDICATE,
     RECEIPT_PREDICATE,
@@ -396,7 +397,7 @@ def _portable(columns: list[str], table: str, row: tuple[Any, ...]) -> dict[str,
 
     decode = json_columns(table)
     return {
-        c: portable(orjson.loads(v) if c in decode and isinstance(v, str) else v)
+        c: portable(json_loads(v) if c in decode and isinstance(v, str) else v)
         for c, v in zip(columns, row, strict=True)
     }
 
