@@ -20,12 +20,13 @@ from __future__ import annotations
 import base64
 import os
 import statistics
-import tempfile
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -37,7 +38,9 @@ from fleetforge.fleet.alerts.dispatcher import AlertDispatcher
 from fleetforge.fleet.replay import verify
 from fleetforge.fleet.service import SyncFleetService
 from fleetforge.fleet.store import open_store
-from fleetforge.testing.postgres import find_postgres_bin, postgres_server
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _stores import fresh_stores
 
 QUICK = os.environ.get("FLEETFORGE_BENCH_QUICK") == "1"
 TASKS = 1_000 if QUICK else 4_000
@@ -175,35 +178,10 @@ def _dispatch(url: str, hook: str) -> float:
     return DELIVERIES / elapsed
 
 
-@contextmanager
-def _stores() -> Iterator[dict[str, Callable[[], str]]]:
-    with tempfile.TemporaryDirectory() as tmp:
-        counter = iter(range(100))
-        stores: dict[str, Callable[[], str]] = {
-            "sqlite": lambda: f"sqlite:///{tmp}/alerts{next(counter)}.db"
-        }
-        bindir = find_postgres_bin()
-        if bindir is None:
-            NOTES.append("PostgreSQL server programs not found: no PostgreSQL figures")
-            yield stores
-            return
-        with postgres_server(bindir, durable=True) as admin:
-            import psycopg
-
-            def fresh() -> str:
-                name = f"fleet_alerts_{next(counter)}"
-                with psycopg.connect(admin, autocommit=True) as conn:
-                    conn.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
-                return admin.rpartition("/")[0] + f"/{name}"
-
-            stores["postgres"] = fresh
-            yield stores
-
-
 def run() -> dict[str, float]:
     os.environ["B_SECRET"] = SECRET
     figures: dict[str, float] = {}
-    with _receiver() as hook, _stores() as stores:
+    with _receiver() as hook, fresh_stores("alerts", NOTES) as stores:
         for name, fresh in stores.items():
             figures[f"{name}_cycle_with_alerts_ratio"] = _compare(fresh, hook, firing=False)
             figures[f"{name}_cycle_firing_ratio"] = _compare(fresh, hook, firing=True)

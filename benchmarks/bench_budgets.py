@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import os
 import statistics
-import tempfile
+import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from fleetforge.contracts import FleetReceipt, FleetUsage
@@ -30,7 +30,9 @@ from fleetforge.fleet.prices import ModelPrice, PriceTable
 from fleetforge.fleet.replay import verify
 from fleetforge.fleet.service import SyncFleetService
 from fleetforge.fleet.store import open_store
-from fleetforge.testing.postgres import find_postgres_bin, postgres_server
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _stores import fresh_stores
 
 QUICK = os.environ.get("FLEETFORGE_BENCH_QUICK") == "1"
 TASKS = 500 if QUICK else 2_000
@@ -92,34 +94,9 @@ def _compare(fresh: Callable[[], str]) -> tuple[float, float]:
     return statistics.median(times["budget"]) / base, statistics.median(times["usage"]) / base
 
 
-@contextmanager
-def _stores() -> Iterator[dict[str, Callable[[], str]]]:
-    with tempfile.TemporaryDirectory() as tmp:
-        counter = iter(range(100))
-        stores: dict[str, Callable[[], str]] = {
-            "sqlite": lambda: f"sqlite:///{tmp}/budgets{next(counter)}.db"
-        }
-        bindir = find_postgres_bin()
-        if bindir is None:
-            NOTES.append("PostgreSQL server programs not found: no PostgreSQL figures")
-            yield stores
-            return
-        with postgres_server(bindir, durable=True) as admin:
-            import psycopg
-
-            def fresh() -> str:
-                name = f"fleet_budgets_{next(counter)}"
-                with psycopg.connect(admin, autocommit=True) as conn:
-                    conn.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
-                return admin.rpartition("/")[0] + f"/{name}"
-
-            stores["postgres"] = fresh
-            yield stores
-
-
 def run() -> dict[str, float]:
     figures: dict[str, float] = {}
-    with _stores() as stores:
+    with fresh_stores("budgets", NOTES) as stores:
         for backend, fresh in stores.items():
             with_budget, with_usage = _compare(fresh)
             figures[f"{backend}_cycle_budget_ratio"] = round(with_budget, 3)

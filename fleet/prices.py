@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any
 
 from fleetforge.contracts import FleetUsage
 from fleetforge.errors import ContractError, ErrorDetail
-from fleetforge.fleet.settings import fleet_home
+from fleetforge.fleet.settings import fleet_home, read_toml
 
 __all__ = ["ModelPrice", "PriceTable", "load_prices", "parse_prices", "prices_path"]
 
@@ -75,16 +74,9 @@ def load_prices(path: Path | None = None) -> PriceTable:
     """The table in ``path`` (default :func:`prices_path`); an empty one when there is no
     file. ContractError naming the file and the key path of each problem otherwise."""
     path = prices_path() if path is None else path
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    document = read_toml(path)
+    if document is None:
         return PriceTable(source=str(path))
-    except OSError as exc:
-        raise ContractError(f"{path}: cannot read it: {exc.strerror}") from exc
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ContractError(f"{path}: not TOML: {exc}") from exc
     return parse_prices(document, source=str(path))
 
 

@@ -2,7 +2,8 @@
 
 - ``FLEETFORGE_HOME`` (default ``./.fleet``) holds ``fleet.db``, ``artifacts/`` and keys;
 - ``--store`` / ``FLEETFORGE_STORE``: the database URL, in SQLAlchemy's forms;
-- ``--artifacts`` / ``FLEETFORGE_ARTIFACTS``: the artifact root directory.
+- ``--artifacts`` / ``FLEETFORGE_ARTIFACTS``: the artifact root directory;
+- files under the home (``alerts.toml``, ``prices.toml``) are read by :func:`read_toml`.
 
 Nothing here reads the environment at import time; every function takes it as an argument.
 """
@@ -10,20 +11,44 @@ Nothing here reads the environment at import time; every function takes it as an
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from fleetforge.errors import UsageError
+from fleetforge.errors import ContractError, UsageError
 
-__all__ = ["StoreURL", "artifacts_root", "fleet_home", "parse_store_url", "store_url"]
+__all__ = [
+    "StoreURL",
+    "artifacts_root",
+    "fleet_home",
+    "parse_store_url",
+    "read_toml",
+    "store_url",
+]
 
 
 def fleet_home(environ: Mapping[str, str] | None = None) -> Path:
     """``FLEETFORGE_HOME``, default ``./.fleet``."""
     env = os.environ if environ is None else environ
     return Path(env.get("FLEETFORGE_HOME") or ".fleet")
+
+
+def read_toml(path: Path) -> dict[str, Any] | None:
+    """The TOML document in ``path``, None when there is no such file; a ContractError naming
+    the file when it cannot be read or is not TOML."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ContractError(f"{path}: cannot read it: {exc.strerror}") from exc
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ContractError(f"{path}: not TOML: {exc}") from exc
 
 
 def store_url(flag: str | None = None, environ: Mapping[str, str] | None = None) -> str:

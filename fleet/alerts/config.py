@@ -24,7 +24,6 @@ A run's own policy (the run spec's ``alerts``) applies to that run's events besi
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,7 @@ from pydantic import ValidationError
 
 from fleetforge.contracts import FleetAlertPolicy
 from fleetforge.errors import ContractError, ErrorDetail
-from fleetforge.fleet.settings import fleet_home
+from fleetforge.fleet.settings import fleet_home, read_toml
 from fleetforge.validation import pydantic_details
 
 __all__ = ["AlertSettings", "DispatchSettings", "alerts_path", "load_alert_settings"]
@@ -75,16 +74,9 @@ def alerts_path(environ: Mapping[str, str] | None = None) -> Path:
 def load_alert_settings(path: Path | None = None) -> AlertSettings:
     """The settings in ``path`` (default :func:`alerts_path`); none when there is no file."""
     path = alerts_path() if path is None else path
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    document = read_toml(path)
+    if document is None:
         return AlertSettings()
-    except OSError as exc:
-        raise ContractError(f"{path}: cannot read it: {exc.strerror}") from exc
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ContractError(f"{path}: not TOML: {exc}") from exc
     return parse_alert_settings(document, source=str(path))
 
 
