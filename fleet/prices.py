@@ -57,7 +57,11 @@ class PriceTable:
     source: str = ""
 
     def cost(self, usage: FleetUsage) -> float | None:
-        """The cost of ``usage`` from its model's price; None when the model is unknown."""
+        """The cost of ``usage`` from its model's price; None when the model is unknown, or
+        when tokens were counted only as a total (input and output are priced apart: a total
+        alone has no known price)."""
+        if usage.total_tokens > usage.input_tokens + usage.output_tokens:
+            return None
         price = self.models.get(usage.model or "")
         return None if price is None else price.cost(usage)
 

@@ -322,6 +322,10 @@ def test_the_price_table_file(tmp_path: Path) -> None:
     table = load_prices(path)
     assert table.cost(FleetUsage(input_tokens=2000, output_tokens=1000, model="m-1")) == 0.05
     assert table.cost(FleetUsage(input_tokens=2000, model="other")) is None
+    # a total alone has no price (input and output are priced apart): unknown, not $0
+    assert table.cost(FleetUsage(total_tokens=100_000, model="m-1")) is None
+    assert table.cost(FleetUsage(input_tokens=10, output_tokens=10, total_tokens=20,
+                                 model="m-1")) == 0.0004  # fmt: skip
     path.write_text(
         '[models."a/b"]\ninput_per_1k = -1\noutput = 2\n[models.c]\ninput_per_1k = "x"\n'
         "output_per_1k = 1\n[extra]\n"

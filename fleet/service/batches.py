@@ -4,6 +4,7 @@ transaction, each item all or nothing in a savepoint of its own.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from importlib import import_module
@@ -19,11 +20,13 @@ from fleetforge.errors import (
     FleetForgeError,
     ForbiddenError,
     LeaseLostError,
+    NotFoundError,
     StoreError,
     UsageError,
 )
 from fleetforge.fleet._state import RunHead, TaskState, task_from_row
 from fleetforge.fleet.access import Caller, Refusal
+from fleetforge.fleet.service.budgets import reports_usage
 from fleetforge.fleet.service.core import Q, R, retrying, run_of, unit_cache
 from fleetforge.fleet.service.receipts import Completion, Receipts, completion
 from fleetforge.fleet.service.steps import RUN_ENDS
@@ -186,6 +189,12 @@ class Batches(Receipts):
         now = self.clock.now()
         with self.store.transaction() as unit:
             held: dict[tuple[str, int], TaskState] = {}
+            # usage is counted against the run, whose row is locked before any task's: the runs
+            # of the envelopes reporting usage first, in order (as receipts do)
+            counted = {items[i].task_id for i, e in envelopes.items() if reports_usage(e.usage)}
+            for run_id in sorted({run_of(t) for t in counted}):
+                with contextlib.suppress(NotFoundError):  # its items fail below, named
+                    self._run(unit, run_id, lock=True)
             for index, envelope in envelopes.items():  # in order: a task's envelopes stay so
                 item = items[index]
 

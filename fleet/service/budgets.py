@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from pydantic import ValidationError
 
@@ -142,12 +142,7 @@ class Budgets(Workers):
         ``usage_reported`` event when it adds something, and the run noted for the check at
         the end of the unit when it has a budget. A ``receipt``'s usage is counted only in a
         run with a budget or live usage already (else ``Run.usage`` has it, as before)."""
-        if reported is None or not (
-            reported.input_tokens
-            or reported.output_tokens
-            or reported.total_tokens
-            or reported.cost_usd
-        ):
+        if not reports_usage(reported):
             return
         key = {"run_id": task.run_id, "task_id": task.task_id, "fencing_token": task.fencing_token}
         if receipt and unit.tx.fetchone(Q["budget_and_attempt"], key) is None:
@@ -468,3 +463,11 @@ def run_budget(budget: FleetRunBudget | Mapping[str, Any]) -> FleetRunBudget:
         raise ContractError(
             "invalid budget", details=pydantic_details(exc, prefix="/budget")
         ) from None
+
+
+def reports_usage(usage: FleetUsage | None) -> TypeGuard[FleetUsage]:
+    """Whether ``usage`` counts anything (an envelope or receipt that does is counted against
+    the run's budget, and so locks the run row, which must come before the task's)."""
+    return usage is not None and bool(
+        usage.input_tokens or usage.output_tokens or usage.total_tokens or usage.cost_usd
+    )

@@ -35,6 +35,7 @@ from fleetforge.fleet._state import TaskState, load_task, load_task_for_receipt
 from fleetforge.fleet.access import Caller, Refusal, refusal
 from fleetforge.fleet.scoring import ScorerError, score
 from fleetforge.fleet.service.artifacts import Artifacts
+from fleetforge.fleet.service.budgets import reports_usage
 from fleetforge.fleet.service.core import Q, digest, retrying, run_of, unit_cache
 from fleetforge.fleet.store import EventRow, Unit
 from fleetforge.signing import signature_problem
@@ -63,9 +64,9 @@ class Receipts(Artifacts):
         envelope = self._envelope(envelope)
         self.expire_leases()
         with self.store.transaction() as unit:
-            task = self._held(
-                unit, task_id, fencing_token, caller=caller, what="post_event", lock_run=False
-            )
+            # usage is counted against the run (its row locked): the run before the task
+            task = self._held(unit, task_id, fencing_token, caller=caller, what="post_event",
+                              lock_run=reports_usage(envelope.usage))  # fmt: skip
             return self._post_event_in(unit, task, envelope, self.clock.now())
 
     def _post_event_in(
