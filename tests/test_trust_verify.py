@@ -497,6 +497,15 @@ def test_a_malformed_envelope_is_a_failure_at_its_receipt(fleet: Fleet) -> None:
     assert any("malformed" in m for m in broken(lambda e: e.pop("signatures")))
     assert any("has no signature" in m for m in broken(lambda e: e.update(signatures=[])))
     assert any("does not verify" in m for m in broken(other_bytes))
+    # a payload that is not a string, a predicate that is not an object: failures, not crashes
+    assert any("not JSON" in m for m in broken(lambda e: e.update(payload=123)))
+
+    def list_predicate(envelope: dict[str, Any]) -> None:
+        statement = json.loads(base64.b64decode(envelope["payload"]))
+        statement["predicate"] = ["not", "an", "object"]
+        envelope["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
+
+    assert any("predicate is not an object" in m for m in broken(list_predicate))
 
 
 def test_an_event_the_replay_cannot_apply_is_a_failure_at_its_seq(fleet: Fleet) -> None:

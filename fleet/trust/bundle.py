@@ -97,8 +97,8 @@ def portable(value: Any) -> Any:
     if kind is str:
         if value[:1] in ("{", "["):
             try:
-                return orjson.loads(value)
-            except orjson.JSONDecodeError:
+                return json_loads(value)
+            except ValueError:
                 return value
         return value
     if kind is int or value is None or kind is float:
@@ -246,10 +246,10 @@ def _capabilities(
 def load_bundle(path: Path) -> Bundle:
     """Read a bundle file (UsageError when it cannot be read, ContractError when malformed)."""
     try:
-        value = orjson.loads(path.read_bytes())
+        value = json_loads(path.read_bytes())
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    except orjson.JSONDecodeError as exc:
+    except ValueError as exc:  # orjson's and json's decode errors
         raise ContractError(f"{path} is not JSON: {exc}") from None
     if not isinstance(value, dict) or value.get("format") != FORMAT:
         raise ContractError(f"{path} is not a FleetForge run bundle (format {FORMAT!r})")

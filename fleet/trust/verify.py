@@ -151,8 +151,8 @@ def _decoded(envelope: Any) -> tuple[bytes, dict[str, Any] | None]:
             return hit[1], hit[2]
     payload = _b64(envelope["payload"])
     try:
-        value = orjson.loads(payload)
-    except orjson.JSONDecodeError:
+        value = json_loads(payload)
+    except ValueError:
         value = None
     statement = value if isinstance(value, dict) else None
     if memo is not None:
@@ -163,6 +163,8 @@ def _decoded(envelope: Any) -> tuple[bytes, dict[str, Any] | None]:
 def _b64(text: str) -> bytes:
     """Base64 as DSSE envelopes carry it (standard, else URL-safe; strict), as
     securesystemslib's ``Envelope.from_dict`` reads it."""
+    if not isinstance(text, str):
+        raise TypeError("the payload is not a string")
     data = text.encode()
     try:
         return base64.b64decode(data, validate=True)
@@ -234,8 +236,14 @@ def _window(value: datetime | None) -> str:
 def _statement(envelope: Any) -> dict[str, Any] | None:
     try:
         return _decoded(envelope)[1]
-    except (KeyError, TypeError, ValueError, binascii.Error):
+    except (KeyError, TypeError, ValueError, AttributeError, binascii.Error):
         return None
+
+
+def _predicate(statement: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A statement's predicate when it is an object (absent: empty; else None, a failure)."""
+    predicate = (statement or {}).get("predicate") or {}
+    return predicate if isinstance(predicate, dict) else None
 
 
 _PREDICATE_FIELDS = (
@@ -267,7 +275,12 @@ def check_signatures(bundle: Bundle, trust: TrustStore) -> list[Failure]:
         if statement is None:
             failures.append(Failure("signature", where, "the attestation's payload is not JSON"))
             continue
-        predicate = statement.get("predicate") or {}
+        predicate = _predicate(statement)
+        if predicate is None:
+            failures.append(
+                Failure("signature", where, "the attestation's predicate is not an object")
+            )
+            continue
         failures += keys.verify(envelope, predicate.get("posted_at"), where, "signature")
         if statement.get("_type") != STATEMENT_TYPE:
             failures.append(Failure("signature", where, "not an in-toto Statement v1"))
@@ -327,7 +340,9 @@ def check_chain_head(bundle: Bundle, trust: TrustStore) -> list[Failure]:
     statement = _statement(envelope)
     if statement is None or statement.get("predicateType") != CHAIN_HEAD_PREDICATE:
         return [Failure("chain_head", where, "not a FleetForge chain-head attestation")]
-    predicate = statement.get("predicate") or {}
+    predicate = _predicate(statement)
+    if predicate is None:
+        return [Failure("chain_head", where, "the chain head's predicate is not an object")]
     failures = _Keys(trust).verify(envelope, predicate.get("at"), where, "chain_head")
     before = [r for s, r, _ in _receipts(bundle) if s < final.seq]
     last = before[-1].get("hash") if before else None
@@ -420,7 +435,7 @@ def _same_rows(
         return False
     names = set(columns)
     decode = [i for i, c in enumerate(columns) if c in json_columns(table)]
-    loads, dumps = orjson.loads, orjson.dumps
+    loads, dumps = json_loads, orjson.dumps
     for attempt in (claimed, None):
         if attempt is None:  # another store's key order (PostgreSQL's collation): ours
             try:
@@ -501,7 +516,7 @@ def check_capabilities(bundle: Bundle, trust: TrustStore) -> list[Failure]:
         receipt = event.data["receipt"]
         calls = used.pop(str(receipt["task_id"]), [])
         attestation = event.data.get("attestation")
-        named = ((_statement(attestation) or {}).get("predicate") or {}) if attestation else {}
+        named = (_predicate(_statement(attestation)) or {}) if attestation else {}
         cap_id = named.get("capability_token_id")
         if cap_id is None or not calls:
             continue  # trust off, or no tool used: nothing to cover
