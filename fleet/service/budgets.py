@@ -30,13 +30,14 @@ from fleetforge.errors import (
     ConflictError,
     ContractError,
     ErrorDetail,
+    FleetForgeError,
     LeaseLostError,
 )
 from fleetforge.fleet._sql import named_queries
 from fleetforge.fleet._state import TaskState, load_run, load_task, to_dt
 from fleetforge.fleet.access import Caller
 from fleetforge.fleet.prices import PriceTable, load_prices
-from fleetforge.fleet.service.core import ts
+from fleetforge.fleet.service.core import log, retrying, ts
 from fleetforge.fleet.service.workers import Workers
 from fleetforge.fleet.store import EventStore, Tx, Unit
 from fleetforge.fleet.store._base import canonical_json
@@ -309,14 +310,18 @@ class Budgets(Workers):
         with no worker reporting trips too). Returns how many tripped."""
         with self.store.backend.read() as tx:
             rows = tx.fetchall(Q["budget_wall_due"], {"now": ts(now), "limit": limit})
-        due = [r[0] for r in rows]
-        if not due:
-            return 0
         tripped = 0
-        with self.store.transaction() as unit:
-            for run_id in sorted(due):
-                tripped += self._trip_if_over(unit, run_id, None, now)
+        for run_id in sorted(r[0] for r in rows):  # a transaction each: one run's trouble
+            try:  # (a spec that cannot be read back, signing) does not hold up the others
+                tripped += self._trip_run(run_id, now)
+            except FleetForgeError as exc:
+                log.warning("run %s: its wall-time budget could not be enforced: %s", run_id, exc)
         return tripped
+
+    @retrying
+    def _trip_run(self, run_id: str, now: datetime) -> int:
+        with self.store.transaction() as unit:
+            return self._trip_if_over(unit, run_id, None, now)
 
     # ── refusing the attempts of a run that went over ────────────────────────────────────────
 

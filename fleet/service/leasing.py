@@ -37,6 +37,7 @@ from fleetforge.fleet.service.budgets import Budgets
 from fleetforge.fleet.service.core import Q, retrying, run_of, ts
 from fleetforge.fleet.store import EventRow, Tx, Unit
 from fleetforge.fleet.trust.capabilities import KEY_NAME
+from fleetforge.fleet.trust.denials import DenialKey
 
 _EXPIRY_SCAN_EVERY = timedelta(milliseconds=100)
 _CAPABILITY_ID = re.compile(r"cap_[0-9a-f]{32}")
@@ -111,7 +112,8 @@ class Leasing(Budgets):
             "limit": max_tasks,
         }
         decisions: dict[str, dict[str, Any]] = {}
-        denied: list[EventRow] = []  # policy_denied, once per task attempt, worker, policy
+        # policy_denied events, once per task attempt, worker and policy (with their keys)
+        denied: list[tuple[EventRow, DenialKey]] = []
         # Most candidates match: the first max_tasks are read (and locked) first, and only
         # when some of them do not match is the inbox read further, up to 8 x max_tasks.
         rows = unit.tx.fetchall(sql, params)
@@ -147,7 +149,10 @@ class Leasing(Budgets):
             )
             for task in sorted(chosen, key=lambda t: (t.run_id, t.step_id, t.task_id))
         ]
-        self._append(unit, [*denied, *events])
+        self._append(unit, [*(event for event, _ in denied), *events])
+        if denied:  # known as recorded once they are committed (the final pass's only)
+            keys = [key for _, key in denied]
+            unit.after_commit(lambda: self._lease_denials.recorded(keys))
         return [
             FleetInboxEntry(
                 entry_id=task.entry_id,
@@ -175,7 +180,7 @@ class Leasing(Budgets):
         rows: Sequence[tuple[Any, ...]],
         max_tasks: int,
         decisions: dict[str, dict[str, Any]],
-        denied: list[EventRow],
+        denied: list[tuple[EventRow, DenialKey]],
     ) -> list[TaskState]:
         """The first ``max_tasks`` candidate rows whose task the worker can do (decoded
         lazily: usually only those are)."""
@@ -193,7 +198,7 @@ class Leasing(Budgets):
         worker: FleetWorkerSpec,
         task: TaskState,
         decisions: dict[str, dict[str, Any]],
-        denied: list[EventRow],
+        denied: list[tuple[EventRow, DenialKey]],
     ) -> bool:
         """The Cedar policy's word on this lease (always yes without one); an allow is kept
         for the task_leased event, with the policy set's digest; a denial not recorded yet
@@ -206,12 +211,10 @@ class Leasing(Budgets):
             return True
         key = (task.task_id, task.attempt, worker.worker_id, decision.digest)
         if self._lease_denials.is_new(unit.tx, task.run_id, key):
-            denied.append(
-                self._event("policy_denied", task.run_id, self.clock.now(), action="lease",
-                            task_id=task.task_id, step_id=task.step_id, attempt=task.attempt,
-                            worker_id=worker.worker_id, policy=decision.to_json())
-            )  # fmt: skip
-            unit.after_commit(lambda: self._lease_denials.recorded([key]))
+            event = self._event("policy_denied", task.run_id, self.clock.now(), action="lease",
+                                task_id=task.task_id, step_id=task.step_id, attempt=task.attempt,
+                                worker_id=worker.worker_id, policy=decision.to_json())  # fmt: skip
+            denied.append((event, key))
         return False
 
     # ── capability tokens ───────────────────────────────────────────────────────────────────
@@ -264,6 +267,8 @@ class Leasing(Budgets):
             )
         now = self.clock.now()
         with self.store.transaction() as unit:
+            # two revocations of one id at once: the second waits, then sees the first
+            unit.tx.lock(f"capability_revoked:{capability_id}")
             row = unit.tx.fetchone(Q["capability_by_id"], {"capability_id": capability_id})
             task_id, run_id = (row[0], row[1]) if row is not None else (None, None)
             if unit.tx.fetchone(Q["capability_revoked"], {"capability_id": capability_id}):
@@ -303,7 +308,6 @@ class Leasing(Budgets):
             token_id=row[0], token=row[1], public_key=key[1], expires_at=at(row[3])
         )
 
-    @retrying
     def expire_leases(self, *, limit: int = 100, force: bool = False) -> int:
         """Return tasks whose lease lapsed to the inbox (attempt + 1); after
         ``max_lease_expiries`` lapses the step fails with ``timeout``. Returns how many.
@@ -316,7 +320,12 @@ class Leasing(Budgets):
         if not force and last is not None and now - last < _EXPIRY_SCAN_EVERY:
             return 0
         self._expiry_checked = now
+        count = self._expire_due(now, limit)
         self._sweep_budgets(now)  # wall time of whole runs (issue 23), idle ones included
+        return count
+
+    @retrying
+    def _expire_due(self, now: datetime, limit: int) -> int:
         with self.store.backend.read() as tx:
             due = [r[0] for r in tx.fetchall(Q["expired_leases"], {"now": ts(now), "limit": limit})]
         if not due:

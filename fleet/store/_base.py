@@ -127,7 +127,7 @@ def _encode(value: Any, parts: list[str], sort_keys: bool) -> None:
         parts.append("]")
 
 
-_last_iso: tuple[datetime | str | None, str] = (None, "")
+_last_iso: tuple[object, str] = (object(), "")  # nothing is this sentinel: None is not
 
 
 def iso(value: datetime | str) -> str:
