@@ -10,6 +10,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from typer.testing import CliRunner
 
 from fleetforge.cli import app
 from fleetforge.fleet.artifacts import ArtifactStore
+from fleetforge.fleet.clock import ManualClock
 from fleetforge.fleet.replay import chain_failures
 from fleetforge.fleet.service import SyncFleetService
 from fleetforge.fleet.store import EventStore, open_store
@@ -229,7 +231,10 @@ def test_signed_by_an_expired_key_is_refused(
     home = tmp_path / "home"
     monkeypatch.setenv("FLEETFORGE_HOME", str(home))
     cas = ArtifactStore(tmp_path / "cas")
-    service = SyncFleetService(store, artifacts=cas)
+    # the rotation closes the window at the local clock's now; the receipts' times come from the
+    # service's clock (on PostgreSQL, the server's): a second either side keeps them apart
+    real = datetime.now(UTC)
+    service = SyncFleetService(store, artifacts=cas, clock=ManualClock(real - timedelta(seconds=1)))
     service.register_worker({"worker_id": "w1", "tools": ["*"]})
     before = _three_steps(service, cas)
     retired = service.attestor()
@@ -238,7 +243,8 @@ def test_signed_by_an_expired_key_is_refused(
     assert old_id == retired.key_id
     trust = TrustStore.load(keys_dir(home) / TRUST_FILE)
     assert verify_bundle(build_bundle(store, before, artifacts=cas, trust=trust), trust) == []
-    stolen = SyncFleetService(store, artifacts=cas, signing=retired.key)
+    later = ManualClock(datetime.now(UTC) + timedelta(seconds=1))
+    stolen = SyncFleetService(store, artifacts=cas, signing=retired.key, clock=later)
     after = _three_steps(stolen, cas)
     failures = verify_bundle(build_bundle(store, after, artifacts=cas, trust=trust), trust)
     receipts = [e.seq for e in store.query_rows(run_id=after, types=["receipt_recorded"])]
