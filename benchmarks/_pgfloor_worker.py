@@ -36,8 +36,6 @@ import psycopg
 from psycopg.types.json import set_json_loads
 
 from fleetforge.capabilities import glob_regex
-from fleetforge.contracts import FleetReceipt
-from fleetforge.contracts.protocol import TaskSuccess
 from fleetforge.fleet._events import engine_row, timestamp
 from fleetforge.fleet.scoring import score
 from fleetforge.fleet.store._base import hashed_json, iso
@@ -45,26 +43,14 @@ from fleetforge.fleet.trust.attest import Attestor
 from fleetforge.fleet.trust.keys import load_signing_key
 from fleetforge.ids import new_id
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _floors import receipt_template
+
 LEASE_SECONDS = 60.0
 _NOTIFY = "SELECT set_config('synchronous_commit', 'off', true), pg_notify('fleetforge_events', '')"
 _CYCLE = "SELECT fleetfloor.cycle(%s::jsonb)"
 _CAPS = "SELECT fleetfloor.capabilities(%s::jsonb)"
 _UNHASHED = ("status", "score", "hash", "posted_at")
-
-
-def _template() -> dict[str, Any]:
-    """A receipt's JSON form with the product's fields in its order (FleetReceipt's dump)."""
-    receipt = FleetReceipt(
-        receipt_id="rcp_x",
-        run_id="run_x",
-        step_id="s",
-        task_id="run_x.s",
-        attempt=1,
-        worker_id="w",
-        fencing_token=1,
-        result=TaskSuccess(output=None),
-    )
-    return receipt.model_dump(mode="json")
 
 
 class Floor:
@@ -89,7 +75,7 @@ class Floor:
         self.lane = int(worker_id.lstrip("p")) if lanes else None
         self.defer = defer
         self.pending_caps: list[list[Any]] = []
-        self.template = _template()
+        self.template = receipt_template()
         self.verdict = score(None, None).model_dump(mode="json")  # no scorer: accepted
         self.attestor = Attestor(load_signing_key(Path(os.environ["FLEETFORGE_HOME"])))
         self.root: Any = None

@@ -39,12 +39,14 @@ from typing import Any
 
 import psycopg
 
-from fleetforge.fleet.replay import chain_failures, verify
 from fleetforge.fleet.service import SyncFleetService
 from fleetforge.fleet.store import open_store
 from fleetforge.testing.postgres import find_postgres_bin, postgres_server
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+from _floors import check_bundles, check_replay_and_chains  # noqa: E402
+
 TASKS = int(os.environ.get("FLEETFORGE_BENCH_TASKS", 5000))
 PER_RUN = 50  # bench_fleet's runs: 50 independent no-op steps
 WORKERS = 4
@@ -125,14 +127,7 @@ def _checks(url: str, trust: bool, home: Path) -> None:
     """What the guarantees need of what the functions wrote (raises when one fails)."""
     tokens_ok = False
     with open_store(url) as store:
-        differences = verify(store)
-        if differences:
-            for d in differences[:5]:
-                print("  replay differs:", d, flush=True)
-            raise AssertionError(f"{len(differences)} projection rows differ from a replay")
-        broken = chain_failures(store)
-        if broken:
-            raise AssertionError(f"receipt chains broken: {broken[:3]}")
+        check_replay_and_chains(store)
         with store.backend.read() as tx:
             leased = tx.fetchone(
                 "SELECT count(*), count(DISTINCT data->>'task_id') FROM events "
@@ -161,17 +156,7 @@ def _checks(url: str, trust: bool, home: Path) -> None:
             tokens_ok = int(tokens[0]) == int(tokens[1]) == TASKS
             if not tokens_ok:
                 _note(f"capability rows: {tokens[0]} stored, {tokens[1]} match their lease")
-            from fleetforge.fleet.trust.bundle import build_bundle
-            from fleetforge.fleet.trust.keys import TrustStore, load_signing_key
-            from fleetforge.fleet.trust.verify import CHECKS, verify_bundle
-
-            entry = load_signing_key(home).entry()
-            trusted = TrustStore({entry.key_id: entry})
-            for run_id in run_ids:
-                bundle = build_bundle(store, run_id, artifacts=None, trust=trusted)
-                failures = verify_bundle(bundle, trusted, checks=list(CHECKS))
-                if failures:
-                    raise AssertionError(f"verify {run_id}: {failures[:3]}")
+            check_bundles(store, run_ids, home)
     print(
         f"  checks passed: replay == projections, {int(runs[1])} chains intact, {TASKS} tasks "
         f"leased once each, every run completed"
@@ -325,15 +310,15 @@ def _trust_costs(env: dict[str, str]) -> dict[str, float]:
     saved = {k: os.environ.get(k) for k in ("FLEETFORGE_HOME", "FLEETFLOOR_ROOT")}
     os.environ |= {k: env[k] for k in saved}
     try:
-        sys.path.insert(0, str(HERE))
-        from _pgfloor_worker import Floor, _template
+        from _floors import receipt_template
+        from _pgfloor_worker import Floor
 
         floor = Floor.__new__(Floor)  # the parts the costs need, without a connection
         from fleetforge.fleet.trust.attest import Attestor
         from fleetforge.fleet.trust.keys import load_signing_key
 
         floor.attestor = Attestor(load_signing_key(Path(env["FLEETFORGE_HOME"])))
-        floor.template = _template()
+        floor.template = receipt_template()
         floor.verdict = {"score": 1.0, "passed": True, "reason": "no scorer: accepted",
                          "scorer": "none"}  # fmt: skip
         floor.worker_id = "p0"

@@ -59,11 +59,8 @@ from typing import Any
 import orjson
 
 from fleetforge.capabilities import capability_id, glob_regex
-from fleetforge.contracts import FleetReceipt
-from fleetforge.contracts.protocol import TaskSuccess
 from fleetforge.fleet._events import Raw, engine_row, timestamp
 from fleetforge.fleet._sql import named_queries
-from fleetforge.fleet.replay import chain_failures, verify
 from fleetforge.fleet.scoring import score
 from fleetforge.fleet.service import SyncFleetService
 from fleetforge.fleet.store import open_store
@@ -74,6 +71,7 @@ from fleetforge.fleet.trust.keys import load_signing_key
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
+from _floors import check_bundles, check_replay_and_chains, receipt_template  # noqa: E402
 from _naive_sqlite import naive_rate  # noqa: E402
 
 TASKS = int(os.environ.get("FLEETFORGE_BENCH_TASKS", 5000))
@@ -126,21 +124,6 @@ def _note(text: str) -> None:
     print(text, flush=True)
 
 
-def _template() -> dict[str, Any]:
-    """A receipt's JSON form with the product's fields in its order (FleetReceipt's dump)."""
-    receipt = FleetReceipt(
-        receipt_id="rcp_x",
-        run_id="run_x",
-        step_id="s",
-        task_id="run_x.s",
-        attempt=1,
-        worker_id="w",
-        fencing_token=1,
-        result=TaskSuccess(output=None),
-    )
-    return receipt.model_dump(mode="json")
-
-
 def _connect(path: Path) -> sqlite3.Connection:
     """A connection as the product's SQLite backend opens one (fleet/store/sqlite.py)."""
     conn = sqlite3.connect(path, isolation_level=None, timeout=30.0, check_same_thread=False)
@@ -161,7 +144,7 @@ class Floor:
     def __init__(self, path: Path, home: Path, trust: bool) -> None:
         self.conn = _connect(path)
         self.trust = trust
-        self.template = _template()
+        self.template = receipt_template()
         self.verdict = score(None, None).model_dump(mode="json")
         self.attestor = Attestor(load_signing_key(home)) if trust else None
         self.root: Any = None
@@ -491,14 +474,7 @@ def _submit(path: Path) -> None:
 def _checks(path: Path, trust: bool, home: Path) -> None:
     """What the guarantees need of what the floor wrote (raises when one fails)."""
     with open_store(f"sqlite:///{path}") as store:
-        differences = verify(store)
-        if differences:
-            for d in differences[:5]:
-                print("  replay differs:", d, flush=True)
-            raise AssertionError(f"{len(differences)} projection rows differ from a replay")
-        broken = chain_failures(store)
-        if broken:
-            raise AssertionError(f"receipt chains broken: {broken[:3]}")
+        check_replay_and_chains(store)
         with store.backend.read() as tx:
             leased = tx.fetchone(
                 "SELECT count(*), count(DISTINCT json_extract(data, '$.task_id')) FROM events "
@@ -525,17 +501,7 @@ def _checks(path: Path, trust: bool, home: Path) -> None:
         if not (int(tokens[0]) == int(tokens[1] or 0) == expected):
             raise AssertionError(f"capability rows {tokens}, expected {expected}")
         if trust:
-            from fleetforge.fleet.trust.bundle import build_bundle
-            from fleetforge.fleet.trust.keys import TrustStore
-            from fleetforge.fleet.trust.verify import CHECKS, verify_bundle
-
-            entry = load_signing_key(home).entry()
-            trusted = TrustStore({entry.key_id: entry})
-            for run_id in run_ids:
-                bundle = build_bundle(store, run_id, artifacts=None, trust=trusted)
-                failures = verify_bundle(bundle, trusted, checks=list(CHECKS))
-                if failures:
-                    raise AssertionError(f"verify {run_id}: {failures[:3]}")
+            check_bundles(store, run_ids, home)
     print(
         f"  checks passed: replay == projections, {int(runs[1])} chains intact, {TASKS} tasks "
         "leased once each, every run completed"
