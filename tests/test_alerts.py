@@ -357,6 +357,9 @@ def test_the_outbox_is_listed_and_retried_over_http_by_scope(
                 with pytest.raises(NotFoundError, match="alrt_nope") as missing:
                     fleet_.retry_alerts([alert.alert_id, "alrt_nope"])
                 assert [d.pointer for d in missing.value.details] == ["/alert_ids/1"]
+                with pytest.raises(ContractError) as nul:  # the same on both stores
+                    fleet_.retry_alerts([alert.alert_id, "alrt_\x00"])
+                assert [d.pointer for d in nul.value.details] == ["/alert_ids/1"]
                 assert list_alerts(store)[0]["status"] == "dead"  # all or nothing
                 hook.fail = 0
                 assert fleet_.retry_alerts([alert.alert_id]).alert_ids == [alert.alert_id]

@@ -161,6 +161,14 @@ def test_a_reply_can_bring_the_senders_inbox_in_the_same_call(
     with pytest.raises(ContractError, match="inbox") as bad:
         coord.send_message(P, alpha, [bravo], "c", "c", inbox=1001)
     assert bad.value.details[0].pointer == "/inbox"
+    sent = len(coord.fetch_inbox(P, bravo).messages)
+    with pytest.raises(ContractError) as nul:  # PostgreSQL's text cannot hold NUL: refused first
+        coord.send_message(P, alpha, [bravo], "d", "d", inbox=5, inbox_since="msg_\x00")
+    assert nul.value.details[0].pointer == "/inbox_since"
+    with pytest.raises(ContractError) as nul:
+        coord.fetch_inbox(P, bravo, since="msg_\x00")
+    assert nul.value.details[0].pointer == "/since"
+    assert len(coord.fetch_inbox(P, bravo).messages) == sent  # nothing was sent
 
 
 def test_threads_and_full_text_search(coord: Coordination) -> None:

@@ -64,6 +64,7 @@ class Messages(Agents):
             raise ContractError(
                 "inbox must be 0..1000", details=[ErrorDetail("/inbox", "out of range")]
             )
+        _check_since(inbox_since, "/inbox_since")
         now = self.clock.now()
         expires = None if ttl_seconds is None else now + self._ttl(ttl_seconds)
         with self._unit() as unit:
@@ -183,6 +184,7 @@ class Messages(Agents):
                 f"importance must be one of {', '.join(IMPORTANCE)}",
                 details=[ErrorDetail("/importance", "unknown")],
             )
+        _check_since(since, "/since")
         with self.store.backend.read() as tx:
             me = self._agent(tx, project, agent, caller)
             return _inbox(
@@ -348,6 +350,15 @@ def _message(
         read_at=to_dt(read_at),
         acked_at=to_dt(acked_at),
     )
+
+
+def _check_since(since: str | None, pointer: str) -> None:
+    """A ``since`` is a message id (compared as text): one with NUL is refused here, before
+    any write, the same on every store (PostgreSQL's text cannot hold NUL)."""
+    if since is not None and "\x00" in since:
+        raise ContractError(
+            f"{pointer[1:]} is not a message id", details=[ErrorDetail(pointer, "contains NUL")]
+        )
 
 
 def _inbox(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fleetforge.errors import ErrorDetail, NotFoundError
+from fleetforge.errors import ContractError, ErrorDetail, NotFoundError
 from fleetforge.fleet.service.dead_letters import DeadLetters
 from fleetforge.operations.alert_results import AlertList, AlertRecord, RetriedAlerts
 
@@ -27,6 +27,10 @@ class AlertOutbox(DeadLetters):
         NotFoundError naming unknown ids, and then nothing changes."""
         from fleetforge.fleet.alerts import admin
 
+        bad = [ErrorDetail(f"/alert_ids/{i}", "contains NUL")
+               for i, alert_id in enumerate(alert_ids) if "\x00" in alert_id]  # fmt: skip
+        if bad:  # not an id; refused the same on every store (PostgreSQL's text cannot hold NUL)
+            raise ContractError("an alert id may not contain NUL; nothing was changed", details=bad)
         missing, queued = admin.retry_alerts(self.store, alert_ids, by=by, clock=self.clock)
         if missing:
             raise NotFoundError(
